@@ -1,0 +1,33 @@
+# `make demo` and `make test` work on a fresh machine with Python 3.11+: each creates (or
+# reuses) .venv and installs the project into it first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench validate clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m engine demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check engine sandbox tests benchmarks
+
+validate: $(STAMP)
+	$(PY) -m engine validate
+
+bench: $(STAMP)
+	$(PY) benchmarks/sync_contacts.py
+
+clean:
+	rm -rf out .pytest_cache

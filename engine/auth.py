@@ -1,0 +1,190 @@
+"""Authentication as httpx auth flows.
+
+`TokenAuth` sends a fixed token (API key, private-app or pasted access token). `OAuth2Auth`
+also refreshes: ahead of expiry (5-minute margin), and once when a response is classified as
+`auth_expired` (a 401, or the vendor code the YAML names), after which the request is retried
+once. A second auth failure is returned to the caller as it is: never a loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from engine import secrets
+from engine.clock import Clock
+from engine.errors import CrmError
+from engine.spec import AuthMethod
+
+REFRESH_MARGIN_SECONDS = 300
+
+
+@dataclass
+class Credentials:
+    """What a connection authenticates with. Never logged: reprs hide every secret."""
+
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None  # wall-clock seconds
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)  # from the token response
+
+    def __post_init__(self) -> None:
+        for value in (self.access_token, self.refresh_token, self.client_secret):
+            secrets.register(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "expires_at": self.expires_at,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "settings": self.settings,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Credentials:
+        known = {k: data.get(k) for k in ("access_token", "refresh_token", "expires_at",
+                                          "client_id", "client_secret")}
+        return cls(**known, settings=dict(data.get("settings") or {}))
+
+
+def apply_token(method: AuthMethod, request: httpx.Request, token: str) -> None:
+    value = method.apply_value.render({"token": token})
+    if method.apply_header:
+        request.headers[method.apply_header] = value
+    else:
+        request.url = request.url.copy_merge_params({method.apply_query: value})
+
+
+class TokenAuth(httpx.Auth):
+    def __init__(self, method: AuthMethod, token: str):
+        secrets.register(token)
+        self._method = method
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        apply_token(self._method, request, self._token)
+        yield request
+
+    def __repr__(self) -> str:
+        return f"TokenAuth(method={self._method.name!r}, token='***')"
+
+
+# Decides whether a response means "the access token expired" (the YAML's error rules).
+AuthExpiredCheck = Callable[[httpx.Response], bool]
+# Called with fresh credentials before they are used, so a rotated refresh token is persisted.
+OnRefresh = Callable[[Credentials], None]
+
+
+class OAuth2Auth(httpx.Auth):
+    requires_response_body = True  # vendor codes such as INVALID_SESSION_ID live in the body
+
+    def __init__(self, *, connector: str, method: AuthMethod, credentials: Credentials,
+                 token_url: str, is_auth_expired: AuthExpiredCheck, clock: Clock,
+                 on_refresh: OnRefresh | None = None):
+        self._connector = connector
+        self._method = method
+        self.credentials = credentials
+        self._token_url = token_url
+        self._is_auth_expired = is_auth_expired
+        self._clock = clock
+        self._on_refresh = on_refresh
+        self._lock = threading.Lock()
+        self.refreshes = 0
+
+    def __repr__(self) -> str:
+        return f"OAuth2Auth(connector={self._connector!r}, method={self._method.name!r})"
+
+    def _expires_soon(self) -> bool:
+        expires_at = self.credentials.expires_at
+        return expires_at is not None and expires_at - self._clock.wall() < REFRESH_MARGIN_SECONDS
+
+    def _can_refresh(self) -> bool:
+        return bool(self.credentials.refresh_token)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._expires_soon() and self._can_refresh():
+            yield from self._refresh(self.credentials.access_token)
+        used_token = self.credentials.access_token or ""
+        apply_token(self._method, request, used_token)
+        response = yield request
+        if self._is_auth_expired(response) and self._can_refresh():
+            yield from self._refresh(used_token)
+            apply_token(self._method, request, self.credentials.access_token or "")
+            yield request  # retried once; a second failure goes back to the caller
+
+    def _refresh(self, stale_token: str | None) -> Generator[httpx.Request, httpx.Response, None]:
+        with self._lock:
+            if self.credentials.access_token != stale_token and not self._expires_soon():
+                return  # another thread refreshed while we waited
+            response = yield self._refresh_request()
+            response.read()
+            self._accept_token_response(response)
+
+    def _refresh_request(self) -> httpx.Request:
+        creds = self.credentials
+        form = {"grant_type": "refresh_token", "refresh_token": creds.refresh_token or ""}
+        headers = {"Accept": "application/json"}
+        if self._method.client_auth == "basic":
+            pair = f"{creds.client_id or ''}:{creds.client_secret or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        else:
+            form["client_id"] = creds.client_id or ""
+            form["client_secret"] = creds.client_secret or ""
+        return httpx.Request("POST", self._token_url, data=form, headers=headers)
+
+    def _accept_token_response(self, response: httpx.Response) -> None:
+        try:
+            body = orjson.loads(response.content) if response.content else {}
+        except orjson.JSONDecodeError:
+            body = {"error": response.text[:200]}
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if response.status_code >= 400 or not token:
+            code = body.get("error") or body.get("status") if isinstance(body, dict) else None
+            detail = body.get("error_description") or body.get("message") if isinstance(
+                body, dict) else None
+            raise CrmError(
+                self._connector, "oauth.refresh",
+                secrets.redact(f"token refresh failed ({code or 'no access_token'}"
+                               f"{': ' + detail if detail else ''}); the authorization is no "
+                               f"longer valid: run `crm-engine connect {self._connector}` again"),
+                status=response.status_code, code=str(code) if code else None,
+                kind="fatal", raw_body=secrets.redact_deep(body),
+            )
+        self.credentials = updated_credentials(self.credentials, body, self._method, self._clock)
+        self.refreshes += 1
+        if self._on_refresh is not None:
+            self._on_refresh(self.credentials)
+
+
+def updated_credentials(old: Credentials, body: dict[str, Any], method: AuthMethod,
+                        clock: Clock) -> Credentials:
+    """Credentials after a token response. A response without a refresh token (some vendors
+    never rotate) keeps the old one; settings such as an API host are re-read every time."""
+    lifetime = body.get("expires_in", method.token_lifetime_seconds)
+    try:
+        lifetime = float(lifetime) if lifetime is not None else None  # some send "3600"
+    except (TypeError, ValueError):
+        lifetime = method.token_lifetime_seconds
+    settings = dict(old.settings)
+    for name, getter in method.settings.items():
+        value = getter(body)
+        if value is not None:
+            settings[name] = value
+    return Credentials(
+        access_token=body["access_token"],
+        refresh_token=body.get("refresh_token") or old.refresh_token,
+        expires_at=clock.wall() + lifetime if lifetime else None,
+        client_id=old.client_id,
+        client_secret=old.client_secret,
+        settings=settings,
+    )

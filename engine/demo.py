@@ -1,0 +1,153 @@
+"""`crm-engine demo` and `crm-engine sandbox`: the embedded default, end to end.
+
+For every connector that has a local emulator: start it, connect through its real OAuth flow
+(the emulator consents at once; we read the redirect instead of opening a browser), sync every
+stream into one DuckDB file, run each action once with the example payload from its YAML,
+then print a summary and example SQL.
+
+Emulators come from the `sandbox` package's registry; each offers `client_id`,
+`client_secret`, `static_token` and `connection_config(url)` (the connector settings that point
+at it), so nothing here knows a vendor.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine.connections import Connection
+from engine.engine import Engine
+from engine.errors import CrmError
+from engine.oauth import authorization_request, exchange_code, parse_callback
+from engine.progress import progress_for
+from engine.spec import Connector
+
+REDIRECT_URI = "http://127.0.0.1:8765/callback"
+
+EXAMPLE_SQL = [
+    ("Contacts per connection",
+     "SELECT connector, connection, count(*) AS contacts FROM contacts GROUP BY ALL ORDER BY 1"),
+    ("Open pipeline by stage",
+     "SELECT connector, stage, count(*) AS deals, sum(amount) AS amount FROM deals "
+     "GROUP BY ALL ORDER BY amount DESC LIMIT 5"),
+    ("Contacts with the custom fields the mapping does not name",
+     "SELECT first_name, last_name, custom->>'favorite_color' AS favorite_color FROM contacts "
+     "WHERE custom->>'favorite_color' IS NOT NULL LIMIT 3"),
+    ("Sync runs",
+     "SELECT connection, stream, status, records, pages, requests, retries, "
+     "round(epoch(finished) - epoch(started), 2) AS seconds FROM sync_runs ORDER BY started"),
+    ("Action log", "SELECT connection, action, status, remote_id FROM action_log ORDER BY logged"),
+]
+
+
+def _emulators(engine: Engine, only: list[str] | None) -> dict[str, type]:
+    import sandbox
+
+    names = only or [n for n in sandbox.EMULATORS
+                     if (engine.connectors_dir / f"{n}.yaml").exists()]
+    unknown = [n for n in names if n not in sandbox.EMULATORS]
+    if unknown:
+        raise SystemExit(f"no sandbox for: {', '.join(unknown)} "
+                         f"(sandboxes: {', '.join(sandbox.EMULATORS)})")
+    return {n: sandbox.EMULATORS[n] for n in names}
+
+
+def connect_oauth(engine: Engine, connector: Connector, emulator: Any, url: str,
+                  connection: str) -> Connection:
+    """The authorization-code flow against an emulator, without a browser."""
+    method = next(m for m in connector.auth.values() if m.type == "oauth2")
+    config = emulator.connection_config(url)
+    request = authorization_request(connector, method, config, client_id=emulator.client_id,
+                                    redirect_uri=REDIRECT_URI)
+    with httpx.Client(timeout=30) as client:
+        consent = client.get(request.url, follow_redirects=False)
+        if consent.status_code not in (301, 302, 303, 307):
+            raise CrmError(connector.name, "oauth.authorize",
+                           f"expected a redirect, got HTTP {consent.status_code}")
+        query = parse_callback(request, consent.headers["location"])
+        credentials = exchange_code(connector, method, config, client=client,
+                                    client_id=emulator.client_id,
+                                    client_secret=emulator.client_secret, code=query["code"],
+                                    request=request, clock=engine.clock)
+    conn = Connection(connection, connector.name, method.name, config, credentials=credentials)
+    engine.credentials.save(conn)
+    return conn
+
+
+def run_actions(engine: Engine, connector: Connector, connection: str) -> list[tuple[str, str]]:
+    results: dict[str, Any] = {}
+    outcomes = []
+    for name, action in connector.actions.items():
+        if action.example is None:
+            continue
+        payload = action.example.render({"results": results})
+        try:
+            results[name] = engine.action(connector.name, name, payload, connection)
+            outcomes.append((name, f"ok, id {results[name].get('id')}"))
+        except CrmError as exc:
+            outcomes.append((name, f"FAILED: {exc}"))
+    return outcomes
+
+
+def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
+    db_path = Path(db)
+    if db_path.exists():
+        db_path.unlink()  # the demo starts from an empty file each time
+    home = db_path.parent / "demo-home"
+    ok = True
+    with Engine(db=db_path, home=home) as engine:
+        for name, emulator_class in _emulators(engine, only).items():
+            connector = engine.connector(name)
+            emulator = emulator_class(contacts=contacts, companies=max(contacts // 10, 10),
+                                      deals=max(contacts // 5, 10), **emulator_class.DEMO_OPTIONS)
+            print(f"\n== {connector.title}: sandbox with {contacts:,} contacts")
+            with emulator.start() as running:
+                conn = connect_oauth(engine, connector, emulator, running.url, f"{name}-demo")
+                print(f"connected {conn.name} via OAuth ({conn.auth_method}) at {running.url}")
+                started = time.perf_counter()
+                runs = engine.sync(name, conn.name, progress=progress_for(sys.stdout))
+                elapsed = time.perf_counter() - started
+                total = sum(r.records for r in runs)
+                print(f"synced {total:,} records in {elapsed:.1f}s ({total / elapsed:,.0f}/s)")
+                ok = ok and all(r.status == "succeeded" for r in runs)
+                for action, outcome in run_actions(engine, connector, conn.name):
+                    print(f"  action {action:<24} {outcome}")
+                    ok = ok and outcome.startswith("ok")
+        print(f"\n== DuckDB file: {db_path}\n")
+        assert engine.store is not None
+        for title, sql in EXAMPLE_SQL:
+            print(f"-- {title}\n{sql};")
+            for row in engine.store.query(sql):
+                print("   ", " | ".join("" if v is None else str(v) for v in row))
+            print()
+    print("demo " + ("succeeded" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> int:
+    import sandbox
+
+    chosen = names or list(sandbox.EMULATORS)
+    running = []
+    try:
+        for offset, name in enumerate(chosen):
+            options = {"contacts": contacts} if contacts else {}
+            emulator = sandbox.EMULATORS[name](**options)
+            server = emulator.start(port=first_port + offset)
+            running.append(server)
+            print(f"{name}: {server.url}  client_id={emulator.client_id} "
+                  f"client_secret={emulator.client_secret} token={emulator.static_token}")
+            print(f"  try: crm-engine sync {name} --base-url {server.url} "
+                  f"--token {emulator.static_token} --db {name}.duckdb")
+        print("Ctrl-C stops them.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for server in running:
+            server.close()

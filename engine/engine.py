@@ -1,0 +1,281 @@
+"""The Python API: `Engine(db=...).sync(...)` and `Engine(...).action(...)`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine import secrets
+from engine.actions import run_action
+from engine.auth import Credentials, OAuth2Auth, TokenAuth
+from engine.clock import Clock
+from engine.connections import Connection, CredentialStore
+from engine.errors import CrmError, InputError, SpecError
+from engine.ratelimit import RateBudget
+from engine.spec import Connector, load_connector
+from engine.store import Store, SyncRun
+from engine.sync import NoProgress, Progress, StreamContext, run_stream
+from engine.transport import Session, classify, parse_body
+
+log = logging.getLogger("crm_engine")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_connectors_dir() -> Path:
+    if os.environ.get("CRM_ENGINE_CONNECTORS"):
+        return Path(os.environ["CRM_ENGINE_CONNECTORS"])
+    bundled = PROJECT_ROOT / "connectors"
+    return bundled if bundled.is_dir() else Path.cwd() / "connectors"
+
+
+def token_from_env(connector: str) -> str | None:
+    """`CRM_ENGINE_<CONNECTOR>_TOKEN`, then `CRM_ENGINE_TOKEN`, for scripted use."""
+    return (os.environ.get(f"CRM_ENGINE_{connector.upper()}_TOKEN")
+            or os.environ.get("CRM_ENGINE_TOKEN"))
+
+
+def coerce_config(connector: Connector, values: dict[str, Any]) -> dict[str, Any]:
+    """Connector defaults overlaid with `values`; strings from a command line are typed."""
+    out = {name: s.default for name, s in connector.config.items()}
+    for name, value in values.items():
+        if name not in connector.config:
+            known = ", ".join(connector.config) or "none"
+            raise InputError(f"config.{name}", f"unknown setting for {connector.name} "
+                                               f"(known: {known})")
+        out[name] = _coerce(connector.config[name].type, value, name)
+    missing = [n for n, s in connector.config.items() if s.required and out.get(n) is None]
+    if missing:
+        raise InputError(f"config.{missing[0]}", f"is required by {connector.name}")
+    return out
+
+
+def _coerce(type_: str, value: Any, name: str) -> Any:
+    if not isinstance(value, str) or type_ == "string":
+        return value
+    try:
+        if type_ == "integer":
+            return int(value)
+        if type_ == "number":
+            return float(value)
+        if type_ == "boolean":
+            return value.lower() in ("1", "true", "yes")
+        if type_ == "list":
+            return [v.strip() for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"config.{name}", f"not a valid {type_}: {value!r}") from None
+    return value
+
+
+class Engine:
+    """Runs syncs and actions. Thread-safe; one Engine can serve many connections."""
+
+    def __init__(self, db: str | Path | None = None, *, connectors_dir: str | Path | None = None,
+                 home: str | Path | None = None, clock: Clock | None = None,
+                 transport: httpx.BaseTransport | None = None):
+        self.connectors_dir = Path(connectors_dir) if connectors_dir else default_connectors_dir()
+        self._db = db
+        self._store: Store | None = None
+        self.credentials = CredentialStore(home)
+        self.clock = clock or Clock()
+        self._transport = transport
+        self._connectors: dict[str, Connector] = {}
+        self._sessions: dict[tuple[str, str], tuple[Session, dict[str, Any], Connection]] = {}
+        self._budgets: dict[tuple[str, str], RateBudget] = {}
+        self._lock = threading.Lock()
+        secrets.install_log_redaction(logging.getLogger("crm_engine"))
+
+    @property
+    def store(self) -> Store | None:
+        """The DuckDB file, opened on first use (a broken spec never creates it)."""
+        if self._store is None and self._db is not None:
+            self._store = Store(self._db)
+        return self._store
+
+    # -- specs -----------------------------------------------------------------------------
+    def connector_files(self) -> list[Path]:
+        return sorted(self.connectors_dir.glob("*.yaml"))
+
+    def connector(self, name: str) -> Connector:
+        if name not in self._connectors:
+            path = self.connectors_dir / f"{name}.yaml"
+            if not path.exists():
+                known = ", ".join(p.stem for p in self.connector_files()) or "none"
+                raise InputError("connector", f"unknown connector {name!r} (known: {known})")
+            self._connectors[name] = load_connector(path)
+        return self._connectors[name]
+
+    def all_connectors(self) -> list[Connector]:
+        return [self.connector(p.stem) for p in self.connector_files()]
+
+    # -- connections -----------------------------------------------------------------------
+    def resolve_connection(self, connector: Connector, name: str | None = None, *,
+                           token: str | None = None, base_url: str | None = None,
+                           config: dict[str, Any] | None = None,
+                           auth_method: str | None = None) -> Connection:
+        name = name or connector.name
+        stored = self.credentials.load(name)
+        if stored is not None and stored.connector != connector.name:
+            raise InputError("connection", f"connection {name!r} belongs to {stored.connector}, "
+                                           f"not {connector.name}")
+        token = token or (None if stored else token_from_env(connector.name))
+        if token:
+            method = auth_method or next(
+                (m.name for m in connector.auth.values() if m.type == "token"),
+                next(iter(connector.auth)))
+            connection = Connection(name, connector.name, method,
+                                    dict(stored.config) if stored else {},
+                                    stored.base_url if stored else None,
+                                    Credentials(access_token=token))
+        elif stored is not None:
+            connection = stored
+        else:
+            raise InputError("connection", (
+                f"no credentials for connection {name!r}: run `crm-engine connect "
+                f"{connector.name} --connection {name}`, or pass --token (or set "
+                f"CRM_ENGINE_{connector.name.upper()}_TOKEN)"))
+        if auth_method:
+            connection.auth_method = auth_method
+        if connection.auth_method and connection.auth_method not in connector.auth:
+            raise InputError("auth_method", f"{connector.name} has no auth method "
+                                            f"{connection.auth_method!r} "
+                                            f"(known: {', '.join(connector.auth)})")
+        connection.config = {**connection.config, **(config or {})}
+        if base_url:
+            connection.base_url = base_url
+        return connection
+
+    def session(self, connector_name: str, connection: str | None = None,
+                **options: Any) -> tuple[Session, dict[str, Any], Connection]:
+        """An open session for a connection, plus its template context."""
+        connector = self.connector(connector_name)
+        key = (connector.name, connection or connector.name)
+        with self._lock:
+            cached = self._sessions.get(key)
+            if cached is not None and not any(options.values()):
+                return cached
+            conn = self.resolve_connection(connector, connection, **options)
+            if cached is not None:
+                cached[0].close()
+            session, context = self._open(connector, conn)
+            self._sessions[key] = (session, context, conn)
+        return session, context, conn
+
+    def _open(self, connector: Connector, conn: Connection) -> tuple[Session, dict[str, Any]]:
+        config = coerce_config(connector, conn.config)
+        creds = conn.credentials
+        context = {"config": config, "credentials": creds.settings}
+        base_url = conn.base_url or connector.base_url.render(context)
+        method = connector.auth[conn.auth_method or next(iter(connector.auth))]
+        auth: httpx.Auth
+        if method.type == "oauth2" and creds.refresh_token:
+            auth = OAuth2Auth(
+                connector=connector.name, method=method, credentials=creds,
+                token_url=method.token_url.render({"config": config}),  # type: ignore[union-attr]
+                is_auth_expired=lambda r: self._auth_expired(connector, r),
+                clock=self.clock, on_refresh=lambda c: self._persist(conn, c, context),
+            )
+        else:
+            if not creds.access_token:
+                raise InputError("connection", f"connection {conn.name!r} has no access token")
+            auth = TokenAuth(method, creds.access_token)
+        headers = {k: str(t.render(context)) for k, t in connector.headers.items()}
+        headers.setdefault("User-Agent", "crm-engine")
+        budget = None
+        if connector.rate_limit is not None:
+            budget = self._budgets.setdefault(
+                (connector.name, conn.name), RateBudget(connector.rate_limit, self.clock))
+        session = Session(connector, base_url=base_url, auth=auth, headers=headers,
+                          budget=budget, clock=self.clock, transport=self._transport)
+        return session, context
+
+    @staticmethod
+    def _auth_expired(connector: Connector, response: httpx.Response) -> bool:
+        if response.status_code < 400:
+            return False
+        kind, _, _ = classify(connector.errors, response.status_code, parse_body(response))
+        return kind == "auth_expired"
+
+    def _persist(self, conn: Connection, creds: Credentials, context: dict[str, Any]) -> None:
+        context["credentials"] = creds.settings
+        conn.credentials = creds
+        if self.credentials.load(conn.name) is not None:
+            with self.credentials.locked(conn.name):
+                self.credentials.save(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            for session, _, _ in self._sessions.values():
+                session.close()
+            self._sessions.clear()
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- operations ------------------------------------------------------------------------
+    def sync(self, connector: str, connection: str | None = None, *,
+             streams: Iterable[str] | None = None, full_refresh: bool = False,
+             progress: Progress | None = None, **options: Any) -> list[SyncRun]:
+        """Sync streams into the DuckDB file; returns one run per stream (failed ones too).
+
+        Only full refresh exists so far, so `full_refresh` changes nothing yet."""
+        if self._db is None:
+            raise InputError("db", "sync needs a database: Engine(db='file.duckdb')")
+        spec = self.connector(connector)
+        names = list(streams) if streams else list(spec.streams)
+        for name in names:
+            if name not in spec.streams:
+                raise InputError("streams", f"{connector} has no stream {name!r} "
+                                            f"(streams: {', '.join(spec.streams)})")
+        session, context, conn = self.session(connector, connection, **options)
+        assert self.store is not None
+        ctx = StreamContext(session, self.store, conn.name, context)
+        runs = []
+        for name in names:
+            run = SyncRun(spec.name, conn.name, name)
+            runs.append(run)
+            try:
+                run_stream(spec.streams[name], ctx, run, progress or NoProgress())
+            except CrmError as exc:
+                log.error("%s: stream %s failed: %s", conn.name, name, exc)
+                if exc.kind == "quota_exhausted" or exc.operation == "oauth.refresh":
+                    break  # the other streams would fail the same way
+        return runs
+
+    def action(self, connector: str, action: str, payload: Any, connection: str | None = None,
+               *, log_payload: bool = False, **options: Any) -> dict[str, Any]:
+        """Run one action with a unified payload; returns {id, record | records}."""
+        spec = self.connector(connector)
+        if action not in spec.actions:
+            raise InputError("action", f"{connector} has no action {action!r} "
+                                       f"(actions: {', '.join(spec.actions)})")
+        session, context, conn = self.session(connector, connection, **options)
+        started = time.perf_counter()
+        status, remote_id, error = "succeeded", None, None
+        try:
+            result = run_action(session, spec.actions[action], payload, context)
+            remote_id = result.get("id")
+            return result
+        except (CrmError, InputError) as exc:
+            status, error = "failed", str(exc)
+            raise
+        finally:
+            if self.store is not None:
+                self.store.log_action(
+                    connector=spec.name, connection=conn.name, action=action, status=status,
+                    remote_id=remote_id, duration_ms=(time.perf_counter() - started) * 1000,
+                    error=error, payload=secrets.redact_deep(payload) if log_payload else None)
+
+
+__all__ = ["CrmError", "Engine", "InputError", "SpecError"]

@@ -1,0 +1,170 @@
+"""Field mappings between a vendor's records and a unified model, used in both directions.
+
+Built once from `mappings/<crm>.yaml`; `read` turns a vendor record into a unified one (and
+`read_columns` does the same for a whole page, column-wise, for landing), `write` turns a unified
+payload into the vendor's nested shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from engine import convert
+from engine.extract import Getter, compile_getter, plain_keys
+from engine.models import Model
+from engine.templates import Template
+
+
+@dataclass
+class FieldMapping:
+    name: str  # unified field
+    type: str
+    path: tuple[str, ...] | None  # where the value lives in the vendor record (write target)
+    get: Getter | None  # how to read it (None: write-only)
+    read: convert.Converter
+    write: convert.Converter | None  # None: read-only
+    write_template: Template | None  # builds a vendor value from `value` (e.g. a list)
+    default: Any = None
+
+
+class ModelMapping:
+    def __init__(self, model: Model, fields: list[FieldMapping],
+                 custom_path: tuple[str, ...] | None, custom_exclude: Iterable[str] = (),
+                 custom_exclude_prefixes: Iterable[str] = ()):
+        self.model = model
+        self.fields = {f.name: f for f in fields}
+        self.custom_path = custom_path
+        self._readers = [(f.name, f.get, f.read) for f in fields if f.get is not None]
+        read_names = {name for name, _, _ in self._readers}
+        self._unread = [name for name in model.fields if name not in read_names]
+        # Keys under the custom root that the mapping names are not custom.
+        mapped_at_root = set(custom_exclude)
+        depth = len(custom_path) if custom_path is not None else 0
+        for f in fields:
+            under_root = custom_path is not None and f.path and f.path[:depth] == custom_path
+            if under_root and len(f.path) > depth:
+                mapped_at_root.add(f.path[depth])
+        self._custom_exclude = frozenset(mapped_at_root)
+        self._custom_prefixes = tuple(custom_exclude_prefixes)
+        self._custom_get = compile_getter(".".join(custom_path)) if custom_path else None
+
+    # -- reading -------------------------------------------------------------------------
+    def _custom(self, record: Any) -> dict[str, Any] | None:
+        if self._custom_get is None:
+            return None
+        source = self._custom_get(record) if self.custom_path else record
+        if not isinstance(source, dict):
+            return None
+        exclude, prefixes = self._custom_exclude, self._custom_prefixes
+        if prefixes:
+            return {k: v for k, v in source.items()
+                    if k not in exclude and not k.startswith(prefixes)}
+        return {k: v for k, v in source.items() if k not in exclude}
+
+    def read(self, record: Any) -> dict[str, Any]:
+        """One vendor record as a unified dict (fields the mapping does not name -> custom)."""
+        out: dict[str, Any] = dict.fromkeys(self._unread)
+        for name, get, conv in self._readers:
+            value = get(record)
+            out[name] = conv(value) if value is not None else None
+        custom = self._custom(record)
+        if custom is not None:
+            out["custom"] = custom
+        return out
+
+    def read_columns(self, records: list[Any], columns: dict[str, list[Any]]) -> None:
+        """Append each record's unified values to `columns` (one list per unified field)."""
+        for name, get, conv in self._readers:
+            column = columns[name]
+            for record in records:
+                value = get(record)
+                column.append(conv(value) if value is not None else None)
+        for name in self._unread:
+            columns[name].extend([None] * len(records))
+        if "custom" in columns:
+            custom_column = columns["custom"]
+            for record in records:
+                custom_column.append(self._custom(record))
+
+    def vendor_fields(self, prefix: str = "") -> list[str]:
+        """Vendor field names the mapping reads, below `prefix` (for `properties=` lists)."""
+        prefix_keys = tuple(prefix.split(".")) if prefix else ()
+        names: list[str] = []
+        for f in self.fields.values():
+            if f.get is None or not f.path or f.path[: len(prefix_keys)] != prefix_keys:
+                continue
+            rest = f.path[len(prefix_keys):]
+            if rest and rest[0] not in names:
+                names.append(rest[0])
+        return names
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, payload: dict[str, Any], *, apply_defaults: bool) -> dict[str, Any]:
+        """A unified payload (already validated and typed) in the vendor's nested shape.
+
+        Only fields present in the payload are written, so an update sends just what changed;
+        `apply_defaults` (creates) fills in the mapping's defaults for absent fields."""
+        out: dict[str, Any] = {}
+        for name, f in self.fields.items():
+            if f.write is None or f.path is None:
+                continue
+            if name in payload:
+                value = f.write(payload[name])
+            elif apply_defaults and f.default is not None:
+                value = f.default
+            else:
+                continue
+            if f.write_template is not None and value is not None:
+                value = f.write_template.render({"value": value})
+            _put(out, f.path, value)
+        custom = payload.get("custom")
+        if custom:
+            target = out
+            for key in self.custom_path or ():
+                target = target.setdefault(key, {})
+            for key, value in custom.items():
+                target.setdefault(key, value)
+        return out
+
+
+def _put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+
+
+def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMapping:
+    """One field's mapping from its YAML (a dotted path, or a dict with options)."""
+    if isinstance(spec, str):
+        spec = {"path": spec}
+    type_ = model.fields[name].type
+    formats = spec.get("format", ())
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    values = spec.get("values")
+    read_values = None
+    if values:
+        # Reading reverses the translation; the first unified value wins for shared vendor values.
+        read_values = {}
+        for unified, vendor in values.items():
+            read_values.setdefault(str(vendor), unified)
+    path = tuple(spec["path"].split(".")) if "path" in spec else None
+    read_expr = spec.get("read", spec.get("path"))
+    writable = spec.get("write", True) is not False and path is not None
+    write_template = spec.get("write") if isinstance(spec.get("write"), str) else None
+    return FieldMapping(
+        name=name,
+        type=type_,
+        path=path,
+        get=compile_getter(read_expr) if read_expr else None,
+        read=convert.reader(type_, formats, spec.get("scale"), read_values,
+                            f"{model.name}.{name}"),
+        write=convert.writer(type_, formats, spec.get("scale"), values) if writable else None,
+        write_template=Template(write_template) if write_template else None,
+        default=spec.get("default"),
+    )
+
+
+def is_plain_path(path: str) -> bool:
+    return plain_keys(path) is not None

@@ -1,0 +1,76 @@
+"""A request budget per connection, spent before each request so we stay under the limit.
+
+A sliding-window log of send times holds at most `requests` sends per `per_seconds`; the
+vendor's rate-limit headers (named in the YAML) correct it: the advertised limit and window
+replace ours, and a `remaining` of zero pauses sending until the window resets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from engine.clock import Clock
+from engine.spec import RateLimitSpec
+
+
+class RateBudget:
+    def __init__(self, spec: RateLimitSpec, clock: Clock):
+        self.capacity = spec.requests
+        self.window = spec.per_seconds
+        self.feedback = spec.feedback
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self._slots = (threading.BoundedSemaphore(spec.max_concurrent)
+                       if spec.max_concurrent else None)
+        self.waited_seconds = 0.0
+        self.daily_remaining: float | None = None
+
+    def acquire(self) -> None:
+        """Block until a request may be sent, then count it."""
+        while True:
+            with self._lock:
+                now = self._clock.monotonic()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                if self._paused_until > now:
+                    wait = self._paused_until - now
+                elif len(self._sent) >= self.capacity:
+                    wait = self._sent[0] + self.window - now
+                else:
+                    self._sent.append(now)
+                    break
+            self.waited_seconds += wait
+            self._clock.sleep(wait)
+        if self._slots is not None:
+            self._slots.acquire()
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    def observe(self, headers: Mapping[str, Any]) -> None:
+        """Correct the budget from one response's rate-limit headers."""
+        if not self.feedback:
+            return
+        values = {key: hv.read(headers) for key, hv in self.feedback.items()}
+        with self._lock:
+            if values.get("window"):
+                self.window = values["window"]
+            if values.get("limit"):
+                self.capacity = max(1, int(values["limit"]))
+            remaining = values.get("remaining")
+            if remaining is not None and remaining <= 0:
+                reset = values.get("reset") or self.window
+                self._paused_until = max(self._paused_until, self._clock.monotonic() + reset)
+            if values.get("daily_remaining") is not None:
+                self.daily_remaining = values["daily_remaining"]
+
+    def pause(self, seconds: float) -> None:
+        """Hold every sender back (after a 429 that said how long to wait)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)

@@ -1,0 +1,642 @@
+"""Load connector and mapping files into compiled, checked runtime objects.
+
+`load_connector` is the only entry point: it checks the file against its JSON Schema, loads and
+checks its mapping, then compiles every template and jmespath expression and checks that every
+name they use resolves. All problems are collected and raised together as one `SpecError`,
+each with file, line and YAML path. Nothing is compiled later, on the per-record path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import schema_check
+from engine.errors import Problem, SpecError
+from engine.extract import ExpressionProblem, Getter, compile_getter
+from engine.mapping import ModelMapping, build_field
+from engine.models import FIELD_TYPES, Model, unified_models
+from engine.templates import (
+    PATH_ENV,
+    TEXT_ENV,
+    Expression,
+    Structure,
+    Template,
+    TemplateSyntaxProblem,
+    referenced_names,
+    template_strings,
+)
+from engine.yamlsource import Locator, YamlPath, load
+
+DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0)
+
+
+# -- compiled spec objects ------------------------------------------------------------------
+
+
+@dataclass
+class RequestSpec:
+    method: str
+    path: Template
+    params: Structure
+    headers: dict[str, Template]
+    body: Structure | None
+    idempotent: bool
+
+
+@dataclass
+class PaginationSpec:
+    style: str
+    options: dict[str, Any]  # plain values (param names, sizes)
+    getters: dict[str, Getter]  # compiled jmespath (cursor, next_url, more, stop_when, ...)
+
+
+@dataclass
+class StreamSpec:
+    name: str
+    mapping: ModelMapping
+    request: RequestSpec
+    records: Getter
+    paginate: PaginationSpec
+    description: str = ""
+
+    @property
+    def table(self) -> str:
+        return self.mapping.model.table
+
+
+@dataclass
+class ResultSpec:
+    record: Getter | None = None
+    records: Getter | None = None
+    id: Template | None = None
+
+
+@dataclass
+class ActionCase:
+    when: Expression | None
+    mapping: ModelMapping
+    request: RequestSpec
+    result: ResultSpec
+
+
+@dataclass
+class ActionSpec:
+    name: str
+    model: Model
+    input_mode: str  # create | update | id | fields
+    allowed: list[str]
+    required: list[str]
+    cases: list[ActionCase]
+    example: Structure | None  # a sample payload; templates may use earlier `results`
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AuthMethod:
+    name: str
+    type: str  # oauth2 | token
+    apply_header: str | None
+    apply_query: str | None
+    apply_value: Template
+    authorize_url: Template | None = None
+    token_url: Template | None = None
+    revoke_url: Template | None = None
+    scopes: list[str] = field(default_factory=list)
+    scope_separator: str = " "
+    pkce: bool = False
+    client_auth: str = "body"
+    authorize_params: dict[str, str] = field(default_factory=dict)
+    token_lifetime_seconds: int | None = None
+    settings: dict[str, Getter] = field(default_factory=dict)
+
+
+@dataclass
+class HeaderValue:
+    header: str
+    pattern: re.Pattern[str] | None
+    unit: str  # s | ms
+
+    def read(self, headers: Any) -> float | None:
+        raw = headers.get(self.header)
+        if raw is None:
+            return None
+        if self.pattern is not None:
+            match = self.pattern.search(raw)
+            if not match:
+                return None
+            raw = match.group(1)
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value / 1000 if self.unit == "ms" else value
+
+
+@dataclass
+class RateLimitSpec:
+    requests: int
+    per_seconds: float
+    max_concurrent: int | None = None
+    feedback: dict[str, HeaderValue] = field(default_factory=dict)
+
+
+@dataclass
+class RetrySpec:
+    max_retries: int = 3
+    max_rate_limit_retries: int = 6
+    backoff_seconds: tuple[float, ...] = DEFAULT_BACKOFF
+    jitter: float = 0.25
+    max_wait_seconds: float = 120.0
+
+
+@dataclass
+class ErrorRule:
+    statuses: frozenset[int] | None
+    codes: frozenset[str] | None
+    matches: Getter | None
+    kind: str
+    message: str | None
+
+
+@dataclass
+class ErrorSpec:
+    code: Getter | None = None
+    message: Getter | None = None
+    in_body_when: Getter | None = None
+    in_body_code: Getter | None = None
+    in_body_message: Getter | None = None
+    rules: list[ErrorRule] = field(default_factory=list)
+
+
+@dataclass
+class ConfigSetting:
+    name: str
+    type: str = "string"
+    default: Any = None
+    required: bool = False
+    description: str = ""
+
+
+@dataclass
+class Connector:
+    name: str
+    title: str
+    file: str
+    description: str
+    config: dict[str, ConfigSetting]
+    base_url: Template
+    timeout_seconds: float
+    headers: dict[str, Template]
+    auth: dict[str, AuthMethod]
+    rate_limit: RateLimitSpec | None
+    retry: RetrySpec
+    errors: ErrorSpec
+    streams: dict[str, StreamSpec]
+    actions: dict[str, ActionSpec]
+    mappings: dict[str, ModelMapping]
+    mapping_file: str
+
+    @property
+    def credential_settings(self) -> set[str]:
+        return {s for m in self.auth.values() for s in m.settings}
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Collects located problems while compiling one file."""
+
+    def __init__(self, loc: Locator):
+        self.loc = loc
+        self.problems: list[Problem] = []
+
+    def add(self, path: YamlPath, message: str) -> None:
+        self.problems.append(self.loc.problem(path, message))
+
+    def getter(self, path: YamlPath, expression: str) -> Getter | None:
+        try:
+            return compile_getter(expression)
+        except ExpressionProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def template(self, path: YamlPath, source: str, roots: dict[str, set[str] | None],
+                 env: Any = TEXT_ENV) -> Template | None:
+        try:
+            compiled = Template(source, env)
+            self.names(path, source, roots, env)
+            return compiled
+        except TemplateSyntaxProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def expression(self, path: YamlPath, source: str,
+                   roots: dict[str, set[str] | None]) -> Expression | None:
+        try:
+            compiled = Expression(source)
+            self.names(path, compiled.as_template, roots)
+            return compiled
+        except TemplateSyntaxProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def structure(self, path: YamlPath, value: Any, roots: dict[str, set[str] | None],
+                  env: Any = TEXT_ENV) -> Structure | None:
+        ok = True
+        for sub_path, source in template_strings(value):
+            try:
+                Template(source, env)
+                self.names(path + sub_path, source, roots, env)
+            except TemplateSyntaxProblem as exc:
+                self.add(path + sub_path, str(exc))
+                ok = False
+        return Structure(value, env) if ok else None
+
+    def names(self, path: YamlPath, source: str, roots: dict[str, set[str] | None],
+              env: Any = TEXT_ENV) -> None:
+        """Every variable a template reads must exist: its root, and its first attribute where
+        the root's attributes are known (config settings, input fields, ...)."""
+        for chain in referenced_names(source, env):
+            root = chain[0]
+            if root in env.globals and root not in roots:  # dict(), range(), ...
+                continue
+            if root not in roots:
+                known = ", ".join(sorted(roots)) or "none"
+                self.add(path, f"undefined variable {root!r} in template (available: {known})")
+                continue
+            attrs = roots[root]
+            if attrs is not None and len(chain) > 1 and chain[1] not in attrs:
+                known = ", ".join(sorted(attrs)) or "none"
+                self.add(path, f"undefined variable '{root}.{chain[1]}' (known: {known})")
+
+
+def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Problem]]:
+    """Load one mapping file; returns its model mappings and any problems."""
+    data, loc = load(path)
+    problems = schema_check.check("mapping", data, loc)
+    if problems:
+        return {}, problems
+    checker = _Checker(loc)
+    models = unified_models()
+    out: dict[str, ModelMapping] = {}
+    for key, spec in data["models"].items():
+        base = ("models", key)
+        model_name = spec.get("model", key)
+        model = models.get(model_name)
+        if model is None:
+            where = base + ("model",) if "model" in spec else base
+            checker.add(where, f"unknown unified model {model_name!r} "
+                               f"(known: {', '.join(models)})")
+            continue
+        fields = []
+        for fname, fspec in spec["fields"].items():
+            fpath = base + ("fields", fname)
+            if fname not in model.fields:
+                known = ", ".join(model.fields)
+                checker.add(fpath, f"{model_name} has no field {fname!r} (fields: {known})")
+                continue
+            if not _check_field(checker, fpath, model, fname, fspec):
+                continue
+            try:
+                fields.append(build_field(model, fname, fspec))
+            except (TemplateSyntaxProblem, ExpressionProblem) as exc:
+                checker.add(fpath, str(exc))
+        custom = spec.get("custom")
+        custom_from, exclude, prefixes = None, (), ()
+        if isinstance(custom, str):
+            custom_from = custom
+        elif isinstance(custom, dict):
+            custom_from = custom["from"]
+            exclude, prefixes = custom.get("exclude", ()), custom.get("exclude_prefixes", ())
+        custom_path = None
+        if custom_from is not None:
+            custom_path = () if custom_from == "@" else tuple(custom_from.split("."))
+        out[key] = ModelMapping(model, fields, custom_path, exclude, prefixes)
+    return out, checker.problems
+
+
+def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spec: Any) -> bool:
+    if isinstance(spec, str):
+        spec = {"path": spec}
+    type_ = model.fields[name].type
+    ok = True
+    if "path" in spec and not re.fullmatch(r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
+        checker.add(path + ("path",), f"path must be dotted keys (use `read:` for jmespath): "
+                                      f"{spec['path']!r}")
+        ok = False
+    if "read" in spec and checker.getter(path + ("read",), spec["read"]) is None:
+        ok = False
+    if "format" in spec and type_ not in ("date", "timestamp"):
+        checker.add(path + ("format",), f"format applies to date and timestamp fields; "
+                                        f"{name} is {type_}")
+        ok = False
+    if "scale" in spec and type_ not in ("integer", "number", "decimal"):
+        checker.add(path + ("scale",), f"scale applies to numeric fields; {name} is {type_}")
+        ok = False
+    enum = model.fields[name].enum
+    for unified in (spec.get("values") or {}):
+        if enum and unified not in enum:
+            checker.add(path + ("values", unified),
+                        f"{unified!r} is not a value of {model.name}.{name} "
+                        f"(allowed: {', '.join(enum)})")
+            ok = False
+    if isinstance(spec.get("write"), str):
+        checker.template(path + ("write",), spec["write"], {"value": None})
+    assert type_ in FIELD_TYPES
+    return ok
+
+
+def default_mapping_path(connector_file: Path, name: str, declared: str | None) -> Path:
+    if declared:
+        return (connector_file.parent / declared).resolve()
+    return connector_file.parent.parent / "mappings" / f"{name}.yaml"
+
+
+def load_connector(path: str | Path) -> Connector:
+    """Load, check and compile a connector file and its mapping. Raises SpecError."""
+    path = Path(path)
+    data, loc = load(path)
+    problems = schema_check.check("connector", data, loc)
+    if problems:
+        raise SpecError(problems)
+    mapping_path = default_mapping_path(path, data["name"], data.get("mapping"))
+    if not mapping_path.exists():
+        where = ("mapping",) if "mapping" in data else ("name",)
+        raise SpecError([loc.problem(where, f"mapping file not found: {mapping_path}")])
+    mappings, mapping_problems = load_mapping(mapping_path)
+    if mapping_problems:
+        raise SpecError(mapping_problems)
+    checker = _Checker(loc)
+    connector = _compile_connector(checker, data, str(path), mappings, str(mapping_path))
+    if checker.problems:
+        raise SpecError(checker.problems)
+    assert connector is not None
+    return connector
+
+
+def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
+                       mappings: dict[str, ModelMapping], mapping_file: str) -> Connector | None:
+    config = {
+        name: ConfigSetting(name, s.get("type", "string"), s.get("default"),
+                            s.get("required", False), s.get("description", ""))
+        for name, s in (data.get("config") or {}).items()
+    }
+    settings = {s for m in data["auth"].values() for s in (m.get("settings") or {})}
+    base_roots: dict[str, set[str] | None] = {"config": set(config), "credentials": settings}
+
+    auth = {}
+    for name, spec in data["auth"].items():
+        auth[name] = _compile_auth(c, ("auth", name), name, spec, base_roots)
+
+    http = data.get("http") or {}
+    headers = {k: c.template(("http", "headers", k), v, base_roots)
+               for k, v in (http.get("headers") or {}).items()}
+
+    streams = {}
+    for name, spec in (data.get("streams") or {}).items():
+        streams[name] = _compile_stream(c, ("streams", name), name, spec, mappings, base_roots)
+
+    actions = {}
+    for name, spec in (data.get("actions") or {}).items():
+        actions[name] = _compile_action(c, ("actions", name), name, spec, mappings, base_roots)
+
+    return Connector(
+        name=data["name"],
+        title=data["title"],
+        file=file,
+        description=data.get("description", ""),
+        config=config,
+        base_url=c.template(("base_url",), data["base_url"], base_roots),  # type: ignore[arg-type]
+        timeout_seconds=float(http.get("timeout_seconds", 30)),
+        headers=headers,  # type: ignore[arg-type]
+        auth=auth,  # type: ignore[arg-type]
+        rate_limit=_compile_rate_limit(c, data.get("rate_limit")),
+        retry=_compile_retry(data.get("retry") or {}),
+        errors=_compile_errors(c, data.get("errors") or {}),
+        streams=streams,  # type: ignore[arg-type]
+        actions=actions,  # type: ignore[arg-type]
+        mappings=mappings,
+        mapping_file=mapping_file,
+    )
+
+
+def _compile_auth(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
+                  roots: dict[str, set[str] | None]) -> AuthMethod:
+    apply = spec["apply"]
+    method = AuthMethod(
+        name=name,
+        type=spec["type"],
+        apply_header=apply.get("header"),
+        apply_query=apply.get("query"),
+        apply_value=c.template(path + ("apply", "value"), apply["value"], {"token": None}),  # type: ignore[arg-type]
+        scopes=list(spec.get("scopes", [])),
+        scope_separator=spec.get("scope_separator", " "),
+        pkce=spec.get("pkce", False),
+        client_auth=spec.get("client_auth", "body"),
+        authorize_params=dict(spec.get("authorize_params") or {}),
+        token_lifetime_seconds=spec.get("token_lifetime_seconds"),
+    )
+    url_roots = {"config": roots["config"]}
+    for key in ("authorize_url", "token_url"):
+        if key in spec:
+            setattr(method, key, c.template(path + (key,), spec[key], url_roots))
+    if "revoke_url" in spec:
+        method.revoke_url = c.template(path + ("revoke_url",), spec["revoke_url"],
+                                       {**url_roots, "token": None})
+    for setting, expr in (spec.get("settings") or {}).items():
+        getter = c.getter(path + ("settings", setting), expr)
+        if getter:
+            method.settings[setting] = getter
+    return method
+
+
+def _compile_request(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                     roots: dict[str, set[str] | None]) -> RequestSpec | None:
+    method = spec["method"]
+    compiled_path = c.template(path + ("path",), spec["path"], roots, PATH_ENV)
+    params = c.structure(path + ("params",), spec.get("params") or {}, roots)
+    headers = {k: c.template(path + ("headers", k), v, roots)
+               for k, v in (spec.get("headers") or {}).items()}
+    body = c.structure(path + ("body",), spec["body"], roots) if "body" in spec else None
+    if compiled_path is None or params is None:
+        return None
+    return RequestSpec(method, compiled_path, params, headers, body,  # type: ignore[arg-type]
+                       spec.get("idempotent", method != "POST"))
+
+
+def _mapping_for(c: _Checker, path: YamlPath, name: str,
+                 mappings: dict[str, ModelMapping]) -> ModelMapping | None:
+    if name not in mappings:
+        c.add(path, f"model {name!r} is not in the mapping file "
+                    f"(mapped: {', '.join(mappings) or 'none'})")
+        return None
+    return mappings[name]
+
+
+def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
+                    mappings: dict[str, ModelMapping],
+                    roots: dict[str, set[str] | None]) -> StreamSpec | None:
+    mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
+    request = _compile_request(c, path + ("request",), spec["request"],
+                               {**roots, "vendor_fields": None})
+    records = c.getter(path + ("records",), spec["records"])
+    paginate = _compile_pagination(c, path + ("paginate",),
+                                   spec.get("paginate") or {"style": "none"})
+    if mapping is None or request is None or records is None or paginate is None:
+        return None
+    return StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""))
+
+
+_PAGINATION_EXPRESSIONS = ("cursor", "next_url", "next_offset", "more", "stop_when")
+
+
+def _compile_pagination(c: _Checker, path: YamlPath, spec: dict[str, Any]) -> PaginationSpec | None:
+    getters: dict[str, Getter] = {}
+    ok = True
+    for key in _PAGINATION_EXPRESSIONS:
+        if key in spec:
+            getter = c.getter(path + (key,), spec[key])
+            ok = ok and getter is not None
+            if getter:
+                getters[key] = getter
+    if "token" in spec:
+        getter = c.getter(path + ("token", "value"), spec["token"]["value"])
+        ok = ok and getter is not None
+        if getter:
+            getters["token"] = getter
+    if spec["style"] == "page" and "token" in spec and "size" not in spec:
+        c.add(path, "a page token switch needs `size` to know when the cap is reached")
+        ok = False
+    options = {k: v for k, v in spec.items() if k not in _PAGINATION_EXPRESSIONS}
+    return PaginationSpec(spec["style"], options, getters) if ok else None
+
+
+def _input_fields(model: Model, spec: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(mode, allowed fields, required fields) of an action's payload."""
+    mode = spec["input"]
+    data_fields = model.data_fields
+    extra_required = list(spec.get("required", []))
+    if mode == "create":
+        return "create", data_fields + ["custom"], sorted(
+            set(model.required_on_create) | set(extra_required))
+    if mode == "update":
+        return "update", ["id"] + data_fields + ["custom"], ["id"] + extra_required
+    if mode == "id":
+        return "id", ["id"], ["id"]
+    fields = list(mode["fields"])
+    return "fields", fields, list(mode.get("required", fields))
+
+
+def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
+                    mappings: dict[str, ModelMapping],
+                    roots: dict[str, set[str] | None]) -> ActionSpec | None:
+    base_mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
+    if base_mapping is None:
+        return None
+    model = base_mapping.model
+    mode, allowed, required = _input_fields(model, spec)
+    for i, fname in enumerate(allowed + required):
+        if fname not in model.fields and fname != "custom":
+            key = "input" if i < len(allowed) else "required"
+            c.add(path + (key,), f"{model.name} has no field {fname!r}")
+            return None
+    input_roots = {**roots, "input": set(allowed), "now": None}
+    raw_cases = spec.get("cases") or [{"request": spec["request"], "result": spec.get("result")}]
+    cases_path = path + ("cases",) if "cases" in spec else path
+    cases = []
+    for i, case in enumerate(raw_cases):
+        cpath = cases_path + (i,) if "cases" in spec else path
+        mapping = base_mapping
+        if "model" in case:
+            mapping = _mapping_for(c, cpath + ("model",), case["model"], mappings)
+            if mapping is None:
+                continue
+        when = None
+        if "when" in case:
+            when = c.expression(cpath + ("when",), case["when"], input_roots)
+        request = _compile_request(c, cpath + ("request",), case["request"],
+                                   {**input_roots, "record": None, "vendor_fields": None})
+        result = _compile_result(c, cpath + ("result",), case.get("result") or {}, input_roots)
+        if request is None or result is None:
+            continue
+        cases.append(ActionCase(when, mapping, request, result))
+    example = None
+    if "example" in spec:
+        example = c.structure(path + ("example",), spec["example"], {"results": None})
+    action = ActionSpec(name, model, mode, allowed, required, cases, example,
+                        spec.get("description", ""))
+    action.input_schema = model.input_schema(allowed=allowed, required=required)
+    return action
+
+
+def _compile_result(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                    input_roots: dict[str, set[str] | None]) -> ResultSpec | None:
+    result = ResultSpec()
+    for key in ("record", "records"):
+        if key in spec:
+            setattr(result, key, c.getter(path + (key,), spec[key]))
+    if "id" in spec:
+        result.id = c.template(path + ("id",), spec["id"],
+                               {**input_roots, "response": None, "headers": None})
+    return result
+
+
+def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSpec | None:
+    if not spec:
+        return None
+    feedback = {}
+    for key, hv in (spec.get("feedback") or {}).items():
+        pattern = None
+        if "pattern" in hv:
+            try:
+                pattern = re.compile(hv["pattern"])
+            except re.error as exc:
+                c.add(("rate_limit", "feedback", key, "pattern"), f"invalid regex: {exc}")
+        feedback[key] = HeaderValue(hv["header"], pattern, hv.get("unit", "s"))
+    return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),
+                         spec.get("max_concurrent"), feedback)
+
+
+def _compile_retry(spec: dict[str, Any]) -> RetrySpec:
+    defaults = RetrySpec()
+    return RetrySpec(
+        max_retries=spec.get("max_retries", defaults.max_retries),
+        max_rate_limit_retries=spec.get("max_rate_limit_retries", defaults.max_rate_limit_retries),
+        backoff_seconds=tuple(spec.get("backoff_seconds", defaults.backoff_seconds)),
+        jitter=spec.get("jitter", defaults.jitter),
+        max_wait_seconds=spec.get("max_wait_seconds", defaults.max_wait_seconds),
+    )
+
+
+def _as_set(value: Any, kind: Callable[[Any], Any]) -> frozenset[Any] | None:
+    if value is None:
+        return None
+    return frozenset(kind(v) for v in (value if isinstance(value, list) else [value]))
+
+
+def _compile_errors(c: _Checker, spec: dict[str, Any]) -> ErrorSpec:
+    out = ErrorSpec()
+    if "code" in spec:
+        out.code = c.getter(("errors", "code"), spec["code"])
+    if "message" in spec:
+        out.message = c.getter(("errors", "message"), spec["message"])
+    in_body = spec.get("in_body")
+    if in_body:
+        out.in_body_when = c.getter(("errors", "in_body", "when"), in_body["when"])
+        for key in ("code", "message"):
+            if key in in_body:
+                setattr(out, f"in_body_{key}", c.getter(("errors", "in_body", key), in_body[key]))
+    for i, rule in enumerate(spec.get("rules") or []):
+        matches = None
+        if "matches" in rule:
+            matches = c.getter(("errors", "rules", i, "matches"), rule["matches"])
+        out.rules.append(ErrorRule(_as_set(rule.get("status"), int), _as_set(rule.get("code"), str),
+                                   matches, rule["kind"], rule.get("message")))
+    return out
+

@@ -1,0 +1,278 @@
+"""The DuckDB file: unified tables plus sync_runs, sync_state and action_log.
+
+Records land a batch at a time through Arrow (one INSERT per batch, never per record), and a
+batch, its sync state and its run counters commit in one transaction: a crash or kill loses
+nothing, and a rerun upserts over what is there, neither duplicating nor skipping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from engine.models import Model, unified_models
+
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "decimal": "DECIMAL(38, 6)",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+# Arrow carries decimals as text so any precision converts; DuckDB casts to DECIMAL on insert.
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "decimal": pa.string(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+BOOKKEEPING_DDL = """
+CREATE TABLE IF NOT EXISTS sync_runs (
+    run_id VARCHAR PRIMARY KEY,
+    connector VARCHAR NOT NULL,
+    connection VARCHAR NOT NULL,
+    stream VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,
+    started TIMESTAMPTZ NOT NULL,
+    finished TIMESTAMPTZ,
+    status VARCHAR NOT NULL,
+    records BIGINT NOT NULL DEFAULT 0,
+    pages BIGINT NOT NULL DEFAULT 0,
+    requests BIGINT NOT NULL DEFAULT 0,
+    retries BIGINT NOT NULL DEFAULT 0,
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+    connection VARCHAR NOT NULL,
+    stream VARCHAR NOT NULL,
+    connector VARCHAR NOT NULL,
+    state JSON,
+    updated TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (connection, stream)
+);
+CREATE TABLE IF NOT EXISTS action_log (
+    logged TIMESTAMPTZ NOT NULL,
+    connector VARCHAR NOT NULL,
+    connection VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    remote_id VARCHAR,
+    duration_ms DOUBLE,
+    error VARCHAR,
+    payload JSON
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """Landing failed; the transaction was rolled back."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Batch:
+    """Unified records of one model, column-wise, waiting to land."""
+
+    model: Model
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.columns = {name: [] for name in self.model.fields}
+        self.columns["custom"] = []
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+
+class Store:
+    """One DuckDB file. Safe to share between threads (writes are serialized)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(self.path)
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.Lock()
+        self._ensured: set[str] = set()
+        self._con.execute(BOOKKEEPING_DDL)
+
+    def close(self) -> None:
+        self._con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            self._con.begin()
+            try:
+                yield self._con
+            except duckdb.Error as exc:
+                self._con.rollback()
+                raise StoreError(f"{self.path}: {exc}") from exc
+            except BaseException:
+                self._con.rollback()
+                raise
+            self._con.commit()
+
+    # -- unified tables --------------------------------------------------------------------
+    def ensure_table(self, model: Model) -> None:
+        if model.table in self._ensured:
+            return
+        columns = ["connector VARCHAR NOT NULL", "connection VARCHAR NOT NULL",
+                   "id VARCHAR NOT NULL"]
+        columns += [f"{name} {_SQL_TYPES[f.type]}" for name, f in model.fields.items()
+                    if name != "id"]
+        columns += ["custom JSON", "synced_at TIMESTAMPTZ NOT NULL", "PRIMARY KEY (connection, id)"]
+        with self._lock:
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {model.table} ({', '.join(columns)})")
+            self._add_missing_columns(model)
+        self._ensured.add(model.table)
+
+    def _add_missing_columns(self, model: Model) -> None:
+        """A newer engine may add unified fields; old files gain the columns, nothing is lost."""
+        existing = {row[0] for row in self._con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+            [model.table]).fetchall()}
+        for name, f in model.fields.items():
+            if name not in existing:
+                self._con.execute(
+                    f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
+
+    def _arrow(self, batch: Batch) -> pa.Table:
+        arrays = {}
+        for name, f in batch.model.fields.items():
+            values = batch.columns[name]
+            if f.type == "decimal":
+                values = [None if v is None else str(v) for v in values]
+            arrays[name] = pa.array(values, type=_ARROW_TYPES[f.type])
+        dumps = orjson.dumps
+        customs = batch.columns["custom"]
+        arrays["custom"] = pa.array(
+            [None if c is None else dumps(c, default=str).decode() for c in customs],
+            type=pa.string())
+        arrays["__seq"] = pa.array(range(len(batch)), type=pa.int64())
+        return pa.table(arrays)
+
+    def land(self, batch: Batch, *, connector: str, connection: str, stream: str,
+             run: SyncRun, state: Any = None) -> None:
+        """Upsert a batch, save the stream's state and the run's counters, atomically."""
+        model = batch.model
+        self.ensure_table(model)
+        table = self._arrow(batch)
+        fields = [n for n in model.fields if n != "id"]
+        select = ", ".join(
+            [f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in fields])
+        view = f"batch_{uuid.uuid4().hex}"
+        with self._transaction() as con:
+            con.register(view, table)
+            try:
+                # The last occurrence of an id within the batch wins, like a later page would.
+                con.execute(
+                    f"INSERT OR REPLACE INTO {model.table} "
+                    f"(connector, connection, id, {', '.join(fields)}, custom, synced_at) "
+                    f"SELECT ?, ?, id, {select}, CAST(custom AS JSON), ? FROM {view} "
+                    f"WHERE id IS NOT NULL "
+                    f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY __seq DESC) = 1",
+                    [connector, connection, _now()],
+                )
+            finally:
+                con.unregister(view)
+            if state is not None:
+                self._save_state(con, connector, connection, stream, state)
+            self._save_run(con, run)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def start_run(self, run: SyncRun) -> None:
+        with self._transaction() as con:
+            con.execute(
+                "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, 'running')",
+                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started],
+            )
+
+    def finish_run(self, run: SyncRun) -> None:
+        with self._transaction() as con:
+            self._save_run(con, run)
+
+    @staticmethod
+    def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
+        con.execute(
+            "UPDATE sync_runs SET finished = ?, status = ?, records = ?, pages = ?, requests = ?, "
+            "retries = ?, error = ? WHERE run_id = ?",
+            [run.finished, run.status, run.records, run.pages, run.requests, run.retries,
+             run.error, run.run_id],
+        )
+
+    @staticmethod
+    def _save_state(con: duckdb.DuckDBPyConnection, connector: str, connection: str,
+                    stream: str, state: Any) -> None:
+        con.execute(
+            "INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [connection, stream, connector, orjson.dumps(state).decode(), _now()],
+        )
+
+    def state(self, connection: str, stream: str) -> Any:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT state FROM sync_state WHERE connection = ? AND stream = ?",
+                [connection, stream]).fetchone()
+        return orjson.loads(row[0]) if row and row[0] else None
+
+    def log_action(self, *, connector: str, connection: str, action: str, status: str,
+                   remote_id: str | None, duration_ms: float, error: str | None,
+                   payload: Any = None) -> None:
+        with self._transaction() as con:
+            con.execute(
+                "INSERT INTO action_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_now(), connector, connection, action, status, remote_id, duration_ms, error,
+                 orjson.dumps(payload, default=str).decode() if payload is not None else None],
+            )
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+
+@dataclass
+class SyncRun:
+    connector: str
+    connection: str
+    stream: str
+    mode: str = "full_refresh"
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: dt.datetime = field(default_factory=_now)
+    finished: dt.datetime | None = None
+    status: str = "running"
+    records: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    error: str | None = None
+    fetched: int = 0  # records read so far, landed or not (for progress displays)
+
+
+def unified_tables() -> list[str]:
+    return [m.table for m in unified_models().values()]

@@ -1,0 +1,156 @@
+"""Running one stream: fetch pages, map records, land them in batches.
+
+Fetching runs one page ahead in a background thread, so the network wait for page n+1
+overlaps the mapping and landing of page n. Memory stays flat: at most one batch and two pages
+are held at a time, whatever the stream's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from engine.errors import CrmError
+from engine.paginate import Page, PaginationError, paginator_for
+from engine.render import render_call
+from engine.spec import StreamSpec
+from engine.store import Batch, Store, StoreError, SyncRun
+from engine.transport import Session
+
+log = logging.getLogger("crm_engine.sync")
+BATCH_RECORDS = 5000
+
+
+class Progress(Protocol):
+    def stream_started(self, run: SyncRun) -> None: ...
+    def page_landed(self, run: SyncRun) -> None: ...
+    def stream_finished(self, run: SyncRun) -> None: ...
+
+
+class NoProgress:
+    def stream_started(self, run: SyncRun) -> None: pass
+    def page_landed(self, run: SyncRun) -> None: pass
+    def stream_finished(self, run: SyncRun) -> None: pass
+
+
+@dataclass
+class StreamContext:
+    session: Session
+    store: Store
+    connection: str
+    template_context: dict[str, Any]
+
+
+def _pages(stream: StreamSpec, ctx: StreamContext) -> Iterator[Page]:
+    paginator = paginator_for(stream.paginate)
+    template_context = {**ctx.template_context, "vendor_fields": stream.mapping.vendor_fields}
+    call = paginator.first(render_call(stream.request, ctx.session.base_url, template_context))
+    number = 0
+    operation = f"sync.{stream.name}"
+    while call is not None:
+        reply = ctx.session.send(call, operation)
+        records = stream.records(reply.body) if reply.body is not None else None
+        number += 1
+        page = Page(reply.body, list(records or ()), number)
+        yield page
+        try:
+            call = paginator.next(call, page)
+        except PaginationError as exc:
+            raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
+
+
+def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
+    """Iterate `pages` in a worker thread, one page ahead of the consumer."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                handoff.put(("page", page))
+            handoff.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            handoff.put(("error", exc))
+
+    worker = threading.Thread(target=work, name="page-fetcher", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = handoff.get()
+            if kind == "page":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a worker waiting to hand over a page
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        worker.join()
+
+
+def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
+               progress: Progress) -> SyncRun:
+    """Sync one stream into the store. The run row records success or the error."""
+    store, session = ctx.store, ctx.session
+    store.ensure_table(stream.mapping.model)
+    store.start_run(run)
+    progress.stream_started(run)
+    counters_before = (session.counters.requests, session.counters.retries)
+    batch = Batch(stream.mapping.model)
+    read_columns = stream.mapping.read_columns
+
+    def account() -> None:
+        run.requests = session.counters.requests - counters_before[0]
+        run.retries = session.counters.retries - counters_before[1]
+
+    try:
+        for page in _prefetched(_pages(stream, ctx)):
+            read_columns(page.records, batch.columns)
+            run.fetched += len(page.records)
+            run.pages += 1
+            if len(batch) >= BATCH_RECORDS:
+                run.records += len(batch)
+                account()
+                store.land(batch, connector=run.connector, connection=run.connection,
+                           stream=stream.name, run=run)
+                batch.clear()
+            progress.page_landed(run)
+        run.records += len(batch)
+        account()
+        run.status = "succeeded"
+        run.finished = _now()
+        state = {"last_full_refresh": run.finished.isoformat()}
+        store.land(batch, connector=run.connector, connection=run.connection,
+                   stream=stream.name, run=run, state=state)
+    except BaseException as exc:
+        # Pages read before the failure are good data: land them (the state is not advanced),
+        # then record how far the run got and why it stopped.
+        account()
+        run.status = "failed"
+        run.error = str(exc) or type(exc).__name__
+        run.finished = _now()
+        if len(batch) and not isinstance(exc, StoreError):
+            run.records += len(batch)
+            store.land(batch, connector=run.connector, connection=run.connection,
+                       stream=stream.name, run=run)
+        else:
+            store.finish_run(run)
+        progress.stream_finished(run)
+        raise
+    progress.stream_finished(run)
+    return run
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

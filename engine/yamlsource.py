@@ -1,0 +1,90 @@
+"""Load YAML and remember where every value came from.
+
+`load` returns plain Python data plus a `Locator` that maps a YAML path (a tuple of keys and
+indexes) to its line, so any later check can point at the exact line of the offending value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import Problem, SpecError
+
+YamlPath = tuple[Any, ...]
+
+
+def format_path(path: YamlPath) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class Locator:
+    file: str
+    lines: dict[YamlPath, int] = field(default_factory=dict)
+
+    def line(self, path: YamlPath) -> int | None:
+        """Line of the value at `path`, or of its nearest located ancestor."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+    def problem(self, path: YamlPath, message: str) -> Problem:
+        return Problem(self.file, self.line(path), format_path(path), message)
+
+
+def _construct(node: yaml.Node, path: YamlPath, loc: Locator, loader: yaml.SafeLoader) -> Any:
+    """Build data from a node, recording lines; duplicate keys are errors, not last-wins."""
+    loc.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in result:
+                line = key_node.start_mark.line + 1
+                where = format_path(path + (key,))
+                raise SpecError([Problem(loc.file, line, where, f"duplicate key {key!r}")])
+            result[key] = _construct(value_node, path + (key,), loc, loader)
+            # A key's own line is more useful than its value's for block values.
+            loc.lines[path + (key,)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, path + (i,), loc, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def load(path: str | Path) -> tuple[Any, Locator]:
+    """Parse one YAML file into plain data and its locator; syntax errors become SpecError."""
+    path = Path(path)
+    display = str(path)
+    loc = Locator(display)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Problem(display, None, "", f"cannot read file: {exc.strerror}")]) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, loc
+        return _construct(node, (), loc, loader), loc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        raise SpecError([Problem(display, line, "", message)]) from None
+    finally:
+        loader.dispose()

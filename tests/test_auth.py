@@ -1,0 +1,156 @@
+"""OAuth refresh in the request path: ahead of expiry, once on a 401, never in a loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.auth import Credentials
+from engine.connections import Connection
+from engine.errors import CrmError
+from sandbox.core import App, Request, Response, serve
+from tests.support import TEST_MAPPING, items, write_specs
+
+CONNECTOR = """
+name: acme
+title: Acme
+base_url: "{{ config.url }}"
+config:
+  url: {default: "http://unset.invalid"}
+auth:
+  oauth:
+    type: oauth2
+    authorize_url: "{{ config.url }}/authorize"
+    token_url: "{{ config.url }}/token"
+    client_auth: basic
+    token_lifetime_seconds: 3600
+    apply: {header: Authorization, value: "Bearer {{ token }}"}
+errors:
+  code: code
+streams:
+  items:
+    model: contact
+    request: {method: GET, path: /items}
+    records: items
+    paginate: {style: cursor, cursor: next, param: after}
+"""
+
+
+class OAuthServer:
+    """Items behind bearer tokens, and a token endpoint that can rotate refresh tokens."""
+
+    def __init__(self, rotate: bool = True):
+        self.app = App()
+        self.valid_token = "a-0"
+        self.refresh_token = "r-0"
+        self.rotate = rotate
+        self.token_calls: list[dict[str, str]] = []
+        self.always_401 = False
+        self.expire_after_pages: int | None = None
+        self.refresh_fails = False
+        self.pages = 0
+        self.records = items(25)
+        self.app.add_route("POST", "/token", self.token)
+        self.app.add_route("GET", "/items", self.items)
+
+    def token(self, request: Request) -> Response:
+        form = request.form()
+        self.token_calls.append({**form, "authorization": request.headers.get("authorization")})
+        if self.refresh_fails or form.get("refresh_token") != self.refresh_token:
+            return Response(400, {"error": "invalid_grant", "error_description": "expired"})
+        n = len(self.token_calls)
+        self.valid_token = f"a-{n}"
+        body = {"access_token": self.valid_token, "expires_in": 3600, "token_type": "Bearer"}
+        if self.rotate:
+            self.refresh_token = f"r-{n}"
+            body["refresh_token"] = self.refresh_token
+        return Response(200, body)
+
+    def items(self, request: Request) -> Response:
+        if self.expire_after_pages is not None and self.pages >= self.expire_after_pages:
+            self.valid_token = "expired-for-good"
+            self.expire_after_pages = None
+        if self.always_401 or request.headers.get("authorization") != f"Bearer {self.valid_token}":
+            return Response(401, {"code": "EXPIRED", "message": "token expired"})
+        self.pages += 1
+        start = int(request.arg("after") or 0)
+        body = {"items": self.records[start:start + 10]}
+        if start + 10 < len(self.records):
+            body["next"] = str(start + 10)
+        return Response(200, body)
+
+
+@pytest.fixture
+def oauth_server():
+    server = OAuthServer()
+    running = serve(server.app)
+    server.url = running.url
+    yield server
+    running.close()
+
+
+@pytest.fixture
+def engine(tmp_path, make_engine, oauth_server, clock):
+    engine = make_engine(write_specs(tmp_path, CONNECTOR, TEST_MAPPING))
+    engine.credentials.save(Connection(
+        "acme", "acme", "oauth", {"url": oauth_server.url},
+        credentials=Credentials(access_token="a-stale", refresh_token="r-0",
+                                expires_at=clock.wall() + 3000,
+                                client_id="cid", client_secret="csecret-value")))
+    return engine
+
+
+def test_401_refreshes_once_then_retries_and_persists_rotation(engine, oauth_server):
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and run.records == 25
+    assert len(oauth_server.token_calls) == 1
+    call = oauth_server.token_calls[0]
+    assert call["grant_type"] == "refresh_token" and call["authorization"].startswith("Basic ")
+    stored = engine.credentials.load("acme").credentials
+    assert (stored.access_token, stored.refresh_token) == ("a-1", "r-1")
+
+
+def test_a_second_401_is_an_error_not_a_loop(engine, oauth_server):
+    oauth_server.always_401 = True
+    [run] = engine.sync("acme")
+    assert run.status == "failed" and "HTTP 401" in run.error
+    assert len(oauth_server.token_calls) == 1
+
+
+def test_refresh_ahead_of_expiry(engine, oauth_server, clock):
+    clock.advance(3000 - 200)  # 200 s left: inside the 5-minute margin
+    oauth_server.valid_token = "a-1"  # the stale token would be refused
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded"
+    assert len(oauth_server.token_calls) == 1 and oauth_server.pages == 3
+
+
+def test_refresh_without_new_refresh_token_keeps_the_old_one(engine, oauth_server):
+    oauth_server.rotate = False
+    engine.sync("acme")
+    assert engine.credentials.load("acme").credentials.refresh_token == "r-0"
+
+
+def test_invalid_grant_fails_the_run_and_keeps_earlier_pages(engine, oauth_server):
+    oauth_server.valid_token = "a-stale"
+    oauth_server.expire_after_pages = 2
+    oauth_server.refresh_fails = True
+    [run] = engine.sync("acme")
+    assert run.status == "failed"
+    assert "invalid_grant" in run.error and "crm-engine connect acme" in run.error
+    assert engine.store.query("SELECT count(*) FROM contacts")[0][0] == 20
+    row = engine.store.query("SELECT status, records, error FROM sync_runs")[0]
+    assert row[0] == "failed" and row[1] == 20 and "invalid_grant" in row[2]
+
+
+def test_credentials_repr_hides_secrets(engine):
+    text = repr(engine.credentials.load("acme"))
+    assert "csecret-value" not in text and "r-0" not in text
+
+
+def test_refresh_error_is_a_crm_error_for_actions_too(engine, oauth_server):
+    oauth_server.refresh_fails = True
+    session, _, _ = engine.session("acme")
+    from engine.transport import Call
+
+    with pytest.raises(CrmError, match="crm-engine connect"):
+        session.send(Call("GET", oauth_server.url + "/items"), "test")

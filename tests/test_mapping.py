@@ -1,0 +1,90 @@
+"""Mappings read vendor records into unified ones and write unified payloads back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from engine.spec import load_connector, load_mapping
+
+HUBSPOT = "connectors/hubspot.yaml"
+
+
+def mappings():
+    found, problems = load_mapping("mappings/hubspot.yaml")
+    assert problems == []
+    return found
+
+
+def test_read_converts_types_and_keeps_unmapped_fields_in_custom():
+    deal = mappings()["deal"]
+    record = {
+        "id": "479475667160",
+        "properties": {"amount": "3000.50", "closedate": "2026-03-09T20:29:45.981Z",
+                       "dealname": "Big", "dealstage": "appointmentscheduled",
+                       "pipeline": "default", "hs_object_id": "479475667160",
+                       "hs_lastmodifieddate": "2026-03-09T20:29:45.981Z"},
+        "createdAt": "2026-02-25T16:26:25.880Z",
+        "updatedAt": "2026-03-09T20:29:45.981+02:00",
+        "archived": False,
+        "associations": {"companies": {"results": [{"id": "77", "type": "deal_to_company"}]}},
+    }
+    row = deal.read(record)
+    assert row["id"] == "479475667160"
+    assert row["amount"] == Decimal("3000.50")
+    assert row["close_date"] == dt.date(2026, 3, 9)
+    assert row["updated_at"] == dt.datetime(2026, 3, 9, 18, 29, 45, 981000, tzinfo=dt.UTC)
+    assert row["company_id"] == "77" and row["contact_id"] is None
+    assert row["is_deleted"] is False
+    assert row["custom"] == {"hs_object_id": "479475667160",
+                             "hs_lastmodifieddate": "2026-03-09T20:29:45.981Z"}
+
+
+def test_write_builds_the_nested_vendor_shape_with_translations_and_defaults():
+    task = mappings()["task"]
+    body = task.write({"subject": "Call back", "priority": "urgent",
+                       "due_date": dt.date(2026, 12, 15), "custom": {"hs_task_reminders": "1"}},
+                      apply_defaults=True)
+    assert body == {"properties": {
+        "hs_task_subject": "Call back", "hs_task_priority": "HIGH",
+        "hs_timestamp": "2026-12-15T00:00:00.000Z", "hs_task_status": "NOT_STARTED",
+        "hs_task_type": "TODO", "hs_task_reminders": "1"}}
+
+
+def test_update_writes_only_what_the_payload_has():
+    task = mappings()["task"]
+    assert task.write({"priority": "low"}, apply_defaults=False) == {
+        "properties": {"hs_task_priority": "LOW"}}
+
+
+def test_round_trip_through_both_directions():
+    call = mappings()["call"]
+    unified = {"subject": "Intro", "direction": "inbound", "duration_seconds": 95,
+               "outcome": "no_answer", "started_at": dt.datetime(2026, 5, 1, 7, 25, 37,
+                                                                 tzinfo=dt.UTC)}
+    vendor = call.write(unified, apply_defaults=False)
+    assert vendor["properties"]["hs_call_duration"] == 95000  # milliseconds on the wire
+    back = call.read({"id": "1", **vendor})
+    for key, value in unified.items():
+        assert back[key] == value
+
+
+def test_translation_reads_back_the_first_unified_value():
+    task = mappings()["task"]
+    assert task.read({"properties": {"hs_task_priority": "HIGH"}})["priority"] == "high"
+    # Values the mapping does not know are kept as the vendor sent them.
+    assert task.read({"properties": {"hs_task_priority": "CRITICAL"}})["priority"] == "CRITICAL"
+
+
+def test_template_looking_data_is_never_rendered():
+    contact = mappings()["contact"]
+    row = contact.read({"id": "1", "properties": {"firstname": "{{ 7*7 }}"}})
+    assert row["first_name"] == "{{ 7*7 }}"
+    body = contact.write({"first_name": "{% raw %}{{ x }}"}, apply_defaults=False)
+    assert body == {"properties": {"firstname": "{% raw %}{{ x }}"}}
+
+
+def test_vendor_fields_lists_requested_properties():
+    connector = load_connector(HUBSPOT)
+    names = connector.mappings["contact"].vendor_fields("properties")
+    assert names[:3] == ["firstname", "lastname", "email"] and "hubspot_owner_id" in names

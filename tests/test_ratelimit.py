@@ -1,0 +1,65 @@
+"""The per-connection request budget, with a fake clock."""
+
+from __future__ import annotations
+
+from engine.clock import FakeClock
+from engine.ratelimit import RateBudget
+from engine.spec import HeaderValue, RateLimitSpec
+from tests.support import ItemsServer, connector_yaml, write_specs
+
+
+def budget(clock, requests=3, per=10.0, **feedback):
+    spec = RateLimitSpec(requests, per, feedback={
+        k: HeaderValue(h, None, unit) for k, (h, unit) in feedback.items()})
+    return RateBudget(spec, clock)
+
+
+def test_sliding_window_holds_the_request_that_would_exceed_the_limit():
+    clock = FakeClock()
+    b = budget(clock)
+    start = clock.monotonic()
+    for _ in range(3):
+        b.acquire()
+    assert clock.sleeps == []
+    b.acquire()  # the 4th waits until the 1st leaves the 10 s window
+    assert clock.monotonic() - start == 10.0
+    clock.advance(3)
+    b.acquire()
+    b.acquire()
+    assert clock.monotonic() - start == 13.0  # two more fit: the window moved on
+
+
+def test_headers_correct_limit_and_window():
+    clock = FakeClock()
+    b = budget(clock, limit=("X-Max", "s"), window=("X-Interval", "ms"))
+    b.observe({"X-Max": "5", "X-Interval": "2000"})
+    assert (b.capacity, b.window) == (5, 2.0)
+    for _ in range(5):
+        b.acquire()
+    assert clock.sleeps == []
+    b.acquire()
+    assert clock.sleeps == [2.0]
+
+
+def test_zero_remaining_pauses_until_reset():
+    clock = FakeClock()
+    b = budget(clock, requests=100, remaining=("X-Remaining", "s"), reset=("X-Reset", "s"))
+    b.acquire()
+    b.observe({"X-Remaining": "0", "X-Reset": "2"})
+    b.acquire()
+    assert clock.sleeps == [2.0]
+
+
+def test_budget_is_shared_by_every_session_of_a_connection(tmp_path, make_engine, clock):
+    extra = "rate_limit: {requests: 1, per_seconds: 10}\n"
+    stream = """
+        items: {model: contact, request: {method: GET, path: /cursor}, records: items}
+    """
+    with ItemsServer(3) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(stream, extra=extra)))
+        engine.sync("acme", token="tok-1234", base_url=server.url)
+        first, _, _ = engine.session("acme")
+        engine.sync("acme", token="tok-1234", base_url=server.url)
+        second, _, _ = engine.session("acme")
+    assert first.budget is second.budget
+    assert clock.sleeps == [10.0]  # the second sync's request waited for the first's window

@@ -1,0 +1,172 @@
+"""Retries, backoff, ambiguous failures, error normalization and secret redaction, over real
+HTTP to a local test server, with a fake clock: nothing here really sleeps."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import socket
+
+import pytest
+
+from engine.errors import CrmError
+from engine.transport import Call
+from tests.support import ItemsServer, connector_yaml, write_specs
+
+STREAM = """
+    items:
+      model: contact
+      request: {method: GET, path: /cursor}
+      records: items
+"""
+ERRORS = """
+errors:
+  code: "code || [0].errorCode"
+  message: "message || [0].message"
+  in_body:
+    when: "data[0].status == 'error'"
+    code: "data[0].code"
+    message: "data[0].message"
+  rules:
+    - {status: 429, matches: "policy == 'DAILY'", kind: quota_exhausted, message: daily limit spent}
+    - {status: 403, code: REQUEST_LIMIT_EXCEEDED, kind: rate_limited}
+    - {status: 401, code: INVALID_SESSION_ID, kind: auth_expired}
+"""
+TOKEN = "s3cret-token-value"
+
+
+@pytest.fixture
+def server():
+    with ItemsServer(30) as s:
+        yield s
+
+
+@pytest.fixture
+def session(tmp_path, make_engine, server):
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=ERRORS)))
+    sess, _, _ = engine.session("acme", token=TOKEN, base_url=server.url)
+    return sess
+
+
+def get(session, server, path="/cursor", method="GET", **kw):
+    return session.send(Call(method, server.url + path, idempotent=method != "POST", **kw), "test")
+
+
+def test_transient_errors_are_retried_with_exponential_backoff(session, server, clock):
+    server.app.fail_next(3, 503)
+    reply = get(session, server)
+    assert reply.status == 200
+    assert session.counters.requests == 4 and session.counters.retries == 3
+    assert len(clock.sleeps) == 3
+    for slept, base in zip(clock.sleeps, [1, 2, 4], strict=True):
+        assert base * 0.75 <= slept <= base * 1.25  # 25% jitter around 1, 2, 4 s
+
+
+def test_5xx_gives_up_after_three_retries(session, server, clock):
+    server.app.fail_next(10, 500)
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    assert info.value.status == 500 and info.value.kind == "transient" and info.value.retryable
+    assert server.app.requests_served == 4  # one try + 3 retries
+    assert len(clock.sleeps) == 3
+
+
+def test_retry_after_seconds_is_honoured(session, server, clock):
+    server.app.fail_next(1, 429, headers={"Retry-After": "7"})
+    get(session, server)
+    assert clock.sleeps == [7.0]
+
+
+def test_retry_after_http_date_is_honoured(session, server, clock):
+    when = email.utils.formatdate(clock.wall() + 30, usegmt=True)
+    server.app.fail_next(1, 429, headers={"Retry-After": when})
+    get(session, server)
+    assert len(clock.sleeps) == 1 and 29 <= clock.sleeps[0] <= 31
+
+
+def test_vendor_rate_limit_signalled_by_403_code_is_retried(session, server, clock):
+    body = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+    server.app.fail_next(2, 403, body=body)
+    assert get(session, server).status == 200
+    assert len(clock.sleeps) == 2
+
+
+def test_quota_exhausted_is_not_retried_and_uses_the_rule_message(session, server, clock):
+    server.app.fail_next(1, 429, body={"policy": "DAILY", "message": "You have reached..."})
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    error = info.value
+    assert (error.kind, error.retryable, error.message) == ("quota_exhausted", False,
+                                                            "daily limit spent")
+    assert clock.sleeps == [] and server.app.requests_served == 1
+
+
+def test_post_is_not_resent_after_an_ambiguous_failure(session, server):
+    server.app.drop_next(1, after_handling=True)
+    with pytest.raises(CrmError) as info:
+        get(session, server, "/search", method="POST", json={"limit": 1})
+    assert info.value.outcome_unknown and not info.value.retryable
+    assert "outcome is unknown" in info.value.message
+    assert server.app.requests_served == 1
+
+
+def test_post_is_not_resent_after_a_500(session, server):
+    server.app.fail_next(1, 500)
+    with pytest.raises(CrmError) as info:
+        get(session, server, "/search", method="POST", json={"limit": 1})
+    assert info.value.outcome_unknown and server.app.requests_served == 1
+
+
+def test_post_is_resent_after_429_which_was_not_processed(session, server, clock):
+    server.app.fail_next(1, 429)
+    assert get(session, server, "/search", method="POST", json={"limit": 1}).status == 200
+    assert server.app.requests_served == 2
+
+
+def test_get_is_retried_after_a_dropped_connection(session, server):
+    server.app.drop_next(1)
+    assert get(session, server).status == 200
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path, make_engine, clock):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM)))
+    sess, _, _ = engine.session("acme", token=TOKEN, base_url=f"http://127.0.0.1:{port}")
+    with pytest.raises(CrmError, match="could not connect"):
+        sess.send(Call("GET", f"http://127.0.0.1:{port}/cursor"), "test")
+    assert sess.counters.requests == 4
+
+
+def test_error_envelope_is_normalized(session, server):
+    server.app.fail_next(1, 400, body=[{"message": "Required fields are missing: [Name]",
+                                        "errorCode": "REQUIRED_FIELD_MISSING"}])
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    e = info.value
+    assert (e.connector, e.operation, e.status, e.code, e.kind, e.retryable) == (
+        "acme", "test", 400, "REQUIRED_FIELD_MISSING", "fatal", False)
+    assert e.message == "Required fields are missing: [Name]"
+    assert e.raw_body[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+
+
+def test_error_inside_a_2xx_body_is_a_failure(session, server):
+    body = {"data": [{"code": "MANDATORY_NOT_FOUND", "status": "error",
+                      "message": "required field not found"}]}
+    server.app.fail_next(1, 201, body=body)
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    assert (info.value.status, info.value.code) == (201, "MANDATORY_NOT_FOUND")
+
+
+def test_secrets_never_reach_errors_or_logs(session, server, caplog):
+    echo = {"message": f"bad token {TOKEN}", "code": "X", "echo": {"auth": f"Bearer {TOKEN}"}}
+    server.app.fail_next(4, 500, body=echo)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    rendered = [str(info.value), repr(info.value), str(info.value.raw_body),
+                str(info.value.to_dict()), caplog.text, repr(session), repr(session.auth)]
+    assert all(TOKEN not in text for text in rendered)
+    assert "***" in str(info.value)
