@@ -33,7 +33,7 @@ def parse_timestamp(value: Any, fmt: str = "iso8601") -> dt.datetime:
         parsed = value
     elif fmt == "iso8601":
         text = str(value)
-        if text.isdigit():  # HubSpot accepts and sometimes returns epoch milliseconds
+        if text.isdigit():  # epoch milliseconds, which some CRMs send for datetimes
             return _EPOCH + dt.timedelta(milliseconds=int(text))
         parsed = dt.datetime.fromisoformat(text)
     else:
@@ -135,6 +135,8 @@ def reader(type_: str, formats: tuple[str, ...], scale: float | None,
 
     if translate is None and type_ == "string":
         return lambda v: None if v is None or v == "" else (v if isinstance(v, str) else str(v))
+    if translate is None and type_ == "timestamp" and formats in ((), ("iso8601",)):
+        base = _iso_timestamp  # the common case, without the format loop
 
     def read(value: Any) -> Any:
         if value is None or value == "":
@@ -153,6 +155,19 @@ def reader(type_: str, formats: tuple[str, ...], scale: float | None,
             return None
 
     return read
+
+
+def _iso_timestamp(value: Any) -> dt.datetime:
+    if value.__class__ is not str:
+        return parse_timestamp(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return parse_timestamp(value)  # epoch digits, or a real error with its message
+    tz = parsed.tzinfo
+    if tz is UTC:
+        return parsed
+    return parsed.replace(tzinfo=UTC) if tz is None else parsed.astimezone(UTC)
 
 
 def _first_format(parse: Callable[[Any, str], Any], value: Any, formats: tuple[str, ...]) -> Any:

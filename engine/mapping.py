@@ -27,6 +27,8 @@ class FieldMapping:
     write: convert.Converter | None  # None: read-only
     write_template: Template | None  # builds a vendor value from `value` (e.g. a list)
     default: Any = None
+    read_keys: tuple[str, ...] | None = None  # the read path as plain keys, when it is one
+    plain_string: bool = False  # a string with no translation: read without a converter call
 
 
 class ModelMapping:
@@ -39,6 +41,7 @@ class ModelMapping:
         self._readers = [(f.name, f.get, f.read) for f in fields if f.get is not None]
         read_names = {name for name, _, _ in self._readers}
         self._unread = [name for name in model.fields if name not in read_names]
+        self._plan_columns(fields)
         # Keys under the custom root that the mapping names are not custom.
         mapped_at_root = set(custom_exclude)
         depth = len(custom_path) if custom_path is not None else 0
@@ -48,7 +51,26 @@ class ModelMapping:
                 mapped_at_root.add(f.path[depth])
         self._custom_exclude = frozenset(mapped_at_root)
         self._custom_prefixes = tuple(custom_exclude_prefixes)
-        self._custom_get = compile_getter(".".join(custom_path)) if custom_path else None
+        self._custom_get = (compile_getter(".".join(custom_path) or "@")
+                            if custom_path is not None else None)
+
+    def _plan_columns(self, fields: list[FieldMapping]) -> None:
+        """Group plainly-pathed fields by their parent object, so a page is read one column at
+        a time with list comprehensions: the hot path of every sync."""
+        groups: dict[tuple[str, ...], list[tuple[str, str, convert.Converter, bool]]] = {}
+        self._complex_readers = []
+        for f in fields:
+            if f.get is None:
+                continue
+            if f.read_keys is None:
+                self._complex_readers.append((f.name, f.get, f.read))
+                continue
+            parent, key = f.read_keys[:-1], f.read_keys[-1]
+            groups.setdefault(parent, []).append((key, f.name, f.read, f.plain_string))
+        self._column_groups = [
+            (compile_getter(".".join(parent)) if parent else None, leaves)
+            for parent, leaves in groups.items()
+        ]
 
     # -- reading -------------------------------------------------------------------------
     def _custom(self, record: Any) -> dict[str, Any] | None:
@@ -63,6 +85,16 @@ class ModelMapping:
                     if k not in exclude and not k.startswith(prefixes)}
         return {k: v for k, v in source.items() if k not in exclude}
 
+    def _customs(self, records: list[Any]) -> list[dict[str, Any] | None]:
+        """`_custom` for a whole page, in comprehensions (the hot path)."""
+        sources = records if not self.custom_path else [self._custom_get(r) for r in records]
+        exclude, prefixes = self._custom_exclude, self._custom_prefixes
+        if prefixes:
+            return [{k: v for k, v in s.items() if k not in exclude and not k.startswith(prefixes)}
+                    if s.__class__ is dict else None for s in sources]
+        return [{k: v for k, v in s.items() if k not in exclude} if s.__class__ is dict else None
+                for s in sources]
+
     def read(self, record: Any) -> dict[str, Any]:
         """One vendor record as a unified dict (fields the mapping does not name -> custom)."""
         out: dict[str, Any] = dict.fromkeys(self._unread)
@@ -76,17 +108,25 @@ class ModelMapping:
 
     def read_columns(self, records: list[Any], columns: dict[str, list[Any]]) -> None:
         """Append each record's unified values to `columns` (one list per unified field)."""
-        for name, get, conv in self._readers:
-            column = columns[name]
-            for record in records:
-                value = get(record)
-                column.append(conv(value) if value is not None else None)
+        for parent_get, leaves in self._column_groups:
+            parents = records if parent_get is None else [parent_get(r) for r in records]
+            parents = [p if p.__class__ is dict else _EMPTY for p in parents]
+            for key, name, conv, plain_string in leaves:
+                raw = [p.get(key) for p in parents]
+                if plain_string:
+                    columns[name].extend([
+                        v if v.__class__ is str and v else None if v is None or v == "" else str(v)
+                        for v in raw])
+                else:
+                    columns[name].extend([None if v is None else conv(v) for v in raw])
+        for name, get, conv in self._complex_readers:
+            columns[name].extend([None if v is None else conv(v) for v in map(get, records)])
         for name in self._unread:
             columns[name].extend([None] * len(records))
-        if "custom" in columns:
-            custom_column = columns["custom"]
-            for record in records:
-                custom_column.append(self._custom(record))
+        if "custom" in columns and self._custom_get is not None:
+            columns["custom"].extend(self._customs(records))
+        elif "custom" in columns:
+            columns["custom"].extend([None] * len(records))
 
     def vendor_fields(self, prefix: str = "") -> list[str]:
         """Vendor field names the mapping reads, below `prefix` (for `properties=` lists)."""
@@ -129,6 +169,9 @@ class ModelMapping:
         return out
 
 
+_EMPTY: dict[str, Any] = {}
+
+
 def _put(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         target = target.setdefault(key, {})
@@ -153,7 +196,10 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
     read_expr = spec.get("read", spec.get("path"))
     writable = spec.get("write", True) is not False and path is not None
     write_template = spec.get("write") if isinstance(spec.get("write"), str) else None
+    read_keys = plain_keys(read_expr) if read_expr else None
     return FieldMapping(
+        read_keys=read_keys,
+        plain_string=type_ == "string" and not values,
         name=name,
         type=type_,
         path=path,

@@ -45,7 +45,7 @@ def authorization_request(connector: Connector, method: AuthMethod, config: dict
         params["code_challenge_method"] = "S256"
     base = method.authorize_url.render({"config": config})  # type: ignore[union-attr]
     separator = "&" if urlsplit(base).query else "?"
-    # Spaces as %20, not +: some vendors (HubSpot) document space-separated scopes that way.
+    # Spaces as %20, not +: vendors document space-separated scopes that way.
     query = urlencode(params, quote_via=quote)
     return AuthorizationRequest(f"{base}{separator}{query}", state, verifier, redirect_uri)
 

@@ -21,7 +21,7 @@ class TerminalProgress:
         self._started = time.perf_counter()
         self._draw(run, force=True)
 
-    def page_landed(self, run: SyncRun) -> None:
+    def page_read(self, run: SyncRun) -> None:
         self._draw(run)
 
     def stream_finished(self, run: SyncRun) -> None:
@@ -52,7 +52,7 @@ class LogProgress:
         self._started = time.perf_counter()
         print(f"sync {run.connection}/{run.stream}: started", file=self.out, flush=True)
 
-    def page_landed(self, run: SyncRun) -> None:
+    def page_read(self, run: SyncRun) -> None:
         pass
 
     def stream_finished(self, run: SyncRun) -> None:

@@ -1,13 +1,16 @@
 """The DuckDB file: unified tables plus sync_runs, sync_state and action_log.
 
-Records land a batch at a time through Arrow (one INSERT per batch, never per record), and a
-batch, its sync state and its run counters commit in one transaction: a crash or kill loses
-nothing, and a rerun upserts over what is there, neither duplicating nor skipping.
+Records land a batch at a time (one INSERT per batch, never per record: DuckDB reads the batch
+as a JSON file of columns), and a batch, its sync state and its run counters commit in one
+transaction: a crash or kill loses nothing, and a rerun upserts over what is there, neither
+duplicating nor skipping.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,7 +21,6 @@ from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from engine.models import Model, unified_models
 
@@ -30,16 +32,6 @@ _SQL_TYPES = {
     "boolean": "BOOLEAN",
     "date": "DATE",
     "timestamp": "TIMESTAMPTZ",
-}
-# Arrow carries decimals as text so any precision converts; DuckDB casts to DECIMAL on insert.
-_ARROW_TYPES = {
-    "string": pa.string(),
-    "integer": pa.int64(),
-    "number": pa.float64(),
-    "decimal": pa.string(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
 }
 
 BOOKKEEPING_DDL = """
@@ -80,6 +72,18 @@ CREATE TABLE IF NOT EXISTS action_log (
 """
 
 
+def _last_occurrences(ids: list[Any]) -> list[int] | None:
+    """Indexes to keep so each id appears once (its last time), or None if all are unique."""
+    if len(set(ids)) == len(ids):
+        return None
+    last = {record_id: i for i, record_id in enumerate(ids)}
+    return sorted(last.values())
+
+
+def _struct_literal(types: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
+
+
 class StoreError(RuntimeError):
     """Landing failed; the transaction was rolled back."""
 
@@ -115,6 +119,10 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
         self._con.execute("SET TimeZone = 'UTC'")
+        # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
+        # stay flat however many records land. Spilled blocks are re-read from the file.
+        memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", "128MB")
+        self._con.execute(f"SET memory_limit = '{memory}'")
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
         self._con.execute(BOOKKEEPING_DDL)
@@ -160,48 +168,53 @@ class Store:
                 self._con.execute(
                     f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
 
-    def _arrow(self, batch: Batch) -> pa.Table:
-        arrays = {}
-        for name, f in batch.model.fields.items():
-            values = batch.columns[name]
-            if f.type == "decimal":
-                values = [None if v is None else str(v) for v in values]
-            arrays[name] = pa.array(values, type=_ARROW_TYPES[f.type])
-        dumps = orjson.dumps
-        customs = batch.columns["custom"]
-        arrays["custom"] = pa.array(
-            [None if c is None else dumps(c, default=str).decode() for c in customs],
-            type=pa.string())
-        arrays["__seq"] = pa.array(range(len(batch)), type=pa.int64())
-        return pa.table(arrays)
+    def _batch_file(self, batch: Batch) -> tuple[str, int, list[str]]:
+        """Write the batch as one JSON object of columns; returns its path, size and columns.
+
+        DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
+        fetching and mapping. Within a batch the last occurrence of an id wins, as a later
+        page would."""
+        columns = batch.columns
+        ids = columns["id"]
+        keep = _last_occurrences(ids)
+        names = [*batch.model.fields, "custom"]
+        data = {name: columns[name] if keep is None else [columns[name][i] for i in keep]
+                for name in names}
+        encoded = orjson.dumps(data, default=str)
+        handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
+        with os.fdopen(handle, "wb") as out:
+            out.write(encoded)
+        return path, len(encoded), names
 
     def land(self, batch: Batch, *, connector: str, connection: str, stream: str,
              run: SyncRun, state: Any = None) -> None:
         """Upsert a batch, save the stream's state and the run's counters, atomically."""
         model = batch.model
         self.ensure_table(model)
-        table = self._arrow(batch)
-        fields = [n for n in model.fields if n != "id"]
-        select = ", ".join(
-            [f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in fields])
-        view = f"batch_{uuid.uuid4().hex}"
-        with self._transaction() as con:
-            con.register(view, table)
-            try:
-                # The last occurrence of an id within the batch wins, like a later page would.
+        path, size, names = self._batch_file(batch)
+        # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
+        json_types = {n: ("VARCHAR" if model.fields[n].type == "decimal"
+                          else _SQL_TYPES[model.fields[n].type]) + "[]"
+                      for n in names if n != "custom"}
+        json_types["custom"] = "JSON[]"
+        unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
+        select = ", ".join(n if n in ("id", "custom") else
+                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in names)
+        try:
+            with self._transaction() as con:
                 con.execute(
                     f"INSERT OR REPLACE INTO {model.table} "
-                    f"(connector, connection, id, {', '.join(fields)}, custom, synced_at) "
-                    f"SELECT ?, ?, id, {select}, CAST(custom AS JSON), ? FROM {view} "
-                    f"WHERE id IS NOT NULL "
-                    f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY __seq DESC) = 1",
-                    [connector, connection, _now()],
+                    f"(connector, connection, {', '.join(names)}, synced_at) "
+                    f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
+                    f"columns = {_struct_literal(json_types)}, "
+                    f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
+                    [connector, connection, _now(), path],
                 )
-            finally:
-                con.unregister(view)
-            if state is not None:
-                self._save_state(con, connector, connection, stream, state)
-            self._save_run(con, run)
+                if state is not None:
+                    self._save_state(con, connector, connection, stream, state)
+                self._save_run(con, run)
+        finally:
+            os.unlink(path)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:

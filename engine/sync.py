@@ -8,6 +8,7 @@ are held at a time, whatever the stream's size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import queue
@@ -29,13 +30,13 @@ BATCH_RECORDS = 5000
 
 class Progress(Protocol):
     def stream_started(self, run: SyncRun) -> None: ...
-    def page_landed(self, run: SyncRun) -> None: ...
+    def page_read(self, run: SyncRun) -> None: ...
     def stream_finished(self, run: SyncRun) -> None: ...
 
 
 class NoProgress:
     def stream_started(self, run: SyncRun) -> None: pass
-    def page_landed(self, run: SyncRun) -> None: pass
+    def page_read(self, run: SyncRun) -> None: pass
     def stream_finished(self, run: SyncRun) -> None: pass
 
 
@@ -99,6 +100,49 @@ def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
         worker.join()
 
 
+class _Writer:
+    """Lands batches on a background thread, in order. DuckDB releases the GIL while it
+    inserts, so landing one batch overlaps fetching and mapping the next."""
+
+    def __init__(self, store: Store, run: SyncRun):
+        self._store = store
+        self._run = run
+        self._queue: queue.Queue[tuple[Batch, SyncRun, Any] | None] = queue.Queue()
+        # One batch lands while the next is built: never more than two in memory.
+        self._idle = threading.Semaphore(1)
+        self.error: BaseException | None = None
+        self.landed = 0  # records landed so far
+        self._thread = threading.Thread(target=self._work, name="batch-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: Batch, state: Any = None) -> None:
+        """Queue a batch; the run's counters are saved with it as they are now."""
+        self._idle.acquire()
+        if self.error is not None:
+            self._idle.release()
+            raise self.error
+        self._queue.put((batch, dataclasses.replace(self._run), state))
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            batch, run, state = item
+            try:
+                self._store.land(batch, connector=run.connector, connection=run.connection,
+                                 stream=run.stream, run=run, state=state)
+                self.landed += len(batch)
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self._idle.release()
+
+    def close(self) -> None:
+        """Wait until everything queued has landed; re-raise a landing failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
                progress: Progress) -> SyncRun:
     """Sync one stream into the store. The run row records success or the error."""
@@ -107,8 +151,10 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     store.start_run(run)
     progress.stream_started(run)
     counters_before = (session.counters.requests, session.counters.retries)
-    batch = Batch(stream.mapping.model)
+    model = stream.mapping.model
+    batch = Batch(model)
     read_columns = stream.mapping.read_columns
+    writer = _Writer(store, run)
 
     def account() -> None:
         run.requests = session.counters.requests - counters_before[0]
@@ -122,17 +168,15 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
             if len(batch) >= BATCH_RECORDS:
                 run.records += len(batch)
                 account()
-                store.land(batch, connector=run.connector, connection=run.connection,
-                           stream=stream.name, run=run)
-                batch.clear()
-            progress.page_landed(run)
+                writer.submit(batch)
+                batch = Batch(model)
+            progress.page_read(run)
         run.records += len(batch)
         account()
         run.status = "succeeded"
         run.finished = _now()
-        state = {"last_full_refresh": run.finished.isoformat()}
-        store.land(batch, connector=run.connector, connection=run.connection,
-                   stream=stream.name, run=run, state=state)
+        writer.submit(batch, state={"last_full_refresh": run.finished.isoformat()})
+        writer.close()
     except BaseException as exc:
         # Pages read before the failure are good data: land them (the state is not advanced),
         # then record how far the run got and why it stopped.
@@ -140,7 +184,10 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
         run.status = "failed"
         run.error = str(exc) or type(exc).__name__
         run.finished = _now()
-        if len(batch) and not isinstance(exc, StoreError):
+        with contextlib.suppress(BaseException):
+            writer.close()
+        run.records = writer.landed
+        if writer.error is None and not isinstance(exc, StoreError) and len(batch):
             run.records += len(batch)
             store.land(batch, connector=run.connector, connection=run.connection,
                        stream=stream.name, run=run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.errors import CrmError
@@ -61,6 +63,9 @@ def test_every_record_exactly_once(tmp_path, make_engine, style, n):
     assert run.status == "succeeded", run.error
     assert _ids(engine) == [f"{i:05d}" for i in range(n)]
     assert run.records == n
+    if n:  # fields the mapping does not name land in `custom`
+        custom = engine.store.query("SELECT custom FROM contacts LIMIT 1")[0][0]
+        assert json.loads(custom) == {"colour": "blue"}
     # A page per 10 records (7 for next_url), plus one empty or short last page at most.
     per_page = 7 if style == "next_url" else 10
     assert run.pages in (max(1, -(-n // per_page)), n // per_page + 1)

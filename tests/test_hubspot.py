@@ -1,0 +1,270 @@
+"""HubSpot end to end: the real connector YAML against the HubSpot emulator over loopback,
+connected through the OAuth flow, landing in a real DuckDB file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from engine.cli import main
+from engine.demo import connect_oauth
+from engine.engine import PROJECT_ROOT
+from engine.errors import CrmError, InputError
+from engine.store import SyncRun
+from sandbox.hubspot import HubSpotSandbox
+
+CONNECTORS = PROJECT_ROOT / "connectors"
+
+
+@pytest.fixture(scope="module")
+def hubspot():
+    emulator = HubSpotSandbox(contacts=250, companies=30, deals=60, rate_limit=(1000, 10.0))
+    with emulator.start() as running:
+        yield emulator, running
+
+
+@pytest.fixture
+def engine(make_engine, hubspot):
+    emulator, running = hubspot
+    engine = make_engine(CONNECTORS)
+    connect_oauth(engine, engine.connector("hubspot"), emulator, running.url, "acct")
+    return engine
+
+
+def first_id(emulator, kind: str, index: int = 0) -> str:
+    """An id the emulator really has (its ids are large, like HubSpot's)."""
+    records = emulator.store.active_records(kind)
+    for _ in range(index):
+        next(records)
+    return next(records).id_str
+
+
+def count(engine, sql, *params):
+    return engine.store.query(sql, list(params))[0][0]
+
+
+def test_sync_lands_every_stream_completely(engine, hubspot):
+    emulator, _ = hubspot
+    runs = engine.sync("hubspot", "acct")
+    assert [(r.stream, r.status) for r in runs] == [
+        ("contacts", "succeeded"), ("companies", "succeeded"), ("deals", "succeeded")]
+    contacts = emulator.store.count("contacts")
+    assert runs[0].records == contacts and runs[0].pages == 3  # 100 per page
+    for table in ("contacts", "companies", "deals"):
+        distinct = count(engine, f"SELECT count(DISTINCT id) FROM {table}")
+        assert distinct == emulator.store.count(table)
+    row = engine.store.query(
+        "SELECT run_id, status, records, pages, requests, retries, error FROM sync_runs "
+        "WHERE stream = 'contacts'")[0]
+    assert row[1:] == ("succeeded", contacts, 3, 3, 0, None)
+
+
+def test_records_are_typed_utc_and_keep_unmapped_properties_in_custom(engine, hubspot):
+    emulator, _ = hubspot
+    engine.sync("hubspot", "acct", streams=["contacts", "deals"])
+    some_id = engine.store.query("SELECT id FROM contacts ORDER BY id LIMIT 1")[0][0]
+    vendor = emulator.store.get("contacts", some_id)
+    row = engine.store.query(
+        "SELECT first_name, email, updated_at, typeof(updated_at), custom, connector, connection "
+        "FROM contacts WHERE id = ?", [some_id])[0]
+    assert row[0] == vendor["properties"]["firstname"] and row[1] == vendor["properties"]["email"]
+    assert row[3] == "TIMESTAMP WITH TIME ZONE"
+    assert row[2] == dt.datetime.fromisoformat(vendor["updatedAt"])
+    custom = json.loads(row[4])
+    assert "favorite_color" in custom and "firstname" not in custom
+    assert row[5:] == ("hubspot", "acct")
+    deal = engine.store.query("SELECT amount, close_date, typeof(amount) FROM deals "
+                              "WHERE amount IS NOT NULL AND close_date IS NOT NULL LIMIT 1")[0]
+    assert isinstance(deal[0], Decimal) and deal[2].startswith("DECIMAL")
+    assert isinstance(deal[1], dt.date)
+
+
+def test_template_looking_names_land_verbatim(engine):
+    engine.sync("hubspot", "acct", streams=["contacts"])
+    assert count(engine, "SELECT count(*) FROM contacts WHERE first_name = '{{ 7*7 }}'") >= 1
+    assert count(engine, "SELECT count(*) FROM contacts WHERE first_name = '49'") == 0
+
+
+def test_rerun_upserts_without_duplicates_and_picks_up_changes(engine):
+    engine.sync("hubspot", "acct", streams=["contacts"])
+    before = count(engine, "SELECT count(*) FROM contacts")
+    some_id = engine.store.query("SELECT id FROM contacts ORDER BY id LIMIT 1")[0][0]
+    engine.action("hubspot", "update_contact", {"id": some_id, "job_title": "Rerun checker"},
+                  "acct")
+    engine.sync("hubspot", "acct", streams=["contacts"])
+    assert count(engine, "SELECT count(*) FROM contacts") == before
+    assert count(engine, "SELECT job_title FROM contacts WHERE id = ?", some_id) == "Rerun checker"
+    assert count(engine, "SELECT count(*) FROM sync_runs WHERE stream = 'contacts'") == 2
+
+
+def test_token_expiring_mid_sync_is_refreshed_and_the_sync_completes(engine, hubspot):
+    emulator, _ = hubspot
+
+    class ExpireAfterFirstPage:
+        def stream_started(self, run: SyncRun) -> None: pass
+        def stream_finished(self, run: SyncRun) -> None: pass
+
+        def page_read(self, run: SyncRun) -> None:
+            if run.pages == 1:
+                emulator.expire_all_tokens()
+
+    old_refresh = engine.credentials.load("acct").credentials.access_token
+    [run] = engine.sync("hubspot", "acct", streams=["contacts"], progress=ExpireAfterFirstPage())
+    assert run.status == "succeeded" and run.records == emulator.store.count("contacts")
+    assert engine.credentials.load("acct").credentials.access_token != old_refresh
+
+
+def test_no_secret_reaches_the_database_file(engine, hubspot, tmp_path):
+    emulator, _ = hubspot
+    engine.sync("hubspot", "acct", streams=["companies"])
+    engine.action("hubspot", "search_contact_by_email", {"email": "nobody@example.com"}, "acct",
+                  log_payload=True)
+    creds = engine.credentials.load("acct").credentials
+    engine.close()
+    data = (tmp_path / "crm.duckdb").read_bytes()
+    for secret in (creds.access_token, creds.refresh_token, emulator.client_secret):
+        assert secret and secret.encode() not in data
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+def test_create_get_update_and_search_contact(engine, hubspot):
+    emulator, _ = hubspot
+    created = engine.action("hubspot", "create_contact", {
+        "first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com",
+        "custom": {"customer_tier": "gold"}}, "acct")
+    contact_id = created["id"]
+    assert created["record"]["email"] == "grace@example.com"
+    stored = emulator.store.get("contacts", contact_id)["properties"]
+    assert stored["customer_tier"] == "gold" and stored["lastname"] == "Hopper"
+
+    got = engine.action("hubspot", "get_contact", {"id": contact_id}, "acct")
+    assert got["record"]["first_name"] == "Grace" and got["record"]["custom"]["customer_tier"] \
+        == "gold"
+    engine.action("hubspot", "update_contact", {"id": contact_id, "phone": "+1 555 0100"}, "acct")
+    assert emulator.store.get("contacts", contact_id)["properties"]["phone"] == "+1 555 0100"
+
+    found = engine.action("hubspot", "search_contact_by_email", {"email": "GRACE@example.com"},
+                          "acct")
+    assert found["id"] == contact_id and len(found["records"]) == 1
+    none = engine.action("hubspot", "search_contact_by_email", {"email": "x@nowhere.test"}, "acct")
+    assert none == {"records": [], "id": None}
+
+
+def test_duplicate_email_is_a_conflict_with_the_existing_id(engine):
+    first = engine.action("hubspot", "create_contact", {"email": "dup@example.com"}, "acct")
+    with pytest.raises(CrmError) as info:
+        engine.action("hubspot", "create_contact", {"email": "dup@example.com"}, "acct")
+    assert info.value.status == 409 and info.value.code == "CONFLICT"
+    assert f"Existing ID: {first['id']}" in info.value.message
+    assert not info.value.retryable
+
+
+def test_deal_actions(engine, hubspot):
+    emulator, _ = hubspot
+    company = first_id(emulator, "companies")
+    created = engine.action("hubspot", "create_deal", {
+        "name": "Mainframe", "amount": "1234.56", "stage": "appointmentscheduled",
+        "pipeline": "default", "close_date": "2026-12-31", "company_id": company}, "acct")
+    deal_id = created["id"]
+    assert created["record"]["amount"] == "1234.56"
+    assert emulator.store.associated_ids("deals", int(deal_id), "companies") == [int(company)]
+    updated = engine.action("hubspot", "update_deal",
+                            {"id": deal_id, "stage": "closedwon", "amount": 1300}, "acct")
+    assert updated["record"]["stage"] == "closedwon" and updated["record"]["amount"] == "1300"
+    got = engine.action("hubspot", "get_deal", {"id": deal_id}, "acct")
+    assert got["record"]["close_date"] == "2026-12-31" and got["record"]["company_id"] == company
+
+
+def test_create_task_with_associations_and_priority_mapping(engine, hubspot):
+    emulator, _ = hubspot
+    ids = {kind: first_id(emulator, kind) for kind in ("contacts", "deals", "companies")}
+    task = engine.action("hubspot", "create_task", {
+        "subject": "Follow up", "priority": "urgent", "due_date": "2026-12-15",
+        "contact_id": ids["contacts"], "deal_id": ids["deals"], "company_id": ids["companies"]},
+        "acct")
+    stored = emulator.store.get("tasks", task["id"])["properties"]
+    assert stored["hs_task_priority"] == "HIGH" and stored["hs_task_status"] == "NOT_STARTED"
+    assert stored["hs_timestamp"].startswith("2026-12-15T00:00:00")
+    for kind, linked in ids.items():
+        assert emulator.store.associated_ids("tasks", int(task["id"]), kind) == [int(linked)]
+    assert task["record"]["priority"] == "high"  # HubSpot has no urgent
+
+
+def test_log_call_and_create_note(engine, hubspot):
+    emulator, _ = hubspot
+    contact = first_id(emulator, "contacts", 1)
+    call = engine.action("hubspot", "log_call", {
+        "subject": "Intro", "direction": "inbound", "duration_seconds": 125,
+        "outcome": "left_voicemail", "contact_id": contact}, "acct")
+    stored = emulator.store.get("calls", call["id"])["properties"]
+    assert stored["hs_call_duration"] == "125000" and stored["hs_call_direction"] == "INBOUND"
+    assert stored["hs_timestamp"]  # required by HubSpot; defaulted to now
+    assert call["record"]["duration_seconds"] == 125 and call["record"]["outcome"] == \
+        "left_voicemail"
+    note = engine.action("hubspot", "create_note", {"body": "Hi", "contact_id": contact}, "acct")
+    assert emulator.store.associated_ids("notes", int(note["id"]), "contacts") == [int(contact)]
+
+
+def test_bad_payload_is_rejected_before_any_request(engine, hubspot):
+    _, running = hubspot
+    before = running.app.requests_served
+    with pytest.raises(InputError) as info:
+        engine.action("hubspot", "create_task", {"subject": "x", "priority": "asap",
+                                                 "due_date": "2026-01-01"}, "acct")
+    assert info.value.field == "priority" and "asap" in info.value.message
+    with pytest.raises(InputError, match="due_date: is required"):
+        engine.action("hubspot", "create_task", {"subject": "x"}, "acct")
+    with pytest.raises(InputError, match="close_date"):
+        engine.action("hubspot", "create_deal", {"name": "x", "close_date": "31/12/2026"}, "acct")
+    with pytest.raises(InputError, match="emial: unknown field"):
+        engine.action("hubspot", "create_contact", {"emial": "x@y.z"}, "acct")
+    assert running.app.requests_served == before
+    rows = engine.store.query("SELECT status, error FROM action_log WHERE action = 'create_task'")
+    assert rows and all(r[0] == "failed" for r in rows)
+
+
+def test_ten_secondly_429_is_retried_and_daily_429_stops(engine, hubspot, clock):
+    emulator, running = hubspot
+    ten = {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+           "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}
+    running.app.fail_next(2, 429, body=ten)
+    contact = first_id(emulator, "contacts", 2)
+    got = engine.action("hubspot", "get_contact", {"id": contact}, "acct")
+    assert got["id"] == contact and len(clock.sleeps) == 2
+    daily = dict(ten, message="You have reached your daily limit.", policyName="DAILY")
+    running.app.fail_next(1, 429, body=daily)
+    [run, *rest] = engine.sync("hubspot", "acct")
+    assert run.status == "failed" and "daily API limit" in run.error and rest == []
+
+
+def test_cli_action_prints_the_unified_result(hubspot, tmp_path, capsys, monkeypatch):
+    emulator, running = hubspot
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CRM_ENGINE_HUBSPOT_TOKEN", emulator.static_token)
+    contact = first_id(emulator, "contacts", 3)
+    code = main(["action", "hubspot", "get_contact", "--data", json.dumps({"id": contact}),
+                 "--base-url", running.url, "--db", str(tmp_path / "cli.duckdb")])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["id"] == contact and result["record"]["email"]
+    code = main(["action", "hubspot", "get_contact", "--data", '{"id": "999999999"}',
+                 "--base-url", running.url])
+    assert code == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["status"] == 404 and error["code"] == "OBJECT_NOT_FOUND"
+
+
+def test_cli_sync_summary(hubspot, tmp_path, capsys, monkeypatch):
+    emulator, running = hubspot
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "home"))
+    code = main(["sync", "hubspot", "--streams", "companies", "--base-url", running.url,
+                 "--token", emulator.static_token, "--db", str(tmp_path / "s.duckdb")])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "companies" in out.out and "succeeded" in out.out
+    assert "sync hubspot/companies: succeeded" in out.err  # plain progress lines, not a tty
