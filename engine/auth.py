@@ -9,10 +9,12 @@ once. A second auth failure is returned to the caller as it is: never a loop.
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -81,8 +83,30 @@ class TokenAuth(httpx.Auth):
 
 # Decides whether a response means "the access token expired" (the YAML's error rules).
 AuthExpiredCheck = Callable[[httpx.Response], bool]
-# Called with fresh credentials before they are used, so a rotated refresh token is persisted.
-OnRefresh = Callable[[Credentials], None]
+
+
+class TokenStore(Protocol):
+    """Where a connection's credentials persist, shared with other processes."""
+
+    def locked(self) -> AbstractContextManager[None]: ...
+    def load(self) -> Credentials | None: ...
+    def save(self, credentials: Credentials) -> None: ...
+
+
+class MemoryTokenStore:
+    """For connections that are not stored (a pasted token): refreshes live in memory."""
+
+    def __init__(self) -> None:
+        self.credentials: Credentials | None = None
+
+    def locked(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def load(self) -> Credentials | None:
+        return self.credentials
+
+    def save(self, credentials: Credentials) -> None:
+        self.credentials = credentials
 
 
 class OAuth2Auth(httpx.Auth):
@@ -90,13 +114,15 @@ class OAuth2Auth(httpx.Auth):
 
     def __init__(self, *, connector: str, method: AuthMethod, credentials: Credentials,
                  token_url: str, is_auth_expired: AuthExpiredCheck, clock: Clock,
-                 on_refresh: OnRefresh | None = None):
+                 store: TokenStore | None = None,
+                 on_refresh: Callable[[Credentials], None] | None = None):
         self._connector = connector
         self._method = method
         self.credentials = credentials
         self._token_url = token_url
         self._is_auth_expired = is_auth_expired
         self._clock = clock
+        self._store = store or MemoryTokenStore()
         self._on_refresh = on_refresh
         self._lock = threading.Lock()
         self.refreshes = 0
@@ -104,8 +130,8 @@ class OAuth2Auth(httpx.Auth):
     def __repr__(self) -> str:
         return f"OAuth2Auth(connector={self._connector!r}, method={self._method.name!r})"
 
-    def _expires_soon(self) -> bool:
-        expires_at = self.credentials.expires_at
+    def _expires_soon(self, credentials: Credentials | None = None) -> bool:
+        expires_at = (credentials or self.credentials).expires_at
         return expires_at is not None and expires_at - self._clock.wall() < REFRESH_MARGIN_SECONDS
 
     def _can_refresh(self) -> bool:
@@ -123,12 +149,27 @@ class OAuth2Auth(httpx.Auth):
             yield request  # retried once; a second failure goes back to the caller
 
     def _refresh(self, stale_token: str | None) -> Generator[httpx.Request, httpx.Response, None]:
-        with self._lock:
-            if self.credentials.access_token != stale_token and not self._expires_soon():
-                return  # another thread refreshed while we waited
+        """Refresh once, under a lock per connection shared by threads and processes. Whoever
+        gets the lock second finds fresh credentials in the store and uses them, so a rotated
+        refresh token is never spent twice (which some vendors punish by revoking everything)."""
+        with self._lock, self._store.locked():
+            stored = self._store.load()
+            if stored is not None and stored.refresh_token:
+                if stored.access_token != stale_token and not self._expires_soon(stored):
+                    self._adopt(stored)
+                    return
+                self.credentials = stored  # the newest refresh token, if another rotated it
             response = yield self._refresh_request()
             response.read()
-            self._accept_token_response(response)
+            fresh = self._accept_token_response(response)
+            self._store.save(fresh)  # persisted before the new access token is used
+            self._adopt(fresh)
+            self.refreshes += 1
+
+    def _adopt(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        if self._on_refresh is not None:
+            self._on_refresh(credentials)
 
     def _refresh_request(self) -> httpx.Request:
         creds = self.credentials
@@ -142,7 +183,7 @@ class OAuth2Auth(httpx.Auth):
             form["client_secret"] = creds.client_secret or ""
         return httpx.Request("POST", self._token_url, data=form, headers=headers)
 
-    def _accept_token_response(self, response: httpx.Response) -> None:
+    def _accept_token_response(self, response: httpx.Response) -> Credentials:
         try:
             body = orjson.loads(response.content) if response.content else {}
         except orjson.JSONDecodeError:
@@ -160,10 +201,7 @@ class OAuth2Auth(httpx.Auth):
                 status=response.status_code, code=str(code) if code else None,
                 kind="fatal", raw_body=secrets.redact_deep(body),
             )
-        self.credentials = updated_credentials(self.credentials, body, self._method, self._clock)
-        self.refreshes += 1
-        if self._on_refresh is not None:
-            self._on_refresh(self.credentials)
+        return updated_credentials(self.credentials, body, self._method, self._clock)
 
 
 def updated_credentials(old: Credentials, body: dict[str, Any], method: AuthMethod,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
 import sys
+import webbrowser
 from pathlib import Path
 from typing import Any
 
-from engine import secrets
+from engine import oauth, secrets
 from engine.engine import Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.progress import progress_for
@@ -57,6 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log the action to this DuckDB file's action_log")
     p.add_argument("--log-payload", action="store_true", help="store the payload in action_log")
     _connection_options(p)
+
+    p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0 or an API key)")
+    p.add_argument("connector")
+    p.add_argument("--connection", help="connection name (default: the connector's name)")
+    p.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
+    p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="connection setting (repeatable), e.g. a data centre or a sandbox host")
+    p.add_argument("--client-id", help="OAuth client id (else CRM_ENGINE_<CONNECTOR>_CLIENT_ID)")
+    p.add_argument("--redirect-uri", default=oauth.DEFAULT_REDIRECT_URI,
+                   help="loopback callback registered with the OAuth app")
+    p.add_argument("--no-browser", action="store_true",
+                   help="print the authorization URL instead of opening a browser (SSH)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the callback")
+    p.add_argument("--connectors-dir")
+
+    p = commands.add_parser("disconnect", help="revoke a connection's tokens and forget them")
+    p.add_argument("connector")
+    p.add_argument("--connection")
+    p.add_argument("--connectors-dir")
 
     p = commands.add_parser("sandbox", help="run local emulators of the vendors' APIs")
     p.add_argument("connectors", nargs="*", help="which ones (default: all)")
@@ -163,6 +184,56 @@ def cmd_action(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secret_from_env_or_prompt(variable: str, prompt: str) -> str:
+    """Secrets come from the environment or a no-echo prompt, never from argv."""
+    value = os.environ.get(variable)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise InputError(variable, "is not set (and there is no terminal to ask on)")
+    return getpass.getpass(prompt)
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    engine = Engine(connectors_dir=args.connectors_dir)
+    connector = engine.connector(args.connector)
+    prefix = f"CRM_ENGINE_{connector.name.upper()}"
+    config = _config_values(args.config)
+    method = connector.auth.get(args.auth_method or "") or next(iter(connector.auth.values()))
+    if method.type == "token":
+        token = _secret_from_env_or_prompt(f"{prefix}_TOKEN", f"{connector.title} API key: ")
+        conn = engine.store_token(connector.name, args.connection, token=token, config=config,
+                                  auth_method=method.name)
+        print(f"stored {conn.name}: {connector.title} via {method.name}")
+        return 0
+    client_id = args.client_id or os.environ.get(f"{prefix}_CLIENT_ID")
+    if not client_id:
+        raise InputError("--client-id", f"give the OAuth client id (or set {prefix}_CLIENT_ID)")
+    secret = _secret_from_env_or_prompt(f"{prefix}_CLIENT_SECRET", "OAuth client secret: ")
+
+    def show(url: str) -> None:
+        if args.no_browser or not webbrowser.open(url):
+            print(f"Open this URL to authorize crm-engine:\n  {url}", flush=True)
+        else:
+            print("Waiting for the authorization in your browser...", flush=True)
+
+    conn = engine.connect(connector.name, args.connection, client_id=client_id,
+                          client_secret=secret, config=config, auth_method=method.name,
+                          redirect_uri=args.redirect_uri, open_url=show, timeout=args.timeout)
+    settings = ", ".join(f"{k}={v}" for k, v in conn.credentials.settings.items())
+    print(f"connected {conn.name}: {connector.title} via {method.name}"
+          + (f" ({settings})" if settings else ""))
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    engine = Engine(connectors_dir=args.connectors_dir)
+    revoked = engine.disconnect(args.connector, args.connection)
+    name = args.connection or args.connector
+    print(f"disconnected {name}" + (" (tokens revoked)" if revoked else ""))
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from engine.demo import serve_sandboxes
 
@@ -181,6 +252,8 @@ COMMANDS = {
     "connectors": cmd_connectors,
     "sync": cmd_sync,
     "action": cmd_action,
+    "connect": cmd_connect,
+    "disconnect": cmd_disconnect,
     "sandbox": cmd_sandbox,
     "demo": cmd_demo,
 }

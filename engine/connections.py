@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,14 @@ class CredentialStore:
         except FileNotFoundError:
             return False
 
+    def update_credentials(self, name: str, credentials: Credentials) -> None:
+        """Replace a stored connection's credentials, keeping the rest as stored."""
+        connection = self.load(name)
+        if connection is None:
+            raise KeyError(name)
+        connection.credentials = credentials
+        self.save(connection)
+
     @contextmanager
     def locked(self, name: str) -> Iterator[None]:
         """An exclusive lock per connection across processes (held while refreshing)."""
@@ -118,3 +126,21 @@ class CredentialStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class StoredTokens:
+    """One stored connection's credentials as the refresh logic's `TokenStore`."""
+
+    def __init__(self, store: CredentialStore, name: str):
+        self._store = store
+        self._name = name
+
+    def locked(self) -> AbstractContextManager[None]:
+        return self._store.locked(self._name)
+
+    def load(self) -> Credentials | None:
+        connection = self._store.load(self._name)
+        return connection.credentials if connection else None
+
+    def save(self, credentials: Credentials) -> None:
+        self._store.update_credentials(self._name, credentials)

@@ -22,11 +22,8 @@ import httpx
 from engine.connections import Connection
 from engine.engine import Engine
 from engine.errors import CrmError
-from engine.oauth import authorization_request, exchange_code, parse_callback
 from engine.progress import progress_for
 from engine.spec import Connector
-
-REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
 EXAMPLE_SQL = [
     ("Contacts per connection",
@@ -56,26 +53,21 @@ def _emulators(engine: Engine, only: list[str] | None) -> dict[str, type]:
     return {n: sandbox.EMULATORS[n] for n in names}
 
 
+def follow_without_browser(url: str) -> None:
+    """Stand in for a person's browser: request the consent page and follow its redirect to
+    the loopback callback (the emulators consent at once)."""
+    with httpx.Client(timeout=30, follow_redirects=True) as client:
+        client.get(url)
+
+
 def connect_oauth(engine: Engine, connector: Connector, emulator: Any, url: str,
                   connection: str) -> Connection:
-    """The authorization-code flow against an emulator, without a browser."""
-    method = next(m for m in connector.auth.values() if m.type == "oauth2")
-    config = emulator.connection_config(url)
-    request = authorization_request(connector, method, config, client_id=emulator.client_id,
-                                    redirect_uri=REDIRECT_URI)
-    with httpx.Client(timeout=30) as client:
-        consent = client.get(request.url, follow_redirects=False)
-        if consent.status_code not in (301, 302, 303, 307):
-            raise CrmError(connector.name, "oauth.authorize",
-                           f"expected a redirect, got HTTP {consent.status_code}")
-        query = parse_callback(request, consent.headers["location"])
-        credentials = exchange_code(connector, method, config, client=client,
-                                    client_id=emulator.client_id,
-                                    client_secret=emulator.client_secret, code=query["code"],
-                                    request=request, clock=engine.clock)
-    conn = Connection(connection, connector.name, method.name, config, credentials=credentials)
-    engine.credentials.save(conn)
-    return conn
+    """The real authorization-code flow against an emulator, loopback callback included."""
+    return engine.connect(connector.name, connection, client_id=emulator.client_id,
+                          client_secret=emulator.client_secret,
+                          config=emulator.connection_config(url),
+                          redirect_uri="http://127.0.0.1:0/callback",
+                          open_url=follow_without_browser, timeout=30)
 
 
 def run_actions(engine: Engine, connector: Connector, connection: str) -> list[tuple[str, str]]:

@@ -6,20 +6,20 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from engine import secrets
+from engine import oauth, secrets
 from engine.actions import run_action
 from engine.auth import Credentials, OAuth2Auth, TokenAuth
 from engine.clock import Clock
-from engine.connections import Connection, CredentialStore
+from engine.connections import Connection, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
 from engine.ratelimit import RateBudget
-from engine.spec import Connector, load_connector
+from engine.spec import AuthMethod, Connector, load_connector
 from engine.store import Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, run_stream
 from engine.transport import Session, classify, parse_body
@@ -170,16 +170,25 @@ class Engine:
     def _open(self, connector: Connector, conn: Connection) -> tuple[Session, dict[str, Any]]:
         config = coerce_config(connector, conn.config)
         creds = conn.credentials
-        context = {"config": config, "credentials": creds.settings}
+        context = connector.template_context(config, creds.settings)
         base_url = conn.base_url or connector.base_url.render(context)
         method = connector.auth[conn.auth_method or next(iter(connector.auth))]
+        sessions: list[Session] = []  # filled below; a refresh may move the API host
+
+        def refreshed(new: Credentials) -> None:
+            context["credentials"] = connector.template_context(config, new.settings)["credentials"]
+            if sessions and not conn.base_url:
+                sessions[0].base_url = connector.base_url.render(context).rstrip("/")
+
         auth: httpx.Auth
         if method.type == "oauth2" and creds.refresh_token:
+            stored = self.credentials.load(conn.name) is not None
             auth = OAuth2Auth(
                 connector=connector.name, method=method, credentials=creds,
-                token_url=method.token_url.render({"config": config}),  # type: ignore[union-attr]
+                token_url=method.token_url.render(context),  # type: ignore[union-attr]
                 is_auth_expired=lambda r: self._auth_expired(connector, r),
-                clock=self.clock, on_refresh=lambda c: self._persist(conn, c, context),
+                clock=self.clock, on_refresh=refreshed,
+                store=StoredTokens(self.credentials, conn.name) if stored else None,
             )
         else:
             if not creds.access_token:
@@ -193,6 +202,7 @@ class Engine:
                 (connector.name, conn.name), RateBudget(connector.rate_limit, self.clock))
         session = Session(connector, base_url=base_url, auth=auth, headers=headers,
                           budget=budget, clock=self.clock, transport=self._transport)
+        sessions.append(session)
         return session, context
 
     @staticmethod
@@ -201,13 +211,6 @@ class Engine:
             return False
         kind, _, _ = classify(connector.errors, response.status_code, parse_body(response))
         return kind == "auth_expired"
-
-    def _persist(self, conn: Connection, creds: Credentials, context: dict[str, Any]) -> None:
-        context["credentials"] = creds.settings
-        conn.credentials = creds
-        if self.credentials.load(conn.name) is not None:
-            with self.credentials.locked(conn.name):
-                self.credentials.save(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -222,6 +225,79 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- connecting -------------------------------------------------------------------------
+    def connect(self, connector_name: str, connection: str | None = None, *, client_id: str,
+                client_secret: str, config: dict[str, Any] | None = None,
+                auth_method: str | None = None, redirect_uri: str = oauth.DEFAULT_REDIRECT_URI,
+                open_url: Callable[[str], None], timeout: float = 300.0) -> Connection:
+        """Authorize through the vendor's OAuth flow and store the connection."""
+        connector = self.connector(connector_name)
+        method = self._oauth_method(connector, auth_method)
+        config = dict(config or {})
+        context = connector.template_context(coerce_config(connector, config), {})
+        credentials = oauth.connect(connector, method, context, client_id=client_id,
+                                    client_secret=client_secret, clock=self.clock,
+                                    redirect_uri=redirect_uri, open_url=open_url,
+                                    timeout=timeout)
+        return self._store_connection(Connection(connection or connector.name, connector.name,
+                                                 method.name, config, credentials=credentials))
+
+    def store_token(self, connector_name: str, connection: str | None = None, *, token: str,
+                    config: dict[str, Any] | None = None,
+                    auth_method: str | None = None) -> Connection:
+        """Store an API key or other long-lived token as a connection."""
+        connector = self.connector(connector_name)
+        methods = [m for m in connector.auth.values() if m.type == "token"]
+        method = connector.auth.get(auth_method or "") or (methods[0] if methods else None)
+        if method is None or method.type != "token":
+            raise InputError("auth_method", f"{connector.name} has no token auth method")
+        config = dict(config or {})
+        coerce_config(connector, config)
+        return self._store_connection(Connection(connection or connector.name, connector.name,
+                                                 method.name, config,
+                                                 credentials=Credentials(access_token=token)))
+
+    def _store_connection(self, conn: Connection) -> Connection:
+        with self.credentials.locked(conn.name):
+            self.credentials.save(conn)
+        with self._lock:  # a cached session would still hold the old credentials
+            cached = self._sessions.pop((conn.connector, conn.name), None)
+        if cached is not None:
+            cached[0].close()
+        return conn
+
+    def disconnect(self, connector_name: str, connection: str | None = None) -> bool:
+        """Revoke the tokens where the vendor can, then delete the stored credentials.
+        Returns whether a revocation was sent."""
+        connector = self.connector(connector_name)
+        name = connection or connector.name
+        stored = self.credentials.load(name)
+        if stored is None or stored.connector != connector.name:
+            raise InputError("connection", f"no stored {connector.name} connection {name!r}")
+        method = connector.auth.get(stored.auth_method or "")
+        revoked = False
+        if method is not None and method.type == "oauth2":
+            context = connector.template_context(coerce_config(connector, stored.config),
+                                                 stored.credentials.settings)
+            with httpx.Client(timeout=30, transport=self._transport) as client:
+                revoked = oauth.revoke(connector, method, context, stored.credentials,
+                                       client=client)
+        with self.credentials.locked(name):
+            self.credentials.delete(name)
+        with self._lock:
+            cached = self._sessions.pop((connector.name, name), None)
+        if cached is not None:
+            cached[0].close()
+        return revoked
+
+    @staticmethod
+    def _oauth_method(connector: Connector, name: str | None) -> AuthMethod:
+        methods = [m for m in connector.auth.values() if m.type == "oauth2"]
+        method = connector.auth.get(name or "") or (methods[0] if methods else None)
+        if method is None or method.type != "oauth2":
+            raise InputError("auth_method", f"{connector.name} has no OAuth 2.0 auth method")
+        return method
 
     # -- operations ------------------------------------------------------------------------
     def sync(self, connector: str, connection: str | None = None, *,

@@ -97,6 +97,13 @@ class ActionSpec:
 
 
 @dataclass
+class RevokeSpec:
+    method: str
+    url: Template
+    form: dict[str, Template]
+
+
+@dataclass
 class AuthMethod:
     name: str
     type: str  # oauth2 | token
@@ -105,7 +112,7 @@ class AuthMethod:
     apply_value: Template
     authorize_url: Template | None = None
     token_url: Template | None = None
-    revoke_url: Template | None = None
+    revoke: RevokeSpec | None = None
     scopes: list[str] = field(default_factory=list)
     scope_separator: str = " "
     pkce: bool = False
@@ -113,6 +120,7 @@ class AuthMethod:
     authorize_params: dict[str, str] = field(default_factory=dict)
     token_lifetime_seconds: int | None = None
     settings: dict[str, Getter] = field(default_factory=dict)
+    callback_settings: dict[str, str] = field(default_factory=dict)  # setting -> query param
 
 
 @dataclass
@@ -186,6 +194,8 @@ class ConfigSetting:
 class Connector:
     name: str
     title: str
+    constants: dict[str, Any]
+    escapes: dict[str, dict[str, str]]
     file: str
     description: str
     config: dict[str, ConfigSetting]
@@ -203,7 +213,14 @@ class Connector:
 
     @property
     def credential_settings(self) -> set[str]:
-        return {s for m in self.auth.values() for s in m.settings}
+        return {s for m in self.auth.values() for s in [*m.settings, *m.callback_settings]}
+
+    def template_context(self, config: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+        """What every template of this connector may read; unset settings are None."""
+        credentials = dict.fromkeys(self.credential_settings)
+        credentials.update(settings)
+        return {"config": config, "credentials": credentials, "constants": self.constants,
+                "escapes": self.escapes}
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -387,8 +404,13 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
                             s.get("required", False), s.get("description", ""))
         for name, s in (data.get("config") or {}).items()
     }
-    settings = {s for m in data["auth"].values() for s in (m.get("settings") or {})}
-    base_roots: dict[str, set[str] | None] = {"config": set(config), "credentials": settings}
+    settings = {s for m in data["auth"].values()
+                for s in [*(m.get("settings") or {}), *(m.get("callback_settings") or {})]}
+    constants = data.get("constants") or {}
+    escapes = data.get("escapes") or {}
+    base_roots: dict[str, set[str] | None] = {
+        "config": set(config), "credentials": settings, "constants": set(constants),
+        "escapes": set(escapes)}
 
     auth = {}
     for name, spec in data["auth"].items():
@@ -409,6 +431,8 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
     return Connector(
         name=data["name"],
         title=data["title"],
+        constants=constants,
+        escapes=escapes,
         file=file,
         description=data.get("description", ""),
         config=config,
@@ -442,13 +466,18 @@ def _compile_auth(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
         authorize_params=dict(spec.get("authorize_params") or {}),
         token_lifetime_seconds=spec.get("token_lifetime_seconds"),
     )
-    url_roots = {"config": roots["config"]}
+    url_roots = {k: roots[k] for k in ("config", "credentials", "constants")}
     for key in ("authorize_url", "token_url"):
         if key in spec:
             setattr(method, key, c.template(path + (key,), spec[key], url_roots))
-    if "revoke_url" in spec:
-        method.revoke_url = c.template(path + ("revoke_url",), spec["revoke_url"],
-                                       {**url_roots, "token": None})
+    if "revoke" in spec:
+        revoke, roots_with_token = spec["revoke"], {**url_roots, "token": None}
+        url = c.template(path + ("revoke", "url"), revoke["url"], roots_with_token)
+        form = {k: c.template(path + ("revoke", "form", k), v, roots_with_token)
+                for k, v in (revoke.get("form") or {}).items()}
+        if url is not None and all(form.values()):
+            method.revoke = RevokeSpec(revoke["method"], url, form)  # type: ignore[arg-type]
+    method.callback_settings = dict(spec.get("callback_settings") or {})
     for setting, expr in (spec.get("settings") or {}).items():
         getter = c.getter(path + ("settings", setting), expr)
         if getter:

@@ -24,15 +24,10 @@ _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOT
 CONDITION_KEY = "$if"
 
 
-def _escape_chars(value: Any, chars: str, escape: str = "\\") -> str:
-    """Put `escape` before each of `chars` (query languages' string-literal rules)."""
-    text = str(value)
-    if escape in chars:  # escape the escape first so it is not doubled afterwards
-        text = text.replace(escape, escape + escape)
-    for ch in chars:
-        if ch != escape:
-            text = text.replace(ch, escape + ch)
-    return text
+def _escape(value: Any, table: Mapping[str, str]) -> str:
+    """Replace each character by its entry in `table` (one of the connector's `escapes`), in a
+    single pass, so a replacement is never escaped again."""
+    return str(value).translate(str.maketrans(dict(table)))
 
 
 def _make_env(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxedEnvironment:
@@ -41,7 +36,7 @@ def _make_env(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxe
         finalize=finalize,
     )
     env.filters["tojson"] = lambda v: json.dumps(v, default=str)
-    env.filters["escape_chars"] = _escape_chars
+    env.filters["escape"] = _escape
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
     return env
 

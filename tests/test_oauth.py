@@ -1,0 +1,278 @@
+"""The OAuth 2.0 lifecycle: connect through the loopback callback, store, refresh across
+processes, revoke. Against a vendor-neutral OAuth server and the HubSpot emulator."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+
+from engine.demo import follow_without_browser, run_demo
+from engine.errors import CrmError
+from engine.oauth import AuthorizationRequest, parse_callback
+from sandbox.core import App, Request, Response, serve
+from sandbox.hubspot import HubSpotSandbox
+from tests.support import TEST_MAPPING, items, write_specs
+
+CONNECTOR = """
+name: acme
+title: Acme
+base_url: "{{ credentials.instance_url }}/api"
+config:
+  login_url: {default: "https://login.acme.invalid"}
+auth:
+  oauth:
+    type: oauth2
+    authorize_url: "{{ config.login_url }}/authorize"
+    token_url: "{{ config.login_url }}/token"
+    revoke: {method: POST, url: "{{ config.login_url }}/revoke", form: {token: "{{ token }}"}}
+    scopes: [read, write, offline]
+    scope_separator: ","
+    pkce: true
+    client_auth: basic
+    authorize_params: {access_type: offline}
+    token_lifetime_seconds: 600
+    settings: {instance_url: instance_url}
+    callback_settings: {region: location}
+    apply: {header: Authorization, value: "Bearer {{ token }}"}
+streams:
+  items:
+    model: contact
+    request: {method: GET, path: /items}
+    records: items
+    paginate: {style: cursor, cursor: next, param: after}
+"""
+
+
+class Vendor:
+    """An OAuth provider with PKCE, Basic client auth, rotating single-use refresh tokens and
+    an API on a per-tenant host given in the token response (like `instance_url`)."""
+
+    def __init__(self) -> None:
+        self.app = App()
+        self.codes: dict[str, dict[str, str]] = {}
+        self.refresh_tokens: set[str] = set()
+        self.access_tokens: set[str] = set()
+        self.revoked: list[str] = []
+        self.token_requests: list[dict[str, str]] = []
+        self.replayed = 0
+        self.counter = 0
+        self.lock = threading.Lock()
+        self.records = items(30)
+        self.app.add_route("GET", "/authorize", self.authorize)
+        self.app.add_route("POST", "/token", self.token)
+        self.app.add_route("POST", "/revoke", self.revoke)
+        self.app.add_route("GET", "/api/items", self.items)
+
+    def authorize(self, request: Request) -> Response:
+        query = {k: v[0] for k, v in request.query.items()}
+        code = f"code-{len(self.codes)}"
+        self.codes[code] = query
+        target = query["redirect_uri"] + "?" + urlencode(
+            {"code": code, "state": query["state"], "location": "eu"})
+        return Response(302, None, headers={"Location": target})
+
+    def _issue(self, rotate_from: str | None = None) -> dict[str, str]:
+        self.counter += 1
+        access, refresh = f"acc-{self.counter}", f"ref-{self.counter}"
+        self.access_tokens = {access}  # older access tokens stop working
+        if rotate_from:
+            self.refresh_tokens.discard(rotate_from)
+        self.refresh_tokens.add(refresh)
+        return {"access_token": access, "refresh_token": refresh, "expires_in": 600,
+                "instance_url": self.url, "token_type": "Bearer"}
+
+    def token(self, request: Request) -> Response:
+        form = request.form()
+        basic = request.headers.get("authorization", "")
+        self.token_requests.append({**form, "authorization": basic})
+        if basic != "Basic " + base64.b64encode(b"cid:the-client-secret").decode():
+            return Response(401, {"error": "invalid_client"})
+        with self.lock:
+            if form["grant_type"] == "authorization_code":
+                sent = self.codes.pop(form.get("code", ""), None)
+                challenge = base64.urlsafe_b64encode(hashlib.sha256(
+                    form.get("code_verifier", "").encode()).digest()).rstrip(b"=").decode()
+                if sent is None or sent["code_challenge"] != challenge:
+                    return Response(400, {"error": "invalid_grant"})
+                return Response(200, self._issue())
+            token = form.get("refresh_token", "")
+            if token not in self.refresh_tokens:
+                self.replayed += 1
+                return Response(400, {"error": "invalid_grant",
+                                      "error_description": "refresh token reused"})
+            return Response(200, self._issue(rotate_from=token))
+
+    def revoke(self, request: Request) -> Response:
+        token = request.form().get("token", "")
+        self.revoked.append(token)
+        self.refresh_tokens.discard(token)
+        return Response(200, {})
+
+    def items(self, request: Request) -> Response:
+        if request.headers.get("authorization", "").removeprefix("Bearer ") not in \
+                self.access_tokens:
+            return Response(401, {"error": "expired"})
+        start = int(request.arg("after") or 0)
+        body = {"items": self.records[start:start + 10]}
+        if start + 10 < len(self.records):
+            body["next"] = str(start + 10)
+        return Response(200, body)
+
+
+@pytest.fixture
+def vendor():
+    v = Vendor()
+    running = serve(v.app)
+    v.url = running.url
+    yield v
+    running.close()
+
+
+@pytest.fixture
+def engine(tmp_path, make_engine):
+    return make_engine(write_specs(tmp_path, CONNECTOR, TEST_MAPPING))
+
+
+def connect(engine, vendor, open_url=follow_without_browser, name="acme"):
+    return engine.connect("acme", name, client_id="cid", client_secret="the-client-secret",
+                          config={"login_url": vendor.url}, open_url=open_url,
+                          redirect_uri="http://127.0.0.1:0/callback", timeout=10)
+
+
+def test_authorization_url_has_state_pkce_scopes_and_extra_params(engine, vendor):
+    seen: list[str] = []
+
+    def browser(url: str) -> None:
+        seen.append(url)
+        follow_without_browser(url)
+
+    connect(engine, vendor, browser)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(seen[0]).query).items()}
+    assert query["scope"] == "read,write,offline"  # the YAML's separator
+    assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
+    assert len(query["state"]) >= 32 and query["access_type"] == "offline"
+    assert query["redirect_uri"].startswith("http://127.0.0.1:")
+
+
+def test_code_exchange_stores_credentials_with_settings_and_mode_0600(engine, vendor, tmp_path):
+    conn = connect(engine, vendor)
+    exchange = vendor.token_requests[0]
+    assert exchange["grant_type"] == "authorization_code" and "client_secret" not in exchange
+    assert conn.credentials.settings == {"instance_url": vendor.url, "region": "eu"}
+    path = tmp_path / "home" / "connections" / "acme.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    stored = json.loads(path.read_text())
+    assert stored["credentials"]["refresh_token"] == "ref-1"
+    # The token response's instance_url is the API host the sync talks to.
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and run.records == 30
+
+
+def test_callback_with_the_wrong_state_is_rejected_and_nothing_stored(engine, vendor):
+    def forger(url: str) -> None:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        httpx.get(query["redirect_uri"] + "?code=stolen&state=guessed")
+
+    with pytest.raises(CrmError, match="state does not match"):
+        connect(engine, vendor, forger)
+    assert engine.credentials.load("acme") is None
+    assert vendor.token_requests == []
+
+
+def test_parse_callback_reports_a_refusal():
+    request = AuthorizationRequest("u", "http://127.0.0.1/cb", "s" * 32)
+    with pytest.raises(CrmError, match="access_denied"):
+        parse_callback(request, f"/cb?state={'s' * 32}&error=access_denied")
+
+
+def test_rotated_refresh_token_is_persisted(engine, vendor, clock):
+    connect(engine, vendor)
+    clock.advance(600)  # expired: refreshed before the first request
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded"
+    stored = engine.credentials.load("acme").credentials
+    assert (stored.access_token, stored.refresh_token) == ("acc-2", "ref-2")
+
+
+def test_revoke_on_disconnect(engine, vendor):
+    connect(engine, vendor)
+    assert engine.disconnect("acme") is True
+    assert vendor.revoked == ["ref-1"] and engine.credentials.load("acme") is None
+
+
+CONCURRENT_SYNC = textwrap.dedent("""
+    import sys
+    from engine import Engine
+    from engine.clock import FakeClock
+    clock = FakeClock(float(sys.argv[3]))
+    with Engine(db=sys.argv[1], connectors_dir=sys.argv[2], home=sys.argv[4], clock=clock) as e:
+        [run] = e.sync("acme")
+    print(run.status, run.records, run.error)
+""")
+
+
+def test_two_processes_refreshing_at_once_do_not_lose_the_rotated_token(
+        engine, vendor, tmp_path, clock):
+    connect(engine, vendor)
+    later = clock.wall() + 600  # both processes see an expired token at start
+    script = tmp_path / "sync.py"
+    script.write_text(CONCURRENT_SYNC)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    procs = [subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / f"p{i}.duckdb"),
+         str(tmp_path / "connectors"), str(later), str(tmp_path / "home")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [o[0].split()[:2] for o in outputs] == [["succeeded", "30"]] * 2, outputs
+    assert vendor.replayed == 0  # nobody spent a rotated refresh token twice
+    grants = [r for r in vendor.token_requests if r["grant_type"] == "refresh_token"]
+    assert len(grants) == 1  # the second process found the first one's fresh token
+    assert engine.credentials.load("acme").credentials.refresh_token in vendor.refresh_tokens
+
+
+def test_hubspot_revoke_kills_the_refresh_token(make_engine, clock):
+    emulator = HubSpotSandbox(contacts=20, companies=5, deals=5)
+    with emulator.start() as running:
+        engine = make_engine(Path(__file__).resolve().parent.parent / "connectors")
+        from engine.demo import connect_oauth
+
+        conn = connect_oauth(engine, engine.connector("hubspot"), emulator, running.url, "hs")
+        refresh = conn.credentials.refresh_token
+        assert engine.disconnect("hubspot", "hs") is True
+        response = httpx.post(running.url + "/oauth/v1/token", data={
+            "grant_type": "refresh_token", "refresh_token": refresh,
+            "client_id": emulator.client_id, "client_secret": emulator.client_secret})
+        assert response.status_code == 400
+        assert response.json()["status"] == "BAD_REFRESH_TOKEN"
+
+
+def test_no_secret_in_logs_errors_or_the_database_after_a_demo(tmp_path, caplog, capsys,
+                                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.DEBUG)
+    db = tmp_path / "out" / "demo.duckdb"
+    assert run_demo(str(db), contacts=300) == 0
+    out = capsys.readouterr()
+    secrets = {"client secret": HubSpotSandbox().client_secret}
+    for path in (tmp_path / "out" / "demo-home" / "connections").glob("*.json"):
+        creds = json.loads(path.read_text())["credentials"]
+        secrets["access token"] = creds["access_token"]
+        secrets["refresh token"] = creds["refresh_token"]
+    data = db.read_bytes()
+    for what, value in secrets.items():
+        assert value and len(value) > 8
+        assert value.encode() not in data, f"{what} in the DuckDB file"
+        assert value not in caplog.text and value not in out.out and value not in out.err, what
