@@ -29,6 +29,7 @@ class RateBudget:
                        if spec.max_concurrent else None)
         self.waited_seconds = 0.0
         self.daily_remaining: float | None = None
+        self.usage: str | None = None  # the vendor's last "used/allowed" report
 
     def acquire(self) -> None:
         """Block until a request may be sent, then count it."""
@@ -57,7 +58,10 @@ class RateBudget:
         """Correct the budget from one response's rate-limit headers."""
         if not self.feedback:
             return
-        values = {key: hv.read(headers) for key, hv in self.feedback.items()}
+        values = {key: hv.read(headers) for key, hv in self.feedback.items()
+                  if key != "daily_usage"}
+        usage = self.feedback["daily_usage"].read_usage(headers) \
+            if "daily_usage" in self.feedback else None
         with self._lock:
             if values.get("window"):
                 self.window = values["window"]
@@ -69,6 +73,9 @@ class RateBudget:
                 self._paused_until = max(self._paused_until, self._clock.monotonic() + reset)
             if values.get("daily_remaining") is not None:
                 self.daily_remaining = values["daily_remaining"]
+            if usage is not None:
+                self.usage = f"{usage[0]}/{usage[1]}"
+                self.daily_remaining = usage[1] - usage[0]
 
     def pause(self, seconds: float) -> None:
         """Hold every sender back (after a 429 that said how long to wait)."""

@@ -144,6 +144,14 @@ class HeaderValue:
             return None
         return value / 1000 if self.unit == "ms" else value
 
+    def read_usage(self, headers: Any) -> tuple[int, int] | None:
+        """(used, allowed) from a header whose pattern has two groups."""
+        raw = headers.get(self.header)
+        match = self.pattern.search(raw) if raw is not None and self.pattern else None
+        if match is None or match.re.groups < 2:
+            return None
+        return int(match.group(1)), int(match.group(2))
+
 
 @dataclass
 class RateLimitSpec:
@@ -627,6 +635,9 @@ def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSp
                 pattern = re.compile(hv["pattern"])
             except re.error as exc:
                 c.add(("rate_limit", "feedback", key, "pattern"), f"invalid regex: {exc}")
+        if key == "daily_usage" and (pattern is None or pattern.groups != 2):
+            c.add(("rate_limit", "feedback", key, "pattern"),
+                  "daily_usage needs a pattern with two groups: used and allowed")
         feedback[key] = HeaderValue(hv["header"], pattern, hv.get("unit", "s"))
     return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),
                          spec.get("max_concurrent"), feedback)

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     pages BIGINT NOT NULL DEFAULT 0,
     requests BIGINT NOT NULL DEFAULT 0,
     retries BIGINT NOT NULL DEFAULT 0,
-    error VARCHAR
+    error VARCHAR,
+    api_usage VARCHAR
 );
 CREATE TABLE IF NOT EXISTS sync_state (
     connection VARCHAR NOT NULL,
@@ -126,6 +127,8 @@ class Store:
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
         self._con.execute(BOOKKEEPING_DDL)
+        # Files written before api_usage existed gain the column.
+        self._con.execute("ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS api_usage VARCHAR")
 
     def close(self) -> None:
         self._con.close()
@@ -233,9 +236,9 @@ class Store:
     def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
         con.execute(
             "UPDATE sync_runs SET finished = ?, status = ?, records = ?, pages = ?, requests = ?, "
-            "retries = ?, error = ? WHERE run_id = ?",
+            "retries = ?, error = ?, api_usage = ? WHERE run_id = ?",
             [run.finished, run.status, run.records, run.pages, run.requests, run.retries,
-             run.error, run.run_id],
+             run.error, run.api_usage, run.run_id],
         )
 
     @staticmethod
@@ -284,6 +287,7 @@ class SyncRun:
     requests: int = 0
     retries: int = 0
     error: str | None = None
+    api_usage: str | None = None  # the vendor's "used/allowed" report, when it sends one
     fetched: int = 0  # records read so far, landed or not (for progress displays)
 
 

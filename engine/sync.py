@@ -159,6 +159,8 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     def account() -> None:
         run.requests = session.counters.requests - counters_before[0]
         run.retries = session.counters.retries - counters_before[1]
+        if session.budget is not None:
+            run.api_usage = session.budget.usage
 
     try:
         for page in _prefetched(_pages(stream, ctx)):

@@ -170,3 +170,27 @@ def test_secrets_never_reach_errors_or_logs(session, server, caplog):
                 str(info.value.to_dict()), caplog.text, repr(session), repr(session.auth)]
     assert all(TOKEN not in text for text in rendered)
     assert "***" in str(info.value)
+
+
+USAGE = """
+rate_limit:
+  requests: 100
+  per_seconds: 1
+  feedback:
+    daily_usage: {header: X-Usage, pattern: 'api-usage=(\\d+)/(\\d+)'}
+"""
+
+
+def test_daily_usage_is_recorded_and_a_spent_allocation_stops_before_sending(
+        tmp_path, make_engine, server):
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=USAGE)))
+    server.app.fail_next(1, 200, body={"items": []}, headers={"X-Usage": "api-usage=7/100"})
+    [run] = engine.sync("acme", token=TOKEN, base_url=server.url)
+    assert run.api_usage == "7/100"
+    assert engine.store.query("SELECT api_usage FROM sync_runs")[0][0] == "7/100"
+    server.app.fail_next(1, 200, body={"items": []}, headers={"X-Usage": "api-usage=100/100"})
+    engine.sync("acme")
+    served = server.app.requests_served
+    [run] = engine.sync("acme")
+    assert run.status == "failed" and "daily API budget is spent" in run.error
+    assert server.app.requests_served == served  # nothing was sent
