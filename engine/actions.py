@@ -1,4 +1,4 @@
-"""Running one action: validate the unified payload, build the request, map the result back."""
+"""Running one action: validate the payload, build the request, map the result back."""
 
 from __future__ import annotations
 
@@ -9,33 +9,24 @@ from typing import Any
 import jsonschema
 
 from engine.convert import ConversionError, format_timestamp, unified_value
-from engine.errors import InputError
+from engine.errors import CrmError, InputError
+from engine.paginate import Page, PaginationError, paginator_for
 from engine.render import render_call
 from engine.spec import ActionCase, ActionSpec
 from engine.transport import Reply, Session
 
 
 def validate_payload(action: ActionSpec, payload: Any) -> dict[str, Any]:
-    """The payload checked against the model's JSON Schema and converted to unified types.
+    """The payload checked against its JSON Schema and converted to unified types.
     Raises InputError naming the field, before anything is sent."""
     if not isinstance(payload, dict):
         raise InputError("", f"the payload must be a JSON object, not {type(payload).__name__}")
     validator = jsonschema.Draft202012Validator(action.input_schema)
     errors = sorted(validator.iter_errors(payload), key=lambda e: list(map(str, e.path)))
     if errors:
-        error = errors[0]
-        if error.validator == "additionalProperties":
-            extra = sorted(set(payload) - set(action.input_schema["properties"]))
-            allowed = ", ".join(action.allowed)
-            raise InputError(extra[0], f"unknown field for {action.name} (allowed: {allowed})")
-        if error.validator == "required":
-            missing = error.message.split("'")[1]
-            raise InputError(missing, f"is required by {action.name}")
-        field = ".".join(map(str, error.absolute_path)) or ""
-        message = error.message
-        if error.validator == "anyOf" and error.context:
-            message = error.context[0].message
-        raise InputError(field, message)
+        raise _input_error(action, payload, errors[0])
+    if action.model is None:
+        return dict(payload)  # the action's own schema: values stay as given
     typed: dict[str, Any] = {}
     for name, value in payload.items():
         if name == "custom":
@@ -46,6 +37,24 @@ def validate_payload(action: ActionSpec, payload: Any) -> dict[str, Any]:
         except ConversionError as exc:
             raise InputError(name, str(exc)) from None
     return typed
+
+
+def _input_error(action: ActionSpec, payload: dict[str, Any],
+                 error: jsonschema.ValidationError) -> InputError:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(payload) - set(action.input_schema.get("properties", {})))
+        allowed = ", ".join(action.allowed)
+        return InputError(extra[0], f"unknown field for {action.name} (allowed: {allowed})")
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return InputError(missing, f"is required by {action.name}")
+    field = ".".join(map(str, error.absolute_path))
+    if error.validator == "anyOf" and error.context:
+        error = error.context[0]
+    # A schema's own description says what is expected better than a bare pattern does.
+    described = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return InputError(field, f"{described} (got {error.instance!r})" if described
+                      else error.message)
 
 
 def choose_case(action: ActionSpec, context: dict[str, Any]) -> ActionCase:
@@ -61,14 +70,57 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     typed = validate_payload(action, payload)
     full_input = {name: typed.get(name) for name in action.allowed}
     context = {**base_context, "input": full_input,
-               "now": format_timestamp(dt.datetime.now(dt.UTC))}
+               "now": format_timestamp(dt.datetime.now(dt.timezone.utc))}
     case = choose_case(action, context)
-    writable = {k: v for k, v in typed.items() if k != "id"}
-    context["record"] = case.mapping.write(writable, apply_defaults=action.input_mode == "create")
-    context["vendor_fields"] = case.mapping.vendor_fields
+    if case.mapping is not None:
+        writable = {k: v for k, v in typed.items() if k != "id"}
+        context["record"] = case.mapping.write(writable,
+                                               apply_defaults=action.input_mode == "create")
+        context["vendor_fields"] = case.mapping.vendor_fields
+    else:
+        context["vendor_fields"] = lambda prefix="": []
     call = render_call(case.request, session.base_url, context)
-    reply = session.send(call, f"action.{action.name}")
+    operation = f"action.{action.name}"
+    reply = session.send(call, operation)
+    if case.paginate is not None:
+        return _paginated_result(session, case, call, reply, operation)
     return _result(case, reply, context)
+
+
+def _paginated_result(session: Session, case: ActionCase, call: Any, reply: Reply,
+                      operation: str) -> dict[str, Any]:
+    """Follow the pages of a search, collecting up to `max_records` records."""
+    assert case.paginate is not None and case.result.records is not None
+    paginator = paginator_for(case.paginate)
+    records: list[Any] = []
+    number = 1
+    while True:
+        page_records = list(case.result.records(reply.body) or []) if reply.body else []
+        records.extend(page_records)
+        if len(records) >= case.result.max_records:
+            del records[case.result.max_records:]
+            break
+        try:
+            call = paginator.next(call, Page(reply.body, page_records, number))
+        except PaginationError as exc:
+            raise CrmError(session.connector.name, operation, str(exc)) from None
+        if call is None:
+            break
+        reply = session.send(call, operation)
+        number += 1
+    out = _records(case, records)
+    return {"records": out, "id": _first_id(out)}
+
+
+def _records(case: ActionCase, records: list[Any]) -> list[Any]:
+    if case.result.raw or case.mapping is None:
+        return records
+    return [jsonable(case.mapping.read(r)) for r in records]
+
+
+def _first_id(records: list[Any]) -> Any:
+    first = records[0] if records else None
+    return first.get("id") if isinstance(first, dict) else None
 
 
 def _result(case: ActionCase, reply: Reply, context: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +129,14 @@ def _result(case: ActionCase, reply: Reply, context: dict[str, Any]) -> dict[str
     body = reply.body
     if spec.records is not None:
         records = spec.records(body) if body is not None else None
-        out["records"] = [jsonable(case.mapping.read(r)) for r in (records or [])]
-        out["id"] = out["records"][0].get("id") if out["records"] else None
+        out["records"] = _records(case, list(records or []))
+        out["id"] = _first_id(out["records"])
     if spec.record is not None and body is not None:
         record = spec.record(body)
         if record is not None:
-            out["record"] = jsonable(case.mapping.read(record))
-            out["id"] = out["record"].get("id")
+            out["record"] = (record if spec.raw or case.mapping is None
+                             else jsonable(case.mapping.read(record)))
+            out["id"] = out["record"].get("id") if isinstance(out["record"], dict) else None
     if spec.id is not None:
         rendered = spec.id.render({**context, "response": body, "headers": dict(reply.headers)})
         out["id"] = None if rendered in (None, "") else str(rendered)

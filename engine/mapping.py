@@ -106,8 +106,10 @@ class ModelMapping:
             out["custom"] = custom
         return out
 
-    def read_columns(self, records: list[Any], columns: dict[str, list[Any]]) -> None:
-        """Append each record's unified values to `columns` (one list per unified field)."""
+    def read_columns(self, records: list[Any], columns: dict[str, list[Any]],
+                     custom_names: dict[str, str] | None = None) -> None:
+        """Append each record's unified values to `columns` (one list per unified field);
+        `custom_names` renames custom keys (vendor key -> field name)."""
         for parent_get, leaves in self._column_groups:
             parents = records if parent_get is None else [parent_get(r) for r in records]
             parents = [p if p.__class__ is dict else _EMPTY for p in parents]
@@ -124,7 +126,11 @@ class ModelMapping:
         for name in self._unread:
             columns[name].extend([None] * len(records))
         if "custom" in columns and self._custom_get is not None:
-            columns["custom"].extend(self._customs(records))
+            customs = self._customs(records)
+            if custom_names:
+                customs = [None if c is None else {custom_names.get(k, k): v for k, v in c.items()}
+                           for c in customs]
+            columns["custom"].extend(customs)
         elif "custom" in columns:
             columns["custom"].extend([None] * len(records))
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from engine import schema_check
 from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
@@ -55,6 +57,17 @@ class PaginationSpec:
 
 
 @dataclass
+class FieldNamesSpec:
+    """Where a stream's custom fields get their names (vendor keys are often opaque)."""
+
+    request: RequestSpec
+    records: Getter
+    key: Getter
+    name: Getter
+    paginate: PaginationSpec
+
+
+@dataclass
 class StreamSpec:
     name: str
     mapping: ModelMapping
@@ -62,6 +75,7 @@ class StreamSpec:
     records: Getter
     paginate: PaginationSpec
     description: str = ""
+    custom_names: FieldNamesSpec | None = None
 
     @property
     def table(self) -> str:
@@ -73,21 +87,24 @@ class ResultSpec:
     record: Getter | None = None
     records: Getter | None = None
     id: Template | None = None
+    raw: bool = False  # records as the CRM sent them, not mapped
+    max_records: int = 10_000  # when paginating
 
 
 @dataclass
 class ActionCase:
     when: Expression | None
-    mapping: ModelMapping
+    mapping: ModelMapping | None  # None: the action's input is not a unified model
     request: RequestSpec
     result: ResultSpec
+    paginate: PaginationSpec | None = None
 
 
 @dataclass
 class ActionSpec:
     name: str
-    model: Model
-    input_mode: str  # create | update | id | fields
+    model: Model | None  # None with an input schema of the action's own
+    input_mode: str  # create | update | id | fields | schema
     allowed: list[str]
     required: list[str]
     cases: list[ActionCase]
@@ -525,9 +542,27 @@ def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
     records = c.getter(path + ("records",), spec["records"])
     paginate = _compile_pagination(c, path + ("paginate",),
                                    spec.get("paginate") or {"style": "none"})
+    custom_names = None
+    if "custom_names" in spec:
+        custom_names = _compile_field_names(c, path + ("custom_names",), spec["custom_names"],
+                                            roots)
     if mapping is None or request is None or records is None or paginate is None:
         return None
-    return StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""))
+    return StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
+                      custom_names)
+
+
+def _compile_field_names(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                         roots: dict[str, set[str] | None]) -> FieldNamesSpec | None:
+    request = _compile_request(c, path + ("request",), spec["request"],
+                               {**roots, "vendor_fields": None})
+    getters = {key: c.getter(path + (key,), spec[key]) for key in ("records", "key", "name")}
+    paginate = _compile_pagination(c, path + ("paginate",),
+                                   spec.get("paginate") or {"style": "none"})
+    if request is None or paginate is None or None in getters.values():
+        return None
+    return FieldNamesSpec(request, getters["records"], getters["key"], getters["name"],
+                          paginate)  # type: ignore[arg-type]
 
 
 _PAGINATION_EXPRESSIONS = ("cursor", "next_url", "next_offset", "more", "stop_when")
@@ -570,21 +605,45 @@ def _input_fields(model: Model, spec: dict[str, Any]) -> tuple[str, list[str], l
     return "fields", fields, list(mode.get("required", fields))
 
 
+def _own_input_schema(c: _Checker, path: YamlPath, schema: dict[str, Any]) -> list[str] | None:
+    """Check an action's own input JSON Schema; returns its property names."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        c.add(path + tuple(exc.absolute_path), f"invalid JSON Schema: {exc.message}")
+        return None
+    return list((schema.get("properties") or {}).keys())
+
+
 def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
                     mappings: dict[str, ModelMapping],
                     roots: dict[str, set[str] | None]) -> ActionSpec | None:
-    base_mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
-    if base_mapping is None:
-        return None
-    model = base_mapping.model
-    mode, allowed, required = _input_fields(model, spec)
-    for i, fname in enumerate(allowed + required):
-        if fname not in model.fields and fname != "custom":
-            key = "input" if i < len(allowed) else "required"
-            c.add(path + (key,), f"{model.name} has no field {fname!r}")
+    own_schema = spec["input"].get("schema") if isinstance(spec["input"], dict) else None
+    base_mapping, model = None, None
+    if "model" in spec:
+        base_mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
+        if base_mapping is None:
             return None
+        model = base_mapping.model
+    elif own_schema is None:
+        c.add(path, "an action needs a `model`, unless its input has a `schema` of its own")
+        return None
+    if own_schema is not None:
+        names = _own_input_schema(c, path + ("input", "schema"), own_schema)
+        if names is None:
+            return None
+        mode, allowed, required = "schema", names, list(own_schema.get("required", []))
+    else:
+        assert model is not None
+        mode, allowed, required = _input_fields(model, spec)
+        for i, fname in enumerate(allowed + required):
+            if fname not in model.fields and fname != "custom":
+                key = "input" if i < len(allowed) else "required"
+                c.add(path + (key,), f"{model.name} has no field {fname!r}")
+                return None
     input_roots = {**roots, "input": set(allowed), "now": None}
-    raw_cases = spec.get("cases") or [{"request": spec["request"], "result": spec.get("result")}]
+    raw_cases = spec.get("cases") or [{key: spec[key] for key in ("request", "result", "paginate")
+                                       if key in spec}]
     cases_path = path + ("cases",) if "cases" in spec else path
     cases = []
     for i, case in enumerate(raw_cases):
@@ -597,24 +656,36 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
         when = None
         if "when" in case:
             when = c.expression(cpath + ("when",), case["when"], input_roots)
-        request = _compile_request(c, cpath + ("request",), case["request"],
-                                   {**input_roots, "record": None, "vendor_fields": None})
+        request_roots = {**input_roots, "vendor_fields": None}
+        if mapping is not None:
+            request_roots["record"] = None
+        request = _compile_request(c, cpath + ("request",), case["request"], request_roots)
         result = _compile_result(c, cpath + ("result",), case.get("result") or {}, input_roots)
+        paginate = None
+        if "paginate" in case:
+            paginate = _compile_pagination(c, cpath + ("paginate",), case["paginate"])
         if request is None or result is None:
             continue
-        cases.append(ActionCase(when, mapping, request, result))
+        if mapping is None and (result.record or result.records) and not result.raw:
+            c.add(cpath + ("result",), "without a model, records can only be returned `raw`")
+            continue
+        cases.append(ActionCase(when, mapping, request, result, paginate))
     example = None
     if "example" in spec:
         example = c.structure(path + ("example",), spec["example"], {"results": None})
     action = ActionSpec(name, model, mode, allowed, required, cases, example,
                         spec.get("description", ""))
-    action.input_schema = model.input_schema(allowed=allowed, required=required)
+    if own_schema is not None:
+        action.input_schema = own_schema
+    else:
+        assert model is not None
+        action.input_schema = model.input_schema(allowed=allowed, required=required)
     return action
 
 
 def _compile_result(c: _Checker, path: YamlPath, spec: dict[str, Any],
                     input_roots: dict[str, set[str] | None]) -> ResultSpec | None:
-    result = ResultSpec()
+    result = ResultSpec(raw=spec.get("raw", False), max_records=spec.get("max_records", 10_000))
     for key in ("record", "records"):
         if key in spec:
             setattr(result, key, c.getter(path + (key,), spec[key]))

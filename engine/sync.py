@@ -13,14 +13,15 @@ import datetime as dt
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.errors import CrmError
 from engine.paginate import Page, PaginationError, paginator_for
 from engine.render import render_call
-from engine.spec import StreamSpec
+from engine.extract import Getter
+from engine.spec import PaginationSpec, RequestSpec, StreamSpec
 from engine.store import Batch, Store, StoreError, SyncRun
 from engine.transport import Session
 
@@ -49,14 +50,20 @@ class StreamContext:
 
 
 def _pages(stream: StreamSpec, ctx: StreamContext) -> Iterator[Page]:
-    paginator = paginator_for(stream.paginate)
-    template_context = {**ctx.template_context, "vendor_fields": stream.mapping.vendor_fields}
-    call = paginator.first(render_call(stream.request, ctx.session.base_url, template_context))
+    return _request_pages(stream.request, stream.records, stream.paginate, ctx,
+                          f"sync.{stream.name}", stream.mapping.vendor_fields)
+
+
+def _request_pages(request: RequestSpec, records_at: Getter, paginate: PaginationSpec,
+                   ctx: StreamContext, operation: str,
+                   vendor_fields: Callable[..., list[str]]) -> Iterator[Page]:
+    paginator = paginator_for(paginate)
+    template_context = {**ctx.template_context, "vendor_fields": vendor_fields}
+    call = paginator.first(render_call(request, ctx.session.base_url, template_context))
     number = 0
-    operation = f"sync.{stream.name}"
     while call is not None:
         reply = ctx.session.send(call, operation)
-        records = stream.records(reply.body) if reply.body is not None else None
+        records = records_at(reply.body) if reply.body is not None else None
         number += 1
         page = Page(reply.body, list(records or ()), number)
         yield page
@@ -64,6 +71,21 @@ def _pages(stream: StreamSpec, ctx: StreamContext) -> Iterator[Page]:
             call = paginator.next(call, page)
         except PaginationError as exc:
             raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
+
+
+def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str] | None:
+    """Vendor key -> name for the stream's custom fields, from its field definitions."""
+    spec = stream.custom_names
+    if spec is None:
+        return None
+    names: dict[str, str] = {}
+    for page in _request_pages(spec.request, spec.records, spec.paginate, ctx,
+                               f"sync.{stream.name}.field_names", stream.mapping.vendor_fields):
+        for definition in page.records:
+            key, name = spec.key(definition), spec.name(definition)
+            if key is not None and name:
+                names[str(key)] = str(name)
+    return names
 
 
 def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
@@ -153,7 +175,7 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     counters_before = (session.counters.requests, session.counters.retries)
     model = stream.mapping.model
     batch = Batch(model)
-    read_columns = stream.mapping.read_columns
+    mapping = stream.mapping
     writer = _Writer(store, run)
 
     def account() -> None:
@@ -163,8 +185,9 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
             run.api_usage = session.budget.usage
 
     try:
+        names = custom_field_names(stream, ctx)
         for page in _prefetched(_pages(stream, ctx)):
-            read_columns(page.records, batch.columns)
+            mapping.read_columns(page.records, batch.columns, custom_names=names)
             run.fetched += len(page.records)
             run.pages += 1
             if len(batch) >= BATCH_RECORDS:

@@ -68,6 +68,8 @@ class ItemsServer:
         self.app.add_route("GET", r"/offset", self.offset)
         self.app.add_route("GET", r"/page", self.page)
         self.app.add_route("POST", r"/search", self.search)
+        self.app.add_route("GET", r"/fields", lambda request: Response(200, {"data": [
+            {"key": "colour", "name": "Favourite colour"}, {"key": "name", "name": "Name"}]}))
         self.running: RunningSandbox | None = None
 
     def __enter__(self) -> ItemsServer:

@@ -9,7 +9,7 @@ from engine.errors import InputError
 from sandbox.core import App, Request, Response, serve
 from tests.support import write_specs
 
-CONNECTOR = """
+CONNECTOR = r"""
 name: acme
 title: Acme
 base_url: http://unused.invalid
@@ -27,6 +27,20 @@ actions:
         result: {id: "{{ headers.location.rsplit('/', 1)[1] }}"}
       - request: {method: POST, path: /contacts, body: "{{ record }}"}
         result: {id: "{{ response.id }}"}
+  search_records:
+    input:
+      schema:
+        type: object
+        additionalProperties: false
+        required: [query]
+        properties:
+          query:
+            type: string
+            pattern: '^\s*[Ss][Ee][Ll][Ee][Cc][Tt]\s[^;]*$'
+            description: a single read-only SELECT
+    request: {method: GET, path: /query, params: {q: "{{ input.query }}"}}
+    paginate: {style: next_url, next_url: nextRecordsUrl, stop_when: done}
+    result: {records: records, raw: true, max_records: 5}
   update_contact:
     model: contact
     input: update
@@ -69,6 +83,16 @@ def server():
         received.append((request.method, request.path, request.json(), dict(request.query)))
         return Response(204)
 
+    def query(request: Request, page: str | None = None) -> Response:
+        received.append((request.method, request.path, dict(request.query)))
+        start = int(page or 0)
+        rows = [{"attributes": {"type": "X"}, "Id": str(i)} for i in range(start, start + 2)]
+        body = {"done": start >= 4, "records": rows}
+        if start < 4:
+            body["nextRecordsUrl"] = f"/query/{start + 2}"
+        return Response(200, body)
+
+    app.add_route("GET", r"/query(?:/(?P<page>\d+))?", query)
     app.add_route("POST", "/leads", create("leads"))
     app.add_route("POST", "/contacts", create("contacts"))
     app.add_route("PATCH", r"/contacts/(?P<record_id>[^/]+)", patch)
@@ -108,4 +132,22 @@ def test_required_by_the_action(engine, server):
     with pytest.raises(InputError) as info:
         engine.action("acme", "create_contact", {"first_name": "Ada"})
     assert info.value.field == "last_name"
+    assert server.received == []
+
+
+def test_own_input_schema_raw_records_across_pages_up_to_the_cap(engine, server):
+    result = engine.action("acme", "search_records", {"query": "SELECT Id FROM X"})
+    assert [r["Id"] for r in result["records"]] == ["0", "1", "2", "3", "4"]
+    assert result["records"][0]["attributes"] == {"type": "X"}  # raw: as the CRM sent it
+    assert [r[1] for r in server.received] == ["/query", "/query/2", "/query/4"]
+    assert server.received[0][2] == {"q": ["SELECT Id FROM X"]}
+
+
+def test_own_input_schema_rejects_with_its_description(engine, server):
+    with pytest.raises(InputError) as info:
+        engine.action("acme", "search_records", {"query": "DELETE FROM X"})
+    assert info.value.field == "query"
+    assert "a single read-only SELECT (got 'DELETE FROM X')" in str(info.value)
+    with pytest.raises(InputError, match="query"):
+        engine.action("acme", "search_records", {"query": "SELECT Id FROM X; DELETE FROM X"})
     assert server.received == []

@@ -123,3 +123,20 @@ def test_sync_of_unknown_stream_is_an_input_error(tmp_path, make_engine):
     with pytest.raises(Exception, match="no stream 'nope'"):
         engine.sync("acme", token="x", base_url="http://127.0.0.1:9", streams=["nope"])
     assert CrmError  # imported for the type in other tests
+
+
+def test_custom_fields_are_keyed_by_the_names_the_field_definitions_give(tmp_path, make_engine):
+    streams = STYLES["cursor"] + """
+          custom_names:
+            request: {method: GET, path: /fields}
+            records: data
+            key: key
+            name: name
+    """
+    with ItemsServer(3) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(streams)))
+        [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
+    assert run.status == "succeeded" and run.requests == 2  # definitions, then one page
+    customs = {json.dumps(json.loads(r[0]), sort_keys=True)
+               for r in engine.store.query("SELECT custom FROM contacts")}
+    assert customs == {json.dumps({"Favourite colour": "blue"})}
