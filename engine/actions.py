@@ -70,7 +70,7 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     typed = validate_payload(action, payload)
     full_input = {name: typed.get(name) for name in action.allowed}
     context = {**base_context, "input": full_input,
-               "now": format_timestamp(dt.datetime.now(dt.timezone.utc))}
+               "now": format_timestamp(dt.datetime.now(dt.UTC))}
     case = choose_case(action, context)
     if case.mapping is not None:
         writable = {k: v for k, v in typed.items() if k != "id"}

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.errors import CrmError
+from engine.extract import Getter
 from engine.paginate import Page, PaginationError, paginator_for
 from engine.render import render_call
-from engine.extract import Getter
 from engine.spec import PaginationSpec, RequestSpec, StreamSpec
 from engine.store import Batch, Store, StoreError, SyncRun
 from engine.transport import Session
