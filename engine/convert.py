@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 UTC = dt.UTC
@@ -23,6 +23,26 @@ _warned: set[str] = set()
 
 class ConversionError(ValueError):
     pass
+
+
+# Durations written as clock strings, read and written as whole seconds.
+DURATION_FORMATS = {"hh:mm": (3600, 60), "mm:ss": (60, 1), "hh:mm:ss": (3600, 60, 1)}
+
+
+def parse_duration(value: Any, fmt: str) -> int:
+    parts = [int(p) for p in str(value).split(":")]
+    units = DURATION_FORMATS[fmt]
+    if len(parts) != len(units):
+        raise ConversionError(f"{value!r} is not a {fmt} duration")
+    return sum(p * u for p, u in zip(parts, units, strict=True))
+
+
+def format_duration(seconds: int, fmt: str) -> str:
+    parts = []
+    for unit in DURATION_FORMATS[fmt]:
+        parts.append(seconds // unit)
+        seconds %= unit
+    return ":".join(f"{p:02d}" for p in parts)
 
 
 def parse_timestamp(value: Any, fmt: str = "iso8601") -> dt.datetime:
@@ -129,8 +149,12 @@ def reader(type_: str, formats: tuple[str, ...], scale: float | None,
             return _first_format(parse_timestamp, value, formats)
         if type_ == "date":
             return _first_format(parse_date, value, formats)
+        if formats and formats[0] in DURATION_FORMATS:
+            return parse_duration(value, formats[0])
         if scale:
             value = _to_decimal(value) / _to_decimal(scale)
+            if type_ == "integer":  # a scaled whole number rounds to the nearest whole
+                value = value.to_integral_value(ROUND_HALF_UP)
         return unified_value(type_, value)
 
     if translate is None and type_ == "string":
@@ -196,8 +220,12 @@ def writer(type_: str, formats: tuple[str, ...], scale: float | None,
             return format_timestamp(value, fmt)
         if type_ == "date":
             return format_date(value, fmt)
+        if fmt in DURATION_FORMATS:
+            return format_duration(int(value), fmt)
         if scale and isinstance(value, (int, float, Decimal)):
             value = Decimal(str(value)) * Decimal(str(scale))
+            if type_ == "integer":
+                value = value.to_integral_value(ROUND_HALF_UP)
         if isinstance(value, Decimal):
             return int(value) if value == value.to_integral_value() else float(value)
         return value

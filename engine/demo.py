@@ -31,9 +31,9 @@ EXAMPLE_SQL = [
     ("Open pipeline by stage",
      "SELECT connector, stage, count(*) AS deals, sum(amount) AS amount FROM deals "
      "GROUP BY ALL ORDER BY amount DESC LIMIT 5"),
-    ("Contacts with the custom fields the mapping does not name",
-     "SELECT first_name, last_name, custom->>'favorite_color' AS favorite_color FROM contacts "
-     "WHERE custom->>'favorite_color' IS NOT NULL LIMIT 3"),
+    ("Vendor fields the mappings do not name, kept in `custom`",
+     "SELECT connector, count(*) FILTER (WHERE json_keys(custom) <> []) AS with_custom, "
+     "max(json_keys(custom)) AS some_keys FROM contacts GROUP BY connector ORDER BY 1"),
     ("Sync runs",
      "SELECT connection, stream, status, records, pages, requests, retries, "
      "round(epoch(finished) - epoch(started), 2) AS seconds FROM sync_runs ORDER BY started"),

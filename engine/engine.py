@@ -49,7 +49,11 @@ def coerce_config(connector: Connector, values: dict[str, Any]) -> dict[str, Any
             known = ", ".join(connector.config) or "none"
             raise InputError(f"config.{name}", f"unknown setting for {connector.name} "
                                                f"(known: {known})")
-        out[name] = _coerce(connector.config[name].type, value, name)
+        setting = connector.config[name]
+        out[name] = _coerce(setting.type, value, name)
+        if setting.enum and out[name] not in setting.enum:
+            allowed = ", ".join(map(str, setting.enum))
+            raise InputError(f"config.{name}", f"{out[name]!r} is not one of {allowed}")
     missing = [n for n, s in connector.config.items() if s.required and out.get(n) is None]
     if missing:
         raise InputError(f"config.{missing[0]}", f"is required by {connector.name}")

@@ -134,16 +134,18 @@ class ModelMapping:
         elif "custom" in columns:
             columns["custom"].extend([None] * len(records))
 
-    def vendor_fields(self, prefix: str = "") -> list[str]:
-        """Vendor field names the mapping reads, below `prefix` (for `properties=` lists)."""
+    def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
+        """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`
+        lists), or with `full` their whole dotted path (for `SELECT Account.Name`)."""
         prefix_keys = tuple(prefix.split(".")) if prefix else ()
         names: list[str] = []
         for f in self.fields.values():
             if f.get is None or not f.path or f.path[: len(prefix_keys)] != prefix_keys:
                 continue
             rest = f.path[len(prefix_keys):]
-            if rest and rest[0] not in names:
-                names.append(rest[0])
+            name = ".".join(rest) if full else rest[0] if rest else None
+            if name and name not in names:
+                names.append(name)
         return names
 
     # -- writing -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from engine import schema_check
+from engine.convert import DURATION_FORMATS
 from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
 from engine.mapping import ModelMapping, build_field
@@ -213,6 +214,7 @@ class ConfigSetting:
     default: Any = None
     required: bool = False
     description: str = ""
+    enum: list[Any] | None = None
 
 
 @dataclass
@@ -374,9 +376,16 @@ def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spe
         ok = False
     if "read" in spec and checker.getter(path + ("read",), spec["read"]) is None:
         ok = False
-    if "format" in spec and type_ not in ("date", "timestamp"):
-        checker.add(path + ("format",), f"format applies to date and timestamp fields; "
-                                        f"{name} is {type_}")
+    formats = spec.get("format", [])
+    formats = [formats] if isinstance(formats, str) else formats
+    durations = [f for f in formats if f in DURATION_FORMATS]
+    if durations and (type_ != "integer" or len(formats) != 1):
+        checker.add(path + ("format",), f"a duration format ({', '.join(DURATION_FORMATS)}) "
+                                        f"applies alone, to an integer field of seconds")
+        ok = False
+    elif formats and not durations and type_ not in ("date", "timestamp"):
+        checker.add(path + ("format",), f"format applies to date and timestamp fields "
+                                        f"(or a duration to integers); {name} is {type_}")
         ok = False
     if "scale" in spec and type_ not in ("integer", "number", "decimal"):
         checker.add(path + ("scale",), f"scale applies to numeric fields; {name} is {type_}")
@@ -426,7 +435,7 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
                        mappings: dict[str, ModelMapping], mapping_file: str) -> Connector | None:
     config = {
         name: ConfigSetting(name, s.get("type", "string"), s.get("default"),
-                            s.get("required", False), s.get("description", ""))
+                            s.get("required", False), s.get("description", ""), s.get("enum"))
         for name, s in (data.get("config") or {}).items()
     }
     settings = {s for m in data["auth"].values()

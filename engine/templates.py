@@ -37,6 +37,9 @@ def _make_env(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxe
     )
     env.filters["tojson"] = lambda v: json.dumps(v, default=str)
     env.filters["escape"] = _escape
+    # Build request bodies from a payload: drop absent values, leave out some keys.
+    env.filters["compact"] = lambda d: {k: v for k, v in d.items() if v is not None}
+    env.filters["omit"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
     return env
 

@@ -49,11 +49,17 @@ def _construct(node: yaml.Node, path: YamlPath, loc: Locator, loader: yaml.SafeL
     """Build data from a node, recording lines; duplicate keys are errors, not last-wins."""
     loc.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        own_keys = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        loader.flatten_mapping(node)  # `<<: *anchor` merges come first; own keys override them
         result: dict[Any, Any] = {}
+        merged: set[Any] = set()
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if key in result:
+            if id(key_node) not in own_keys:
+                merged.add(key)
+            elif key in merged:
+                merged.discard(key)
+            elif key in result:
                 line = key_node.start_mark.line + 1
                 where = format_path(path + (key,))
                 raise SpecError([Problem(loc.file, line, where, f"duplicate key {key!r}")])

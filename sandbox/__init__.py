@@ -13,9 +13,11 @@ from typing import Any
 
 from sandbox.core import RunningSandbox
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.pipedrive import PipedriveSandbox
 
 EMULATORS: dict[str, type] = {
     "hubspot": HubSpotSandbox,
+    "pipedrive": PipedriveSandbox,
 }
 
 
