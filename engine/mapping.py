@@ -160,12 +160,12 @@ class ModelMapping:
                 continue
             if name in payload:
                 value = f.write(payload[name])
+                if f.write_template is not None and value is not None:
+                    value = f.write_template.render({"value": value})
             elif apply_defaults and f.default is not None:
-                value = f.default
+                value = f.default  # already a vendor value
             else:
                 continue
-            if f.write_template is not None and value is not None:
-                value = f.write_template.render({"value": value})
             _put(out, f.path, value)
         custom = payload.get("custom")
         if custom:

@@ -14,10 +14,12 @@ from typing import Any
 from sandbox.core import RunningSandbox
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.pipedrive import PipedriveSandbox
+from sandbox.zoho import ZohoSandbox
 
 EMULATORS: dict[str, type] = {
     "hubspot": HubSpotSandbox,
     "pipedrive": PipedriveSandbox,
+    "zoho": ZohoSandbox,
 }
 
 

@@ -175,10 +175,11 @@ class HubSpotSandbox:
         """The first private-app token (engine/demo.py prints it)."""
         return self.static_tokens[0] if self.static_tokens else None
 
-    def connection_config(self, url: str) -> dict[str, str]:
+    def connection_config(self, url: str) -> dict[str, Any]:
         """connectors/hubspot.yaml settings that point a connection at this sandbox: it serves
-        both the API host and the consent page."""
-        return {"api_url": url, "app_url": url}
+        both the API host and the consent page; its custom properties are worth syncing."""
+        return {"api_url": url, "app_url": url,
+                "extra_properties": ["favorite_color", "customer_tier"]}
 
     def describe(self) -> dict[str, str]:
         """What a person needs to point a client at this sandbox (printed by the CLI)."""

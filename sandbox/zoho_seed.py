@@ -1,0 +1,429 @@
+"""Deterministic Zoho CRM seed data: the same seed, counts and org offset give identical records.
+
+Plain ``random.Random(seed)`` draws over small word lists. Values include what an engine must
+carry through untouched: a first name that is literally ``{{ 7*7 }}``, names with ``(``, ``)``
+and ``,`` (criteria escaping, CONTRACTS 4.5), quotes, unicode, nulls and mixed-case emails.
+Lookups are ``{name, id}`` objects and users ``{name, id, email}`` (CONTRACTS 4.3).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from sandbox.zoho_schema import (
+    ACCOUNT_TYPES,
+    CALL_PURPOSES,
+    CALL_RESULTS,
+    CUSTOMER_TIERS,
+    DEAL_TYPES,
+    INDUSTRIES,
+    LEAD_SOURCES,
+    MODULES,
+    PIPELINE,
+    STAGE_PROBABILITY,
+    TASK_PRIORITIES,
+    TASK_STATUSES,
+    USERS,
+    owner_ref,
+)
+from sandbox.zoho_store import Store
+from sandbox.zoho_time import OrgTime, clock_table, day_text
+
+SEED_START = 1_672_531_200  # 2023-01-01T00:00:00Z; API writes use the sandbox clock instead
+SEED_END = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+USER_REFS = tuple(owner_ref(user) for user in USERS)
+
+FIRST_NAMES = (
+    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
+    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
+    "Wanjiku", "Otieno", "Achieng", "Kamau", "José", "Zoë", "Łukasz", "Søren", "Aoife", "Chloé",
+    "Björn", "Mei", "Priya", "Olúwaseun", "Renée", "Jürgen", "Ana María", "Jean-Luc",
+)  # fmt: skip
+LAST_NAMES = (
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
+    "Martinez", "Lopez", "Wilson", "Anderson", "Taylor", "Moore", "Jackson", "Martin", "Lee",
+    "Mwangi", "Odhiambo", "Njoroge", "O'Brien", "Müller", "van der Berg", "Smith-Jones",
+    "Nguyễn", "Kowalski", "Dubois", "Rossi", "Yamamoto", "Ó Súilleabháin",
+)  # fmt: skip
+# contact index -> (first name, last name or None for a random one). Structure characters of
+# the search criteria syntax in names: ( ) , and a template-looking name.
+TRICKY_NAMES: dict[int, tuple[str, str | None]] = {
+    7: ("{{ 7*7 }}", None),
+    14: ("Patricia(Boyle)", None),  # the Kaizen #82 escaping example
+    21: ("Marie", "Burns,B"),  # the Kaizen #30 escaping example
+    28: ("Anne", "O'Hara (Sales), EMEA"),
+    35: ('Robert"); DROP TABLE contacts;--', None),
+}
+TITLES = (
+    "CEO", "CTO", "VP Sales", "Account Executive", "Marketing Manager", "Engineer",
+    "Operations Lead", "Procurement Officer", "Office Manager", "Data Analyst",
+)  # fmt: skip
+COLORS = ("red", "green", "blue", "purple", "orange", "teal", "black")
+COMPANY_HEADS = (
+    "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent", "Tyrell", "Wonka",
+    "Stark", "Wayne", "Cyberdyne", "Nakatomi", "Oceanic", "Massive Dynamic", "Bluth",
+    "Pied Piper", "Dunder Mifflin", "Prestige", "Monarch", "Aperture", "Safari",
+)  # fmt: skip
+COMPANY_TAILS = (
+    "Labs", "Systems", "Industries", "Partners", "Logistics", "Foods", "Analytics",
+    "Holdings", "GmbH", "& Co.", "Ltd", "Inc.",
+)  # fmt: skip
+PLACES = (
+    ("Nairobi", "Kenya"), ("Mombasa", "Kenya"), ("Boston", "United States"),
+    ("Austin", "United States"), ("Berlin", "Germany"), ("Dublin", "Ireland"),
+    ("São Paulo", "Brazil"), ("Kraków", "Poland"), ("Tokyo", "Japan"), ("Lagos", "Nigeria"),
+    ("Montréal", "Canada"), ("Sydney", "Australia"),
+)  # fmt: skip
+DEAL_WORDS = ("Renewal", "Expansion", "Pilot", "Enterprise plan", "Upsell", "Annual contract")
+TASK_SUBJECTS = ("Follow up", "Send proposal", "Prepare quote", "Schedule demo", "Check in")
+CALL_SUBJECTS = ("Discovery call", "Demo call", "Pricing call", "Support call", "Check-in")
+NOTE_TITLES = ("Info", "Deal details", "Call summary", "Next steps", None)
+NOTE_BODIES = (
+    "Called, left voicemail.",
+    "Interested in learning more",
+    "Prefers email. Timezone: EAT (+03:00).",
+    "Budget approved — send contract (v2), then follow up",
+    "100 subscriptions deal. Details has been sent",
+)
+
+
+class Draw:
+    """Deterministic draws built on Random.random() (C code); Random.choice costs ~1 us and
+    100,000 contacts need over a million draws."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed).random
+
+    def below(self, n: int) -> int:
+        return int(self.random() * n)
+
+    def pick(self, options: tuple | list) -> Any:
+        return options[int(self.random() * len(options))]
+
+
+@functools.cache
+def _slug(text: str) -> str:
+    cleaned = "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
+    return cleaned or "contact"
+
+
+def lookup_ref(name: str | None, record_id: int) -> dict[str, str | None]:
+    return {"name": name, "id": str(record_id)}
+
+
+class _Timeline:
+    """Creation times rising with the index; modification between creation and the end."""
+
+    def __init__(self, draw: Draw, count: int) -> None:
+        self.draw = draw
+        self.step = (SEED_END - SEED_START) // max(count, 1)
+
+    def stamps(self, index: int) -> tuple[int, int]:
+        created = SEED_START + index * self.step + self.draw.below(max(self.step, 1))
+        modified = created + int((SEED_END - created) * self.draw.random() ** 2)
+        return created, modified
+
+
+def _ids(draw: Draw, module: str, count: int) -> Iterator[int]:
+    # Increasing ids with gaps, like an org where other records were deleted.
+    current = MODULES[module].first_id + 1 + draw.below(50)
+    for _ in range(count):
+        yield current
+        current += 1 + draw.below(9)
+
+
+Row = tuple[int, dict[str, Any], int, int]
+
+
+def populate(
+    store: Store,
+    seed: int,
+    org: OrgTime,
+    *,
+    contacts: int,
+    companies: int,
+    deals: int,
+    tasks: int = 0,
+    calls: int = 0,
+    notes: int = 0,
+) -> None:
+    draw = Draw(seed)
+    # Seeding allocates millions of long-lived objects; generational GC passes over the growing
+    # heap would double the start-up time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        accounts = list(_account_rows(draw, org, companies))
+        store.load("Accounts", accounts)
+        store.load("Contacts", _contact_rows(draw, org, contacts, accounts))
+        contacts_table = store.table("Contacts")
+        people = [(i, contacts_table.records[i].doc["Full_Name"]) for i in contacts_table.ids]
+        firms = [(row[0], row[1]["Account_Name"]) for row in accounts]
+        deal_rows = list(_deal_rows(draw, org, deals, firms, people))
+        store.load("Deals", deal_rows)
+        sales = [(row[0], row[1]["Deal_Name"]) for row in deal_rows]
+        store.load("Tasks", _task_rows(draw, org, tasks, people, firms, sales))
+        store.load("Calls", _call_rows(draw, org, calls, people, firms, sales))
+        store.load("Notes", _note_rows(draw, org, notes, people, firms, sales))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _audit(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, Any]:
+    """Owner, Created_*/Modified_* of a seed record."""
+    return {
+        "Owner": draw.pick(USER_REFS),
+        "Created_Time": org.format(created),
+        "Modified_Time": org.format(modified),
+        "Created_By": draw.pick(USER_REFS),
+        "Modified_By": draw.pick(USER_REFS),
+    }
+
+
+def _account_rows(draw: Draw, org: OrgTime, count: int) -> Iterator[Row]:
+    timeline = _Timeline(draw, count)
+    rand, pick = draw.random, draw.pick
+    seen: set[str] = set()
+    for index, account_id in enumerate(_ids(draw, "Accounts", count)):
+        head, tail = pick(COMPANY_HEADS), pick(COMPANY_TAILS)
+        name = f"{head} {tail}"
+        if name in seen:
+            name = f"{name} {index}"
+        seen.add(name)
+        city, country = pick(PLACES)
+        created, modified = timeline.stamps(index)
+        doc: dict[str, Any] = {
+            "Account_Name": name,
+            "Website": f"https://{_slug(head)}{index}.example.com",
+            "Billing_Country": country,
+            **_audit(draw, org, created, modified),
+        }
+        if rand() < 0.85:
+            doc["Billing_City"] = city
+        if rand() < 0.6:
+            doc["Phone"] = f"+254 20 {1_000_000 + draw.below(9_000_000)}"
+        if rand() < 0.8:
+            doc["Industry"] = pick(INDUSTRIES)
+        if rand() < 0.7:
+            doc["Account_Type"] = pick(ACCOUNT_TYPES)
+        if rand() < 0.5:
+            doc["Employees"] = 5 + draw.below(5000)
+            doc["Annual_Revenue"] = (10 + draw.below(9990)) * 1000
+        yield account_id, doc, created, modified
+
+
+def _contact_rows(draw: Draw, org: OrgTime, count: int, accounts: list[Row]) -> Iterator[Row]:
+    """Contacts; ~80% belong to an account (Account_Name lookup).
+
+    The hot loop of a 100,000-contact seed: draws and time formatting are inlined."""
+    rand = draw.random
+    users, n_users = USER_REFS, len(USER_REFS)
+    firsts, lasts = FIRST_NAMES, LAST_NAMES
+    titles, sources, places = TITLES, LEAD_SOURCES, PLACES
+    colors, tiers = COLORS, CUSTOMER_TIERS
+    account_refs = [
+        (lookup_ref(doc["Account_Name"], i), doc["Website"].removeprefix("https://"))
+        for i, doc, _, _ in accounts
+    ]
+    n_accounts = len(account_refs)
+    clock, day, offset, suffix = clock_table(), day_text, org.offset, org.offset_text
+    step = (SEED_END - SEED_START) // max(count, 1)
+    slug = _slug
+    for index, contact_id in enumerate(_ids(draw, "Contacts", count)):
+        tricky = TRICKY_NAMES.get(index)
+        first, last = tricky if tricky else (None, None)
+        first = first or firsts[int(rand() * len(firsts))]
+        last = last or lasts[int(rand() * len(lasts))]
+        created = SEED_START + index * step + int(rand() * step)
+        modified = created + int((SEED_END - created) * rand() ** 2)
+        local_created, local_modified = created + offset, modified + offset
+        doc: dict[str, Any] = {
+            "Last_Name": last,
+            "Owner": users[int(rand() * n_users)],
+            "Created_Time": day(local_created // 86400) + clock[local_created % 86400] + suffix,
+            "Modified_Time": day(local_modified // 86400) + clock[local_modified % 86400] + suffix,
+            "Created_By": users[int(rand() * n_users)],
+            "Modified_By": users[int(rand() * n_users)],
+        }
+        if tricky or rand() < 0.95:
+            doc["First_Name"] = first
+            doc["Full_Name"] = f"{first} {last}"
+        else:
+            doc["Full_Name"] = last
+        domain = "mail.example.org"
+        if n_accounts and rand() < 0.8:
+            doc["Account_Name"], domain = account_refs[int(rand() * n_accounts)]
+        if index % 37 != 5:  # a few contacts have no email
+            email = f"{slug(first)}.{slug(last)}.{index}@{domain}"
+            # Some are stored mixed case: email search and DUPLICATE_DATA ignore case.
+            doc["Email"] = email.capitalize() if index % 11 == 3 else email
+        if rand() < 0.7:
+            doc["Phone"] = f"+1-555-{100 + int(rand() * 900)}-{1000 + int(rand() * 9000)}"
+        if rand() < 0.4:
+            doc["Mobile"] = f"+254 7{int(rand() * 100):02d} {100_000 + int(rand() * 900_000)}"
+        if rand() < 0.75:
+            doc["Title"] = titles[int(rand() * len(titles))]
+        if rand() < 0.6:
+            doc["Lead_Source"] = sources[int(rand() * len(sources))]
+        if rand() < 0.6:
+            doc["Mailing_City"], doc["Mailing_Country"] = places[int(rand() * len(places))]
+        if rand() < 0.5:
+            doc["Favorite_Color"] = colors[int(rand() * len(colors))]
+        if rand() < 0.6:
+            doc["Customer_Tier"] = tiers[int(rand() * len(tiers))]
+        yield contact_id, doc, created, modified
+
+
+def _deal_rows(
+    draw: Draw,
+    org: OrgTime,
+    count: int,
+    firms: list[tuple[int, str]],
+    people: list[tuple[int, str]],
+) -> Iterator[Row]:
+    timeline = _Timeline(draw, count)
+    rand, pick = draw.random, draw.pick
+    stages = tuple(STAGE_PROBABILITY)
+    for index, deal_id in enumerate(_ids(draw, "Deals", count)):
+        created, modified = timeline.stamps(index)
+        stage = pick(stages)
+        label = "Direct"
+        doc: dict[str, Any] = {"Stage": stage, "Probability": STAGE_PROBABILITY[stage]}
+        if firms:
+            account_id, label = pick(firms)
+            doc["Account_Name"] = lookup_ref(label, account_id)
+        doc["Deal_Name"] = f"{label} - {pick(DEAL_WORDS)}"
+        if rand() < 0.9:
+            amount = (5 + draw.below(1995)) * 50
+            doc["Amount"] = amount
+            doc["Expected_Revenue"] = amount * STAGE_PROBABILITY[stage] // 100
+        doc["Closing_Date"] = org.date(created + draw.below(240) * 86400)
+        if people and rand() < 0.7:
+            doc["Contact_Name"] = lookup_ref(*reversed(pick(people)))
+        doc["Pipeline"] = PIPELINE
+        doc["Type"] = pick(DEAL_TYPES)
+        if rand() < 0.5:
+            doc["Lead_Source"] = pick(LEAD_SOURCES)
+        doc.update(_audit(draw, org, created, modified))
+        yield deal_id, doc, created, modified
+
+
+def _what(
+    draw: Draw, firms: list[tuple[int, str]], deals: list[tuple[int, str]]
+) -> tuple[dict | None, str | None]:
+    """A What_Id lookup with its $se_module (a deal, else an account), or (None, None)."""
+    if deals and draw.random() < 0.6:
+        deal_id, name = draw.pick(deals)
+        return lookup_ref(name, deal_id), "Deals"
+    if firms and draw.random() < 0.7:
+        account_id, name = draw.pick(firms)
+        return lookup_ref(name, account_id), "Accounts"
+    return None, None
+
+
+def _activity_links(
+    draw: Draw,
+    doc: dict[str, Any],
+    people: list[tuple[int, str]],
+    firms: list[tuple[int, str]],
+    deals: list[tuple[int, str]],
+) -> None:
+    if people and draw.random() < 0.85:
+        contact_id, name = draw.pick(people)
+        doc["Who_Id"] = lookup_ref(name, contact_id)
+    what, module = _what(draw, firms, deals)
+    if what is not None:
+        doc["What_Id"] = what
+        doc["$se_module"] = module
+
+
+def _task_rows(
+    draw: Draw,
+    org: OrgTime,
+    count: int,
+    people: list[tuple[int, str]],
+    firms: list[tuple[int, str]],
+    deals: list[tuple[int, str]],
+) -> Iterator[Row]:
+    timeline = _Timeline(draw, count)
+    for index, task_id in enumerate(_ids(draw, "Tasks", count)):
+        created, modified = timeline.stamps(index)
+        status = draw.pick(TASK_STATUSES)
+        doc: dict[str, Any] = {
+            "Subject": f"{draw.pick(TASK_SUBJECTS)} #{draw.below(1000)}",
+            "Status": status,
+            "Priority": draw.pick(TASK_PRIORITIES),
+            "Due_Date": org.date(created + draw.below(60) * 86400),
+        }
+        if draw.random() < 0.5:
+            doc["Description"] = "Agenda:\n- pricing\n- next steps"
+        if status == "Completed":
+            doc["Closed_Time"] = org.format(modified)
+        _activity_links(draw, doc, people, firms, deals)
+        doc.update(_audit(draw, org, created, modified))
+        yield task_id, doc, created, modified
+
+
+def _call_rows(
+    draw: Draw,
+    org: OrgTime,
+    count: int,
+    people: list[tuple[int, str]],
+    firms: list[tuple[int, str]],
+    deals: list[tuple[int, str]],
+) -> Iterator[Row]:
+    timeline = _Timeline(draw, count)
+    for index, call_id in enumerate(_ids(draw, "Calls", count)):
+        created, modified = timeline.stamps(index)
+        call_type = draw.pick(("Inbound", "Outbound", "Outbound", "Missed"))
+        seconds = 0 if call_type == "Missed" else 15 + draw.below(3600)
+        doc: dict[str, Any] = {
+            "Subject": draw.pick(CALL_SUBJECTS),
+            "Call_Type": call_type,
+            "Call_Start_Time": org.format(created - draw.below(7200)),
+            "Call_Duration": f"{seconds // 60:02d}:{seconds % 60:02d}",
+            "Call_Duration_in_seconds": seconds,
+            "Call_Purpose": draw.pick(CALL_PURPOSES),
+            # fixtures/zoho/v2_call_get.json: Inbound calls are "Received".
+            "Call_Status": {"Inbound": "Received", "Missed": "Missed"}.get(call_type, "Completed"),
+        }
+        if call_type != "Missed" and draw.random() < 0.8:
+            doc["Call_Result"] = draw.pick(CALL_RESULTS)
+        _activity_links(draw, doc, people, firms, deals)
+        doc.update(_audit(draw, org, created, modified))
+        yield call_id, doc, created, modified
+
+
+def _note_rows(
+    draw: Draw,
+    org: OrgTime,
+    count: int,
+    people: list[tuple[int, str]],
+    firms: list[tuple[int, str]],
+    deals: list[tuple[int, str]],
+) -> Iterator[Row]:
+    timeline = _Timeline(draw, count)
+    parents = [(pool, module) for pool, module in
+               ((people, "Contacts"), (firms, "Accounts"), (deals, "Deals")) if pool]  # fmt: skip
+    for index, note_id in enumerate(_ids(draw, "Notes", count)):
+        if not parents:
+            break  # a note needs a parent record
+        created, modified = timeline.stamps(index)
+        pool, module = draw.pick(parents)
+        parent_id, parent_name = draw.pick(pool)
+        doc: dict[str, Any] = {
+            "Note_Content": draw.pick(NOTE_BODIES),
+            "Parent_Id": lookup_ref(parent_name, parent_id),
+            "$se_module": module,
+        }
+        title = draw.pick(NOTE_TITLES)
+        if title:
+            doc["Note_Title"] = title
+        doc.update(_audit(draw, org, created, modified))
+        yield note_id, doc, created, modified

@@ -1,0 +1,176 @@
+"""Pipedrive end to end: connectors/pipedrive.yaml against the Pipedrive emulator over loopback,
+both auth ways, landing in a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.demo import connect_oauth
+from engine.engine import PROJECT_ROOT
+from engine.errors import CrmError
+from sandbox.pipedrive import PipedriveSandbox
+
+CONNECTORS = PROJECT_ROOT / "connectors"
+
+
+@pytest.fixture(scope="module")
+def pipedrive():
+    emulator = PipedriveSandbox(contacts=1200, companies=30, deals=40, rate_limit=(1000, 2.0))
+    with emulator.start() as running:
+        yield emulator, running
+
+
+@pytest.fixture
+def engine(make_engine, pipedrive):
+    emulator, running = pipedrive
+    engine = make_engine(CONNECTORS)
+    connect_oauth(engine, engine.connector("pipedrive"), emulator, running.url, "pd")
+    return engine
+
+
+def first_person(emulator, index=0):
+    records = emulator.store.active_records("persons")
+    for _ in range(index):
+        next(records)
+    return next(records)["id"]
+
+
+def test_oauth_sync_lands_every_stream_over_several_pages(engine, pipedrive):
+    emulator, running = pipedrive
+    stored = engine.credentials.load("pd").credentials
+    assert stored.settings["api_domain"] == running.url  # the token response's api_domain
+    runs = engine.sync("pipedrive", "pd")
+    assert [r.status for r in runs] == ["succeeded"] * 3, [r.error for r in runs]
+    contacts = runs[0]
+    assert contacts.records == emulator.store.count("persons") and contacts.pages == 3  # 500/page
+    for table, kind in (("contacts", "persons"), ("companies", "organizations"),
+                        ("deals", "deals")):
+        landed = engine.store.query(f"SELECT count(DISTINCT id) FROM {table}")[0][0]
+        assert landed == emulator.store.count(kind)
+
+
+def test_persons_land_with_primary_email_and_named_custom_fields(engine, pipedrive):
+    emulator, _ = pipedrive
+    engine.sync("pipedrive", "pd", streams=["contacts"])
+    rows = engine.store.query(
+        "SELECT id, email, phone, company_id, custom FROM contacts WHERE id IN "
+        "(SELECT id FROM contacts ORDER BY id LIMIT 50)")
+    checked = 0
+    for record_id, email, phone, company_id, custom in rows:
+        person = emulator.store.get("persons", int(record_id))
+        primary = [e["value"] for e in person["emails"] if e.get("primary")]
+        if primary and primary[0]:
+            assert email == primary[0]
+            checked += 1
+        assert company_id == (str(person["org_id"]) if person["org_id"] else None)
+        assert set(json.loads(custom)) == {"Favorite color", "Customer tier"}  # named, not hashed
+    assert checked > 10
+
+
+def test_api_token_connection(make_engine, pipedrive, tmp_path):
+    emulator, running = pipedrive
+    engine = make_engine(CONNECTORS, db="token.duckdb")
+    engine.store_token("pipedrive", "pd-token", token=emulator.static_token,
+                       config={"api_url": running.url})
+    [run] = engine.sync("pipedrive", "pd-token", streams=["companies"])
+    assert run.status == "succeeded" and run.records == emulator.store.count("organizations")
+
+
+def test_rejected_api_token_says_so(make_engine, pipedrive):
+    _, running = pipedrive
+    engine = make_engine(CONNECTORS, db="bad.duckdb")
+    engine.store_token("pipedrive", "pd-bad", token="not-a-real-token",
+                       config={"api_url": running.url})
+    [run] = engine.sync("pipedrive", "pd-bad", streams=["companies"])
+    assert run.status == "failed" and "API token or access token was rejected" in run.error
+
+
+def test_contact_actions_write_and_read_email_lists(engine, pipedrive):
+    emulator, _ = pipedrive
+    created = engine.action("pipedrive", "create_contact", {
+        "first_name": "Grace", "last_name": "Hopper", "email": "grace@navy.example",
+        "phone": "+1 555 0100"}, "pd")
+    stored = emulator.store.get("persons", int(created["id"]))
+    assert stored["name"] == "Grace Hopper"
+    assert stored["emails"] == [{"value": "grace@navy.example", "primary": True, "label": "work"}]
+    assert created["record"]["email"] == "grace@navy.example"
+    engine.action("pipedrive", "update_contact", {"id": created["id"], "phone": "+1 555 0199"},
+                  "pd")
+    assert emulator.store.get("persons", int(created["id"]))["phones"][0]["value"] == \
+        "+1 555 0199"
+    got = engine.action("pipedrive", "get_person", {"id": created["id"]}, "pd")
+    assert got["record"]["phone"] == "+1 555 0199"
+    found = engine.action("pipedrive", "search_contact_by_email",
+                          {"email": "GRACE@navy.example"}, "pd")
+    assert found["id"] == created["id"] and found["records"][0]["email"] == "grace@navy.example"
+
+
+def test_company_deal_and_note_actions(engine, pipedrive):
+    emulator, _ = pipedrive
+    person = first_person(emulator)
+    company = engine.action("pipedrive", "create_company", {"name": "Babbage & Co"}, "pd")
+    deal = engine.action("pipedrive", "create_deal", {
+        "name": "Difference Engine", "amount": "99.95", "currency": "GBP",
+        "company_id": company["id"], "contact_id": str(person)}, "pd")
+    stored = emulator.store.get("deals", int(deal["id"]))
+    assert (stored["org_id"], stored["person_id"], stored["value"]) == (
+        int(company["id"]), person, 99.95)
+    updated = engine.action("pipedrive", "update_deal", {"id": deal["id"], "status": "won"}, "pd")
+    assert updated["record"]["status"] == "won"
+    got = engine.action("pipedrive", "get_deal", {"id": deal["id"]}, "pd")
+    assert got["record"]["amount"] == "99.95" and got["record"]["company_id"] == company["id"]
+    note = engine.action("pipedrive", "create_note", {"body": "Met at the fair",
+                                                      "deal_id": deal["id"]}, "pd")
+    assert emulator.store.get("notes", int(note["id"]))["deal_id"] == int(deal["id"])
+
+
+def test_activities_tasks_and_calls(engine, pipedrive):
+    emulator, _ = pipedrive
+    person = str(first_person(emulator, 1))
+    activity = engine.action("pipedrive", "create_activity", {
+        "subject": "Lunch", "type": "lunch", "due_date": "2026-12-02", "due_time": "12:30",
+        "duration": "01:30", "person_id": person}, "pd")
+    stored = emulator.store.get("activities", int(activity["id"]))
+    assert (stored["type"], stored["due_time"], stored["duration"]) == ("lunch", "12:30", "01:30")
+    engine.action("pipedrive", "update_activity", {"id": activity["id"], "done": True}, "pd")
+    assert emulator.store.get("activities", int(activity["id"]))["done"] is True
+    task = engine.action("pipedrive", "create_task", {"subject": "Send it", "due_date":
+                                                      "2026-12-15", "contact_id": person}, "pd")
+    assert emulator.store.get("activities", int(task["id"]))["type"] == "task"
+    call = engine.action("pipedrive", "log_call", {"subject": "Intro", "duration_seconds": 1800,
+                                                   "contact_id": person}, "pd")
+    stored = emulator.store.get("activities", int(call["id"]))
+    assert (stored["type"], stored["duration"], stored["done"]) == ("call", "00:30", True)
+    assert call["record"]["duration_seconds"] == 1800
+
+
+def test_429_with_window_headers_is_retried_after_the_reset(engine, pipedrive, clock):
+    _, running = pipedrive
+    headers = {"x-ratelimit-limit": "80", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2"}
+    running.app.fail_next(1, 429, body={"success": False, "error": "Request over limit"},
+                          headers=headers)
+    [run] = engine.sync("pipedrive", "pd", streams=["companies"])
+    assert run.status == "succeeded" and run.retries == 1
+    assert 2.0 in clock.sleeps  # the window's reset, not a guess
+
+
+def test_spent_daily_budget_stops_with_a_clear_error(make_engine):
+    emulator = PipedriveSandbox(contacts=20, companies=5, deals=5)
+    with emulator.start() as running:
+        engine = make_engine(CONNECTORS, db="budget.duckdb")
+        connect_oauth(engine, engine.connector("pipedrive"), emulator, running.url, "pd-budget")
+        engine.sync("pipedrive", "pd-budget", streams=["companies"])
+        emulator.spend_daily_budget()
+        served = running.app.requests_served
+        runs = engine.sync("pipedrive", "pd-budget")
+    assert len(runs) == 1 and runs[0].status == "failed"  # the other streams were not tried
+    assert "daily API budget is spent" in runs[0].error
+    assert running.app.requests_served - served <= 1  # stopped, not spinning
+
+
+def test_unknown_person_is_a_normalized_404(engine):
+    with pytest.raises(CrmError) as info:
+        engine.action("pipedrive", "get_contact", {"id": "999999"}, "pd")
+    assert info.value.status == 404 and not info.value.retryable
