@@ -58,7 +58,7 @@ def test_persons_land_with_primary_email_and_named_custom_fields(engine, pipedri
         "SELECT id, email, phone, company_id, custom FROM contacts WHERE id IN "
         "(SELECT id FROM contacts ORDER BY id LIMIT 50)")
     checked = 0
-    for record_id, email, phone, company_id, custom in rows:
+    for record_id, email, _phone, company_id, custom in rows:
         person = emulator.store.get("persons", int(record_id))
         primary = [e["value"] for e in person["emails"] if e.get("primary")]
         if primary and primary[0]:
