@@ -14,11 +14,13 @@ from typing import Any
 from sandbox.core import RunningSandbox
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.pipedrive import PipedriveSandbox
+from sandbox.salesforce import SalesforceSandbox
 from sandbox.zoho import ZohoSandbox
 
 EMULATORS: dict[str, type] = {
     "hubspot": HubSpotSandbox,
     "pipedrive": PipedriveSandbox,
+    "salesforce": SalesforceSandbox,
     "zoho": ZohoSandbox,
 }
 
