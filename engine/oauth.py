@@ -169,7 +169,8 @@ class LoopbackCallback:
             def log_message(self, *args: Any) -> None:
                 pass  # the query holds the authorization code: keep it out of logs
 
-        self._server = http.server.HTTPServer((parts.hostname, parts.port or 80), Handler)
+        port = 80 if parts.port is None else parts.port  # 0: any free port
+        self._server = http.server.HTTPServer((parts.hostname, port), Handler)
         self._received, self._done = received, done
         port = self._server.server_address[1]
         self.redirect_uri = f"{parts.scheme}://{parts.hostname}:{port}{self.path}"

@@ -165,3 +165,22 @@ def test_request_limit_exceeded_is_retried_then_a_spent_allocation_stops(engine,
                           headers={"Sforce-Limit-Info": "api-usage=100000/100000"})
     [run] = engine.sync("salesforce", "sf", streams=["companies"])
     assert run.status == "failed" and "daily API budget is spent" in run.error
+
+
+def test_contact_reads_and_updates_and_the_opportunity_alias(engine, salesforce):
+    emulator, _ = salesforce
+    contact = engine.action("salesforce", "create_contact", {"last_name": "Turing",
+                                                             "email": "alan@example.com"}, "sf")
+    assert engine.action("salesforce", "update_contact",
+                         {"id": contact["id"], "job_title": "Cryptanalyst"}, "sf") == \
+        {"id": contact["id"]}
+    got = engine.action("salesforce", "get_contact", {"id": contact["id"]}, "sf")
+    assert got["record"]["job_title"] == "Cryptanalyst" and got["record"]["email"] == \
+        "alan@example.com"
+    call = engine.action("salesforce", "log_call", {"subject": "Bombe", "direction": "outbound",
+                                                    "duration_seconds": 60,
+                                                    "contact_id": contact["id"]}, "sf")
+    assert emulator.store.get("Task", call["id"])["TaskSubtype"] == "Call"
+    deal = ids(emulator, "Opportunity")[1]
+    engine.action("salesforce", "update_opportunity", {"id": deal, "amount": 42}, "sf")
+    assert emulator.store.get("Opportunity", deal)["Amount"] == 42
