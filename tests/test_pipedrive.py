@@ -174,3 +174,23 @@ def test_unknown_person_is_a_normalized_404(engine):
     with pytest.raises(CrmError) as info:
         engine.action("pipedrive", "get_contact", {"id": "999999"}, "pd")
     assert info.value.status == 404 and not info.value.retryable
+
+
+def test_cli_connect_stores_an_api_key_from_the_environment(pipedrive, tmp_path, monkeypatch,
+                                                             capsys):
+    from engine.cli import main
+
+    emulator, running = pipedrive
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "cli-home"))
+    monkeypatch.setenv("CRM_ENGINE_PIPEDRIVE_TOKEN", emulator.static_token)
+    assert main(["connect", "pipedrive", "--auth", "api_token", "--connection", "pd-cli",
+                 "--config", f"api_url={running.url}"]) == 0
+    assert "stored pd-cli" in capsys.readouterr().out
+    monkeypatch.delenv("CRM_ENGINE_PIPEDRIVE_TOKEN")
+    assert main(["sync", "pipedrive", "--connection", "pd-cli", "--streams", "companies",
+                 "--db", str(tmp_path / "cli.duckdb")]) == 0
+    stored = (tmp_path / "cli-home" / "connections" / "pd-cli.json").read_text()
+    assert emulator.static_token in stored  # kept outside the DuckDB file...
+    assert emulator.static_token.encode() not in (tmp_path / "cli.duckdb").read_bytes()
+    assert main(["disconnect", "pipedrive", "--connection", "pd-cli"]) == 0
+    assert not (tmp_path / "cli-home" / "connections" / "pd-cli.json").exists()
