@@ -15,8 +15,8 @@ from typing import Any
 from engine import oauth, secrets
 from engine.engine import Engine
 from engine.errors import CrmError, InputError, SpecError
+from engine.loader import load_connector, load_mapping
 from engine.progress import progress_for
-from engine.spec import load_connector, load_mapping
 
 DEFAULT_DB = "crm.duckdb"
 

@@ -18,8 +18,9 @@ from engine.auth import Credentials, OAuth2Auth, TokenAuth
 from engine.clock import Clock
 from engine.connections import Connection, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
+from engine.loader import load_connector
 from engine.ratelimit import RateBudget
-from engine.spec import AuthMethod, Connector, load_connector
+from engine.spec import AuthMethod, Connector
 from engine.store import Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, run_stream
 from engine.transport import Session, classify, parse_body

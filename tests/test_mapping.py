@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from engine.spec import load_connector, load_mapping
+from engine.loader import load_connector, load_mapping
 
 HUBSPOT = "connectors/hubspot.yaml"
 

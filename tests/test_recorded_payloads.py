@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from engine.engine import PROJECT_ROOT
+from engine.loader import load_connector
 from engine.paginate import Page, paginator_for
-from engine.spec import load_connector
 from engine.transport import Call, classify
 
 FIXTURES = PROJECT_ROOT.parent / "shared" / "vendor-api" / "fixtures"

@@ -8,7 +8,7 @@ import pytest
 
 from engine.cli import main
 from engine.errors import SpecError
-from engine.spec import load_connector
+from engine.loader import load_connector
 from tests.support import TEST_MAPPING, connector_yaml, write_specs
 
 GOOD_STREAM = """

@@ -1,0 +1,561 @@
+"""Load connector and mapping files into compiled, checked spec objects (engine.spec).
+
+`load_connector` is the entry point: it checks the file against its JSON Schema, loads and
+checks its mapping, then compiles every template and jmespath expression and checks that every
+name they use resolves. All problems are collected and raised together as one `SpecError`,
+each with file, line and YAML path. Nothing is compiled later, on the per-record path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from engine import schema_check
+from engine.convert import DURATION_FORMATS
+from engine.errors import Problem, SpecError
+from engine.extract import ExpressionProblem, Getter, compile_getter
+from engine.mapping import ModelMapping, build_field
+from engine.models import FIELD_TYPES, Model, unified_models
+from engine.spec import (
+    ActionCase,
+    ActionSpec,
+    AuthMethod,
+    ConfigSetting,
+    Connector,
+    ErrorRule,
+    ErrorSpec,
+    FieldNamesSpec,
+    HeaderValue,
+    PaginationSpec,
+    RateLimitSpec,
+    RequestSpec,
+    ResultSpec,
+    RetrySpec,
+    RevokeSpec,
+    StreamSpec,
+)
+from engine.templates import (
+    PATH_ENV,
+    TEXT_ENV,
+    Expression,
+    Structure,
+    Template,
+    TemplateSyntaxProblem,
+    referenced_names,
+    template_strings,
+)
+from engine.yamlsource import Locator, YamlPath, load
+
+
+class _Checker:
+    """Collects located problems while compiling one file."""
+
+    def __init__(self, loc: Locator):
+        self.loc = loc
+        self.problems: list[Problem] = []
+
+    def add(self, path: YamlPath, message: str) -> None:
+        self.problems.append(self.loc.problem(path, message))
+
+    def getter(self, path: YamlPath, expression: str) -> Getter | None:
+        try:
+            return compile_getter(expression)
+        except ExpressionProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def template(self, path: YamlPath, source: str, roots: dict[str, set[str] | None],
+                 env: Any = TEXT_ENV) -> Template | None:
+        try:
+            compiled = Template(source, env)
+            self.names(path, source, roots, env)
+            return compiled
+        except TemplateSyntaxProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def expression(self, path: YamlPath, source: str,
+                   roots: dict[str, set[str] | None]) -> Expression | None:
+        try:
+            compiled = Expression(source)
+            self.names(path, compiled.as_template, roots)
+            return compiled
+        except TemplateSyntaxProblem as exc:
+            self.add(path, str(exc))
+            return None
+
+    def structure(self, path: YamlPath, value: Any, roots: dict[str, set[str] | None],
+                  env: Any = TEXT_ENV) -> Structure | None:
+        ok = True
+        for sub_path, source in template_strings(value):
+            try:
+                Template(source, env)
+                self.names(path + sub_path, source, roots, env)
+            except TemplateSyntaxProblem as exc:
+                self.add(path + sub_path, str(exc))
+                ok = False
+        return Structure(value, env) if ok else None
+
+    def names(self, path: YamlPath, source: str, roots: dict[str, set[str] | None],
+              env: Any = TEXT_ENV) -> None:
+        """Every variable a template reads must exist: its root, and its first attribute where
+        the root's attributes are known (config settings, input fields, ...)."""
+        for chain in referenced_names(source, env):
+            root = chain[0]
+            if root in env.globals and root not in roots:  # dict(), range(), ...
+                continue
+            if root not in roots:
+                known = ", ".join(sorted(roots)) or "none"
+                self.add(path, f"undefined variable {root!r} in template (available: {known})")
+                continue
+            attrs = roots[root]
+            if attrs is not None and len(chain) > 1 and chain[1] not in attrs:
+                known = ", ".join(sorted(attrs)) or "none"
+                self.add(path, f"undefined variable '{root}.{chain[1]}' (known: {known})")
+
+
+def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Problem]]:
+    """Load one mapping file; returns its model mappings and any problems."""
+    data, loc = load(path)
+    problems = schema_check.check("mapping", data, loc)
+    if problems:
+        return {}, problems
+    checker = _Checker(loc)
+    models = unified_models()
+    out: dict[str, ModelMapping] = {}
+    for key, spec in data["models"].items():
+        base = ("models", key)
+        model_name = spec.get("model", key)
+        model = models.get(model_name)
+        if model is None:
+            where = base + ("model",) if "model" in spec else base
+            checker.add(where, f"unknown unified model {model_name!r} "
+                               f"(known: {', '.join(models)})")
+            continue
+        fields = []
+        for fname, fspec in spec["fields"].items():
+            fpath = base + ("fields", fname)
+            if fname not in model.fields:
+                known = ", ".join(model.fields)
+                checker.add(fpath, f"{model_name} has no field {fname!r} (fields: {known})")
+                continue
+            if not _check_field(checker, fpath, model, fname, fspec):
+                continue
+            try:
+                fields.append(build_field(model, fname, fspec))
+            except (TemplateSyntaxProblem, ExpressionProblem) as exc:
+                checker.add(fpath, str(exc))
+        custom = spec.get("custom")
+        custom_from, exclude, prefixes = None, (), ()
+        if isinstance(custom, str):
+            custom_from = custom
+        elif isinstance(custom, dict):
+            custom_from = custom["from"]
+            exclude, prefixes = custom.get("exclude", ()), custom.get("exclude_prefixes", ())
+        custom_path = None
+        if custom_from is not None:
+            custom_path = () if custom_from == "@" else tuple(custom_from.split("."))
+        out[key] = ModelMapping(model, fields, custom_path, exclude, prefixes)
+    return out, checker.problems
+
+
+def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spec: Any) -> bool:
+    if isinstance(spec, str):
+        spec = {"path": spec}
+    type_ = model.fields[name].type
+    ok = True
+    if "path" in spec and not re.fullmatch(r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
+        checker.add(path + ("path",), f"path must be dotted keys (use `read:` for jmespath): "
+                                      f"{spec['path']!r}")
+        ok = False
+    if "read" in spec and checker.getter(path + ("read",), spec["read"]) is None:
+        ok = False
+    formats = spec.get("format", [])
+    formats = [formats] if isinstance(formats, str) else formats
+    durations = [f for f in formats if f in DURATION_FORMATS]
+    if durations and (type_ != "integer" or len(formats) != 1):
+        checker.add(path + ("format",), f"a duration format ({', '.join(DURATION_FORMATS)}) "
+                                        f"applies alone, to an integer field of seconds")
+        ok = False
+    elif formats and not durations and type_ not in ("date", "timestamp"):
+        checker.add(path + ("format",), f"format applies to date and timestamp fields "
+                                        f"(or a duration to integers); {name} is {type_}")
+        ok = False
+    if "scale" in spec and type_ not in ("integer", "number", "decimal"):
+        checker.add(path + ("scale",), f"scale applies to numeric fields; {name} is {type_}")
+        ok = False
+    enum = model.fields[name].enum
+    for unified in (spec.get("values") or {}):
+        if enum and unified not in enum:
+            checker.add(path + ("values", unified),
+                        f"{unified!r} is not a value of {model.name}.{name} "
+                        f"(allowed: {', '.join(enum)})")
+            ok = False
+    if isinstance(spec.get("write"), str):
+        checker.template(path + ("write",), spec["write"], {"value": None})
+    assert type_ in FIELD_TYPES
+    return ok
+
+
+def default_mapping_path(connector_file: Path, name: str, declared: str | None) -> Path:
+    if declared:
+        return (connector_file.parent / declared).resolve()
+    return connector_file.parent.parent / "mappings" / f"{name}.yaml"
+
+
+def load_connector(path: str | Path) -> Connector:
+    """Load, check and compile a connector file and its mapping. Raises SpecError."""
+    path = Path(path)
+    data, loc = load(path)
+    problems = schema_check.check("connector", data, loc)
+    if problems:
+        raise SpecError(problems)
+    mapping_path = default_mapping_path(path, data["name"], data.get("mapping"))
+    if not mapping_path.exists():
+        where = ("mapping",) if "mapping" in data else ("name",)
+        raise SpecError([loc.problem(where, f"mapping file not found: {mapping_path}")])
+    mappings, mapping_problems = load_mapping(mapping_path)
+    if mapping_problems:
+        raise SpecError(mapping_problems)
+    checker = _Checker(loc)
+    connector = _compile_connector(checker, data, str(path), mappings, str(mapping_path))
+    if checker.problems:
+        raise SpecError(checker.problems)
+    assert connector is not None
+    return connector
+
+
+def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
+                       mappings: dict[str, ModelMapping], mapping_file: str) -> Connector | None:
+    config = {
+        name: ConfigSetting(name, s.get("type", "string"), s.get("default"),
+                            s.get("required", False), s.get("description", ""), s.get("enum"))
+        for name, s in (data.get("config") or {}).items()
+    }
+    settings = {s for m in data["auth"].values()
+                for s in [*(m.get("settings") or {}), *(m.get("callback_settings") or {})]}
+    constants = data.get("constants") or {}
+    escapes = data.get("escapes") or {}
+    base_roots: dict[str, set[str] | None] = {
+        "config": set(config), "credentials": settings, "constants": set(constants),
+        "escapes": set(escapes)}
+
+    auth = {}
+    for name, spec in data["auth"].items():
+        auth[name] = _compile_auth(c, ("auth", name), name, spec, base_roots)
+
+    http = data.get("http") or {}
+    headers = {k: c.template(("http", "headers", k), v, base_roots)
+               for k, v in (http.get("headers") or {}).items()}
+
+    streams = {}
+    for name, spec in (data.get("streams") or {}).items():
+        streams[name] = _compile_stream(c, ("streams", name), name, spec, mappings, base_roots)
+
+    actions = {}
+    for name, spec in (data.get("actions") or {}).items():
+        actions[name] = _compile_action(c, ("actions", name), name, spec, mappings, base_roots)
+
+    return Connector(
+        name=data["name"],
+        title=data["title"],
+        constants=constants,
+        escapes=escapes,
+        file=file,
+        description=data.get("description", ""),
+        config=config,
+        base_url=c.template(("base_url",), data["base_url"], base_roots),  # type: ignore[arg-type]
+        timeout_seconds=float(http.get("timeout_seconds", 30)),
+        headers=headers,  # type: ignore[arg-type]
+        auth=auth,  # type: ignore[arg-type]
+        rate_limit=_compile_rate_limit(c, data.get("rate_limit")),
+        retry=_compile_retry(data.get("retry") or {}),
+        errors=_compile_errors(c, data.get("errors") or {}),
+        streams=streams,  # type: ignore[arg-type]
+        actions=actions,  # type: ignore[arg-type]
+        mappings=mappings,
+        mapping_file=mapping_file,
+    )
+
+
+def _compile_auth(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
+                  roots: dict[str, set[str] | None]) -> AuthMethod:
+    apply = spec["apply"]
+    method = AuthMethod(
+        name=name,
+        type=spec["type"],
+        apply_header=apply.get("header"),
+        apply_query=apply.get("query"),
+        apply_value=c.template(path + ("apply", "value"), apply["value"], {"token": None}),  # type: ignore[arg-type]
+        scopes=list(spec.get("scopes", [])),
+        scope_separator=spec.get("scope_separator", " "),
+        pkce=spec.get("pkce", False),
+        client_auth=spec.get("client_auth", "body"),
+        authorize_params=dict(spec.get("authorize_params") or {}),
+        token_lifetime_seconds=spec.get("token_lifetime_seconds"),
+    )
+    url_roots = {k: roots[k] for k in ("config", "credentials", "constants")}
+    for key in ("authorize_url", "token_url"):
+        if key in spec:
+            setattr(method, key, c.template(path + (key,), spec[key], url_roots))
+    if "revoke" in spec:
+        revoke, roots_with_token = spec["revoke"], {**url_roots, "token": None}
+        url = c.template(path + ("revoke", "url"), revoke["url"], roots_with_token)
+        form = {k: c.template(path + ("revoke", "form", k), v, roots_with_token)
+                for k, v in (revoke.get("form") or {}).items()}
+        if url is not None and all(form.values()):
+            method.revoke = RevokeSpec(revoke["method"], url, form)  # type: ignore[arg-type]
+    method.callback_settings = dict(spec.get("callback_settings") or {})
+    for setting, expr in (spec.get("settings") or {}).items():
+        getter = c.getter(path + ("settings", setting), expr)
+        if getter:
+            method.settings[setting] = getter
+    return method
+
+
+def _compile_request(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                     roots: dict[str, set[str] | None]) -> RequestSpec | None:
+    method = spec["method"]
+    compiled_path = c.template(path + ("path",), spec["path"], roots, PATH_ENV)
+    params = c.structure(path + ("params",), spec.get("params") or {}, roots)
+    headers = {k: c.template(path + ("headers", k), v, roots)
+               for k, v in (spec.get("headers") or {}).items()}
+    body = c.structure(path + ("body",), spec["body"], roots) if "body" in spec else None
+    if compiled_path is None or params is None:
+        return None
+    return RequestSpec(method, compiled_path, params, headers, body,  # type: ignore[arg-type]
+                       spec.get("idempotent", method != "POST"))
+
+
+def _mapping_for(c: _Checker, path: YamlPath, name: str,
+                 mappings: dict[str, ModelMapping]) -> ModelMapping | None:
+    if name not in mappings:
+        c.add(path, f"model {name!r} is not in the mapping file "
+                    f"(mapped: {', '.join(mappings) or 'none'})")
+        return None
+    return mappings[name]
+
+
+def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
+                    mappings: dict[str, ModelMapping],
+                    roots: dict[str, set[str] | None]) -> StreamSpec | None:
+    mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
+    request = _compile_request(c, path + ("request",), spec["request"],
+                               {**roots, "vendor_fields": None})
+    records = c.getter(path + ("records",), spec["records"])
+    paginate = _compile_pagination(c, path + ("paginate",),
+                                   spec.get("paginate") or {"style": "none"})
+    custom_names = None
+    if "custom_names" in spec:
+        custom_names = _compile_field_names(c, path + ("custom_names",), spec["custom_names"],
+                                            roots)
+    if mapping is None or request is None or records is None or paginate is None:
+        return None
+    return StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
+                      custom_names)
+
+
+def _compile_field_names(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                         roots: dict[str, set[str] | None]) -> FieldNamesSpec | None:
+    request = _compile_request(c, path + ("request",), spec["request"],
+                               {**roots, "vendor_fields": None})
+    getters = {key: c.getter(path + (key,), spec[key]) for key in ("records", "key", "name")}
+    paginate = _compile_pagination(c, path + ("paginate",),
+                                   spec.get("paginate") or {"style": "none"})
+    if request is None or paginate is None or None in getters.values():
+        return None
+    return FieldNamesSpec(request, getters["records"], getters["key"], getters["name"],
+                          paginate)  # type: ignore[arg-type]
+
+
+_PAGINATION_EXPRESSIONS = ("cursor", "next_url", "next_offset", "more", "stop_when")
+
+
+def _compile_pagination(c: _Checker, path: YamlPath, spec: dict[str, Any]) -> PaginationSpec | None:
+    getters: dict[str, Getter] = {}
+    ok = True
+    for key in _PAGINATION_EXPRESSIONS:
+        if key in spec:
+            getter = c.getter(path + (key,), spec[key])
+            ok = ok and getter is not None
+            if getter:
+                getters[key] = getter
+    if "token" in spec:
+        getter = c.getter(path + ("token", "value"), spec["token"]["value"])
+        ok = ok and getter is not None
+        if getter:
+            getters["token"] = getter
+    if spec["style"] == "page" and "token" in spec and "size" not in spec:
+        c.add(path, "a page token switch needs `size` to know when the cap is reached")
+        ok = False
+    options = {k: v for k, v in spec.items() if k not in _PAGINATION_EXPRESSIONS}
+    return PaginationSpec(spec["style"], options, getters) if ok else None
+
+
+def _input_fields(model: Model, spec: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(mode, allowed fields, required fields) of an action's payload."""
+    mode = spec["input"]
+    data_fields = model.data_fields
+    extra_required = list(spec.get("required", []))
+    if mode == "create":
+        return "create", data_fields + ["custom"], sorted(
+            set(model.required_on_create) | set(extra_required))
+    if mode == "update":
+        return "update", ["id"] + data_fields + ["custom"], ["id"] + extra_required
+    if mode == "id":
+        return "id", ["id"], ["id"]
+    fields = list(mode["fields"])
+    return "fields", fields, list(mode.get("required", fields))
+
+
+def _own_input_schema(c: _Checker, path: YamlPath, schema: dict[str, Any]) -> list[str] | None:
+    """Check an action's own input JSON Schema; returns its property names."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        c.add(path + tuple(exc.absolute_path), f"invalid JSON Schema: {exc.message}")
+        return None
+    return list((schema.get("properties") or {}).keys())
+
+
+def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
+                    mappings: dict[str, ModelMapping],
+                    roots: dict[str, set[str] | None]) -> ActionSpec | None:
+    own_schema = spec["input"].get("schema") if isinstance(spec["input"], dict) else None
+    base_mapping, model = None, None
+    if "model" in spec:
+        base_mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
+        if base_mapping is None:
+            return None
+        model = base_mapping.model
+    elif own_schema is None:
+        c.add(path, "an action needs a `model`, unless its input has a `schema` of its own")
+        return None
+    if own_schema is not None:
+        names = _own_input_schema(c, path + ("input", "schema"), own_schema)
+        if names is None:
+            return None
+        mode, allowed, required = "schema", names, list(own_schema.get("required", []))
+    else:
+        assert model is not None
+        mode, allowed, required = _input_fields(model, spec)
+        for i, fname in enumerate(allowed + required):
+            if fname not in model.fields and fname != "custom":
+                key = "input" if i < len(allowed) else "required"
+                c.add(path + (key,), f"{model.name} has no field {fname!r}")
+                return None
+    input_roots = {**roots, "input": set(allowed), "now": None}
+    raw_cases = spec.get("cases") or [{key: spec[key] for key in ("request", "result", "paginate")
+                                       if key in spec}]
+    cases_path = path + ("cases",) if "cases" in spec else path
+    cases = []
+    for i, case in enumerate(raw_cases):
+        cpath = cases_path + (i,) if "cases" in spec else path
+        mapping = base_mapping
+        if "model" in case:
+            mapping = _mapping_for(c, cpath + ("model",), case["model"], mappings)
+            if mapping is None:
+                continue
+        when = None
+        if "when" in case:
+            when = c.expression(cpath + ("when",), case["when"], input_roots)
+        request_roots = {**input_roots, "vendor_fields": None}
+        if mapping is not None:
+            request_roots["record"] = None
+        request = _compile_request(c, cpath + ("request",), case["request"], request_roots)
+        result = _compile_result(c, cpath + ("result",), case.get("result") or {}, input_roots)
+        paginate = None
+        if "paginate" in case:
+            paginate = _compile_pagination(c, cpath + ("paginate",), case["paginate"])
+        if request is None or result is None:
+            continue
+        if mapping is None and (result.record or result.records) and not result.raw:
+            c.add(cpath + ("result",), "without a model, records can only be returned `raw`")
+            continue
+        cases.append(ActionCase(when, mapping, request, result, paginate))
+    example = None
+    if "example" in spec:
+        example = c.structure(path + ("example",), spec["example"], {"results": None})
+    action = ActionSpec(name, model, mode, allowed, required, cases, example,
+                        spec.get("description", ""))
+    if own_schema is not None:
+        action.input_schema = own_schema
+    else:
+        assert model is not None
+        action.input_schema = model.input_schema(allowed=allowed, required=required)
+    return action
+
+
+def _compile_result(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                    input_roots: dict[str, set[str] | None]) -> ResultSpec | None:
+    result = ResultSpec(raw=spec.get("raw", False), max_records=spec.get("max_records", 10_000))
+    for key in ("record", "records"):
+        if key in spec:
+            setattr(result, key, c.getter(path + (key,), spec[key]))
+    if "id" in spec:
+        result.id = c.template(path + ("id",), spec["id"],
+                               {**input_roots, "response": None, "headers": None})
+    return result
+
+
+def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSpec | None:
+    if not spec:
+        return None
+    feedback = {}
+    for key, hv in (spec.get("feedback") or {}).items():
+        pattern = None
+        if "pattern" in hv:
+            try:
+                pattern = re.compile(hv["pattern"])
+            except re.error as exc:
+                c.add(("rate_limit", "feedback", key, "pattern"), f"invalid regex: {exc}")
+        if key == "daily_usage" and (pattern is None or pattern.groups != 2):
+            c.add(("rate_limit", "feedback", key, "pattern"),
+                  "daily_usage needs a pattern with two groups: used and allowed")
+        feedback[key] = HeaderValue(hv["header"], pattern, hv.get("unit", "s"))
+    return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),
+                         spec.get("max_concurrent"), feedback)
+
+
+def _compile_retry(spec: dict[str, Any]) -> RetrySpec:
+    defaults = RetrySpec()
+    return RetrySpec(
+        max_retries=spec.get("max_retries", defaults.max_retries),
+        max_rate_limit_retries=spec.get("max_rate_limit_retries", defaults.max_rate_limit_retries),
+        backoff_seconds=tuple(spec.get("backoff_seconds", defaults.backoff_seconds)),
+        jitter=spec.get("jitter", defaults.jitter),
+        max_wait_seconds=spec.get("max_wait_seconds", defaults.max_wait_seconds),
+    )
+
+
+def _as_set(value: Any, kind: Callable[[Any], Any]) -> frozenset[Any] | None:
+    if value is None:
+        return None
+    return frozenset(kind(v) for v in (value if isinstance(value, list) else [value]))
+
+
+def _compile_errors(c: _Checker, spec: dict[str, Any]) -> ErrorSpec:
+    out = ErrorSpec()
+    if "code" in spec:
+        out.code = c.getter(("errors", "code"), spec["code"])
+    if "message" in spec:
+        out.message = c.getter(("errors", "message"), spec["message"])
+    in_body = spec.get("in_body")
+    if in_body:
+        out.in_body_when = c.getter(("errors", "in_body", "when"), in_body["when"])
+        for key in ("code", "message"):
+            if key in in_body:
+                setattr(out, f"in_body_{key}", c.getter(("errors", "in_body", key), in_body[key]))
+    for i, rule in enumerate(spec.get("rules") or []):
+        matches = None
+        if "matches" in rule:
+            matches = c.getter(("errors", "rules", i, "matches"), rule["matches"])
+        out.rules.append(ErrorRule(_as_set(rule.get("status"), int), _as_set(rule.get("code"), str),
+                                   matches, rule["kind"], rule.get("message")))
+    return out
+
