@@ -4,7 +4,8 @@
     with start("hubspot", contacts=1000) as running:
         ...  # running.url, running.emulator (test hooks), running.app (faults, counters)
 
-Each vendor module adds its emulator class to EMULATORS under the connector's name.
+Each vendor's emulator subclasses :class:`sandbox.emulator.Emulator` and is listed in
+EMULATORS under the connector's name.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.core import RunningSandbox
+from sandbox.emulator import Emulator
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.pipedrive import PipedriveSandbox
 from sandbox.salesforce import SalesforceSandbox
 from sandbox.zoho import ZohoSandbox
 
-EMULATORS: dict[str, type] = {
+EMULATORS: dict[str, type[Emulator]] = {
     "hubspot": HubSpotSandbox,
     "pipedrive": PipedriveSandbox,
     "salesforce": SalesforceSandbox,
@@ -36,4 +38,4 @@ def start(name: str, *, host: str = "127.0.0.1", port: int = 0, **options: Any) 
     return emulator_class(**options).start(host=host, port=port)
 
 
-__all__ = ["EMULATORS", "RunningSandbox", "start"]
+__all__ = ["EMULATORS", "Emulator", "RunningSandbox", "start"]

@@ -27,12 +27,10 @@ from sandbox.core import (
     OAuthProvider,
     Request,
     Response,
-    RunningSandbox,
     SlidingWindowLimiter,
-    TokenGrant,
     encode_json,
-    serve,
 )
+from sandbox.emulator import Emulator
 from sandbox.hubspot_errors import (
     HubSpotError,
     conflict,
@@ -73,13 +71,14 @@ ACCOUNT_KEY = "portal"  # the daily limit is per account (CONTRACTS 1.7), not pe
 ObjectHandler = Callable[..., Response]
 
 
-class HubSpotSandbox:
+class HubSpotSandbox(Emulator):
     """A HubSpot portal in memory, served over HTTP by :meth:`start`."""
 
     name = "hubspot"
-    # Options for `crm-engine demo` (engine/demo.py): a budget large enough for a fast sync that
-    # still sends real X-HubSpot-RateLimit-* headers for the engine to follow.
+    # A budget large enough for a fast demo sync that still sends real X-HubSpot-RateLimit-*
+    # headers for the engine to follow.
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0)}
+    TOKEN_SCOPES = ALL_SCOPES
 
     def __init__(
         self,
@@ -102,16 +101,15 @@ class HubSpotSandbox:
         error_rate: float = 0.0,
         latency_ms: float = 0,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.static_tokens = tuple(static_tokens)
-        self.app = App(
+        app = App(
             error_rate=error_rate,
             latency_ms=latency_ms,
             seed=seed,
             json_content_type="application/json;charset=utf-8",  # as recorded (_meta.json)
         )
-        self.clock = self.app.clock
+        super().__init__(
+            app, client_id=client_id, client_secret=client_secret, static_tokens=static_tokens
+        )
         self.store = Store()
         populate(
             self.store,
@@ -154,26 +152,7 @@ class HubSpotSandbox:
         register_oauth_routes(self.app, self.oauth)
         self._register_api_routes()
 
-    # -- lifecycle and test hooks ----------------------------------------------------------
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
-        return serve(self.app, host, port, emulator=self)
-
-    def advance_time(self, seconds: float) -> None:
-        """Move the sandbox clock (token expiry, rate windows, write timestamps)."""
-        self.app.advance_time(seconds)
-
-    def expire_all_tokens(self) -> None:
-        self.oauth.expire_all()
-
-    def issue_token(self, scopes: Iterable[str] = ALL_SCOPES) -> TokenGrant:
-        """An OAuth token pair without the browser round trip."""
-        return self.oauth.issue(self.client_id, scopes)
-
-    @property
-    def static_token(self) -> str | None:
-        """The first private-app token (engine/demo.py prints it)."""
-        return self.static_tokens[0] if self.static_tokens else None
+    # -- connection details ----------------------------------------------------------------
 
     def connection_config(self, url: str) -> dict[str, Any]:
         """connectors/hubspot.yaml settings that point a connection at this sandbox: it serves

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from urllib.parse import urlencode
 
 from sandbox.core import App, OAuthError, OAuthProvider, Request, Response
 from sandbox.hubspot_errors import (
@@ -19,6 +18,7 @@ from sandbox.hubspot_errors import (
 )
 from sandbox.hubspot_schema import APP_ID, HUB_ID
 from sandbox.hubspot_seed import OWNERS
+from sandbox.oauth_http import authorize_redirect
 
 HUB_DOMAIN = "sandbox-hub.example"
 OAUTH_USER = OWNERS[0]  # the "installing user" of every grant
@@ -54,11 +54,7 @@ def register_oauth_routes(app: App, oauth: OAuthProvider) -> None:
             code = oauth.authorize(request.arg("client_id"), redirect_uri, dict.fromkeys(scopes))
         except OAuthError:
             return api_error(validation_error("Invalid client_id"))
-        params = {"code": code}
-        if request.arg("state") is not None:
-            params["state"] = request.arg("state")
-        separator = "&" if "?" in redirect_uri else "?"
-        return Response(302, None, {"Location": redirect_uri + separator + urlencode(params)})
+        return authorize_redirect(request, redirect_uri, {"code": code})
 
     @app.route("POST", "/oauth/v1/token", name="oauth.token", group="oauth")
     def token(request: Request) -> Response:

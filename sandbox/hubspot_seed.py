@@ -8,11 +8,8 @@ emails and a first name that is literally ``{{ 7*7 }}`` (a template must not eva
 from __future__ import annotations
 
 import functools
-import gc
-import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from sandbox.hubspot_schema import (
     CUSTOMER_TIERS,
@@ -20,6 +17,19 @@ from sandbox.hubspot_schema import (
     LIFECYCLE_STAGES,
 )
 from sandbox.hubspot_store import FIRST_IDS, Store
+from sandbox.seed_words import (
+    CALL_TITLES,
+    COLORS,
+    COMPANY_HEADS,
+    COMPANY_TAILS,
+    DEAL_WORDS,
+    FIRST_NAMES,
+    JOB_TITLES,
+    LAST_NAMES,
+    NOTE_BODIES,
+    TASK_SUBJECTS,
+)
+from sandbox.seedkit import Draw, Timeline, gc_paused, rising_ids, slugger
 
 # Seed timestamps fall in this window (epoch ms); API writes use the sandbox clock instead.
 SEED_START_MS = 1_672_531_200_000  # 2023-01-01T00:00:00Z
@@ -40,20 +50,6 @@ OWNERS = (
 )
 OWNER_IDS = tuple(owner["id"] for owner in OWNERS)
 
-FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Charles", "Karen", "Daniel", "Nancy", "Matthew", "Lisa", "Anthony", "Betty", "Mark", "Sandra",
-    "José", "Zoë", "Łukasz", "Søren", "Aoife", "Chloé", "Björn", "Mei", "Priya", "Olúwaseun",
-    "Renée", "Jürgen", "Ana María", "Jean-Luc",
-)  # fmt: skip
-LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Taylor", "Moore",
-    "Jackson", "Martin", "Lee", "Thompson", "White", "Harris", "Clark", "Lewis", "Walker",
-    "O'Brien", "Müller", "García", "van der Berg", "Smith-Jones", "Nguyễn", "Kowalski",
-    "Dubois", "Rossi", "Yamamoto", "Ó Súilleabháin",
-)  # fmt: skip
 # Names an engine must not mangle: template syntax, quotes, commas, SQL/CSV specials.
 TRICKY_FIRST_NAMES = {  # contact index -> first name
     7: "{{ 7*7 }}",
@@ -61,20 +57,6 @@ TRICKY_FIRST_NAMES = {  # contact index -> first name
     21: "Anne, Marie",
     28: "${jndi:ldap://x}",
 }
-JOB_TITLES = (
-    "CEO", "CTO", "VP Sales", "Account Executive", "Marketing Manager", "Engineer",
-    "Operations Lead", "Procurement Officer", "Office Manager", "Data Analyst",
-)  # fmt: skip
-COLORS = ("red", "green", "blue", "purple", "orange", "teal", "black")
-COMPANY_HEADS = (
-    "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent", "Tyrell", "Wonka",
-    "Stark", "Wayne", "Cyberdyne", "Gringotts", "Nakatomi", "Oceanic", "Massive Dynamic",
-    "Bluth", "Pied Piper", "Dunder Mifflin", "Prestige", "Monarch", "Aperture",
-)  # fmt: skip
-COMPANY_TAILS = (
-    "Labs", "Systems", "Industries", "Partners", "Logistics", "Foods", "Analytics",
-    "Holdings", "GmbH", "& Co.", "Ltd", "Inc.",
-)  # fmt: skip
 INDUSTRIES = (
     "COMPUTER_SOFTWARE", "HOSPITAL_HEALTH_CARE", "FINANCIAL_SERVICES", "RETAIL",
     "LOGISTICS_AND_SUPPLY_CHAIN", "MARKETING_AND_ADVERTISING", "CONSTRUCTION", "FOOD_PRODUCTION",
@@ -84,15 +66,13 @@ PLACES = (
     ("Dublin", "Ireland"), ("São Paulo", "Brazil"), ("Kraków", "Poland"), ("Tokyo", "Japan"),
     ("Lagos", "Nigeria"), ("Montréal", "Canada"), ("Sydney", "Australia"),
 )  # fmt: skip
-DEAL_WORDS = ("Renewal", "Expansion", "Pilot", "Enterprise plan", "Upsell", "Annual contract")
-TASK_SUBJECTS = ("Follow up", "Send proposal", "Prepare quote", "Schedule demo", "Check in")
-CALL_TITLES = ("Discovery call", "Demo call", "Pricing call", "Support call", "Check-in")
 CALL_STATUSES = ("COMPLETED", "NO_ANSWER", "BUSY", "FAILED", "CANCELED")
 CALL_DISPOSITIONS = (
     "f240bbac-87c9-4f6e-bf70-924b57d47db7",  # "Connected" in a default portal
     "73a0d17f-1163-4015-bdd5-ec830791da20",  # "No answer"
     "b2cf5968-551e-4856-9783-52b3da59a7d0",  # "Left voicemail"
 )
+_slug = slugger("contact")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -123,43 +103,21 @@ def iso_ms(epoch_ms: int) -> str:
     return _utc_day(days) + clock[second_of_day] + millis[fraction]
 
 
-class Draw:
-    """Deterministic draws from one seeded stream. Built on Random.random() (C code) because
-    Random.choice/randrange cost ~1 us each and 100,000 contacts need over a million draws."""
-
-    def __init__(self, seed: int) -> None:
-        self.random = random.Random(seed).random
-
-    def below(self, n: int) -> int:
-        return int(self.random() * n)
-
-    def pick(self, options: tuple | list) -> Any:
-        return options[int(self.random() * len(options))]
-
-    def maybe(self, probability: float, value: str) -> str | None:
-        return value if self.random() < probability else None
-
-
-class _Timeline:
-    """Creation times rising with the id; modification times spread between then and the end."""
+class _Timeline(Timeline):
+    """Seed timestamps as HubSpot renders them."""
 
     def __init__(self, draw: Draw, count: int) -> None:
-        self._draw = draw
-        self._step = (SEED_END_MS - SEED_START_MS) // max(count, 1)
+        super().__init__(draw, count, SEED_START_MS, SEED_END_MS)
 
     def stamps(self, index: int) -> tuple[str, str]:
-        created = SEED_START_MS + index * self._step + self._draw.below(self._step)
-        modified = created + int((SEED_END_MS - created) * self._draw.random() ** 2)
+        created, modified = self.span(index)
         return iso_ms(created), iso_ms(modified)
 
 
 def _ids(draw: Draw, object_type: str, count: int) -> list[int]:
-    # Increasing ids with gaps, like a real portal where other records were deleted.
-    ids, current = [], FIRST_IDS[object_type]
-    for _ in range(count):
-        ids.append(current)
-        current += 1 + draw.below(9)
-    return ids
+    # Increasing ids with gaps, like a real portal where other records were deleted; all are
+    # drawn before the records' values.
+    return list(rising_ids(draw, FIRST_IDS[object_type], count, max_step=9))
 
 
 Row = tuple[int, dict[str, str], str, str]  # (id, non-null values, createdAt, updatedAt)
@@ -177,11 +135,7 @@ def populate(
     notes: int = 0,
 ) -> None:
     draw = Draw(seed)
-    # Seeding allocates millions of long-lived objects; generational GC passes over the
-    # growing heap would double the start-up time.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         company_rows = list(_company_rows(draw, companies))
         store.load("companies", company_rows)
         links: list[tuple[int, int]] = []
@@ -195,9 +149,6 @@ def populate(
             ("notes", notes, _note_values),
         ):
             _seed_activities(store, draw, object_type, count, make, contact_ids, deal_ids)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _company_rows(draw: Draw, count: int) -> Iterator[Row]:
@@ -245,7 +196,7 @@ def _contact_rows(
             values["associatedcompanyid"] = str(company_id)
             links.append((contact_id, company_id))
         if index % 37 != 5:  # a few contacts have no email
-            email = f"{_ascii_slug(first)}.{_ascii_slug(last)}.{index}@{domain}"
+            email = f"{_slug(first)}.{_slug(last)}.{index}@{domain}"
             # Some are stored mixed case; search EQ and idProperty=email must still match.
             values["email"] = email.capitalize() if index % 11 == 3 else email
         if rand() < 0.7:
@@ -356,14 +307,6 @@ def _call_values(draw: Draw, created: str) -> dict[str, str]:
     )
 
 
-NOTE_BODIES = (
-    "Called, left voicemail.",
-    "<p>Met at the conference &amp; swapped cards.</p>",
-    "Prefers email. Timezone: CET.",
-    "Budget approved — send contract",
-)
-
-
 def _note_values(draw: Draw, created: str) -> dict[str, str]:
     return _without_nulls(
         {
@@ -372,9 +315,3 @@ def _note_values(draw: Draw, created: str) -> dict[str, str]:
             "hubspot_owner_id": draw.maybe(0.9, draw.pick(OWNER_IDS)),
         }
     )
-
-
-@functools.cache  # names come from small word lists
-def _ascii_slug(text: str) -> str:
-    cleaned = "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
-    return cleaned or "contact"

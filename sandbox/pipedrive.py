@@ -20,16 +20,8 @@ import binascii
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sandbox.core import (
-    App,
-    OAuthProvider,
-    Request,
-    Response,
-    RunningSandbox,
-    TokenGrant,
-    encode_json,
-    serve,
-)
+from sandbox.core import App, OAuthProvider, Request, Response, encode_json
+from sandbox.emulator import Emulator
 from sandbox.pipedrive_cache import ByteCache
 from sandbox.pipedrive_errors import (
     PipedriveError,
@@ -106,16 +98,19 @@ CREATE_EXTRAS = {  # additional_data of v1 create responses (recorded fixtures)
 Handler = Callable[..., Response]
 
 
-class PipedriveSandbox:
-    """A Pipedrive company in memory, served over HTTP by :meth:`start`."""
+class PipedriveSandbox(Emulator):
+    """A Pipedrive company in memory, served over HTTP by :meth:`start`.
+
+    Its static tokens are personal API tokens (``api_tokens``), not OAuth bearer tokens."""
 
     name = "pipedrive"
-    # Options for `crm-engine demo`: limits high enough for a fast sync that still send real
-    # x-ratelimit-* and x-daily-ratelimit-token-* headers for the engine to follow.
+    # Limits high enough for a fast demo sync that still send real x-ratelimit-* and
+    # x-daily-ratelimit-token-* headers for the engine to follow.
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {
         "rate_limit": (10_000, 2.0),
         "daily_token_budget": 50_000_000,
     }
+    TOKEN_SCOPES = tuple(GRANTED_SCOPES.split(","))
 
     def __init__(
         self,
@@ -135,17 +130,17 @@ class PipedriveSandbox:
         error_rate: float = 0.0,
         latency_ms: float = 0,
     ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.api_tokens = tuple(api_tokens)
-        self._api_token_set = frozenset(self.api_tokens)
-        self.app = App(
+        app = App(
             error_rate=error_rate,
             latency_ms=latency_ms,
             seed=seed,
             json_content_type="application/json",  # as recorded (_meta.json)
         )
-        self.clock = self.app.clock
+        # self.url (set by start()) is the token response's api_domain (CONTRACTS 3.1).
+        super().__init__(
+            app, client_id=client_id, client_secret=client_secret, static_tokens=api_tokens
+        )
+        self._api_token_set = frozenset(self.api_tokens)
         self.store = Store()
         populate(
             self.store,
@@ -170,29 +165,17 @@ class PipedriveSandbox:
         self.limiter = FixedWindowLimiter(*rate_limit, self.clock) if rate_limit else None
         self.budget = TokenBudget(daily_token_budget, self.clock) if daily_token_budget else None
         self._pages = ByteCache(PAGE_CACHE_BYTES)
-        self.url: str | None = None
         self.app.not_found = self._not_found
         self.app.error_response = for_status
         register_oauth_routes(self.app, self.oauth, self._api_domain)
         self._register_api_routes()
 
-    # -- lifecycle and test hooks ----------------------------------------------------------
+    # -- test hooks and connection details -------------------------------------------------
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
-        running = serve(self.app, host, port, emulator=self)
-        self.url = running.url  # the token response's api_domain (CONTRACTS 3.1)
-        return running
-
-    def advance_time(self, seconds: float) -> None:
-        """Move the sandbox clock (token expiry, rate windows, the daily budget, write times)."""
-        self.app.advance_time(seconds)
-
-    def expire_all_tokens(self) -> None:
-        self.oauth.expire_all()
-
-    def issue_token(self) -> TokenGrant:
-        """An OAuth token pair without the browser round trip."""
-        return self.oauth.issue(self.client_id, GRANTED_SCOPES.split(","))
+    @property
+    def api_tokens(self) -> tuple[str, ...]:
+        """The personal API tokens (Pipedrive's name for the static tokens)."""
+        return self.static_tokens
 
     def spend_daily_budget(self, tokens: int | None = None) -> int:
         """Spend ``tokens`` of today's budget (default: all of it); returns what is left."""
@@ -204,11 +187,6 @@ class PipedriveSandbox:
         """Forget the current 2-second windows."""
         if self.limiter is not None:
             self.limiter = FixedWindowLimiter(self.limiter.limit, self.limiter.window, self.clock)
-
-    @property
-    def static_token(self) -> str | None:
-        """The first personal API token (engine/demo.py prints it)."""
-        return self.api_tokens[0] if self.api_tokens else None
 
     def connection_config(self, url: str) -> dict[str, str]:
         """Connector settings pointing at this sandbox: it is both the OAuth server and the API

@@ -26,6 +26,11 @@ DEFAULT_LIMIT = 100  # CONTRACTS 3.3: v1 and v2
 MAX_LIMIT = 500  # CONTRACTS 3.3: v1 [3P], v2 [V]
 MAX_IDS = 100
 MAX_CUSTOM_FIELDS = 15
+# The 400 message for an integer query parameter that is not one, per API version.
+NOT_AN_INTEGER = {
+    1: "Invalid value for {name}: {raw}",
+    2: "Validation failed: {name}: must be integer",
+}
 
 Key = Any  # int id, or (sort value, id)
 Filters = tuple[tuple[str, frozenset], ...]  # (record field, accepted values)
@@ -158,7 +163,7 @@ V2_FILTERS = {  # query parameter -> record field (PD-NODE v2 *-api.ts list para
 
 def parse_v2_page(request: Request, kind: str) -> V2Page:
     """Validate a v2 list query strictly (v2 "significantly stricter input validation")."""
-    limit = _v2_int(request, "limit", DEFAULT_LIMIT)
+    limit = _int_arg(request, "limit", DEFAULT_LIMIT, version=2)
     if not 1 <= limit <= MAX_LIMIT:
         raise bad_request(f"Validation failed: limit: must be between 1 and {MAX_LIMIT}")
     sort = request.arg("sort_by") or "id"
@@ -170,7 +175,7 @@ def parse_v2_page(request: Request, kind: str) -> V2Page:
     filters = []
     for param, field in V2_FILTERS[kind].items():
         if request.arg(param) not in (None, ""):
-            filters.append((field, frozenset([_v2_int(request, param, 0)])))
+            filters.append((field, frozenset([_int_arg(request, param, 0, version=2)])))
     if kind == "deals" and request.arg("status"):
         statuses = request.arg("status").split(",")
         if not set(statuses) <= {"open", "won", "lost"}:
@@ -208,14 +213,15 @@ def parse_v2_page(request: Request, kind: str) -> V2Page:
     return V2Page(view, limit, direction == "desc", after, custom)
 
 
-def _v2_int(request: Request, name: str, default: int) -> int:
+def _int_arg(request: Request, name: str, default: int, *, version: int) -> int:
+    """Query parameter ``name`` as an integer; ``default`` when absent or empty."""
     raw = request.arg(name)
     if raw is None or raw == "":
         return default
     try:
         return int(raw)
     except ValueError:
-        raise bad_request(f"Validation failed: {name}: must be integer") from None
+        raise bad_request(NOT_AN_INTEGER[version].format(name=name, raw=raw)) from None
 
 
 def _v2_time(request: Request, name: str) -> str | None:
@@ -291,8 +297,8 @@ V1_STATUSES = {"open", "won", "lost", "all_not_deleted"}
 
 
 def parse_v1_page(request: Request, kind: str, *, default_limit: int = DEFAULT_LIMIT) -> V1Page:
-    start = _v1_int(request, "start", 0)
-    limit = _v1_int(request, "limit", default_limit)
+    start = _int_arg(request, "start", 0, version=1)
+    limit = _int_arg(request, "limit", default_limit, version=1)
     if start < 0 or limit < 1:
         raise bad_request("Invalid pagination parameters: start must be >= 0 and limit >= 1")
     # Choice (CONTRACTS 3.3 gives max 500 [3P] without the over-limit behaviour): v1 clamps.
@@ -315,7 +321,7 @@ def parse_v1_page(request: Request, kind: str, *, default_limit: int = DEFAULT_L
         # user_id=0 lists everyone's (developers.pipedrive.com v1 Activities).
         filters.append((owner_field, frozenset([ME["id"]])))
     elif user_id not in (None, "", "0"):
-        filters.append((owner_field, frozenset([_v1_int(request, "user_id", 0)])))
+        filters.append((owner_field, frozenset([_int_arg(request, "user_id", 0, version=1)])))
     if kind == "deals":
         status = request.arg("status") or "all_not_deleted"
         if status not in V1_STATUSES:
@@ -324,7 +330,7 @@ def parse_v1_page(request: Request, kind: str, *, default_limit: int = DEFAULT_L
             filters.append(("status", frozenset([status])))
         for param in ("stage_id", "pipeline_id", "person_id", "org_id"):
             if request.arg(param):
-                filters.append((param, frozenset([_v1_int(request, param, 0)])))
+                filters.append((param, frozenset([_int_arg(request, param, 0, version=1)])))
     if kind == "activities":
         if request.arg("done") in ("0", "1"):
             filters.append(("done", frozenset([request.arg("done") == "1"])))
@@ -334,20 +340,10 @@ def parse_v1_page(request: Request, kind: str, *, default_limit: int = DEFAULT_L
     if kind == "notes":
         for param in ("deal_id", "person_id", "org_id"):
             if request.arg(param):
-                filters.append((param, frozenset([_v1_int(request, param, 0)])))
+                filters.append((param, frozenset([_int_arg(request, param, 0, version=1)])))
         dates = _v1_dates(request, "add_time")
     view = View(kind, sort=sort, filters=tuple(sorted(filters)), dates=dates)
     return V1Page(view, start, limit, descending)
-
-
-def _v1_int(request: Request, name: str, default: int) -> int:
-    raw = request.arg(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise bad_request(f"Invalid value for {name}: {raw}") from None
 
 
 def _v1_dates(request: Request, field: str) -> tuple[str, str | None, str | None] | None:

@@ -7,12 +7,10 @@ injection and rate limits leave them alone.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
-from urllib.parse import urlencode
 
 from sandbox.core import App, OAuthError, OAuthProvider, Request, Response
+from sandbox.oauth_http import authorize_redirect, basic_auth
 from sandbox.pipedrive_errors import oauth_error
 from sandbox.pipedrive_schema import GRANTED_SCOPES
 
@@ -40,14 +38,7 @@ GRANT_ERRORS = {
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
     """(client_id, client_secret) from ``Authorization: Basic base64(id:secret)``."""
-    scheme, _, encoded = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, colon, secret = decoded.partition(":")
+    client_id, colon, secret = (basic_auth(request) or "").partition(":")
     return (client_id, secret) if colon else None
 
 
@@ -83,11 +74,7 @@ def register_oauth_routes(
             code = oauth.authorize(request.arg("client_id"), redirect_uri, ())
         except OAuthError:
             return oauth_error(400, "invalid_client", "Invalid client: client is invalid")
-        params = {"code": code}
-        if request.arg("state") is not None:
-            params["state"] = request.arg("state")
-        separator = "&" if "?" in redirect_uri else "?"
-        return Response(302, None, {"Location": redirect_uri + separator + urlencode(params)})
+        return authorize_redirect(request, redirect_uri, {"code": code})
 
     @app.route("POST", "/oauth/token", name="oauth.token", group="oauth")
     def token(request: Request) -> Response:

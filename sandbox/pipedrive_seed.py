@@ -8,10 +8,8 @@ e-mails, persons without e-mail or with two, and a person named literally ``{{ 7
 from __future__ import annotations
 
 import functools
-import gc
-import random
-from typing import Any
 
+from sandbox import seed_words
 from sandbox.pipedrive_records import ACTIVITY, DEAL, NOTE, ORGANIZATION
 from sandbox.pipedrive_schema import (
     ACTIVITY_TYPES,
@@ -27,39 +25,19 @@ from sandbox.pipedrive_schema import (
 )
 from sandbox.pipedrive_store import Store
 from sandbox.pipedrive_times import SEED_END, SEED_START, rfc3339, utc_day
+from sandbox.seed_words import COLORS, COMPANY_HEADS, COMPANY_TAILS, DEAL_WORDS, LAST_NAMES
+from sandbox.seedkit import Draw, Timeline, gc_paused, slugger
 
-FIRST_NAMES = (
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Charles", "Karen", "Daniel", "Nancy", "Matthew", "Lisa", "Anthony", "Betty", "Mark", "Sandra",
-    "José", "Zoë", "Łukasz", "Søren", "Aoife", "Chloé", "Björn", "Mei", "Priya", "Olúwaseun",
-    "Renée", "Jürgen", "Jean-Luc",
-)  # fmt: skip
-LAST_NAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Taylor", "Moore",
-    "Jackson", "Martin", "Lee", "Thompson", "White", "Harris", "Clark", "Lewis", "Walker",
-    "O'Brien", "Müller", "García", "van der Berg", "Smith-Jones", "Nguyễn", "Kowalski",
-    "Dubois", "Rossi", "Yamamoto", "Ó Súilleabháin",
-)  # fmt: skip
+# Pipedrive splits a name at the first space into first_name / last_name, so a seeded first
+# name has none.
+FIRST_NAMES = tuple(name for name in seed_words.FIRST_NAMES if " " not in name)
 # Whole names an engine must not mangle: template syntax, quotes, commas, SQL/CSV specials.
-# Pipedrive splits a name at the first space into first_name / last_name.
 TRICKY_NAMES = {  # person index -> name
     7: "{{ 7*7 }}",
     14: 'Robert"); DROP TABLE persons;--',
     21: "Anne, Marie Dupont",
     28: "${jndi:ldap://x}",
 }
-COLORS = ("red", "green", "blue", "purple", "orange", "teal", "black")
-COMPANY_HEADS = (
-    "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent", "Tyrell", "Wonka",
-    "Stark", "Wayne", "Cyberdyne", "Gringotts", "Nakatomi", "Oceanic", "Massive Dynamic",
-    "Bluth", "Pied Piper", "Dunder Mifflin", "Prestige", "Monarch", "Aperture",
-)  # fmt: skip
-COMPANY_TAILS = (
-    "Labs", "Systems", "Industries", "Partners", "Logistics", "Foods", "Analytics",
-    "Holdings", "GmbH", "& Co.", "Ltd", "Inc.",
-)  # fmt: skip
 PLACES = (  # (locality, admin area, country, postal code)
     ("Boston", "Massachusetts", "United States", "02108"),
     ("Austin", "Texas", "United States", "73301"),
@@ -74,49 +52,28 @@ PLACES = (  # (locality, admin area, country, postal code)
 )
 STREETS = ("Main St", "High Street", "Rue de la Paix", "Hauptstraße", "Ulica Długa", "Elm Ave")
 REGIONS = ("EMEA", "NA", "LATAM", "APAC")
-DEAL_WORDS = ("Renewal", "Expansion", "Pilot", "Enterprise plan", "Upsell", "Annual contract")
 LOST_REASONS = ("Price", "Went with a competitor", "No budget", "Timing")
 CURRENCIES = ("USD", "USD", "EUR", "GBP")
 TOPICS = ("pricing", "onboarding", "renewal", "demo", "contract", "integration")
-NOTE_BODIES = (
-    "Called, left voicemail.",
-    "<p>Met at the conference &amp; swapped cards.</p>",
-    "Prefers email. Timezone: CET.",
-    "Budget approved — send contract",
-    'Said "call me next quarter", twice.',
-)
+NOTE_BODIES = (*seed_words.NOTE_BODIES, 'Said "call me next quarter", twice.')
 ACTIVITY_KEYS = tuple(key for _, key, _, _ in ACTIVITY_TYPES)
 PERSON_LABEL_IDS = tuple(i for i, _ in PERSON_LABELS)
 ORG_LABEL_IDS = tuple(i for i, _ in ORG_LABELS)
 TIER_IDS = tuple(i for i, _ in TIER_OPTIONS)
 OPEN_STAGES = tuple(stage[0] for stage in STAGES)
 DURATIONS = ("00:15", "00:30", "00:45", "01:00")
+_slug = slugger("person")
 
 
-class Draw:
-    """Deterministic draws from one seeded stream (Random.random() is C code; choice/randrange
-    cost ~1 us each and 100,000 persons need over a million draws)."""
-
-    def __init__(self, seed: int) -> None:
-        self.random = random.Random(seed).random
-
-    def below(self, n: int) -> int:
-        return int(self.random() * n)
-
-    def pick(self, options: tuple | list) -> Any:
-        return options[int(self.random() * len(options))]
-
-
-class _Timeline:
+class _Timeline(Timeline):
     """add_time rising with the id; update_time between it and the end of the seed window."""
 
     def __init__(self, draw: Draw, count: int) -> None:
-        self._draw = draw
-        self._step = (SEED_END - SEED_START) // max(count, 1)
+        super().__init__(draw, count, SEED_START, SEED_END)
 
     def stamps(self, index: int) -> tuple[int, str, str]:
-        added = SEED_START + index * self._step + self._draw.below(max(self._step, 1))
-        updated = added + int((SEED_END - added) * self._draw.random() ** 2)
+        """(add_time as epoch seconds, add_time, update_time)."""
+        added, updated = self.span(index)
         return added, rfc3339(added), rfc3339(updated)
 
 
@@ -131,11 +88,7 @@ def populate(
     notes: int = 0,
 ) -> None:
     draw = Draw(seed)
-    # Seeding allocates millions of long-lived objects; generational GC passes over the growing
-    # heap would double the start-up time.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         orgs = _organizations(draw, organizations)
         store.load("organizations", orgs)
         people = _persons(draw, persons, orgs)
@@ -144,9 +97,6 @@ def populate(
         store.load("deals", deal_rows)
         store.load("activities", _activities(draw, activities, people, deal_rows))
         store.load("notes", _notes(draw, notes, people, deal_rows))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _ids(draw: Draw, count: int) -> list[int]:
@@ -375,12 +325,6 @@ def _notes(draw: Draw, count: int, people: list[dict], deal_rows: list[dict]) ->
             }
         )
     return rows
-
-
-@functools.cache  # names come from small word lists
-def _slug(text: str) -> str:
-    cleaned = "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
-    return cleaned or "person"
 
 
 @functools.cache

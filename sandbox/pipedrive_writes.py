@@ -153,6 +153,15 @@ class Changes:
         elif self.old is None:
             self.out["owner_id"] = ME["id"]  # the authorised user owns what it creates
 
+    def links(self) -> None:
+        """What an activity or note is attached to: person, org and deal ids (checked), lead."""
+        for field, kind in (("person_id", "persons"), ("org_id", "organizations"),
+                            ("deal_id", "deals")):  # fmt: skip
+            if self.has(field):
+                self.out[field] = self.reference(field, kind)
+        if self.has("lead_id"):  # leads are not modelled: any id is accepted
+            self.out["lead_id"] = self.string("lead_id")
+
     def visibility(self) -> None:
         if not self.has("visible_to"):
             return
@@ -387,12 +396,7 @@ def activity_changes(c: Changes, now: str) -> dict[str, Any]:
         subject = c.string("subject")
         c.out["subject"] = subject or ACTIVITY_TYPE_NAMES[c.out.get("type", "call")]
     c.owner(v1_name="user_id")
-    for field, kind in (("person_id", "persons"), ("org_id", "organizations"),
-                        ("deal_id", "deals")):  # fmt: skip
-        if c.has(field):
-            c.out[field] = c.reference(field, kind)
-    if c.has("lead_id"):
-        c.out["lead_id"] = c.string("lead_id")  # leads are not modelled: any id is accepted
+    c.links()
     if c.has("due_date"):
         date = c.string("due_date")
         if date is not None and not is_date(date):
@@ -459,12 +463,7 @@ def _participants(c: Changes) -> list[dict]:
 def note_changes(c: Changes) -> dict[str, Any]:
     if c.has("content") or c.old is None:
         c.out["content"] = c.string("content", required=True)
-    for field, kind in (("person_id", "persons"), ("org_id", "organizations"),
-                        ("deal_id", "deals")):  # fmt: skip
-        if c.has(field):
-            c.out[field] = c.reference(field, kind)
-    if c.has("lead_id"):
-        c.out["lead_id"] = c.string("lead_id")  # leads are not modelled: any id is accepted
+    c.links()
     if c.old is None and not any(
         c.out.get(field) for field in ("person_id", "org_id", "deal_id", "lead_id")
     ):

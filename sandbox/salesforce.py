@@ -19,16 +19,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sandbox.core import (
-    AccessToken,
-    App,
-    Request,
-    Response,
-    RunningSandbox,
-    SlidingWindowLimiter,
-    TokenGrant,
-    serve,
-)
+from sandbox.core import AccessToken, App, Request, Response, SlidingWindowLimiter
+from sandbox.emulator import Emulator
 from sandbox.salesforce_errors import (
     SalesforceError,
     bad_request,
@@ -80,18 +72,20 @@ STATIC_LIMITS = {
 Handler = Callable[..., Response]
 
 
-class SalesforceSandbox:
+class SalesforceSandbox(Emulator):
     """A Salesforce org in memory, served over HTTP by :meth:`start`."""
 
     name = "salesforce"
-    # Options for `crm-engine demo` (engine/demo.py): an allocation no demo sync exhausts (the
-    # Sforce-Limit-Info header is still sent) and a few activities and leads to sync.
+    # An allocation no demo sync exhausts (the Sforce-Limit-Info header is still sent) and a
+    # few activities and leads to sync.
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {
         "daily_limit": 5_000_000,
         "leads": 50,
         "tasks": 200,
         "events": 100,
     }
+    # A session, and a refresh token because the scopes allow one (salesforce_oauth.py).
+    TOKEN_SCOPES = DEFAULT_SCOPES
 
     def __init__(
         self,
@@ -117,23 +111,22 @@ class SalesforceSandbox:
     ) -> None:
         if not MIN_BATCH <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be {MIN_BATCH}..{MAX_BATCH}, got {batch_size}")
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.static_tokens = tuple(static_tokens)
         self.api_versions = tuple(sorted({f"{float(v):.1f}" for v in api_versions}, key=float))
         if not self.api_versions:
             raise ValueError("api_versions must name at least one version")
         self.batch_size = batch_size
         self.daily_limit = daily_limit
-        self.url: str | None = None  # set by start(); instance_url of every token
-        self.app = App(
+        app = App(
             error_rate=error_rate,
             error_statuses=(500, 503),
             latency_ms=latency_ms,
             seed=seed,
             json_content_type="application/json;charset=UTF-8",  # as recorded (_meta.json)
         )
-        self.clock = self.app.clock
+        # self.url (set by start()) is the instance_url of every token.
+        super().__init__(
+            app, client_id=client_id, client_secret=client_secret, static_tokens=static_tokens
+        )
         self.store = Store()
         self.api_user_id = populate(
             self.store,
@@ -174,28 +167,7 @@ class SalesforceSandbox:
         )
         self._register_api_routes()
 
-    # -- lifecycle and test hooks ----------------------------------------------------------
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
-        running = serve(self.app, host, port, emulator=self)
-        self.url = running.url
-        return running
-
-    def advance_time(self, seconds: float) -> None:
-        """Move the sandbox clock (session expiry, the rolling 24 h allocation, timestamps)."""
-        self.app.advance_time(seconds)
-
-    def expire_all_tokens(self) -> None:
-        self.oauth.expire_all()
-
-    def issue_token(self, scopes: Iterable[str] = DEFAULT_SCOPES) -> TokenGrant:
-        """A session (and refresh token, when the scopes allow one) without the browser."""
-        return self.oauth.issue(self.client_id, scopes)
-
-    @property
-    def static_token(self) -> str | None:
-        """The first never-expiring session id (engine/demo.py prints it)."""
-        return self.static_tokens[0] if self.static_tokens else None
+    # -- connection details and test hooks -------------------------------------------------
 
     def connection_config(self, url: str) -> dict[str, Any]:
         """connectors/salesforce.yaml settings for this sandbox: it is the OAuth host; the API

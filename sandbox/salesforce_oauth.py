@@ -11,12 +11,10 @@ and ``signature`` and never ``expires_in``.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlencode
 
 from sandbox.core import (
     AccessToken,
@@ -29,6 +27,7 @@ from sandbox.core import (
     TokenCheck,
     TokenGrant,
 )
+from sandbox.oauth_http import authorize_redirect, basic_auth
 from sandbox.salesforce_errors import oauth_error
 
 # Granted when the authorize request names no scope: what a typical connected app is set up
@@ -141,12 +140,8 @@ def signature(client_secret: str, identity_url: str, issued_at: str) -> str:
 
 
 def _basic_credentials(request: Request) -> tuple[str | None, str | None]:
-    scheme, _, encoded = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        pair = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    pair = basic_auth(request)
+    if pair is None:
         return None, None
     client_id, _, client_secret = pair.partition(":")
     return client_id, client_secret
@@ -197,26 +192,22 @@ class OAuthRoutes:
             return oauth_error(*TOKEN_ERRORS[OAuthError.UNKNOWN_CLIENT])
         if not redirect_uri:
             return oauth_error(*TOKEN_ERRORS[OAuthError.REDIRECT_MISMATCH])
-        state = request.arg("state")
         if request.arg("response_type") != "code":
-            return self._redirect(redirect_uri, state, error="unsupported_response_type",
-                                  error_description="response type not supported")  # fmt: skip
+            return authorize_redirect(request, redirect_uri, {
+                "error": "unsupported_response_type",
+                "error_description": "response type not supported",
+            })  # fmt: skip
         method = request.arg("code_challenge_method") or "S256"
         if method != "S256":
-            return self._redirect(redirect_uri, state, error="invalid_request",
-                                  error_description="invalid code_challenge_method")  # fmt: skip
+            return authorize_redirect(request, redirect_uri, {
+                "error": "invalid_request",
+                "error_description": "invalid code_challenge_method",
+            })  # fmt: skip
         scopes = (request.arg("scope") or "").split() or list(DEFAULT_SCOPES)
         code = self.oauth.authorize_pkce(
             client_id, redirect_uri, dict.fromkeys(scopes), request.arg("code_challenge")
         )
-        return self._redirect(redirect_uri, state, code=code)
-
-    @staticmethod
-    def _redirect(redirect_uri: str, state: str | None, **params: str) -> Response:
-        if state is not None:
-            params["state"] = state
-        separator = "&" if "?" in redirect_uri else "?"
-        return Response(302, None, {"Location": redirect_uri + separator + urlencode(params)})
+        return authorize_redirect(request, redirect_uri, {"code": code})
 
     # -- token -----------------------------------------------------------------------------
 

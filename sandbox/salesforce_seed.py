@@ -10,12 +10,10 @@ a few records have a SystemModstamp later than their LastModifiedDate, as system
 
 from __future__ import annotations
 
-import functools
-import gc
-import random
 from collections.abc import Callable
 from typing import Any
 
+from sandbox import seed_words
 from sandbox.salesforce_ids import make_id
 from sandbox.salesforce_schema import (
     ACCOUNT_TYPES,
@@ -36,6 +34,8 @@ from sandbox.salesforce_schema import (
 )
 from sandbox.salesforce_store import Record, Store, first_number
 from sandbox.salesforce_values import format_date, format_datetime
+from sandbox.seed_words import DEAL_WORDS, TASK_SUBJECTS
+from sandbox.seedkit import Draw, gc_paused, rising_ids, slugger
 
 SEED_START = 1_704_067_200  # 2024-01-01T00:00:00Z
 SEED_END = 1_777_620_337  # 2026-05-01T07:25:37Z (the recorded fixtures' bulk-load instant)
@@ -83,10 +83,7 @@ COMPANY_HEADS = (
     "Stark", "Wayne", "Cyberdyne", "Gringotts", "Nakatomi", "Oceanic", "Massive Dynamic",
     "Bluth", "Pied Piper", "Dunder Mifflin", "Edge", "Burlington", "GenePoint",
 )  # fmt: skip
-COMPANY_TAILS = (
-    "Labs", "Systems", "Industries", "Partners", "Logistics", "Foods", "Analytics",
-    "Holdings", "GmbH", "& Co.", "Ltd", "Inc.", "Communications", "Textiles Corp",
-)  # fmt: skip
+COMPANY_TAILS = (*seed_words.COMPANY_TAILS, "Communications", "Textiles Corp")
 PLACES = (
     ("Austin", "TX", "United States", "78767"), ("Burlington", "NC", "USA", "27215"),
     ("Mountain View", "CA", "United States", "94043"), ("Berlin", None, "Germany", "10115"),
@@ -95,8 +92,6 @@ PLACES = (
     ("Montréal", "QC", "Canada", "H2X"), ("Sydney", "NSW", "Australia", "2000"),
 )  # fmt: skip
 STREETS = ("Constitution Place", "Michigan Avenue", "Main Street", "Market St", "Rue Cartier")
-DEAL_WORDS = ("Renewal", "Expansion", "Pilot", "Enterprise plan", "Upsell", "Annual contract")
-TASK_SUBJECTS = ("Follow up", "Send proposal", "Prepare quote", "Schedule demo", "Check in")
 CALL_SUBJECTS = ("Call", "Discovery call", "Demo call", "Pricing call", "Support call")
 CALL_RESULTS = ("Connected", "Left voicemail", "No answer", "Busy", "Wrong number")
 EVENT_SUBJECTS = ("Meeting", "Demo", "Lunch", "Quarterly review", "Onsite workshop")
@@ -107,23 +102,7 @@ NOTE_BODIES = (
     "Prefers email. Timezone: CET.",
     "Budget approved — send contract",
 )
-
-
-class Draw:
-    """Deterministic draws from one seeded stream, built on Random.random() (C code): the
-    convenience methods of Random cost ~1 us each and 100,000 contacts need a million draws."""
-
-    def __init__(self, seed: int) -> None:
-        self.random = random.Random(seed).random
-
-    def below(self, n: int) -> int:
-        return int(self.random() * n)
-
-    def pick(self, options: tuple | list) -> Any:
-        return options[int(self.random() * len(options))]
-
-    def maybe(self, probability: float, value: Any) -> Any:
-        return value if self.random() < probability else None
+_slug = slugger("x")  # names and companies in e-mail addresses and websites
 
 
 class _Timeline:
@@ -155,12 +134,8 @@ class _Timeline:
 
 
 def _numbers(draw: Draw, object_name: str, count: int) -> list[int]:
-    """Increasing id counters with small gaps, like an org where records were deleted."""
-    numbers, current = [], first_number(object_name)
-    for _ in range(count):
-        numbers.append(current)
-        current += 1 + draw.below(3)
-    return numbers
+    """Increasing id counters with small gaps, all drawn before the records' values."""
+    return list(rising_ids(draw, first_number(object_name), count, max_step=3))
 
 
 def populate(
@@ -177,9 +152,7 @@ def populate(
 ) -> str:
     """Fill ``store``; returns the API user's id."""
     draw = Draw(seed)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # millions of long-lived objects: generational passes would double the time
-    try:
+    with gc_paused():
         users = _seed_users(store)
         admin = users[0]
         accounts = _seed(store, "Account", companies, draw, users, _account)
@@ -203,9 +176,6 @@ def populate(
         _seed(store, "Event", events, draw, users, lambda d, i: _event(d, i, who, what))
         parents = [r.id for r in contact_rows] + what
         _seed(store, "Note", notes, draw, users, lambda d, i: _note(d, i, parents))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return admin
 
 
@@ -272,12 +242,6 @@ def _seed(
 def _domain(store: Store, account: Record) -> str:
     website = store.value(account, "Website")
     return website.removeprefix("www.") if website else "example.com"
-
-
-@functools.cache  # names and companies come from small word lists
-def _slug(text: str) -> str:
-    cleaned = "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
-    return cleaned or "x"
 
 
 def _account(draw: Draw, index: int) -> dict[str, Any]:

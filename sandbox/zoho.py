@@ -25,13 +25,11 @@ from sandbox.core import (
     LruCache,
     Request,
     Response,
-    RunningSandbox,
     SlidingWindowLimiter,
-    TokenGrant,
     decode_json,
     encode_json,
-    serve,
 )
+from sandbox.emulator import Emulator
 from sandbox.zoho_criteria import CriteriaError, compile_criteria, parse
 from sandbox.zoho_errors import ZohoError
 from sandbox.zoho_limits import ConcurrencyApp, CreditLedger, InFlight, write_cost
@@ -99,12 +97,13 @@ class Call:
 Handler = Callable[[Request, Call], Response]
 
 
-class ZohoSandbox:
+class ZohoSandbox(Emulator):
     """A Zoho CRM org in memory, served over HTTP by :meth:`start`."""
 
     name = "zoho"
-    # Options for `crm-engine demo`: an Enterprise-sized credit budget and concurrency.
+    # An Enterprise-sized credit budget and concurrency.
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20}
+    TOKEN_SCOPES = ALL_SCOPES
 
     def __init__(
         self,
@@ -133,16 +132,9 @@ class ZohoSandbox:
                 f"unknown data_centre {data_centre!r}; one of {', '.join(DATA_CENTRES)}"
             )
         self.data_centre = DATA_CENTRES[data_centre.lower()]
-        self.client_id = client_id
-        self.client_secret = client_secret
-        # A bare string is one token (not its characters).
-        self.static_tokens = (
-            (static_tokens,) if isinstance(static_tokens, str) else tuple(static_tokens)
-        )
         self.org = OrgTime(org_offset)
-        self.url: str | None = None  # set by start(); the api_domain and accounts-server
         self.gate = InFlight(max_concurrent)
-        self.app = ConcurrencyApp(
+        app = ConcurrencyApp(
             gate=self.gate,
             key_of=self._app_key,
             refuse=errors.too_many_requests,
@@ -151,7 +143,14 @@ class ZohoSandbox:
             seed=seed,
             json_content_type="application/json;charset=UTF-8",  # as recorded (_meta.json)
         )
-        self.clock = self.app.clock
+        # self.url (set by start()) is the api_domain and the accounts-server.
+        super().__init__(
+            app,
+            client_id=client_id,
+            client_secret=client_secret,
+            # A bare string is one token (not its characters).
+            static_tokens=(static_tokens,) if isinstance(static_tokens, str) else static_tokens,
+        )
         self.store = Store()
         populate(
             self.store,
@@ -190,12 +189,7 @@ class ZohoSandbox:
         )
         self._register_api_routes()
 
-    # -- lifecycle and test hooks ------------------------------------------------------------
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
-        running = serve(self.app, host, port, emulator=self)
-        self.url = running.url
-        return running
+    # -- connection details ------------------------------------------------------------------
 
     def base_url(self, request: Request | None = None) -> str:
         """This server's URL: the token response's api_domain and the accounts-server."""
@@ -203,22 +197,6 @@ class ZohoSandbox:
             return self.url
         host = request.headers.get("Host") if request is not None else None
         return f"http://{host}" if host else "http://127.0.0.1"
-
-    def advance_time(self, seconds: float) -> None:
-        """Move the sandbox clock (token expiry, credits window, page tokens, write times)."""
-        self.app.advance_time(seconds)
-
-    def expire_all_tokens(self) -> None:
-        self.oauth.expire_all()
-
-    def issue_token(self, scopes: Iterable[str] = ALL_SCOPES) -> TokenGrant:
-        """An OAuth token pair without the browser round trip."""
-        return self.oauth.issue(self.client_id, scopes)
-
-    @property
-    def static_token(self) -> str | None:
-        """The first never-expiring access token (for scripted use)."""
-        return self.static_tokens[0] if self.static_tokens else None
 
     def connection_config(self, url: str) -> dict[str, Any]:
         """The connector setting that overrides the data centre's accounts server; the API host

@@ -20,9 +20,9 @@ import binascii
 import secrets
 import threading
 from collections.abc import Callable
-from urllib.parse import urlencode
 
 from sandbox.core import App, OAuthError, OAuthProvider, Request, Response
+from sandbox.oauth_http import authorize_redirect
 from sandbox.zoho_time import OrgTime
 
 # Token endpoint errors: HTTP 200 with {"error": ...} (CONTRACTS 4.1 says invalid_code and
@@ -108,13 +108,12 @@ def register_oauth_routes(
         # CONTRACTS 4.1: access_type=offline is what yields a refresh token; Zoho's default is
         # online. prompt=consent is accepted and changes nothing (consent is automatic).
         oauth.remember_access_type(code, (request.arg("access_type") or "").lower() == "offline")
-        params = {"code": code}
-        if request.arg("state") is not None:
-            params["state"] = request.arg("state")
-        params["location"] = location
-        params["accounts-server"] = base_url(request)
-        separator = "&" if "?" in redirect_uri else "?"
-        return Response(302, None, {"Location": redirect_uri + separator + urlencode(params)})
+        return authorize_redirect(
+            request,
+            redirect_uri,
+            {"code": code},
+            {"location": location, "accounts-server": base_url(request)},
+        )
 
     @app.route("POST", "/oauth/v2/token", name="oauth.token", group="oauth")
     def token(request: Request) -> Response:

@@ -8,12 +8,18 @@ Lookups are ``{name, id}`` objects and users ``{name, id, email}`` (CONTRACTS 4.
 
 from __future__ import annotations
 
-import functools
-import gc
-import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from sandbox.seed_words import (
+    CALL_TITLES,
+    COLORS,
+    COMPANY_TAILS,
+    DEAL_WORDS,
+    JOB_TITLES,
+    TASK_SUBJECTS,
+)
+from sandbox.seedkit import Draw, Timeline, gc_paused, rising_ids, slugger
 from sandbox.zoho_schema import (
     ACCOUNT_TYPES,
     CALL_PURPOSES,
@@ -59,19 +65,10 @@ TRICKY_NAMES: dict[int, tuple[str, str | None]] = {
     28: ("Anne", "O'Hara (Sales), EMEA"),
     35: ('Robert"); DROP TABLE contacts;--', None),
 }
-TITLES = (
-    "CEO", "CTO", "VP Sales", "Account Executive", "Marketing Manager", "Engineer",
-    "Operations Lead", "Procurement Officer", "Office Manager", "Data Analyst",
-)  # fmt: skip
-COLORS = ("red", "green", "blue", "purple", "orange", "teal", "black")
 COMPANY_HEADS = (
     "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent", "Tyrell", "Wonka",
     "Stark", "Wayne", "Cyberdyne", "Nakatomi", "Oceanic", "Massive Dynamic", "Bluth",
     "Pied Piper", "Dunder Mifflin", "Prestige", "Monarch", "Aperture", "Safari",
-)  # fmt: skip
-COMPANY_TAILS = (
-    "Labs", "Systems", "Industries", "Partners", "Logistics", "Foods", "Analytics",
-    "Holdings", "GmbH", "& Co.", "Ltd", "Inc.",
 )  # fmt: skip
 PLACES = (
     ("Nairobi", "Kenya"), ("Mombasa", "Kenya"), ("Boston", "United States"),
@@ -79,9 +76,6 @@ PLACES = (
     ("São Paulo", "Brazil"), ("Kraków", "Poland"), ("Tokyo", "Japan"), ("Lagos", "Nigeria"),
     ("Montréal", "Canada"), ("Sydney", "Australia"),
 )  # fmt: skip
-DEAL_WORDS = ("Renewal", "Expansion", "Pilot", "Enterprise plan", "Upsell", "Annual contract")
-TASK_SUBJECTS = ("Follow up", "Send proposal", "Prepare quote", "Schedule demo", "Check in")
-CALL_SUBJECTS = ("Discovery call", "Demo call", "Pricing call", "Support call", "Check-in")
 NOTE_TITLES = ("Info", "Deal details", "Call summary", "Next steps", None)
 NOTE_BODIES = (
     "Called, left voicemail.",
@@ -90,54 +84,24 @@ NOTE_BODIES = (
     "Budget approved — send contract (v2), then follow up",
     "100 subscriptions deal. Details has been sent",
 )
-
-
-class Draw:
-    """Deterministic draws built on Random.random() (C code); Random.choice costs ~1 us and
-    100,000 contacts need over a million draws."""
-
-    def __init__(self, seed: int) -> None:
-        self.random = random.Random(seed).random
-
-    def below(self, n: int) -> int:
-        return int(self.random() * n)
-
-    def pick(self, options: tuple | list) -> Any:
-        return options[int(self.random() * len(options))]
-
-
-@functools.cache
-def _slug(text: str) -> str:
-    cleaned = "".join(ch for ch in text.lower() if ch.isascii() and ch.isalnum())
-    return cleaned or "contact"
+_slug = slugger("contact")
 
 
 def lookup_ref(name: str | None, record_id: int) -> dict[str, str | None]:
     return {"name": name, "id": str(record_id)}
 
 
-class _Timeline:
-    """Creation times rising with the index; modification between creation and the end."""
-
-    def __init__(self, draw: Draw, count: int) -> None:
-        self.draw = draw
-        self.step = (SEED_END - SEED_START) // max(count, 1)
-
-    def stamps(self, index: int) -> tuple[int, int]:
-        created = SEED_START + index * self.step + self.draw.below(max(self.step, 1))
-        modified = created + int((SEED_END - created) * self.draw.random() ** 2)
-        return created, modified
+def _timeline(draw: Draw, count: int) -> Timeline:
+    return Timeline(draw, count, SEED_START, SEED_END)
 
 
 def _ids(draw: Draw, module: str, count: int) -> Iterator[int]:
-    # Increasing ids with gaps, like an org where other records were deleted.
-    current = MODULES[module].first_id + 1 + draw.below(50)
-    for _ in range(count):
-        yield current
-        current += 1 + draw.below(9)
+    # From a random point past the module's first id; each next id is drawn as it is needed.
+    return rising_ids(draw, MODULES[module].first_id + 1 + draw.below(50), count, max_step=9)
 
 
 Row = tuple[int, dict[str, Any], int, int]
+Refs = list[tuple[int, str]]  # (id, name) of the records a lookup may point at
 
 
 def populate(
@@ -153,11 +117,7 @@ def populate(
     notes: int = 0,
 ) -> None:
     draw = Draw(seed)
-    # Seeding allocates millions of long-lived objects; generational GC passes over the growing
-    # heap would double the start-up time.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         accounts = list(_account_rows(draw, org, companies))
         store.load("Accounts", accounts)
         store.load("Contacts", _contact_rows(draw, org, contacts, accounts))
@@ -167,12 +127,11 @@ def populate(
         deal_rows = list(_deal_rows(draw, org, deals, firms, people))
         store.load("Deals", deal_rows)
         sales = [(row[0], row[1]["Deal_Name"]) for row in deal_rows]
-        store.load("Tasks", _task_rows(draw, org, tasks, people, firms, sales))
-        store.load("Calls", _call_rows(draw, org, calls, people, firms, sales))
+        for module, count, make_doc in (("Tasks", tasks, _task_doc), ("Calls", calls, _call_doc)):
+            store.load(
+                module, _activity_rows(draw, org, module, count, make_doc, people, firms, sales)
+            )
         store.load("Notes", _note_rows(draw, org, notes, people, firms, sales))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _audit(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, Any]:
@@ -187,7 +146,7 @@ def _audit(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, A
 
 
 def _account_rows(draw: Draw, org: OrgTime, count: int) -> Iterator[Row]:
-    timeline = _Timeline(draw, count)
+    timeline = _timeline(draw, count)
     rand, pick = draw.random, draw.pick
     seen: set[str] = set()
     for index, account_id in enumerate(_ids(draw, "Accounts", count)):
@@ -197,7 +156,7 @@ def _account_rows(draw: Draw, org: OrgTime, count: int) -> Iterator[Row]:
             name = f"{name} {index}"
         seen.add(name)
         city, country = pick(PLACES)
-        created, modified = timeline.stamps(index)
+        created, modified = timeline.span(index)
         doc: dict[str, Any] = {
             "Account_Name": name,
             "Website": f"https://{_slug(head)}{index}.example.com",
@@ -225,7 +184,7 @@ def _contact_rows(draw: Draw, org: OrgTime, count: int, accounts: list[Row]) -> 
     rand = draw.random
     users, n_users = USER_REFS, len(USER_REFS)
     firsts, lasts = FIRST_NAMES, LAST_NAMES
-    titles, sources, places = TITLES, LEAD_SOURCES, PLACES
+    titles, sources, places = JOB_TITLES, LEAD_SOURCES, PLACES
     colors, tiers = COLORS, CUSTOMER_TIERS
     account_refs = [
         (lookup_ref(doc["Account_Name"], i), doc["Website"].removeprefix("https://"))
@@ -280,18 +239,12 @@ def _contact_rows(draw: Draw, org: OrgTime, count: int, accounts: list[Row]) -> 
         yield contact_id, doc, created, modified
 
 
-def _deal_rows(
-    draw: Draw,
-    org: OrgTime,
-    count: int,
-    firms: list[tuple[int, str]],
-    people: list[tuple[int, str]],
-) -> Iterator[Row]:
-    timeline = _Timeline(draw, count)
+def _deal_rows(draw: Draw, org: OrgTime, count: int, firms: Refs, people: Refs) -> Iterator[Row]:
+    timeline = _timeline(draw, count)
     rand, pick = draw.random, draw.pick
     stages = tuple(STAGE_PROBABILITY)
     for index, deal_id in enumerate(_ids(draw, "Deals", count)):
-        created, modified = timeline.stamps(index)
+        created, modified = timeline.span(index)
         stage = pick(stages)
         label = "Direct"
         doc: dict[str, Any] = {"Stage": stage, "Probability": STAGE_PROBABILITY[stage]}
@@ -314,9 +267,7 @@ def _deal_rows(
         yield deal_id, doc, created, modified
 
 
-def _what(
-    draw: Draw, firms: list[tuple[int, str]], deals: list[tuple[int, str]]
-) -> tuple[dict | None, str | None]:
+def _what(draw: Draw, firms: Refs, deals: Refs) -> tuple[dict | None, str | None]:
     """A What_Id lookup with its $se_module (a deal, else an account), or (None, None)."""
     if deals and draw.random() < 0.6:
         deal_id, name = draw.pick(deals)
@@ -328,11 +279,7 @@ def _what(
 
 
 def _activity_links(
-    draw: Draw,
-    doc: dict[str, Any],
-    people: list[tuple[int, str]],
-    firms: list[tuple[int, str]],
-    deals: list[tuple[int, str]],
+    draw: Draw, doc: dict[str, Any], people: Refs, firms: Refs, deals: Refs
 ) -> None:
     if people and draw.random() < 0.85:
         contact_id, name = draw.pick(people)
@@ -343,78 +290,70 @@ def _activity_links(
         doc["$se_module"] = module
 
 
-def _task_rows(
+def _activity_rows(
     draw: Draw,
     org: OrgTime,
+    module: str,
     count: int,
-    people: list[tuple[int, str]],
-    firms: list[tuple[int, str]],
-    deals: list[tuple[int, str]],
+    make_doc: Callable[[Draw, OrgTime, int, int], dict[str, Any]],
+    people: Refs,
+    firms: Refs,
+    deals: Refs,
 ) -> Iterator[Row]:
-    timeline = _Timeline(draw, count)
-    for index, task_id in enumerate(_ids(draw, "Tasks", count)):
-        created, modified = timeline.stamps(index)
-        status = draw.pick(TASK_STATUSES)
-        doc: dict[str, Any] = {
-            "Subject": f"{draw.pick(TASK_SUBJECTS)} #{draw.below(1000)}",
-            "Status": status,
-            "Priority": draw.pick(TASK_PRIORITIES),
-            "Due_Date": org.date(created + draw.below(60) * 86400),
-        }
-        if draw.random() < 0.5:
-            doc["Description"] = "Agenda:\n- pricing\n- next steps"
-        if status == "Completed":
-            doc["Closed_Time"] = org.format(modified)
+    """Tasks or calls: the module's own fields (``make_doc``), then the Who_Id/What_Id links
+    and the owner and audit fields."""
+    timeline = _timeline(draw, count)
+    for index, record_id in enumerate(_ids(draw, module, count)):
+        created, modified = timeline.span(index)
+        doc = make_doc(draw, org, created, modified)
         _activity_links(draw, doc, people, firms, deals)
         doc.update(_audit(draw, org, created, modified))
-        yield task_id, doc, created, modified
+        yield record_id, doc, created, modified
 
 
-def _call_rows(
-    draw: Draw,
-    org: OrgTime,
-    count: int,
-    people: list[tuple[int, str]],
-    firms: list[tuple[int, str]],
-    deals: list[tuple[int, str]],
-) -> Iterator[Row]:
-    timeline = _Timeline(draw, count)
-    for index, call_id in enumerate(_ids(draw, "Calls", count)):
-        created, modified = timeline.stamps(index)
-        call_type = draw.pick(("Inbound", "Outbound", "Outbound", "Missed"))
-        seconds = 0 if call_type == "Missed" else 15 + draw.below(3600)
-        doc: dict[str, Any] = {
-            "Subject": draw.pick(CALL_SUBJECTS),
-            "Call_Type": call_type,
-            "Call_Start_Time": org.format(created - draw.below(7200)),
-            "Call_Duration": f"{seconds // 60:02d}:{seconds % 60:02d}",
-            "Call_Duration_in_seconds": seconds,
-            "Call_Purpose": draw.pick(CALL_PURPOSES),
-            # fixtures/zoho/v2_call_get.json: Inbound calls are "Received".
-            "Call_Status": {"Inbound": "Received", "Missed": "Missed"}.get(call_type, "Completed"),
-        }
-        if call_type != "Missed" and draw.random() < 0.8:
-            doc["Call_Result"] = draw.pick(CALL_RESULTS)
-        _activity_links(draw, doc, people, firms, deals)
-        doc.update(_audit(draw, org, created, modified))
-        yield call_id, doc, created, modified
+def _task_doc(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, Any]:
+    status = draw.pick(TASK_STATUSES)
+    doc: dict[str, Any] = {
+        "Subject": f"{draw.pick(TASK_SUBJECTS)} #{draw.below(1000)}",
+        "Status": status,
+        "Priority": draw.pick(TASK_PRIORITIES),
+        "Due_Date": org.date(created + draw.below(60) * 86400),
+    }
+    if draw.random() < 0.5:
+        doc["Description"] = "Agenda:\n- pricing\n- next steps"
+    if status == "Completed":
+        doc["Closed_Time"] = org.format(modified)
+    return doc
+
+
+def _call_doc(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, Any]:
+    call_type = draw.pick(("Inbound", "Outbound", "Outbound", "Missed"))
+    seconds = 0 if call_type == "Missed" else 15 + draw.below(3600)
+    doc: dict[str, Any] = {
+        "Subject": draw.pick(CALL_TITLES),
+        "Call_Type": call_type,
+        "Call_Start_Time": org.format(created - draw.below(7200)),
+        "Call_Duration": f"{seconds // 60:02d}:{seconds % 60:02d}",
+        "Call_Duration_in_seconds": seconds,
+        "Call_Purpose": draw.pick(CALL_PURPOSES),
+        # fixtures/zoho/v2_call_get.json: Inbound calls are "Received".
+        "Call_Status": {"Inbound": "Received", "Missed": "Missed"}.get(call_type, "Completed"),
+    }
+    if call_type != "Missed" and draw.random() < 0.8:
+        doc["Call_Result"] = draw.pick(CALL_RESULTS)
+    return doc
 
 
 def _note_rows(
-    draw: Draw,
-    org: OrgTime,
-    count: int,
-    people: list[tuple[int, str]],
-    firms: list[tuple[int, str]],
-    deals: list[tuple[int, str]],
+    draw: Draw, org: OrgTime, count: int, people: Refs, firms: Refs, deals: Refs
 ) -> Iterator[Row]:
-    timeline = _Timeline(draw, count)
+    timeline = _timeline(draw, count)
     parents = [(pool, module) for pool, module in
                ((people, "Contacts"), (firms, "Accounts"), (deals, "Deals")) if pool]  # fmt: skip
     for index, note_id in enumerate(_ids(draw, "Notes", count)):
         if not parents:
             break  # a note needs a parent record
-        created, modified = timeline.stamps(index)
+        created, modified = timeline.span(index)
         pool, module = draw.pick(parents)
         parent_id, parent_name = draw.pick(pool)
         doc: dict[str, Any] = {
