@@ -47,6 +47,15 @@ def items(n: int) -> list[dict[str, Any]]:
              "updated": "2026-01-01T00:00:00Z", "colour": "blue"} for i in range(n)]
 
 
+def cursor_page(records: list[dict[str, Any]], request: Request, size: int = 10) -> Response:
+    """One page of `records` at the request's `after` cursor: {"items", "next"?}."""
+    start = int(request.arg("after") or 0)
+    body: dict[str, Any] = {"items": records[start:start + size]}
+    if start + size < len(records):
+        body["next"] = str(start + size)
+    return Response(200, body)
+
+
 class ItemsServer:
     """One collection served in every pagination style the engine supports.
 

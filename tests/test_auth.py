@@ -8,7 +8,7 @@ from engine.auth import Credentials
 from engine.connections import Connection
 from engine.errors import CrmError
 from sandbox.core import App, Request, Response, serve
-from tests.support import TEST_MAPPING, items, write_specs
+from tests.support import TEST_MAPPING, cursor_page, items, write_specs
 
 CONNECTOR = """
 name: acme
@@ -72,11 +72,7 @@ class OAuthServer:
         if self.always_401 or request.headers.get("authorization") != f"Bearer {self.valid_token}":
             return Response(401, {"code": "EXPIRED", "message": "token expired"})
         self.pages += 1
-        start = int(request.arg("after") or 0)
-        body = {"items": self.records[start:start + 10]}
-        if start + 10 < len(self.records):
-            body["next"] = str(start + 10)
-        return Response(200, body)
+        return cursor_page(self.records, request)
 
 
 @pytest.fixture

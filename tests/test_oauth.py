@@ -24,7 +24,7 @@ from engine.errors import CrmError
 from engine.oauth import AuthorizationRequest, parse_callback
 from sandbox.core import App, Request, Response, serve
 from sandbox.hubspot import HubSpotSandbox
-from tests.support import TEST_MAPPING, items, write_specs
+from tests.support import TEST_MAPPING, cursor_page, items, write_specs
 
 CONNECTOR = """
 name: acme
@@ -125,11 +125,7 @@ class Vendor:
         if request.headers.get("authorization", "").removeprefix("Bearer ") not in \
                 self.access_tokens:
             return Response(401, {"error": "expired"})
-        start = int(request.arg("after") or 0)
-        body = {"items": self.records[start:start + 10]}
-        if start + 10 < len(self.records):
-            body["next"] = str(start + 10)
-        return Response(200, body)
+        return cursor_page(self.records, request)
 
 
 @pytest.fixture
