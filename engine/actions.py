@@ -66,7 +66,9 @@ def choose_case(action: ActionSpec, context: dict[str, Any]) -> ActionCase:
 
 
 def run_action(session: Session, action: ActionSpec, payload: Any,
-               base_context: dict[str, Any]) -> dict[str, Any]:
+               base_context: dict[str, Any],
+               actions: dict[str, ActionSpec] | None = None) -> dict[str, Any]:
+    """Run `action`; `actions` (the connector's) serve a `result.then` read-back."""
     typed = validate_payload(action, payload)
     full_input = {name: typed.get(name) for name in action.allowed}
     context = {**base_context, "input": full_input,
@@ -84,7 +86,11 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     reply = session.send(call, operation)
     if case.paginate is not None:
         return _paginated_result(session, case, call, reply, operation)
-    return _result(case, reply, context)
+    result = _result(case, reply, context)
+    if case.result.then and actions and result.get("id") is not None:
+        return run_action(session, actions[case.result.then], {"id": result["id"]},
+                          base_context, actions)
+    return result
 
 
 def _paginated_result(session: Session, case: ActionCase, call: Any, reply: Reply,

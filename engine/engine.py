@@ -345,7 +345,7 @@ class Engine:
         started = time.perf_counter()
         status, remote_id, error = "succeeded", None, None
         try:
-            result = run_action(session, spec.actions[action], payload, context)
+            result = run_action(session, spec.actions[action], payload, context, spec.actions)
             remote_id = result.get("id")
             return result
         except (CrmError, InputError) as exc:

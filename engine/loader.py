@@ -260,6 +260,7 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
     actions = {}
     for name, spec in (data.get("actions") or {}).items():
         actions[name] = _compile_action(c, ("actions", name), name, spec, mappings, base_roots)
+    _check_read_backs(c, data.get("actions") or {}, actions)
 
     return Connector(
         name=data["name"],
@@ -491,9 +492,26 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
     return action
 
 
+def _check_read_backs(c: _Checker, raw: dict[str, Any],
+                      actions: dict[str, ActionSpec | None]) -> None:
+    """`result.then` must name an action that takes just an id."""
+    for name, action in actions.items():
+        for i, case in enumerate(action.cases if action else []):
+            target = case.result.then
+            if target is None:
+                continue
+            where = (("actions", name, "cases", i) if "cases" in raw[name]
+                     else ("actions", name)) + ("result", "then")
+            if actions.get(target) is None:
+                c.add(where, f"no action {target!r} to run after {name}")
+            elif actions[target].input_mode != "id":  # type: ignore[union-attr]
+                c.add(where, f"{target} must take `input: id` to read back {name}'s result")
+
+
 def _compile_result(c: _Checker, path: YamlPath, spec: dict[str, Any],
                     input_roots: dict[str, set[str] | None]) -> ResultSpec | None:
-    result = ResultSpec(raw=spec.get("raw", False), max_records=spec.get("max_records", 10_000))
+    result = ResultSpec(raw=spec.get("raw", False), max_records=spec.get("max_records", 10_000),
+                        then=spec.get("then"))
     for key in ("record", "records"):
         if key in spec:
             setattr(result, key, c.getter(path + (key,), spec[key]))

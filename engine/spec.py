@@ -68,6 +68,7 @@ class ResultSpec:
     id: Template | None = None
     raw: bool = False  # records as the CRM sent them, not mapped
     max_records: int = 10_000  # when paginating
+    then: str | None = None  # an `id`-input action to run with the result's id (a read-back)
 
 
 @dataclass

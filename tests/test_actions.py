@@ -46,6 +46,16 @@ actions:
     input: update
     request: {method: PATCH, path: "/contacts/{{ input.id }}", body: "{{ record }}"}
     result: {id: "{{ input.id }}"}
+  update_and_read_contact:
+    model: contact
+    input: update
+    request: {method: PATCH, path: "/contacts/{{ input.id }}", body: "{{ record }}"}
+    result: {id: "{{ input.id }}", then: get_contact}
+  get_contact:
+    model: contact
+    input: id
+    request: {method: GET, path: "/contacts/{{ input.id }}"}
+    result: {record: "@"}
 """
 MAPPING = """
 models:
@@ -96,6 +106,8 @@ def server():
     app.add_route("POST", "/leads", create("leads"))
     app.add_route("POST", "/contacts", create("contacts"))
     app.add_route("PATCH", r"/contacts/(?P<record_id>[^/]+)", patch)
+    app.add_route("GET", r"/contacts/(?P<record_id>[^/]+)", lambda request, record_id: Response(
+        200, {"Id": record_id, "FirstName": "Ada", "LastName": "Lovelace"}))
     running = serve(app)
     running.received = received
     yield running
@@ -151,3 +163,19 @@ def test_own_input_schema_rejects_with_its_description(engine, server):
     with pytest.raises(InputError, match="query"):
         engine.action("acme", "search_records", {"query": "SELECT Id FROM X; DELETE FROM X"})
     assert server.received == []
+
+
+def test_a_read_back_after_a_204_when_the_yaml_asks_for_one(engine, server):
+    result = engine.action("acme", "update_and_read_contact", {"id": "C7", "first_name": "Ada"})
+    assert result["id"] == "C7" and result["record"]["last_name"] == "Lovelace"
+    assert [r[:2] for r in server.received] == [("PATCH", "/contacts/C7")]  # then the GET
+
+
+def test_a_read_back_must_name_an_id_action(tmp_path):
+    from engine.errors import SpecError
+    from engine.loader import load_connector
+
+    bad = CONNECTOR.replace("then: get_contact", "then: create_contact")
+    connectors = write_specs(tmp_path, bad, MAPPING)
+    with pytest.raises(SpecError, match="create_contact must take `input: id`"):
+        load_connector(connectors / "acme.yaml")
