@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,7 @@ import jsonschema
 
 from engine.convert import ConversionError, format_timestamp, unified_value
 from engine.errors import CrmError, InputError
+from engine.mapping import ModelMapping
 from engine.paginate import Page, PaginationError, paginator_for
 from engine.render import render_call
 from engine.spec import ActionCase, ActionSpec
@@ -65,9 +67,13 @@ def choose_case(action: ActionSpec, context: dict[str, Any]) -> ActionCase:
     raise InputError("", f"{action.name}: no case matches this payload (conditions: {conditions})")
 
 
+# The names of a mapping's custom fields, where its stream declares `custom_names`.
+CustomNames = Callable[[ModelMapping], dict[str, str] | None]
+
+
 def run_action(session: Session, action: ActionSpec, payload: Any,
-               base_context: dict[str, Any],
-               actions: dict[str, ActionSpec] | None = None) -> dict[str, Any]:
+               base_context: dict[str, Any], actions: dict[str, ActionSpec] | None = None,
+               custom_names: CustomNames | None = None) -> dict[str, Any]:
     """Run `action`; `actions` (the connector's) serve a `result.then` read-back."""
     typed = validate_payload(action, payload)
     full_input = {name: typed.get(name) for name in action.allowed}
@@ -84,17 +90,18 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     call = render_call(case.request, session.base_url, context)
     operation = f"action.{action.name}"
     reply = session.send(call, operation)
+    names = custom_names(case.mapping) if custom_names and case.mapping else None
     if case.paginate is not None:
-        return _paginated_result(session, case, call, reply, operation)
-    result = _result(case, reply, context)
+        return _paginated_result(session, case, call, reply, operation, names)
+    result = _result(case, reply, context, names)
     if case.result.then and actions and result.get("id") is not None:
         return run_action(session, actions[case.result.then], {"id": result["id"]},
-                          base_context, actions)
+                          base_context, actions, custom_names)
     return result
 
 
 def _paginated_result(session: Session, case: ActionCase, call: Any, reply: Reply,
-                      operation: str) -> dict[str, Any]:
+                      operation: str, names: dict[str, str] | None) -> dict[str, Any]:
     """Follow the pages of a search, collecting up to `max_records` records."""
     assert case.paginate is not None and case.result.records is not None
     paginator = paginator_for(case.paginate)
@@ -114,14 +121,14 @@ def _paginated_result(session: Session, case: ActionCase, call: Any, reply: Repl
             break
         reply = session.send(call, operation)
         number += 1
-    out = _records(case, records)
+    out = _records(case, records, names)
     return {"records": out, "id": _first_id(out)}
 
 
-def _records(case: ActionCase, records: list[Any]) -> list[Any]:
+def _records(case: ActionCase, records: list[Any], names: dict[str, str] | None) -> list[Any]:
     if case.result.raw or case.mapping is None:
         return records
-    return [jsonable(case.mapping.read(r)) for r in records]
+    return [jsonable(case.mapping.read(r, names)) for r in records]
 
 
 def _first_id(records: list[Any]) -> Any:
@@ -129,19 +136,20 @@ def _first_id(records: list[Any]) -> Any:
     return first.get("id") if isinstance(first, dict) else None
 
 
-def _result(case: ActionCase, reply: Reply, context: dict[str, Any]) -> dict[str, Any]:
+def _result(case: ActionCase, reply: Reply, context: dict[str, Any],
+            names: dict[str, str] | None = None) -> dict[str, Any]:
     spec = case.result
     out: dict[str, Any] = {}
     body = reply.body
     if spec.records is not None:
         records = spec.records(body) if body is not None else None
-        out["records"] = _records(case, list(records or []))
+        out["records"] = _records(case, list(records or []), names)
         out["id"] = _first_id(out["records"])
     if spec.record is not None and body is not None:
         record = spec.record(body)
         if record is not None:
             out["record"] = (record if spec.raw or case.mapping is None
-                             else jsonable(case.mapping.read(record)))
+                             else jsonable(case.mapping.read(record, names)))
             out["id"] = out["record"].get("id") if isinstance(out["record"], dict) else None
     if spec.id is not None:
         rendered = spec.id.render({**context, "response": body, "headers": dict(reply.headers)})

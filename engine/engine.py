@@ -19,10 +19,11 @@ from engine.clock import Clock
 from engine.connections import Connection, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
+from engine.mapping import ModelMapping
 from engine.ratelimit import RateBudget
 from engine.spec import AuthMethod, Connector
 from engine.store import Store, SyncRun
-from engine.sync import NoProgress, Progress, StreamContext, run_stream
+from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
 from engine.transport import Session, classify, parse_body
 
 log = logging.getLogger("crm_engine")
@@ -93,6 +94,7 @@ class Engine:
         self._connectors: dict[str, Connector] = {}
         self._sessions: dict[tuple[str, str], tuple[Session, dict[str, Any], Connection]] = {}
         self._budgets: dict[tuple[str, str], RateBudget] = {}
+        self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
         secrets.install_log_redaction(logging.getLogger("crm_engine"))
 
@@ -305,6 +307,23 @@ class Engine:
         return method
 
     # -- operations ------------------------------------------------------------------------
+    def _custom_names_for(self, spec: Connector, session: Session, context: dict[str, Any],
+                          conn: Connection) -> Callable[[ModelMapping], dict[str, str] | None]:
+        """Custom-field names for action results, from the stream that reads the same mapping,
+        fetched once per connection and kept (syncs re-read them every run)."""
+        def names_for(mapping: ModelMapping) -> dict[str, str] | None:
+            stream = next((s for s in spec.streams.values()
+                           if s.mapping is mapping and s.custom_names), None)
+            if stream is None:
+                return None
+            key = (spec.name, conn.name, stream.name)
+            if key not in self._field_names:
+                ctx = StreamContext(session, None, conn.name, context)  # type: ignore[arg-type]
+                self._field_names[key] = custom_field_names(stream, ctx) or {}
+            return self._field_names[key]
+
+        return names_for
+
     def sync(self, connector: str, connection: str | None = None, *,
              streams: Iterable[str] | None = None, full_refresh: bool = False,
              progress: Progress | None = None, **options: Any) -> list[SyncRun]:
@@ -345,7 +364,8 @@ class Engine:
         started = time.perf_counter()
         status, remote_id, error = "succeeded", None, None
         try:
-            result = run_action(session, spec.actions[action], payload, context, spec.actions)
+            result = run_action(session, spec.actions[action], payload, context, spec.actions,
+                                self._custom_names_for(spec, session, context, conn))
             remote_id = result.get("id")
             return result
         except (CrmError, InputError) as exc:

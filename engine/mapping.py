@@ -104,15 +104,17 @@ class ModelMapping:
             out.append(custom)
         return out
 
-    def read(self, record: Any) -> dict[str, Any]:
-        """One vendor record as a unified dict (fields the mapping does not name -> custom)."""
+    def read(self, record: Any, custom_names: dict[str, str] | None = None) -> dict[str, Any]:
+        """One vendor record as a unified dict (fields the mapping does not name -> custom,
+        renamed by `custom_names` where given)."""
         out: dict[str, Any] = dict.fromkeys(self._unread)
         for name, get, conv in self._readers:
             value = get(record)
             out[name] = conv(value) if value is not None else None
         custom = self._custom(record)
         if custom is not None:
-            out["custom"] = custom
+            out["custom"] = ({custom_names.get(k, k): v for k, v in custom.items()}
+                             if custom_names else custom)
         return out
 
     def read_columns(self, records: list[Any], columns: dict[str, list[Any]],

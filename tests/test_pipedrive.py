@@ -194,3 +194,10 @@ def test_cli_connect_stores_an_api_key_from_the_environment(pipedrive, tmp_path,
     assert emulator.static_token.encode() not in (tmp_path / "cli.duckdb").read_bytes()
     assert main(["disconnect", "pipedrive", "--connection", "pd-cli"]) == 0
     assert not (tmp_path / "cli-home" / "connections" / "pd-cli.json").exists()
+
+
+def test_action_results_name_custom_fields_like_syncs_do(engine, pipedrive):
+    emulator, _ = pipedrive
+    person = first_person(emulator, 2)
+    got = engine.action("pipedrive", "get_contact", {"id": str(person)}, "pd")
+    assert set(got["record"]["custom"]) == {"Favorite color", "Customer tier"}
