@@ -190,8 +190,12 @@ class Store:
         return path, len(encoded), names
 
     def land(self, batch: Batch, *, connector: str, connection: str, stream: str,
-             run: SyncRun, state: Any = None) -> None:
-        """Upsert a batch, save the stream's state and the run's counters, atomically."""
+             run: SyncRun, state: Any = None, append: bool = False) -> bool:
+        """Upsert a batch, save the stream's state and the run's counters, atomically.
+
+        `append` is a fast path for a connection with no rows in the table yet: a plain INSERT,
+        cheaper than an upsert. If an id is already there after all (an earlier batch of the
+        same run had it), the batch is upserted instead. Returns whether it was appended."""
         model = batch.model
         self.ensure_table(model)
         path, size, names = self._batch_file(batch)
@@ -203,10 +207,11 @@ class Store:
         unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
         select = ", ".join(n if n in ("id", "custom") else
                            f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in names)
+        verb = "INSERT" if append else "INSERT OR REPLACE"
         try:
             with self._transaction() as con:
                 con.execute(
-                    f"INSERT OR REPLACE INTO {model.table} "
+                    f"{verb} INTO {model.table} "
                     f"(connector, connection, {', '.join(names)}, synced_at) "
                     f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
                     f"columns = {_struct_literal(json_types)}, "
@@ -216,8 +221,21 @@ class Store:
                 if state is not None:
                     self._save_state(con, connector, connection, stream, state)
                 self._save_run(con, run)
+        except StoreError as exc:
+            if append and isinstance(exc.__cause__, duckdb.ConstraintException):
+                return self.land(batch, connector=connector, connection=connection,
+                                 stream=stream, run=run, state=state)
+            raise
         finally:
             os.unlink(path)
+        return append
+
+    def has_rows(self, model: Model, connection: str) -> bool:
+        self.ensure_table(model)
+        with self._lock:
+            return self._con.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {model.table} WHERE connection = ?)",
+                [connection]).fetchone()[0]
 
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from engine.errors import CrmError
 from engine.extract import Getter
+from engine.models import Model
 from engine.paginate import Page, PaginationError, paginator_for
 from engine.render import render_call
 from engine.spec import PaginationSpec, RequestSpec, StreamSpec
@@ -126,7 +127,7 @@ class _Writer:
     """Lands batches on a background thread, in order. DuckDB releases the GIL while it
     inserts, so landing one batch overlaps fetching and mapping the next."""
 
-    def __init__(self, store: Store, run: SyncRun):
+    def __init__(self, store: Store, run: SyncRun, model: Model):
         self._store = store
         self._run = run
         self._queue: queue.Queue[tuple[Batch, SyncRun, Any] | None] = queue.Queue()
@@ -134,6 +135,8 @@ class _Writer:
         self._idle = threading.Semaphore(1)
         self.error: BaseException | None = None
         self.landed = 0  # records landed so far
+        # A connection's first sync into a table appends; any later one upserts.
+        self._append = not store.has_rows(model, run.connection)
         self._thread = threading.Thread(target=self._work, name="batch-writer", daemon=True)
         self._thread.start()
 
@@ -149,8 +152,9 @@ class _Writer:
         while (item := self._queue.get()) is not None:
             batch, run, state = item
             try:
-                self._store.land(batch, connector=run.connector, connection=run.connection,
-                                 stream=run.stream, run=run, state=state)
+                self._append = self._store.land(
+                    batch, connector=run.connector, connection=run.connection,
+                    stream=run.stream, run=run, state=state, append=self._append)
                 self.landed += len(batch)
             except BaseException as exc:
                 self.error = exc
@@ -176,7 +180,7 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     model = stream.mapping.model
     batch = Batch(model)
     mapping = stream.mapping
-    writer = _Writer(store, run)
+    writer = _Writer(store, run, model)
 
     def account() -> None:
         run.requests = session.counters.requests - counters_before[0]

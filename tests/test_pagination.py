@@ -140,3 +140,20 @@ def test_custom_fields_are_keyed_by_the_names_the_field_definitions_give(tmp_pat
     customs = {json.dumps(json.loads(r[0]), sort_keys=True)
                for r in engine.store.query("SELECT custom FROM contacts")}
     assert customs == {json.dumps({"Favourite colour": "blue"})}
+
+
+def test_first_sync_appends_and_an_id_seen_again_in_a_later_batch_is_upserted(
+        tmp_path, make_engine, monkeypatch):
+    import engine.sync
+
+    monkeypatch.setattr(engine.sync, "BATCH_RECORDS", 10)
+    with ItemsServer(30) as server:
+        server.records[15] = dict(server.records[3], name="Changed")  # 00003 again, later
+        engine_ = make_engine(write_specs(tmp_path, connector_yaml(STYLES["cursor"])))
+        [run] = engine_.sync("acme", token="t0ken-value", base_url=server.url)
+        assert run.status == "succeeded", run.error
+        assert len(_ids(engine_)) == 29
+        name = engine_.store.query("SELECT first_name FROM contacts WHERE id = '00003'")[0][0]
+        assert name == "Changed"
+        [again] = engine_.sync("acme")  # a rerun upserts over what is there
+    assert again.status == "succeeded" and len(_ids(engine_)) == 29
