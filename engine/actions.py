@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 
+from engine.clock import utc_now
 from engine.convert import ConversionError, format_timestamp, unified_value
 from engine.errors import CrmError, InputError
 from engine.mapping import ModelMapping
@@ -23,8 +24,7 @@ def validate_payload(action: ActionSpec, payload: Any) -> dict[str, Any]:
     Raises InputError naming the field, before anything is sent."""
     if not isinstance(payload, dict):
         raise InputError("", f"the payload must be a JSON object, not {type(payload).__name__}")
-    validator = jsonschema.Draft202012Validator(action.input_schema)
-    errors = sorted(validator.iter_errors(payload), key=lambda e: list(map(str, e.path)))
+    errors = sorted(action.validator.iter_errors(payload), key=lambda e: list(map(str, e.path)))
     if errors:
         raise _input_error(action, payload, errors[0])
     if action.model is None:
@@ -78,7 +78,7 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     typed = validate_payload(action, payload)
     full_input = {name: typed.get(name) for name in action.allowed}
     context = {**base_context, "input": full_input,
-               "now": format_timestamp(dt.datetime.now(dt.UTC))}
+               "now": format_timestamp(utc_now())}
     case = choose_case(action, context)
     if case.mapping is not None:
         writable = {k: v for k, v in typed.items() if k != "id"}

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+
+
+def utc_now() -> dt.datetime:
+    """The current time as an aware UTC datetime (for rows and run records)."""
+    return dt.datetime.now(dt.UTC)
 
 
 class Clock:

@@ -60,10 +60,10 @@ def follow_without_browser(url: str) -> None:
         client.get(url)
 
 
-def connect_oauth(engine: Engine, connector: Connector, emulator: Any, url: str,
+def connect_oauth(engine: Engine, connector: str, emulator: Any, url: str,
                   connection: str) -> Connection:
     """The real authorization-code flow against an emulator, loopback callback included."""
-    return engine.connect(connector.name, connection, client_id=emulator.client_id,
+    return engine.connect(connector, connection, client_id=emulator.client_id,
                           client_secret=emulator.client_secret,
                           config=emulator.connection_config(url),
                           redirect_uri="http://127.0.0.1:0/callback",
@@ -98,7 +98,7 @@ def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
                                       deals=max(contacts // 5, 10), **emulator_class.DEMO_OPTIONS)
             print(f"\n== {connector.title}: sandbox with {contacts:,} contacts")
             with emulator.start() as running:
-                conn = connect_oauth(engine, connector, emulator, running.url, f"{name}-demo")
+                conn = connect_oauth(engine, name, emulator, running.url, f"{name}-demo")
                 print(f"connected {conn.name} via OAuth ({conn.auth_method}) at {running.url}")
                 started = time.perf_counter()
                 runs = engine.sync(name, conn.name, progress=progress_for(sys.stdout))

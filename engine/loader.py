@@ -489,6 +489,7 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
     else:
         assert model is not None
         action.input_schema = model.input_schema(allowed=allowed, required=required)
+    action.validator = jsonschema.Draft202012Validator(action.input_schema)
     return action
 
 

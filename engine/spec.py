@@ -91,6 +91,7 @@ class ActionSpec:
     example: Structure | None  # a sample payload; templates may use earlier `results`
     description: str = ""
     input_schema: dict[str, Any] = field(default_factory=dict)
+    validator: Any = None  # the input schema's compiled jsonschema validator
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from engine.clock import utc_now
 from engine.models import Model, unified_models
 
 _SQL_TYPES = {
@@ -88,9 +89,6 @@ def _struct_literal(types: dict[str, str]) -> str:
 class StoreError(RuntimeError):
     """Landing failed; the transaction was rolled back."""
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -216,7 +214,7 @@ class Store:
                     f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
                     f"columns = {_struct_literal(json_types)}, "
                     f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
-                    [connector, connection, _now(), path],
+                    [connector, connection, utc_now(), path],
                 )
                 if state is not None:
                     self._save_state(con, connector, connection, stream, state)
@@ -265,7 +263,7 @@ class Store:
         con.execute(
             "INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
             "VALUES (?, ?, ?, ?, ?)",
-            [connection, stream, connector, orjson.dumps(state).decode(), _now()],
+            [connection, stream, connector, orjson.dumps(state).decode(), utc_now()],
         )
 
     def state(self, connection: str, stream: str) -> Any:
@@ -281,7 +279,7 @@ class Store:
         with self._transaction() as con:
             con.execute(
                 "INSERT INTO action_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_now(), connector, connection, action, status, remote_id, duration_ms, error,
+                [utc_now(), connector, connection, action, status, remote_id, duration_ms, error,
                  orjson.dumps(payload, default=str).decode() if payload is not None else None],
             )
 
@@ -297,7 +295,7 @@ class SyncRun:
     stream: str
     mode: str = "full_refresh"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started: dt.datetime = field(default_factory=_now)
+    started: dt.datetime = field(default_factory=utc_now)
     finished: dt.datetime | None = None
     status: str = "running"
     records: int = 0

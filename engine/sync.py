@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import queue
 import threading
@@ -17,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.clock import utc_now
 from engine.errors import CrmError
 from engine.extract import Getter
 from engine.models import Model
@@ -203,7 +203,7 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
         run.records += len(batch)
         account()
         run.status = "succeeded"
-        run.finished = _now()
+        run.finished = utc_now()
         writer.submit(batch, state={"last_full_refresh": run.finished.isoformat()})
         writer.close()
     except BaseException as exc:
@@ -212,7 +212,7 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
         account()
         run.status = "failed"
         run.error = str(exc) or type(exc).__name__
-        run.finished = _now()
+        run.finished = utc_now()
         with contextlib.suppress(BaseException):
             writer.close()
         run.records = writer.landed
@@ -227,6 +227,3 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     progress.stream_finished(run)
     return run
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,14 @@ def connector_yaml(streams: str, *, extra: str = "") -> str:
 def items(n: int) -> list[dict[str, Any]]:
     return [{"id": f"{i:05d}", "name": f"Item {i}", "email": f"item{i}@example.com",
              "updated": "2026-01-01T00:00:00Z", "colour": "blue"} for i in range(n)]
+
+
+def serving(owner: Any) -> Iterator[Any]:
+    """Serve `owner.app` for a fixture: sets `owner.url`, yields the owner, then stops."""
+    running = serve(owner.app)
+    owner.url = running.url
+    yield owner
+    running.close()
 
 
 def cursor_page(records: list[dict[str, Any]], request: Request, size: int = 10) -> Response:

@@ -7,8 +7,8 @@ import pytest
 from engine.auth import Credentials
 from engine.connections import Connection
 from engine.errors import CrmError
-from sandbox.core import App, Request, Response, serve
-from tests.support import TEST_MAPPING, cursor_page, items, write_specs
+from sandbox.core import App, Request, Response
+from tests.support import TEST_MAPPING, cursor_page, items, serving, write_specs
 
 CONNECTOR = """
 name: acme
@@ -77,11 +77,7 @@ class OAuthServer:
 
 @pytest.fixture
 def oauth_server():
-    server = OAuthServer()
-    running = serve(server.app)
-    server.url = running.url
-    yield server
-    running.close()
+    yield from serving(OAuthServer())
 
 
 @pytest.fixture

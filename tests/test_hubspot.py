@@ -30,7 +30,7 @@ def hubspot():
 def engine(make_engine, hubspot):
     emulator, running = hubspot
     engine = make_engine(CONNECTORS)
-    connect_oauth(engine, engine.connector("hubspot"), emulator, running.url, "acct")
+    connect_oauth(engine, "hubspot", emulator, running.url, "acct")
     return engine
 
 

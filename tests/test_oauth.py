@@ -22,9 +22,9 @@ import pytest
 from engine.demo import follow_without_browser, run_demo
 from engine.errors import CrmError
 from engine.oauth import AuthorizationRequest, parse_callback
-from sandbox.core import App, Request, Response, serve
+from sandbox.core import App, Request, Response
 from sandbox.hubspot import HubSpotSandbox
-from tests.support import TEST_MAPPING, cursor_page, items, write_specs
+from tests.support import TEST_MAPPING, cursor_page, items, serving, write_specs
 
 CONNECTOR = """
 name: acme
@@ -130,11 +130,7 @@ class Vendor:
 
 @pytest.fixture
 def vendor():
-    v = Vendor()
-    running = serve(v.app)
-    v.url = running.url
-    yield v
-    running.close()
+    yield from serving(Vendor())
 
 
 @pytest.fixture
@@ -245,7 +241,7 @@ def test_hubspot_revoke_kills_the_refresh_token(make_engine, clock):
         engine = make_engine(Path(__file__).resolve().parent.parent / "connectors")
         from engine.demo import connect_oauth
 
-        conn = connect_oauth(engine, engine.connector("hubspot"), emulator, running.url, "hs")
+        conn = connect_oauth(engine, "hubspot", emulator, running.url, "hs")
         refresh = conn.credentials.refresh_token
         assert engine.disconnect("hubspot", "hs") is True
         response = httpx.post(running.url + "/oauth/v1/token", data={

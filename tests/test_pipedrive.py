@@ -26,7 +26,7 @@ def pipedrive():
 def engine(make_engine, pipedrive):
     emulator, running = pipedrive
     engine = make_engine(CONNECTORS)
-    connect_oauth(engine, engine.connector("pipedrive"), emulator, running.url, "pd")
+    connect_oauth(engine, "pipedrive", emulator, running.url, "pd")
     return engine
 
 
@@ -160,7 +160,7 @@ def test_spent_daily_budget_stops_with_a_clear_error(make_engine):
     emulator = PipedriveSandbox(contacts=20, companies=5, deals=5)
     with emulator.start() as running:
         engine = make_engine(CONNECTORS, db="budget.duckdb")
-        connect_oauth(engine, engine.connector("pipedrive"), emulator, running.url, "pd-budget")
+        connect_oauth(engine, "pipedrive", emulator, running.url, "pd-budget")
         engine.sync("pipedrive", "pd-budget", streams=["companies"])
         emulator.spend_daily_budget()
         served = running.app.requests_served

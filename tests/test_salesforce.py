@@ -27,7 +27,7 @@ def salesforce():
 def engine(make_engine, salesforce):
     emulator, running = salesforce
     engine = make_engine(CONNECTORS)
-    connect_oauth(engine, engine.connector("salesforce"), emulator, running.url, "sf")
+    connect_oauth(engine, "salesforce", emulator, running.url, "sf")
     return engine
 
 

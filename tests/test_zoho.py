@@ -28,7 +28,7 @@ def zoho():
 def engine(make_engine, zoho):
     emulator, running = zoho
     engine = make_engine(CONNECTORS)
-    connect_oauth(engine, engine.connector("zoho"), emulator, running.url, "z")
+    connect_oauth(engine, "zoho", emulator, running.url, "z")
     return engine
 
 
@@ -65,7 +65,7 @@ def test_empty_module_answers_204_and_syncs_zero_records(make_engine):
     emulator = ZohoSandbox(contacts=0, companies=0, deals=0)
     with emulator.start() as running:
         engine = make_engine(CONNECTORS, db="empty.duckdb")
-        connect_oauth(engine, engine.connector("zoho"), emulator, running.url, "z-empty")
+        connect_oauth(engine, "zoho", emulator, running.url, "z-empty")
         runs = engine.sync("zoho", "z-empty")
     assert [(r.status, r.records, r.pages) for r in runs] == [("succeeded", 0, 1)] * 3
 
