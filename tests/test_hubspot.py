@@ -13,7 +13,6 @@ from engine.cli import main
 from engine.demo import connect_oauth
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
-from engine.store import SyncRun
 from sandbox.hubspot import HubSpotSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"
@@ -98,23 +97,6 @@ def test_rerun_upserts_without_duplicates_and_picks_up_changes(engine):
     assert count(engine, "SELECT count(*) FROM contacts") == before
     assert count(engine, "SELECT job_title FROM contacts WHERE id = ?", some_id) == "Rerun checker"
     assert count(engine, "SELECT count(*) FROM sync_runs WHERE stream = 'contacts'") == 2
-
-
-def test_token_expiring_mid_sync_is_refreshed_and_the_sync_completes(engine, hubspot):
-    emulator, _ = hubspot
-
-    class ExpireAfterFirstPage:
-        def stream_started(self, run: SyncRun) -> None: pass
-        def stream_finished(self, run: SyncRun) -> None: pass
-
-        def page_read(self, run: SyncRun) -> None:
-            if run.pages == 1:
-                emulator.expire_all_tokens()
-
-    old_refresh = engine.credentials.load("acct").credentials.access_token
-    [run] = engine.sync("hubspot", "acct", streams=["contacts"], progress=ExpireAfterFirstPage())
-    assert run.status == "succeeded" and run.records == emulator.store.count("contacts")
-    assert engine.credentials.load("acct").credentials.access_token != old_refresh
 
 
 def test_no_secret_reaches_the_database_file(engine, hubspot, tmp_path):

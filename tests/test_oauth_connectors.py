@@ -25,6 +25,20 @@ EXPECTED = {
 }
 
 
+class ExpireAfterFirstPage:
+    """Progress that expires every token at the emulator once the first page is read."""
+
+    def __init__(self, emulator):
+        self.emulator = emulator
+
+    def stream_started(self, run: SyncRun) -> None: pass
+    def stream_finished(self, run: SyncRun) -> None: pass
+
+    def page_read(self, run: SyncRun) -> None:
+        if run.pages == 1:
+            self.emulator.expire_all_tokens()
+
+
 @pytest.fixture(params=sorted(EXPECTED))
 def vendor(request):
     name = request.param
@@ -69,17 +83,9 @@ def test_connect_refresh_mid_sync_and_revoke(make_engine, vendor):
         session, _, _ = engine.session(name, conn.name)
         assert session.base_url.startswith(running.url)
 
-    class ExpireAfterFirstPage:
-        def stream_started(self, run: SyncRun) -> None: pass
-        def stream_finished(self, run: SyncRun) -> None: pass
-
-        def page_read(self, run: SyncRun) -> None:
-            if run.pages == 1:
-                emulator.expire_all_tokens()
-
     before = engine.credentials.load(conn.name).credentials
     [run] = engine.sync(name, conn.name, streams=["contacts"], config=small_pages,
-                        progress=ExpireAfterFirstPage())
+                        progress=ExpireAfterFirstPage(emulator))
     assert run.status == "succeeded", run.error
     assert run.records == 450 and run.pages >= 3
     after = engine.credentials.load(conn.name).credentials
