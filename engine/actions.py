@@ -8,15 +8,17 @@ from decimal import Decimal
 from typing import Any
 
 import jsonschema
+from jinja2 import TemplateError
 
 from engine.clock import utc_now
 from engine.convert import ConversionError, format_timestamp, unified_value
 from engine.errors import CrmError, InputError
+from engine.extract import ExpressionFailed
 from engine.mapping import ModelMapping
-from engine.paginate import Page, PaginationError, paginator_for
+from engine.paginate import PaginationError, paginator_for, read_page
 from engine.render import render_call
 from engine.spec import ActionCase, ActionSpec
-from engine.transport import Reply, Session
+from engine.transport import Call, Reply, Session
 
 
 def validate_payload(action: ActionSpec, payload: Any) -> dict[str, Any]:
@@ -91,16 +93,34 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     operation = f"action.{action.name}"
     reply = session.send(call, operation)
     names = custom_names(case.mapping) if custom_names and case.mapping else None
-    if case.paginate is not None:
-        return _paginated_result(session, case, call, reply, operation, names)
-    result = _result(case, reply, context, names)
-    if case.result.then and actions and result.get("id") is not None:
+    try:
+        if case.paginate is not None:
+            return _paginated_result(session, case, call, reply, operation, names)
+        result = _result(case, reply, context, names)
+    except (PaginationError, ExpressionFailed, TemplateError) as exc:
+        raise _unreadable(session, call, reply, operation,
+                          f"cannot read the response: {exc}") from None
+    if result["id"] is None and not call.idempotent and case.result.names_id:
+        raise _unreadable(session, call, reply, operation, "the response carries no record id")
+    if case.result.then and actions and result["id"] is not None:
         return run_action(session, actions[case.result.then], {"id": result["id"]},
                           base_context, actions, custom_names)
     return result
 
 
-def _paginated_result(session: Session, case: ActionCase, call: Any, reply: Reply,
+def _unreadable(session: Session, call: Call, reply: Reply, operation: str,
+                problem: str) -> CrmError:
+    """A success we cannot read. After a write the CRM may well have acted: that is an
+    unknown outcome, never a result with a null id."""
+    if call.idempotent:
+        return CrmError(session.connector.name, operation, problem, status=reply.status)
+    return CrmError(session.connector.name, operation,
+                    f"HTTP {reply.status}, but {problem}: the outcome is unknown (it was probably "
+                    f"applied); check the CRM before sending it again",
+                    status=reply.status, kind="transient", outcome_unknown=True)
+
+
+def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Reply,
                       operation: str, names: dict[str, str] | None) -> dict[str, Any]:
     """Follow the pages of a search, collecting up to `max_records` records."""
     assert case.paginate is not None and case.result.records is not None
@@ -108,17 +128,15 @@ def _paginated_result(session: Session, case: ActionCase, call: Any, reply: Repl
     records: list[Any] = []
     number = 1
     while True:
-        page_records = list(case.result.records(reply.body) or []) if reply.body else []
-        records.extend(page_records)
+        page = read_page(reply.body, case.result.records, number)
+        records.extend(page.records)
         if len(records) >= case.result.max_records:
             del records[case.result.max_records:]
             break
-        try:
-            call = paginator.next(call, Page(reply.body, page_records, number))
-        except PaginationError as exc:
-            raise CrmError(session.connector.name, operation, str(exc)) from None
-        if call is None:
+        following = paginator.next(call, page)
+        if following is None:
             break
+        call = following
         reply = session.send(call, operation)
         number += 1
     out = _records(case, records, names)

@@ -23,6 +23,7 @@ from engine import secrets
 from engine.clock import Clock
 from engine.errors import CrmError
 from engine.spec import AuthMethod
+from engine.transport import excerpt
 
 REFRESH_MARGIN_SECONDS = 300
 
@@ -187,21 +188,26 @@ class OAuth2Auth(httpx.Auth):
         try:
             body = orjson.loads(response.content) if response.content else {}
         except orjson.JSONDecodeError:
-            body = {"error": response.text[:200]}
+            body = {"error": excerpt(response.text)}
         token = body.get("access_token") if isinstance(body, dict) else None
-        if response.status_code >= 400 or not token:
-            code = body.get("error") or body.get("status") if isinstance(body, dict) else None
-            detail = body.get("error_description") or body.get("message") if isinstance(
-                body, dict) else None
-            raise CrmError(
-                self._connector, "oauth.refresh",
-                secrets.redact(f"token refresh failed ({code or 'no access_token'}"
-                               f"{': ' + detail if detail else ''}); the authorization is no "
-                               f"longer valid: run `crm-engine connect {self._connector}` again"),
-                status=response.status_code, code=str(code) if code else None,
-                kind="fatal", raw_body=secrets.redact_deep(body),
-            )
-        return updated_credentials(self.credentials, body, self._method, self._clock)
+        if token and response.status_code < 400:
+            return updated_credentials(self.credentials, body, self._method, self._clock)
+        code = body.get("error") or body.get("status") if isinstance(body, dict) else None
+        detail = body.get("error_description") or body.get("message") if isinstance(
+            body, dict) else None
+        reason = f"token refresh failed ({code or 'no access_token'}" \
+                 f"{': ' + str(detail) if detail else ''})"
+        if response.status_code == 429 or response.status_code >= 500:
+            # The token endpoint is having trouble; the authorization may be fine.
+            raise CrmError(self._connector, "oauth.refresh", secrets.redact(reason),
+                           status=response.status_code, kind="transient", retryable=True)
+        raise CrmError(
+            self._connector, "oauth.refresh",
+            secrets.redact(f"{reason}; the authorization is no longer valid: run "
+                           f"`crm-engine connect {self._connector}` again"),
+            status=response.status_code, code=str(code) if code else None,
+            kind="auth_revoked", raw_body=secrets.redact_deep(body),
+        )
 
 
 def updated_credentials(old: Credentials, body: dict[str, Any], method: AuthMethod,

@@ -24,10 +24,12 @@ from engine.ratelimit import RateBudget
 from engine.spec import AuthMethod, Connector
 from engine.store import Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
-from engine.transport import Session, classify, parse_body
+from engine.transport import Session, is_auth_expired
 
 log = logging.getLogger("crm_engine")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Failures that no other stream of the same connection would escape.
+STOPS_EVERY_STREAM = frozenset({"auth_expired", "auth_revoked", "quota_exhausted"})
 
 
 def default_connectors_dir() -> Path:
@@ -101,8 +103,9 @@ class Engine:
     @property
     def store(self) -> Store | None:
         """The DuckDB file, opened on first use (a broken spec never creates it)."""
-        if self._store is None and self._db is not None:
-            self._store = Store(self._db)
+        with self._lock:
+            if self._store is None and self._db is not None:
+                self._store = Store(self._db)
         return self._store
 
     # -- specs -----------------------------------------------------------------------------
@@ -188,12 +191,13 @@ class Engine:
                 sessions[0].base_url = connector.base_url.render(context).rstrip("/")
 
         auth: httpx.Auth
+        hint = None
         if method.type == "oauth2" and creds.refresh_token:
             stored = self.credentials.load(conn.name) is not None
             auth = OAuth2Auth(
                 connector=connector.name, method=method, credentials=creds,
                 token_url=method.token_url.render(context),  # type: ignore[union-attr]
-                is_auth_expired=lambda r: self._auth_expired(connector, r),
+                is_auth_expired=lambda r: is_auth_expired(connector.errors, r),
                 clock=self.clock, on_refresh=refreshed,
                 store=StoredTokens(self.credentials, conn.name) if stored else None,
             )
@@ -201,6 +205,9 @@ class Engine:
             if not creds.access_token:
                 raise InputError("connection", f"connection {conn.name!r} has no access token")
             auth = TokenAuth(method, creds.access_token)
+            hint = (f"the token was refused; check it (--token, CRM_ENGINE_"
+                    f"{connector.name.upper()}_TOKEN) or run `crm-engine connect "
+                    f"{connector.name}`")
         headers = {k: str(t.render(context)) for k, t in connector.headers.items()}
         headers.setdefault("User-Agent", "crm-engine")
         budget = None
@@ -208,16 +215,10 @@ class Engine:
             budget = self._budgets.setdefault(
                 (connector.name, conn.name), RateBudget(connector.rate_limit, self.clock))
         session = Session(connector, base_url=base_url, auth=auth, headers=headers,
-                          budget=budget, clock=self.clock, transport=self._transport)
+                          budget=budget, clock=self.clock, transport=self._transport,
+                          auth_hint=hint)
         sessions.append(session)
         return session, context
-
-    @staticmethod
-    def _auth_expired(connector: Connector, response: httpx.Response) -> bool:
-        if response.status_code < 400:
-            return False
-        kind, _, _ = classify(connector.errors, response.status_code, parse_body(response))
-        return kind == "auth_expired"
 
     def close(self) -> None:
         with self._lock:
@@ -348,8 +349,8 @@ class Engine:
             try:
                 run_stream(spec.streams[name], ctx, run, progress or NoProgress())
             except CrmError as exc:
-                log.error("%s: stream %s failed: %s", conn.name, name, exc)
-                if exc.kind == "quota_exhausted" or exc.operation == "oauth.refresh":
+                log.info("%s: stream %s failed: %s", conn.name, name, exc)
+                if exc.kind in STOPS_EVERY_STREAM:
                     break  # the other streams would fail the same way
         return runs
 

@@ -47,6 +47,7 @@ class InputError(ValueError):
 # How an error behaves; the YAML's error rules choose one per response.
 ERROR_KINDS = (
     "auth_expired",  # refresh the token once, then retry once
+    "auth_revoked",  # the authorization is gone (a refresh was refused): connect again
     "rate_limited",  # back off (Retry-After, reset headers) and retry
     "transient",  # server trouble: retry a bounded number of times
     "quota_exhausted",  # a budget that will not recover soon: stop with a clear error

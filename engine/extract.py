@@ -18,7 +18,12 @@ _PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
 class ExpressionProblem(ValueError):
-    pass
+    """An expression in a spec file that does not compile (found at load time)."""
+
+
+class ExpressionFailed(ValueError):
+    """An expression that compiled but failed on the data it was given (a type error such as
+    `length(null)` on a response of an unexpected shape)."""
 
 
 def plain_keys(expression: str) -> tuple[str, ...] | None:
@@ -67,4 +72,11 @@ def compile_getter(expression: str) -> Getter:
         compiled = jmespath.compile(expression)
     except JMESPathError as exc:
         raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {exc}") from None
-    return compiled.search
+
+    def search(obj: Any) -> Any:
+        try:
+            return compiled.search(obj)
+        except JMESPathError as exc:
+            raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
+
+    return search

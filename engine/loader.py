@@ -329,8 +329,10 @@ def _compile_request(c: _Checker, path: YamlPath, spec: dict[str, Any],
     body = c.structure(path + ("body",), spec["body"], roots) if "body" in spec else None
     if compiled_path is None or params is None:
         return None
+    key_header = (spec.get("idempotency_key") or {}).get("header")
     return RequestSpec(method, compiled_path, params, headers, body,  # type: ignore[arg-type]
-                       spec.get("idempotent", method != "POST"))
+                       spec.get("idempotent", method != "POST") or key_header is not None,
+                       key_header)
 
 
 def _mapping_for(c: _Checker, path: YamlPath, name: str,
@@ -575,6 +577,7 @@ def _compile_errors(c: _Checker, spec: dict[str, Any]) -> ErrorSpec:
         if "matches" in rule:
             matches = c.getter(("errors", "rules", i, "matches"), rule["matches"])
         out.rules.append(ErrorRule(_as_set(rule.get("status"), int), _as_set(rule.get("code"), str),
-                                   matches, rule["kind"], rule.get("message")))
+                                   matches, rule["kind"], rule.get("message"),
+                                   rule.get("not_processed", False)))
     return out
 

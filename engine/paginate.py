@@ -1,13 +1,17 @@
 """Pagination styles, registered by name (`paginate.style` in a stream).
 
 Each paginator turns the first `Call` into the next one from the page just read, or returns
-None when the stream is done. Common stop rules, checked first: an empty page, and the
-stream's `stop_when` expression.
+None when the stream is done. A stream ends only on a positive signal: a response with no
+content (204), the stream's `stop_when` expression, or the style's own end (no cursor, no next
+URL, `more` false, a short page). A page whose records are missing while the style says more
+pages follow is an error, not the end: it is how a corrupt or foreign response would otherwise
+silently cut a stream short.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -15,16 +19,33 @@ from urllib.parse import urljoin, urlsplit
 from engine.spec import PaginationSpec
 from engine.transport import Call
 
+# Empty pages in a row that still say "more follows" before we call it a loop.
+MAX_EMPTY_PAGES = 100
+
 
 @dataclass
 class Page:
     body: Any
     records: list[Any]
     number: int  # 1-based count of pages read so far in this stream
+    records_missing: bool = False  # the body has nothing at the records path
 
 
 class PaginationError(RuntimeError):
     pass
+
+
+def read_page(body: Any, records_at: Callable[[Any], Any], number: int) -> Page:
+    """The page in a response body: its records, or a note that they are missing."""
+    if body is None:
+        return Page(None, [], number)
+    records = records_at(body)
+    if records is None:
+        return Page(body, [], number, records_missing=True)
+    if not isinstance(records, list):
+        raise PaginationError(f"the records in the response are a {type(records).__name__}, "
+                              f"not a list")
+    return Page(body, records, number)
 
 
 class Paginator:
@@ -32,19 +53,30 @@ class Paginator:
         self.spec = spec
         self.options = spec.options
         self.get = spec.getters
+        self._empty_pages = 0
 
     def first(self, call: Call) -> Call:
         return call
 
     def next(self, call: Call, page: Page) -> Call | None:
-        if not page.records:
+        if page.body is None:  # no content: nothing more to read
             return None
         stop_when = self.get.get("stop_when")
-        if stop_when is not None and page.body is not None and stop_when(page.body):
+        if stop_when is not None and stop_when(page.body):
             return None
-        if page.body is None:
+        following = self.advance(call, page)
+        if following is None:
             return None
-        return self.advance(call, page)
+        if page.records_missing:
+            raise PaginationError("the response has no records where the stream reads them, "
+                                  "yet says more pages follow")
+        if following == call:
+            raise PaginationError("the response points back at the same page")
+        self._empty_pages = 0 if page.records else self._empty_pages + 1
+        if self._empty_pages > MAX_EMPTY_PAGES:
+            raise PaginationError(f"{MAX_EMPTY_PAGES} empty pages in a row that each say more "
+                                  f"pages follow")
+        return following
 
     def advance(self, call: Call, page: Page) -> Call | None:
         raise NotImplementedError

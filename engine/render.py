@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,8 @@ def render_call(spec: RequestSpec, base_url: str, context: Mapping[str, Any]) ->
     params = {k: _param(v) for k, v in spec.params.render(context).items() if v is not None}
     headers = {k: str(t.render(context)) for k, t in spec.headers.items()}
     body = spec.body.render(context) if spec.body is not None else None
+    if spec.idempotency_header:  # one key per call: every retry of it carries the same one
+        headers[spec.idempotency_header] = uuid.uuid4().hex
     return Call(spec.method, base_url.rstrip("/") + path, params, body, headers, spec.idempotent)
 
 

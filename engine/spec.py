@@ -26,6 +26,7 @@ class RequestSpec:
     headers: dict[str, Template]
     body: Structure | None
     idempotent: bool
+    idempotency_header: str | None = None  # a fresh key per call, honoured by the vendor
 
 
 @dataclass
@@ -69,6 +70,11 @@ class ResultSpec:
     raw: bool = False  # records as the CRM sent them, not mapped
     max_records: int = 10_000  # when paginating
     then: str | None = None  # an `id`-input action to run with the result's id (a read-back)
+
+    @property
+    def names_id(self) -> bool:
+        """Whether a successful response is expected to carry the record's id."""
+        return self.id is not None or self.record is not None
 
 
 @dataclass
@@ -175,6 +181,7 @@ class ErrorRule:
     matches: Getter | None
     kind: str
     message: str | None
+    not_processed: bool = False  # the vendor refused it unprocessed: a create may be resent
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -50,7 +51,9 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     requests BIGINT NOT NULL DEFAULT 0,
     retries BIGINT NOT NULL DEFAULT 0,
     error VARCHAR,
-    api_usage VARCHAR
+    api_usage VARCHAR,
+    warnings JSON,
+    process VARCHAR
 );
 CREATE TABLE IF NOT EXISTS sync_state (
     connection VARCHAR NOT NULL,
@@ -87,7 +90,30 @@ def _struct_literal(types: dict[str, str]) -> str:
 
 
 class StoreError(RuntimeError):
-    """Landing failed; the transaction was rolled back."""
+    """The database cannot be opened, or landing failed (the transaction was rolled back)."""
+
+
+# Identifies this process in `sync_runs.process`. DuckDB lets one process at a time open a file
+# for writing, so a `running` row of another process, found when we open the file, is a run
+# whose process died (kill -9, a crash, a lost machine): it is marked `abandoned`.
+PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def connect(path: str) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, turning its failures into one-line StoreErrors."""
+    try:
+        return duckdb.connect(path)
+    except duckdb.Error as exc:
+        text = str(exc).removeprefix("IO Error: ")
+        holder = _LOCK_HOLDER.search(text)
+        if holder:
+            raise StoreError(f"{path} is in use by another process (PID {holder['pid']}, "
+                             f"{Path(holder['program']).name}); wait for it to finish or "
+                             f"choose another --db") from None
+        if "not a valid DuckDB database file" in text:
+            raise StoreError(f"{path} is not a DuckDB database file") from None
+        raise StoreError(f"cannot open {path}: {text}") from None
 
 
 
@@ -116,7 +142,7 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(self.path)
+        self._con = connect(self.path)
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
         # stay flat however many records land. Spilled blocks are re-read from the file.
@@ -125,8 +151,13 @@ class Store:
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
         self._con.execute(BOOKKEEPING_DDL)
-        # Files written before api_usage existed gain the column.
-        self._con.execute("ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS api_usage VARCHAR")
+        # Files written by older versions gain the newer columns.
+        for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR"):
+            self._con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
+        self._con.execute(
+            "UPDATE sync_runs SET status = 'abandoned', finished = ?, error = coalesce(error, "
+            "'its process ended without finishing (killed or crashed); a rerun repairs it') "
+            "WHERE status = 'running' AND process IS DISTINCT FROM ?", [utc_now(), PROCESS])
 
     def close(self) -> None:
         self._con.close()
@@ -240,8 +271,9 @@ class Store:
         with self._transaction() as con:
             con.execute(
                 "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
-                "status) VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started],
+                "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
+                 PROCESS],
             )
 
     def finish_run(self, run: SyncRun) -> None:
@@ -252,9 +284,10 @@ class Store:
     def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
         con.execute(
             "UPDATE sync_runs SET finished = ?, status = ?, records = ?, pages = ?, requests = ?, "
-            "retries = ?, error = ?, api_usage = ? WHERE run_id = ?",
+            "retries = ?, error = ?, api_usage = ?, warnings = ? WHERE run_id = ?",
             [run.finished, run.status, run.records, run.pages, run.requests, run.retries,
-             run.error, run.api_usage, run.run_id],
+             run.error, run.api_usage,
+             orjson.dumps(run.warnings).decode() if run.warnings else None, run.run_id],
         )
 
     @staticmethod
@@ -304,7 +337,15 @@ class SyncRun:
     retries: int = 0
     error: str | None = None
     api_usage: str | None = None  # the vendor's "used/allowed" report, when it sends one
+    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the run
     fetched: int = 0  # records read so far, landed or not (for progress displays)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings and len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+
+
+MAX_WARNINGS = 20
 
 
 def unified_tables() -> list[str]:

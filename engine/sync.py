@@ -12,15 +12,16 @@ import dataclasses
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.clock import utc_now
 from engine.errors import CrmError
-from engine.extract import Getter
+from engine.extract import ExpressionFailed, Getter
 from engine.models import Model
-from engine.paginate import Page, PaginationError, paginator_for
+from engine.paginate import Page, PaginationError, paginator_for, read_page
 from engine.render import render_call
 from engine.spec import PaginationSpec, RequestSpec, StreamSpec
 from engine.store import Batch, Store, StoreError, SyncRun
@@ -28,6 +29,7 @@ from engine.transport import Session
 
 log = logging.getLogger("crm_engine.sync")
 BATCH_RECORDS = 5000
+WORKER_GRACE_SECONDS = 0.5
 
 
 class Progress(Protocol):
@@ -64,18 +66,19 @@ def _request_pages(request: RequestSpec, records_at: Getter, paginate: Paginatio
     number = 0
     while call is not None:
         reply = ctx.session.send(call, operation)
-        records = records_at(reply.body) if reply.body is not None else None
         number += 1
-        page = Page(reply.body, list(records or ()), number)
-        yield page
         try:
+            page = read_page(reply.body, records_at, number)
+            yield page
             call = paginator.next(call, page)
-        except PaginationError as exc:
-            raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
+        except (PaginationError, ExpressionFailed) as exc:
+            raise CrmError(ctx.session.connector.name, operation, str(exc),
+                           status=reply.status) from None
 
 
 def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str] | None:
-    """Vendor key -> name for the stream's custom fields, from its field definitions."""
+    """Vendor key -> name for the stream's custom fields, from its field definitions.
+    Raises CrmError when the definitions cannot be read."""
     spec = stream.custom_names
     if spec is None:
         return None
@@ -87,6 +90,20 @@ def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str]
             if key is not None and name:
                 names[str(key)] = str(name)
     return names
+
+
+def _optional_field_names(stream: StreamSpec, ctx: StreamContext,
+                          run: SyncRun) -> dict[str, str] | None:
+    """Custom-field names are a nicety: without them custom fields keep the vendor's keys,
+    which beats landing nothing. A failed lookup is a warning on the run."""
+    try:
+        return custom_field_names(stream, ctx)
+    except CrmError as exc:
+        if exc.kind in ("auth_expired", "auth_revoked", "quota_exhausted"):
+            raise  # the stream itself would fail the same way
+        run.warn(f"custom field names unavailable, custom fields keep vendor keys: {exc}")
+        log.warning("%s: %s", run.connection, run.warnings[-1])
+        return None
 
 
 def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
@@ -116,11 +133,13 @@ def _prefetched(pages: Iterator[Page]) -> Iterator[Page]:
             else:
                 return
     finally:
+        # Unblock a worker waiting to hand over a page. One stuck in a request or a rate-budget
+        # wait is left behind (it is a daemon): an interrupted sync must stop within seconds.
         stop.set()
-        while worker.is_alive():  # unblock a worker waiting to hand over a page
+        deadline = time.monotonic() + WORKER_GRACE_SECONDS
+        while worker.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 handoff.get(timeout=0.05)
-        worker.join()
 
 
 class _Writer:
@@ -146,7 +165,8 @@ class _Writer:
         if self.error is not None:
             self._idle.release()
             raise self.error
-        self._queue.put((batch, dataclasses.replace(self._run), state))
+        self._queue.put((batch, dataclasses.replace(self._run, warnings=list(self._run.warnings)),
+                         state))
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -189,7 +209,7 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
             run.api_usage = session.budget.usage
 
     try:
-        names = custom_field_names(stream, ctx)
+        names = _optional_field_names(stream, ctx, run)
         for page in _prefetched(_pages(stream, ctx)):
             mapping.read_columns(page.records, batch.columns, custom_names=names)
             run.fetched += len(page.records)
@@ -210,8 +230,10 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
         # Pages read before the failure are good data: land them (the state is not advanced),
         # then record how far the run got and why it stopped.
         account()
-        run.status = "failed"
-        run.error = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt):
+            run.status, run.error = "interrupted", "interrupted (signal); a rerun continues"
+        else:
+            run.status, run.error = "failed", str(exc) or type(exc).__name__
         run.finished = utc_now()
         with contextlib.suppress(BaseException):
             writer.close()

@@ -16,6 +16,11 @@ from engine.loader import load_connector
 from engine.paginate import Page, paginator_for
 from engine.transport import Call, classify
 
+
+def kind_code(errors, status, body):
+    meaning = classify(errors, status, body)
+    return meaning.kind, meaning.code
+
 FIXTURES = PROJECT_ROOT.parent / "shared" / "vendor-api" / "fixtures"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="no ../shared/vendor-api/fixtures")
 UTC = dt.UTC
@@ -58,13 +63,12 @@ def test_hubspot_search_cursor_and_deal_types():
 
 def test_hubspot_errors_classify_as_the_contract_says():
     errors = connector("hubspot").errors
-    assert classify(errors, 429, fixture("hubspot", "error_429_daily_limit.json"))[0] == \
+    assert classify(errors, 429, fixture("hubspot", "error_429_daily_limit.json")).kind == \
         "quota_exhausted"
-    kind, code, _ = classify(errors, 401, fixture("hubspot",
-                                                  "error_401_expired_authentication.json"))
-    assert (kind, code) == ("auth_expired", "EXPIRED_AUTHENTICATION")
+    assert kind_code(errors, 401, fixture("hubspot", "error_401_expired_authentication.json")) \
+        == ("auth_expired", "EXPIRED_AUTHENTICATION")
     assert classify(errors, 409, fixture("hubspot", "error_409_conflict_contact_exists.json")
-                    )[1] == "CONFLICT"
+                    ).code == "CONFLICT"
 
 
 def test_salesforce_query_pages_and_records():
@@ -89,14 +93,14 @@ def test_salesforce_query_pages_and_records():
 
 def test_salesforce_errors_are_arrays_and_limits_are_403():
     errors = connector("salesforce").errors
-    assert classify(errors, 401, fixture("salesforce", "error_401_invalid_session_id.json"))[:2] \
+    assert kind_code(errors, 401, fixture("salesforce", "error_401_invalid_session_id.json")) \
         == ("auth_expired", "INVALID_SESSION_ID")
-    assert classify(errors, 403, fixture("salesforce", "error_403_request_limit_exceeded.json")
-                    )[:2] == ("rate_limited", "REQUEST_LIMIT_EXCEEDED")
-    assert classify(errors, 400, fixture("salesforce", "error_400_malformed_query.json"))[:2] \
+    assert kind_code(errors, 403, fixture("salesforce", "error_403_request_limit_exceeded.json")
+                     ) == ("rate_limited", "REQUEST_LIMIT_EXCEEDED")
+    assert kind_code(errors, 400, fixture("salesforce", "error_400_malformed_query.json")) \
         == ("fatal", "MALFORMED_QUERY")
     oauth = fixture("salesforce", "error_400_oauth_invalid_grant.json")
-    assert classify(errors, 400, oauth)[1] == "invalid_grant"
+    assert classify(errors, 400, oauth).code == "invalid_grant"
 
 
 def test_salesforce_usage_header():
@@ -115,9 +119,9 @@ def test_pipedrive_v2_records_and_cursor_end():
     stream = pipedrive.streams["contacts"]
     stages = fixture("pipedrive", "v2_stages_list_page_cursor.json")  # next_cursor: null
     assert next_call(stream, stages, stages["data"]) is None
-    kind, code, message = classify(pipedrive.errors, 401,
-                                   fixture("pipedrive", "error_401_unauthorized.json"))
-    assert kind == "auth_expired" and code == "401" and "token" in message
+    meaning = classify(pipedrive.errors, 401, fixture("pipedrive", "error_401_unauthorized.json"))
+    assert meaning.kind == "auth_expired" and meaning.code == "401"
+    assert "token" in meaning.message
 
 
 def test_pipedrive_email_lists():
@@ -148,15 +152,15 @@ def test_zoho_write_results_and_errors():
     created = fixture("zoho", "v2_contact_create_response.json")
     result_id = zoho.actions["create_contact"].cases[0].result.id
     assert result_id.render({"response": created}) == created["data"][0]["details"]["id"]
-    assert classify(zoho.errors, 401, fixture("zoho", "error_401_invalid_token.json"))[:2] == (
+    assert kind_code(zoho.errors, 401, fixture("zoho", "error_401_invalid_token.json")) == (
         "auth_expired", "INVALID_TOKEN")
-    assert classify(zoho.errors, 429, fixture("zoho", "error_429_too_many_requests.json"))[0] \
+    assert classify(zoho.errors, 429, fixture("zoho", "error_429_too_many_requests.json")).kind \
         == "rate_limited"
     cap = fixture("zoho", "error_400_discrete_pagination_limit_exceeded.json")
-    assert classify(zoho.errors, 400, cap)[1] == "DISCRETE_PAGINATION_LIMIT_EXCEEDED"
+    assert classify(zoho.errors, 400, cap).code == "DISCRETE_PAGINATION_LIMIT_EXCEEDED"
     per_record = fixture("zoho", "error_400_mandatory_not_found_in_data.json")
     # A per-record error, as the in-body rule reads it from a 2xx (and the envelope from a 400).
     assert zoho.errors.in_body_when(per_record)
     assert zoho.errors.in_body_code(per_record) == "MANDATORY_NOT_FOUND"
-    assert classify(zoho.errors, 400, per_record)[1] == "MANDATORY_NOT_FOUND"
+    assert classify(zoho.errors, 400, per_record).code == "MANDATORY_NOT_FOUND"
 

@@ -11,6 +11,7 @@ import pytest
 
 from engine.errors import CrmError
 from engine.transport import Call
+from sandbox.core import Response
 from tests.support import ItemsServer, connector_yaml, write_specs
 
 STREAM = """
@@ -29,6 +30,7 @@ errors:
     message: "data[0].message"
   rules:
     - {status: 429, matches: "policy == 'DAILY'", kind: quota_exhausted, message: daily limit spent}
+    - {status: 429, kind: rate_limited, not_processed: true}
     - {status: 403, code: REQUEST_LIMIT_EXCEEDED, kind: rate_limited}
     - {status: 401, code: INVALID_SESSION_ID, kind: auth_expired}
 """
@@ -121,6 +123,111 @@ def test_post_is_resent_after_429_which_was_not_processed(session, server, clock
     server.app.fail_next(1, 429)
     assert get(session, server, "/search", method="POST", json={"limit": 1}).status == 200
     assert server.app.requests_served == 2
+
+
+def test_post_is_not_resent_after_a_503(session, server):
+    # A load balancer may answer 503 after the backend acted: only a rule may say otherwise.
+    server.app.fail_next(1, 503)
+    with pytest.raises(CrmError) as info:
+        get(session, server, "/search", method="POST", json={"limit": 1})
+    assert info.value.outcome_unknown and server.app.requests_served == 1
+
+
+def test_post_is_not_resent_after_a_429_no_rule_marks_unprocessed(tmp_path, make_engine, server):
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM)))
+    session, _, _ = engine.session("acme", token=TOKEN, base_url=server.url)
+    server.app.fail_next(1, 429)
+    with pytest.raises(CrmError) as info:
+        get(session, server, "/search", method="POST", json={"limit": 1})
+    assert info.value.outcome_unknown and info.value.kind == "rate_limited"
+    assert server.app.requests_served == 1
+
+
+@pytest.mark.parametrize("body", [b"", b'{"items": [{"id": "1"', b"<html><body>oops</body></html>"],
+                         ids=["empty", "cut-short", "html"])
+def test_a_2xx_that_is_not_json_is_retried_like_a_5xx(session, server, clock, body):
+    server.app.fail_next(2, 200, body=body)
+    reply = get(session, server)
+    assert reply.status == 200 and len(reply.body["items"]) == 10
+    assert server.app.requests_served == 3 and len(clock.sleeps) == 2
+
+
+def test_a_2xx_that_is_never_json_fails_loudly(session, server):
+    server.app.fail_next(4, 200, body=b"<html><title>Gateway</title></html>")
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    assert info.value.kind == "transient" and "not JSON" in info.value.message
+    assert server.app.requests_served == 4  # the first try and three retries
+
+
+@pytest.mark.parametrize("body", [b"", b'{"id": "7"', b"<html>proxy</html>"])
+def test_a_write_answered_by_a_corrupt_2xx_has_an_unknown_outcome(session, server, body):
+    server.app.fail_next(1, 200, body=body)
+    with pytest.raises(CrmError) as info:
+        get(session, server, "/search", method="POST", json={"limit": 1})
+    assert info.value.outcome_unknown and not info.value.retryable
+    assert server.app.requests_served == 1
+
+
+def test_a_write_with_an_idempotency_key_is_resent_with_the_same_key(tmp_path, make_engine,
+                                                                     server):
+    keys = []
+    server.app.add_route("POST", r"/keyed", lambda request: (
+        keys.append(request.headers.get("Idempotency-Key")) or Response(200, {"id": "9"})))
+    write_specs(tmp_path, connector_yaml(STREAM, extra="""
+        actions:
+          create_contact:
+            model: contact
+            input: create
+            request:
+              method: POST
+              path: /keyed
+              idempotency_key: {header: Idempotency-Key}
+              body: {name: "{{ input.first_name }}"}
+            result: {id: "{{ response.id }}"}
+        """))
+    engine = make_engine(tmp_path / "connectors")
+    server.app.drop_next(1, after_handling=True)
+    result = engine.action("acme", "create_contact", {"first_name": "Ada"}, token=TOKEN,
+                           base_url=server.url)
+    assert result["id"] == "9"
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) == 32
+
+
+def test_an_html_error_page_is_cut_to_its_title(session, server):
+    page = "<html><head><title>502 Bad Gateway</title></head><body>" + "x" * 5000 + "</body>"
+    server.app.fail_next(4, 502, body=page)
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    assert info.value.message == "502 Bad Gateway" and info.value.status == 502
+    assert len(str(info.value)) < 120
+
+
+def test_a_404_names_the_url_without_its_query(session, server):
+    with pytest.raises(CrmError) as info:
+        get(session, server, "/retired", params={"api_key": TOKEN})
+    assert info.value.status == 404 and f"GET {server.url}/retired" in info.value.message
+    assert TOKEN not in str(info.value)
+
+
+def test_an_invalid_url_is_not_retried(session, clock):
+    with pytest.raises(CrmError) as info:
+        session.send(Call("GET", "None/services/data/v59.0/query"), "test")
+    assert info.value.kind == "fatal" and clock.sleeps == []
+    assert "None/services/data/v59.0/query" in info.value.message
+
+
+def test_an_error_rule_that_fails_on_the_body_is_a_crm_error(tmp_path, make_engine, server):
+    rules = """
+        errors:
+          in_body:
+            when: "length(data) > `0`"
+        """
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=rules)))
+    session, _, _ = engine.session("acme", token=TOKEN, base_url=server.url)
+    with pytest.raises(CrmError) as info:
+        get(session, server)  # the body has no `data`: length(null) is a type error
+    assert "length(data)" in info.value.message and info.value.operation == "test"
 
 
 def test_get_is_retried_after_a_dropped_connection(session, server):
