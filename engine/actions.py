@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import jsonschema
-from jinja2 import TemplateError
 
 from engine.clock import utc_now
 from engine.convert import ConversionError, format_timestamp, unified_value
@@ -18,6 +17,7 @@ from engine.mapping import ModelMapping
 from engine.paginate import PaginationError, paginator_for, read_page
 from engine.render import render_call
 from engine.spec import ActionCase, ActionSpec
+from engine.templates import TemplateFailed
 from engine.transport import Call, Reply, Session
 
 
@@ -97,7 +97,7 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
         if case.paginate is not None:
             return _paginated_result(session, case, call, reply, operation, names)
         result = _result(case, reply, context, names)
-    except (PaginationError, ExpressionFailed, TemplateError) as exc:
+    except (PaginationError, ExpressionFailed, TemplateFailed) as exc:
         raise _unreadable(session, call, reply, operation,
                           f"cannot read the response: {exc}") from None
     if result["id"] is None and not call.idempotent and case.result.names_id:

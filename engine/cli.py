@@ -1,4 +1,9 @@
-"""The `crm-engine` command line (also `python -m engine`)."""
+"""The `crm-engine` command line (also `python -m engine`).
+
+Exit codes: 0 success; 1 a sync or action failed (the CRM, the network or the database);
+2 bad input (arguments, payload, spec files); 3 a write's outcome is unknown (it may have been
+applied: check the CRM before sending it again); 130 interrupted by Ctrl-C, 143 by SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
 import webbrowser
 from pathlib import Path
@@ -17,8 +23,24 @@ from engine.engine import Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector, load_mapping
 from engine.progress import progress_for
+from engine.store import StoreError
+from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (what cron, systemd and orchestrators send), handled like Ctrl-C: what was read
+    is landed, the run is marked `interrupted`, and the process exits."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -161,14 +183,22 @@ def cmd_sync(args: argparse.Namespace) -> int:
     for run in runs:
         print(f"{run.stream:<14} {run.status:<10} {run.records:>9,} {run.pages:>7,} "
               f"{run.requests:>9,} {run.retries:>8,}")
+        for warning in run.warnings:
+            print(f"  warning: {warning}")
         if run.error:
             print(f"  error: {run.error}")
     print(f"database: {args.db}")
-    return 0 if all(r.status == "succeeded" for r in runs) else 1
+    return EXIT_OK if all(r.status == "succeeded" for r in runs) else EXIT_FAILED
 
 
 def _payload(data: str) -> Any:
-    text = Path(data[1:]).read_text(encoding="utf-8") if data.startswith("@") else data
+    text = data
+    if data.startswith("@"):
+        try:
+            text = Path(data[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InputError("--data", f"cannot read {data[1:]}: {reason}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -264,18 +294,24 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     secrets.install_log_redaction()
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
         for problem in exc.problems:
             print(f"error  {problem}", file=sys.stderr)
-        return 2
-    except InputError as exc:
+        return EXIT_USAGE
+    except (InputError, TemplateFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except CrmError as exc:
         print(json.dumps({"error": exc.to_dict()}, indent=2), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_OUTCOME_UNKNOWN if exc.outcome_unknown else EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print("interrupted: what was read is saved; run the same command again to go on",
+              file=sys.stderr)
+        return 128 + signum

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,6 +25,7 @@ from engine.ratelimit import RateBudget
 from engine.spec import AuthMethod, Connector
 from engine.store import Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
+from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
 
 log = logging.getLogger("crm_engine")
@@ -79,6 +81,27 @@ def _coerce(type_: str, value: Any, name: str) -> Any:
     except ValueError:
         raise InputError(f"config.{name}", f"not a valid {type_}: {value!r}") from None
     return value
+
+
+def api_base_url(connector: Connector, context: dict[str, Any], override: str | None) -> str:
+    """The connector's base URL, or an override of it: a URL with a path replaces the whole
+    base; a bare origin (scheme, host, port) replaces only the origin and keeps the
+    connector's path (`/services/data/v59.0`), so `--base-url http://127.0.0.1:8101` reaches
+    a local emulator whatever the API's prefix."""
+    if override is None:
+        return str(connector.base_url.render(context)).rstrip("/")
+    parts = urlsplit(override)
+    if not parts.scheme or not parts.netloc:
+        raise InputError("base_url", f"not an absolute URL: {override!r}")
+    if parts.path.strip("/"):
+        return override.rstrip("/")
+    # Host settings a connection learns from a token response stand for the origin too.
+    credentials = {k: override if v is None else v for k, v in context["credentials"].items()}
+    try:
+        rendered = str(connector.base_url.render({**context, "credentials": credentials}))
+    except TemplateFailed as exc:
+        raise InputError("base_url", f"cannot build {connector.name}'s base URL: {exc}") from None
+    return override.rstrip("/") + urlsplit(rendered).path.rstrip("/")
 
 
 class Engine:
@@ -181,14 +204,14 @@ class Engine:
         config = coerce_config(connector, conn.config)
         creds = conn.credentials
         context = connector.template_context(config, creds.settings)
-        base_url = conn.base_url or connector.base_url.render(context)
+        base_url = api_base_url(connector, context, conn.base_url)
         method = connector.auth[conn.auth_method or next(iter(connector.auth))]
         sessions: list[Session] = []  # filled below; a refresh may move the API host
 
         def refreshed(new: Credentials) -> None:
             context["credentials"] = connector.template_context(config, new.settings)["credentials"]
-            if sessions and not conn.base_url:
-                sessions[0].base_url = connector.base_url.render(context).rstrip("/")
+            if sessions:  # a token response may name a new API host
+                sessions[0].base_url = api_base_url(connector, context, conn.base_url)
 
         auth: httpx.Auth
         hint = None

@@ -54,6 +54,19 @@ class TemplateSyntaxProblem(ValueError):
     pass
 
 
+class TemplateFailed(RuntimeError):
+    """A template that compiled but failed while rendering (an undefined value, a refused
+    attribute, an overflow): a mistake in the spec, reported with the template's text."""
+
+    def __init__(self, source: str, error: Exception):
+        detail = str(error) or type(error).__name__
+        super().__init__(f"template {source.strip()!r} failed: {detail}")
+
+
+# What rendering can raise on bad data or a bad spec; a sandbox refusal is a TemplateError.
+_RENDER_ERRORS = (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError)
+
+
 def referenced_names(source: str, env: jinja2.Environment = TEXT_ENV) -> list[tuple[str, ...]]:
     """Variable chains a template reads, e.g. ('config', 'base_url'), for load-time checks.
 
@@ -121,12 +134,15 @@ class Template:
         return "{{" not in self.source and "{%" not in self.source
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        if self._expr is not None:
-            value = self._expr(**context)
-            if isinstance(value, jinja2.Undefined):  # e.g. a missing attribute of a dict
-                str(value)  # StrictUndefined raises here with jinja's own message
-            return value
-        return self._tmpl.render(context)  # type: ignore[union-attr]
+        try:
+            if self._expr is not None:
+                value = self._expr(**context)
+                if isinstance(value, jinja2.Undefined):  # e.g. a missing attribute of a dict
+                    str(value)  # StrictUndefined raises here with jinja's own message
+                return value
+            return self._tmpl.render(context)  # type: ignore[union-attr]
+        except _RENDER_ERRORS as exc:
+            raise TemplateFailed(self.source, exc) from None
 
 
 class Expression:
@@ -146,10 +162,13 @@ class Expression:
         return "{{ " + str(self.source) + " }}"
 
     def render(self, context: Mapping[str, Any]) -> Any:
-        value = self._expr(**context)
-        if isinstance(value, jinja2.Undefined):
-            str(value)
-        return value
+        try:
+            value = self._expr(**context)
+            if isinstance(value, jinja2.Undefined):
+                str(value)
+            return value
+        except _RENDER_ERRORS as exc:
+            raise TemplateFailed(self.source, exc) from None
 
 
 class Structure:
