@@ -22,8 +22,8 @@ import pytest
 from engine.demo import follow_without_browser, run_demo
 from engine.errors import CrmError
 from engine.oauth import AuthorizationRequest, parse_callback
-from sandbox.core import App, Request, Response
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.kit import App, Request, Response
 from tests.support import TEST_MAPPING, cursor_page, items, serving, write_specs
 
 CONNECTOR = """
