@@ -1,5 +1,5 @@
-"""Import rules of the layout: the emulator kit knows no vendor, and no vendor package imports
-another vendor's."""
+"""Import rules of the layout: the engine never imports the emulators, the emulator kit knows no
+vendor, and no vendor package imports another vendor's."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def _imported_modules(package: Path) -> dict[str, set[str]]:
 def _sandbox_parts(modules: set[str]) -> set[str]:
     """The sandbox sub-packages among ``modules`` (``sandbox.kit.core`` -> ``kit``)."""
     return {m.split(".")[1] for m in modules if m.startswith("sandbox.")}
+
+
+def test_the_engine_does_not_import_the_sandbox() -> None:
+    for file, modules in _imported_modules(PROJECT_ROOT / "engine").items():
+        assert not {m for m in modules if m.split(".")[0] == "sandbox"}, file
 
 
 def test_vendor_packages_import_only_the_kit_and_themselves() -> None:

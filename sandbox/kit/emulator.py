@@ -57,7 +57,7 @@ class Emulator(ABC):
 
     @property
     def static_token(self) -> str | None:
-        """The first never-expiring token (engine/demo.py prints it)."""
+        """The first never-expiring token (sandbox/demo.py prints it)."""
         return self.static_tokens[0] if self.static_tokens else None
 
     @abstractmethod

@@ -1,9 +1,13 @@
 """`crm-engine demo` and `crm-engine sandbox`: the embedded default, end to end.
 
-For every connector that has a local emulator: start it, connect through its real OAuth flow
-(the emulator consents at once; we read the redirect instead of opening a browser), sync every
-stream into one DuckDB file, run each action once with the example payload from its YAML,
-then print a summary and example SQL.
+The engine's CLI knows neither command: it finds them through this project's
+``crm_engine.commands`` entry points (pyproject.toml), which name :func:`register_demo` and
+:func:`register_sandbox` (see engine/cli.py for the protocol).
+
+`demo`, for every connector that has a local emulator: start it, connect through its real OAuth
+flow (the emulator consents at once; we read the redirect instead of opening a browser), sync
+every stream into one DuckDB file, run each action once with the example payload from its YAML,
+then print a summary and example SQL. `sandbox`: serve emulators until Ctrl-C.
 
 Emulators come from the `sandbox` package's registry; each offers `client_id`,
 `client_secret`, `static_token` and `connection_config(url)` (the connector settings that point
@@ -12,6 +16,7 @@ at it), so nothing here knows a vendor.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,6 +24,7 @@ from typing import Any
 
 import httpx
 
+import sandbox  # the package only: its EMULATORS load on first use, not when the CLI starts
 from engine.connections import Connection
 from engine.engine import Engine
 from engine.errors import CrmError
@@ -42,8 +48,6 @@ EXAMPLE_SQL = [
 
 
 def _emulators(engine: Engine, only: list[str] | None) -> dict[str, type]:
-    import sandbox
-
     names = only or [n for n in sandbox.EMULATORS
                      if (engine.connectors_dir / f"{n}.yaml").exists()]
     unknown = [n for n in names if n not in sandbox.EMULATORS]
@@ -121,8 +125,6 @@ def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
 
 
 def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> int:
-    import sandbox
-
     chosen = names or list(sandbox.EMULATORS)
     running = []
     try:
@@ -143,3 +145,31 @@ def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> 
     finally:
         for server in running:
             server.close()
+
+
+# The crm_engine.commands entry points (engine/cli.py describes the protocol).
+
+
+def register_demo(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("demo", help="sandboxes, OAuth, syncs, actions, summary")
+    p.add_argument("--db", default="out/demo.duckdb")
+    p.add_argument("--contacts", type=int, default=10_000)
+    p.add_argument("--connectors", help="comma-separated (default: all with a sandbox)")
+    p.set_defaults(handler=_demo_command)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    only = [c.strip() for c in args.connectors.split(",")] if args.connectors else None
+    return run_demo(args.db, contacts=args.contacts, only=only)
+
+
+def register_sandbox(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("sandbox", help="run local emulators of the vendors' APIs")
+    p.add_argument("connectors", nargs="*", help="which ones (default: all)")
+    p.add_argument("--port", type=int, default=8100, help="first port (one per emulator)")
+    p.add_argument("--contacts", type=int, help="seed contacts per emulator")
+    p.set_defaults(handler=_sandbox_command)
+
+
+def _sandbox_command(args: argparse.Namespace) -> int:
+    return serve_sandboxes(args.connectors, args.port, args.contacts)
