@@ -3,6 +3,24 @@
 Exit codes: 0 success; 1 a sync or action failed (the CRM, the network or the database);
 2 bad input (arguments, payload, spec files); 3 a write's outcome is unknown (it may have been
 applied: check the CRM before sending it again); 130 interrupted by Ctrl-C, 143 by SIGTERM.
+
+Every subcommand is added the same way: a register function takes the subparsers object (what
+``ArgumentParser.add_subparsers`` returns), adds its parser there and sets ``handler`` on it, a
+callable taking the parsed arguments and returning the exit code:
+
+    def register(commands):
+        p = commands.add_parser("hello", help="say hello")
+        p.add_argument("--name", default="world")
+        p.set_defaults(handler=lambda args: print(f"hello {args.name}") or 0)
+
+The engine's own commands are registered below. Other installed packages add commands by naming
+their register functions in the ``crm_engine.commands`` entry-point group (by convention each
+entry point is named after its command), e.g. in pyproject.toml:
+
+    [project.entry-points."crm_engine.commands"]
+    hello = "mypackage.cli:register"
+
+Handlers get the same error handling and ``-v`` logging as the built-in commands.
 """
 
 from __future__ import annotations
@@ -15,6 +33,7 @@ import os
 import signal
 import sys
 import webbrowser
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +46,7 @@ from engine.store import StoreError
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
+COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
 
 
@@ -45,7 +65,7 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connection", help="connection name (default: the connector's name)")
-    parser.add_argument("--base-url", help="API base URL, e.g. a sandbox or a regional host")
+    parser.add_argument("--base-url", help="API base URL, e.g. a local emulator or a regional host")
     parser.add_argument("--token", help="a ready access token or API key "
                         "(better: CRM_ENGINE_<CONNECTOR>_TOKEN, which stays out of shell history)")
     parser.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
@@ -55,16 +75,18 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crm-engine", description=__doc__)
+    parser = argparse.ArgumentParser(prog="crm-engine", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests and retries")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("validate", help="check connector and mapping YAML files")
     p.add_argument("paths", nargs="*", help="files or directories (default: all connectors)")
     p.add_argument("--connectors-dir")
+    p.set_defaults(handler=cmd_validate)
 
     p = commands.add_parser("connectors", help="list connectors, their streams and actions")
     p.add_argument("--connectors-dir")
+    p.set_defaults(handler=cmd_connectors)
 
     p = commands.add_parser("sync", help="sync streams into a DuckDB file")
     p.add_argument("connector")
@@ -72,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-refresh", action="store_true", help="re-read everything")
     p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
     _connection_options(p)
+    p.set_defaults(handler=cmd_sync)
 
     p = commands.add_parser("action", help="run one action and print its result as JSON")
     p.add_argument("connector")
@@ -81,13 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log the action to this DuckDB file's action_log")
     p.add_argument("--log-payload", action="store_true", help="store the payload in action_log")
     _connection_options(p)
+    p.set_defaults(handler=cmd_action)
 
     p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0 or an API key)")
     p.add_argument("connector")
     p.add_argument("--connection", help="connection name (default: the connector's name)")
     p.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="connection setting (repeatable), e.g. a data centre or a sandbox host")
+                   help="connection setting (repeatable), e.g. a data centre or a test-org host")
     p.add_argument("--client-id", help="OAuth client id (else CRM_ENGINE_<CONNECTOR>_CLIENT_ID)")
     p.add_argument("--redirect-uri", default=oauth.DEFAULT_REDIRECT_URI,
                    help="loopback callback registered with the OAuth app")
@@ -95,22 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the authorization URL instead of opening a browser (SSH)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the callback")
     p.add_argument("--connectors-dir")
+    p.set_defaults(handler=cmd_connect)
 
     p = commands.add_parser("disconnect", help="revoke a connection's tokens and forget them")
     p.add_argument("connector")
     p.add_argument("--connection")
     p.add_argument("--connectors-dir")
+    p.set_defaults(handler=cmd_disconnect)
 
-    p = commands.add_parser("sandbox", help="run local emulators of the vendors' APIs")
-    p.add_argument("connectors", nargs="*", help="which ones (default: all)")
-    p.add_argument("--port", type=int, default=8100, help="first port (one per emulator)")
-    p.add_argument("--contacts", type=int, help="seed contacts per emulator")
-
-    p = commands.add_parser("demo", help="sandboxes, OAuth, syncs, actions, summary")
-    p.add_argument("--db", default="out/demo.duckdb")
-    p.add_argument("--contacts", type=int, default=10_000)
-    p.add_argument("--connectors", help="comma-separated (default: all with a sandbox)")
+    _add_installed_commands(commands)
     return parser
+
+
+def _add_installed_commands(commands: argparse._SubParsersAction) -> None:
+    """The subcommands other installed packages register (``crm_engine.commands``)."""
+    for entry_point in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = entry_point.load()
+        except Exception as exc:  # a broken extra must not take the engine's own commands down
+            print(f"warning: command {entry_point.name!r} ({entry_point.value}) not loaded: "
+                  f"{exc}", file=sys.stderr)
+            continue
+        register(commands)
 
 
 def _config_values(pairs: list[str]) -> dict[str, Any]:
@@ -264,31 +294,6 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from engine.demo import serve_sandboxes
-
-    return serve_sandboxes(args.connectors, args.port, args.contacts)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from engine.demo import run_demo
-
-    only = [c.strip() for c in args.connectors.split(",")] if args.connectors else None
-    return run_demo(args.db, contacts=args.contacts, only=only)
-
-
-COMMANDS = {
-    "validate": cmd_validate,
-    "connectors": cmd_connectors,
-    "sync": cmd_sync,
-    "action": cmd_action,
-    "connect": cmd_connect,
-    "disconnect": cmd_disconnect,
-    "sandbox": cmd_sandbox,
-    "demo": cmd_demo,
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     secrets.install_log_redaction()
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        return COMMANDS[args.command](args)
+        return args.handler(args)
     except SpecError as exc:
         for problem in exc.problems:
             print(f"error  {problem}", file=sys.stderr)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sandbox.core import App, Request, Response, RunningSandbox, serve
+from sandbox.kit import App, Request, Response, RunningSandbox, serve
 
 TEST_MAPPING = """
 models:

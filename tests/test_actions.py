@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InputError
-from sandbox.core import App, Request, Response, serve
+from sandbox.kit import App, Request, Response, serve
 from tests.support import write_specs
 
 CONNECTOR = r"""

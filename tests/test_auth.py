@@ -7,7 +7,7 @@ import pytest
 from engine.auth import Credentials
 from engine.connections import Connection
 from engine.errors import CrmError
-from sandbox.core import App, Request, Response
+from sandbox.kit import App, Request, Response
 from tests.support import TEST_MAPPING, cursor_page, items, serving, write_specs
 
 CONNECTOR = """

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 
 from engine.cli import main
-from engine.demo import connect_oauth
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
+from sandbox.demo import connect_oauth
 from sandbox.hubspot import HubSpotSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"

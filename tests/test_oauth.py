@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from engine.demo import follow_without_browser, run_demo
 from engine.errors import CrmError
 from engine.oauth import AuthorizationRequest, parse_callback
-from sandbox.core import App, Request, Response
+from sandbox.demo import follow_without_browser, run_demo
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.kit import App, Request, Response
 from tests.support import TEST_MAPPING, cursor_page, items, serving, write_specs
 
 CONNECTOR = """
@@ -239,7 +239,7 @@ def test_hubspot_revoke_kills_the_refresh_token(make_engine, clock):
     emulator = HubSpotSandbox(contacts=20, companies=5, deals=5)
     with emulator.start() as running:
         engine = make_engine(Path(__file__).resolve().parent.parent / "connectors")
-        from engine.demo import connect_oauth
+        from sandbox.demo import connect_oauth
 
         conn = connect_oauth(engine, "hubspot", emulator, running.url, "hs")
         refresh = conn.credentials.refresh_token

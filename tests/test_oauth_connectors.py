@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from engine.demo import follow_without_browser
 from engine.engine import PROJECT_ROOT
 from engine.store import SyncRun
 from sandbox import EMULATORS
+from sandbox.demo import follow_without_browser
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from engine.demo import connect_oauth
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError
+from sandbox.demo import connect_oauth
 from sandbox.pipedrive import PipedriveSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from engine.demo import connect_oauth
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
+from sandbox.demo import connect_oauth
 from sandbox.salesforce import SalesforceSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"

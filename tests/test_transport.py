@@ -11,7 +11,7 @@ import pytest
 
 from engine.errors import CrmError
 from engine.transport import Call
-from sandbox.core import Response
+from sandbox.kit import Response
 from tests.support import ItemsServer, connector_yaml, write_specs
 
 STREAM = """

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from engine.demo import connect_oauth, follow_without_browser
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
+from sandbox.demo import connect_oauth, follow_without_browser
 from sandbox.zoho import ZohoSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"

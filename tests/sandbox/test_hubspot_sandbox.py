@@ -11,8 +11,8 @@ import pytest
 
 import sandbox
 from sandbox.__main__ import _parser
-from sandbox.core import RunningSandbox
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.kit import RunningSandbox
 
 STATIC_TOKEN = "sandbox-private-app-token"
 CONTACTS = "/crm/v3/objects/contacts"

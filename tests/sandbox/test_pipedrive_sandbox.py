@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sandbox.core import RunningSandbox
+from sandbox.kit import RunningSandbox
 from sandbox.pipedrive import PipedriveSandbox
-from sandbox.pipedrive_records import PERSON
-from sandbox.pipedrive_schema import CUSTOMER_TIER, FAVORITE_COLOR, ME, ORG_REGION
+from sandbox.pipedrive.records import PERSON
+from sandbox.pipedrive.schema import CUSTOMER_TIER, FAVORITE_COLOR, ME, ORG_REGION
 
 API_TOKEN = "sandbox-api-token"
 UNLIMITED = {"rate_limit": None, "daily_token_budget": None}

@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sandbox.core import RunningSandbox
+from sandbox.kit import RunningSandbox
 from sandbox.salesforce import SalesforceSandbox
-from sandbox.salesforce_ids import normalize_id
+from sandbox.salesforce.ids import normalize_id
 
 STATIC_TOKEN = "sandbox-session-id"
 V = "/services/data/v59.0"

@@ -1,4 +1,4 @@
-"""The vendor-neutral pieces of sandbox.core: HTTP serving, faults, limits, OAuth state."""
+"""The vendor-neutral pieces of sandbox.kit.core: HTTP serving, faults, limits, OAuth state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sandbox.core import (
+from sandbox.kit.core import (
     App,
     Clock,
     DailyCounter,

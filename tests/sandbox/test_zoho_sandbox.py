@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sandbox.core import RunningSandbox
+from sandbox.kit import RunningSandbox
 from sandbox.zoho import ZohoSandbox
-from sandbox.zoho_criteria import Condition, CriteriaError, Group, escape, parse
-from sandbox.zoho_schema import DATA_CENTRES
+from sandbox.zoho.criteria import Condition, CriteriaError, Group, escape, parse
+from sandbox.zoho.schema import DATA_CENTRES
 
 STATIC = "1000.sandbox-static-token"
 CONTACTS = "/crm/v3/Contacts"

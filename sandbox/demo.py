@@ -1,0 +1,175 @@
+"""`crm-engine demo` and `crm-engine sandbox`: the embedded default, end to end.
+
+The engine's CLI knows neither command: it finds them through this project's
+``crm_engine.commands`` entry points (pyproject.toml), which name :func:`register_demo` and
+:func:`register_sandbox` (see engine/cli.py for the protocol).
+
+`demo`, for every connector that has a local emulator: start it, connect through its real OAuth
+flow (the emulator consents at once; we read the redirect instead of opening a browser), sync
+every stream into one DuckDB file, run each action once with the example payload from its YAML,
+then print a summary and example SQL. `sandbox`: serve emulators until Ctrl-C.
+
+Emulators come from the `sandbox` package's registry; each offers `client_id`,
+`client_secret`, `static_token` and `connection_config(url)` (the connector settings that point
+at it), so nothing here knows a vendor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import sandbox  # the package only: its EMULATORS load on first use, not when the CLI starts
+from engine.connections import Connection
+from engine.engine import Engine
+from engine.errors import CrmError
+from engine.progress import progress_for
+from engine.spec import Connector
+
+EXAMPLE_SQL = [
+    ("Contacts per connection",
+     "SELECT connector, connection, count(*) AS contacts FROM contacts GROUP BY ALL ORDER BY 1"),
+    ("Open pipeline by stage",
+     "SELECT connector, stage, count(*) AS deals, sum(amount) AS amount FROM deals "
+     "GROUP BY ALL ORDER BY amount DESC LIMIT 5"),
+    ("Vendor fields the mappings do not name, kept in `custom`",
+     "SELECT connector, count(*) FILTER (WHERE json_keys(custom) <> []) AS with_custom, "
+     "max(json_keys(custom)) AS some_keys FROM contacts GROUP BY connector ORDER BY 1"),
+    ("Sync runs",
+     "SELECT connection, stream, status, records, pages, requests, retries, "
+     "round(epoch(finished) - epoch(started), 2) AS seconds FROM sync_runs ORDER BY started"),
+    ("Action log", "SELECT connection, action, status, remote_id FROM action_log ORDER BY logged"),
+]
+
+
+def _emulators(engine: Engine, only: list[str] | None) -> dict[str, type]:
+    names = only or [n for n in sandbox.EMULATORS
+                     if (engine.connectors_dir / f"{n}.yaml").exists()]
+    unknown = [n for n in names if n not in sandbox.EMULATORS]
+    if unknown:
+        raise SystemExit(f"no sandbox for: {', '.join(unknown)} "
+                         f"(sandboxes: {', '.join(sandbox.EMULATORS)})")
+    return {n: sandbox.EMULATORS[n] for n in names}
+
+
+def follow_without_browser(url: str) -> None:
+    """Stand in for a person's browser: request the consent page and follow its redirect to
+    the loopback callback (the emulators consent at once)."""
+    with httpx.Client(timeout=30, follow_redirects=True) as client:
+        client.get(url)
+
+
+def connect_oauth(engine: Engine, connector: str, emulator: Any, url: str,
+                  connection: str) -> Connection:
+    """The real authorization-code flow against an emulator, loopback callback included."""
+    return engine.connect(connector, connection, client_id=emulator.client_id,
+                          client_secret=emulator.client_secret,
+                          config=emulator.connection_config(url),
+                          redirect_uri="http://127.0.0.1:0/callback",
+                          open_url=follow_without_browser, timeout=30)
+
+
+def run_actions(engine: Engine, connector: Connector, connection: str) -> list[tuple[str, str]]:
+    results: dict[str, Any] = {}
+    outcomes = []
+    for name, action in connector.actions.items():
+        if action.example is None:
+            continue
+        payload = action.example.render({"results": results})
+        try:
+            results[name] = engine.action(connector.name, name, payload, connection)
+            outcomes.append((name, f"ok, id {results[name].get('id')}"))
+        except CrmError as exc:
+            outcomes.append((name, f"FAILED: {exc}"))
+    return outcomes
+
+
+def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
+    db_path = Path(db)
+    if db_path.exists():
+        db_path.unlink()  # the demo starts from an empty file each time
+    home = db_path.parent / "demo-home"
+    ok = True
+    with Engine(db=db_path, home=home) as engine:
+        for name, emulator_class in _emulators(engine, only).items():
+            connector = engine.connector(name)
+            emulator = emulator_class(contacts=contacts, companies=max(contacts // 10, 10),
+                                      deals=max(contacts // 5, 10), **emulator_class.DEMO_OPTIONS)
+            print(f"\n== {connector.title}: sandbox with {contacts:,} contacts")
+            with emulator.start() as running:
+                conn = connect_oauth(engine, name, emulator, running.url, f"{name}-demo")
+                print(f"connected {conn.name} via OAuth ({conn.auth_method}) at {running.url}")
+                started = time.perf_counter()
+                runs = engine.sync(name, conn.name, progress=progress_for(sys.stdout))
+                elapsed = time.perf_counter() - started
+                total = sum(r.records for r in runs)
+                print(f"synced {total:,} records in {elapsed:.1f}s ({total / elapsed:,.0f}/s)")
+                ok = ok and all(r.status == "succeeded" for r in runs)
+                for action, outcome in run_actions(engine, connector, conn.name):
+                    print(f"  action {action:<24} {outcome}")
+                    ok = ok and outcome.startswith("ok")
+        print(f"\n== DuckDB file: {db_path}\n")
+        assert engine.store is not None
+        for title, sql in EXAMPLE_SQL:
+            print(f"-- {title}\n{sql};")
+            for row in engine.store.query(sql):
+                print("   ", " | ".join("" if v is None else str(v) for v in row))
+            print()
+    print("demo " + ("succeeded" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> int:
+    chosen = names or list(sandbox.EMULATORS)
+    running = []
+    try:
+        for offset, name in enumerate(chosen):
+            options = {"contacts": contacts} if contacts else {}
+            emulator = sandbox.EMULATORS[name](**options)
+            server = emulator.start(port=first_port + offset)
+            running.append(server)
+            print(f"{name}: {server.url}  client_id={emulator.client_id} "
+                  f"client_secret={emulator.client_secret} token={emulator.static_token}")
+            print(f"  try: crm-engine sync {name} --base-url {server.url} "
+                  f"--token {emulator.static_token} --db {name}.duckdb")
+        print("Ctrl-C stops them.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for server in running:
+            server.close()
+
+
+# The crm_engine.commands entry points (engine/cli.py describes the protocol).
+
+
+def register_demo(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("demo", help="sandboxes, OAuth, syncs, actions, summary")
+    p.add_argument("--db", default="out/demo.duckdb")
+    p.add_argument("--contacts", type=int, default=10_000)
+    p.add_argument("--connectors", help="comma-separated (default: all with a sandbox)")
+    p.set_defaults(handler=_demo_command)
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    only = [c.strip() for c in args.connectors.split(",")] if args.connectors else None
+    return run_demo(args.db, contacts=args.contacts, only=only)
+
+
+def register_sandbox(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("sandbox", help="run local emulators of the vendors' APIs")
+    p.add_argument("connectors", nargs="*", help="which ones (default: all)")
+    p.add_argument("--port", type=int, default=8100, help="first port (one per emulator)")
+    p.add_argument("--contacts", type=int, help="seed contacts per emulator")
+    p.set_defaults(handler=_sandbox_command)
+
+
+def _sandbox_command(args: argparse.Namespace) -> int:
+    return serve_sandboxes(args.connectors, args.port, args.contacts)
