@@ -57,9 +57,9 @@ def coerce_config(connector: Connector, values: dict[str, Any]) -> dict[str, Any
                                                f"(known: {known})")
         setting = connector.config[name]
         out[name] = _coerce(setting.type, value, name)
-        if setting.enum and out[name] not in setting.enum:
-            allowed = ", ".join(map(str, setting.enum))
-            raise InputError(f"config.{name}", f"{out[name]!r} is not one of {allowed}")
+        problem = setting.problem(out[name])
+        if problem:
+            raise InputError(f"config.{name}", problem)
     missing = [n for n, s in connector.config.items() if s.required and out.get(n) is None]
     if missing:
         raise InputError(f"config.{missing[0]}", f"is required by {connector.name}")

@@ -48,6 +48,7 @@ from engine.templates import (
     TemplateSyntaxProblem,
     referenced_names,
     template_strings,
+    unsafe_attributes,
 )
 from engine.yamlsource import Locator, YamlPath, load
 
@@ -104,7 +105,11 @@ class _Checker:
     def names(self, path: YamlPath, source: str, roots: dict[str, set[str] | None],
               env: Any = TEXT_ENV) -> None:
         """Every variable a template reads must exist: its root, and its first attribute where
-        the root's attributes are known (config settings, input fields, ...)."""
+        the root's attributes are known (config settings, input fields, ...). No attribute
+        the sandbox refuses (`__class__`, `mro`) may be read: that fails at run time."""
+        for attribute in unsafe_attributes(source, env):
+            self.add(path, f"the template reads {attribute!r}, which the template sandbox "
+                           f"refuses")
         for chain in referenced_names(source, env):
             root = chain[0]
             if root in env.globals and root not in roots:  # dict(), range(), ...
@@ -234,9 +239,14 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
                        mappings: dict[str, ModelMapping], mapping_file: str) -> Connector | None:
     config = {
         name: ConfigSetting(name, s.get("type", "string"), s.get("default"),
-                            s.get("required", False), s.get("description", ""), s.get("enum"))
+                            s.get("required", False), s.get("description", ""), s.get("enum"),
+                            s.get("minimum"), s.get("maximum"))
         for name, s in (data.get("config") or {}).items()
     }
+    for name, setting in config.items():
+        problem = setting.problem(setting.default)
+        if problem:
+            c.add(("config", name, "default"), problem)
     settings = {s for m in data["auth"].values()
                 for s in [*(m.get("settings") or {}), *(m.get("callback_settings") or {})]}
     constants = data.get("constants") or {}

@@ -194,6 +194,12 @@ class ErrorSpec:
     rules: list[ErrorRule] = field(default_factory=list)
 
 
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "list": (list,),
+}
+
+
 @dataclass
 class ConfigSetting:
     name: str
@@ -202,6 +208,23 @@ class ConfigSetting:
     required: bool = False
     description: str = ""
     enum: list[Any] | None = None
+    minimum: float | None = None  # the vendor's own bounds, e.g. a page size of at most 100
+    maximum: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not a valid value of this setting, or None if it is."""
+        if value is None:
+            return None
+        kinds = _CONFIG_TYPES[self.type]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            return f"{value!r} is not a valid {self.type}"
+        if self.enum and value not in self.enum:
+            return f"{value!r} is not one of {', '.join(map(str, self.enum))}"
+        if self.minimum is not None and value < self.minimum:
+            return f"{value!r} is below the minimum, {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{value!r} is above the maximum, {self.maximum:g}"
+        return None
 
 
 @dataclass

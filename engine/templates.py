@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, nodes, sandbox
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
@@ -102,6 +102,23 @@ def referenced_names(source: str, env: jinja2.Environment = TEXT_ENV) -> list[tu
     # Drop shorter chains that a longer one already covers.
     longest = [c for c in chains if not any(o != c and o[: len(c)] == c for o in chains)]
     return sorted(set(longest))
+
+
+_UNSAFE_NAMES = (sandbox.UNSAFE_FUNCTION_ATTRIBUTES | sandbox.UNSAFE_METHOD_ATTRIBUTES
+                 | sandbox.UNSAFE_GENERATOR_ATTRIBUTES | sandbox.UNSAFE_COROUTINE_ATTRIBUTES
+                 | sandbox.UNSAFE_ASYNC_GENERATOR_ATTRIBUTES | {"mro"})
+
+
+def unsafe_attributes(source: str, env: jinja2.Environment = TEXT_ENV) -> list[str]:
+    """Attributes a template reads that the sandbox refuses at run time (private and dunder
+    names such as `__class__`, function and frame internals), found at load time instead."""
+    found = []
+    for node in _parse(source, env).find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else (
+            node.arg.value if isinstance(node.arg, nodes.Const) else None)
+        if isinstance(name, str) and (name.startswith("_") or name in _UNSAFE_NAMES):
+            found.append(name)
+    return found
 
 
 def _parse(source: str, env: jinja2.Environment) -> nodes.Template:

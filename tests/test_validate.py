@@ -139,3 +139,49 @@ def test_cli_sync_with_a_broken_spec_writes_nothing(tmp_path, capsys):
 def test_shipped_specs_are_valid(capsys):
     assert main(["validate"]) == 0
     assert "hubspot.yaml" in capsys.readouterr().out
+
+
+CONFIG = """
+config:
+  page_size: {type: integer, default: 50, minimum: 1, maximum: 100}
+"""
+
+
+def test_sandbox_refused_attribute_is_found_at_load_time(tmp_path):
+    stream = GOOD_STREAM.replace("{limit: 10}", "{limit: \"{{ ''.__class__ }}\"}")
+    [p] = problems_for(tmp_path, connector_yaml(stream))
+    assert p.path == "streams.items.request.params.limit" and "'__class__'" in p.message
+    assert p.line == line_of(tmp_path / "connectors/acme.yaml", "__class__")
+
+
+def test_config_default_of_the_wrong_type(tmp_path):
+    extra = CONFIG.replace("default: 50", "default: fifty")
+    [p] = problems_for(tmp_path, connector_yaml(GOOD_STREAM, extra=extra))
+    assert p.path == "config.page_size.default" and p.message == "'fifty' is not a valid integer"
+
+
+def test_config_default_outside_the_vendors_range(tmp_path):
+    extra = CONFIG.replace("default: 50", "default: 1000")
+    [p] = problems_for(tmp_path, connector_yaml(GOOD_STREAM, extra=extra))
+    assert p.path == "config.page_size.default" and "above the maximum, 100" in p.message
+
+
+def test_config_value_outside_the_vendors_range_is_refused_before_sending(tmp_path, capsys):
+    connectors = write_specs(tmp_path, connector_yaml(GOOD_STREAM, extra=CONFIG))
+    code = main(["sync", "acme", "--connectors-dir", str(connectors), "--token", "t0ken",
+                 "--base-url", "http://127.0.0.1:9", "--config", "page_size=1000",
+                 "--db", str(tmp_path / "x.duckdb")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "error: config.page_size: 1000 is above the maximum, 100\n"
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_shipped_page_sizes_carry_the_vendors_maximum():
+    from engine.engine import Engine
+
+    engine = Engine()
+    # CONTRACTS 0: HubSpot lists 100, Pipedrive v2 500, Salesforce query batches 200-2000.
+    assert engine.connector("hubspot").config["page_size"].maximum == 100
+    assert engine.connector("pipedrive").config["page_size"].maximum == 500
+    salesforce = engine.connector("salesforce").config["batch_size"]
+    assert (salesforce.minimum, salesforce.maximum) == (200, 2000)
