@@ -124,6 +124,17 @@ def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
+def try_commands(name: str, emulator: Any, url: str) -> list[str]:
+    """Shell lines that sync from a running emulator and run one action against it. The
+    token goes in the environment, never on a command line (where `ps` would show it)."""
+    return [
+        f"export CRM_ENGINE_{name.upper()}_TOKEN={emulator.static_token}",
+        f"crm-engine sync {name} --base-url {url} --db {name}.duckdb",
+        f"crm-engine action {name} search_contact_by_email --base-url {url} "
+        f"--data '{{\"email\": \"nobody@example.com\"}}'",
+    ]
+
+
 def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> int:
     chosen = names or list(sandbox.EMULATORS)
     running = []
@@ -135,8 +146,8 @@ def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> 
             running.append(server)
             print(f"{name}: {server.url}  client_id={emulator.client_id} "
                   f"client_secret={emulator.client_secret} token={emulator.static_token}")
-            print(f"  try: crm-engine sync {name} --base-url {server.url} "
-                  f"--token {emulator.static_token} --db {name}.duckdb")
+            print("  try:\n" + "".join(f"    {line}\n" for line in
+                                        try_commands(name, emulator, server.url)), end="")
         print("Ctrl-C stops them.")
         while True:
             time.sleep(3600)
