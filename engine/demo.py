@@ -135,7 +135,7 @@ def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> 
                   f"client_secret={emulator.client_secret} token={emulator.static_token}")
             print(f"  try: crm-engine sync {name} --base-url {server.url} "
                   f"--token {emulator.static_token} --db {name}.duckdb")
-        print("Ctrl-C stops them.")
+        print("Ctrl-C stops them.", flush=True)  # also when stdout is a pipe or a file
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
