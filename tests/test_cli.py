@@ -216,7 +216,6 @@ def test_connect_with_no_browser_takes_the_client_from_the_environment(emulator,
     stored = json.loads((tmp_path / "home" / "connections" / f"{name}-cli.json").read_text())
     assert (stored["connector"], stored["auth_method"]) == (name, "oauth2")
     assert stored["credentials"]["client_id"] == vendor.client_id
-    assert stored["credentials"]["access_token"] and stored["credentials"]["refresh_token"]
     # The stored connection works for a later command, without the client in the environment.
     synced = run("sync", name, "--connection", f"{name}-cli", "--streams", "companies",
                  "--db", str(tmp_path / "cli.duckdb"), env=cli_env(tmp_path / "home"))
@@ -230,8 +229,7 @@ def test_there_is_no_flag_for_the_client_secret(tmp_path):
                  CLIENT_SECRET_CANARY, "--no-browser", env=cli_env(tmp_path / "home"))
     assert result.returncode == 2
     assert "unrecognized arguments: --client-secret" in result.stderr
-    assert not (tmp_path / "home" / "connections").exists() or not list(
-        (tmp_path / "home" / "connections").glob("*.json"))
+    assert not list((tmp_path / "home").glob("connections/*.json"))
 
 
 def test_connect_without_the_secret_in_the_environment_asks_nothing_and_stores_nothing(
