@@ -148,7 +148,7 @@ def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> 
                   f"client_secret={emulator.client_secret} token={emulator.static_token}")
             print("  try:\n" + "".join(f"    {line}\n" for line in
                                         try_commands(name, emulator, server.url)), end="")
-        print("Ctrl-C stops them.")
+        print("Ctrl-C stops them.", flush=True)  # also when stdout is a pipe or a file
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from engine.auth import Credentials
 from engine.connections import Connection
 from engine.errors import CrmError
-from sandbox.kit import App, Request, Response
-from tests.support import TEST_MAPPING, cursor_page, items, serving, write_specs
+from engine.transport import Call
+from tests.support import (
+    TEST_MAPPING,
+    App,
+    Request,
+    Response,
+    cursor_page,
+    items,
+    serving,
+    write_specs,
+)
 
 CONNECTOR = """
 name: acme
@@ -48,6 +59,10 @@ class OAuthServer:
         self.expire_after_pages: int | None = None
         self.refresh_fails = False
         self.pages = 0
+        self.unauthorized = 0  # 401s served
+        self.used_tokens: list[str] = []  # access tokens that were accepted, in order
+        # Called the first time a new access token is used (to look at what was stored then).
+        self.on_first_use: Callable[[str], None] | None = None
         self.records = items(25)
         self.app.add_route("POST", "/token", self.token)
         self.app.add_route("GET", "/items", self.items)
@@ -70,7 +85,12 @@ class OAuthServer:
             self.valid_token = "expired-for-good"
             self.expire_after_pages = None
         if self.always_401 or request.headers.get("authorization") != f"Bearer {self.valid_token}":
+            self.unauthorized += 1
             return Response(401, {"code": "EXPIRED", "message": "token expired"})
+        if self.valid_token not in self.used_tokens:
+            self.used_tokens.append(self.valid_token)
+            if self.on_first_use is not None:
+                self.on_first_use(self.valid_token)
         self.pages += 1
         return cursor_page(self.records, request)
 
@@ -94,6 +114,7 @@ def engine(tmp_path, make_engine, oauth_server, clock):
 def test_401_refreshes_once_then_retries_and_persists_rotation(engine, oauth_server):
     [run] = engine.sync("acme")
     assert run.status == "succeeded" and run.records == 25
+    assert oauth_server.unauthorized == 1  # the stale token, once; then the refreshed one
     assert len(oauth_server.token_calls) == 1
     call = oauth_server.token_calls[0]
     assert call["grant_type"] == "refresh_token" and call["authorization"].startswith("Basic ")
@@ -101,25 +122,57 @@ def test_401_refreshes_once_then_retries_and_persists_rotation(engine, oauth_ser
     assert (stored.access_token, stored.refresh_token) == ("a-1", "r-1")
 
 
+def test_a_rotated_refresh_token_is_stored_before_the_new_access_token_is_used(
+        engine, oauth_server):
+    stored_at_first_use: dict[str, str | None] = {}
+
+    def look(token: str) -> None:
+        stored_at_first_use[token] = engine.credentials.load("acme").credentials.refresh_token
+
+    oauth_server.on_first_use = look
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded"
+    # Had the process died right after the refresh, the store would still hold a live token.
+    assert stored_at_first_use == {"a-1": "r-1"}
+
+
 def test_a_second_401_is_an_error_not_a_loop(engine, oauth_server):
     oauth_server.always_401 = True
     [run] = engine.sync("acme")
     assert run.status == "failed" and "HTTP 401" in run.error
     assert len(oauth_server.token_calls) == 1
+    assert oauth_server.unauthorized == 2  # the request, and its one retry after the refresh
 
 
-def test_refresh_ahead_of_expiry(engine, oauth_server, clock):
-    clock.advance(3000 - 200)  # 200 s left: inside the 5-minute margin
+@pytest.mark.parametrize("seconds_left", [299, 120, 10])
+def test_refresh_ahead_of_expiry(engine, oauth_server, clock, seconds_left):
+    clock.advance(3000 - seconds_left)  # inside the 5-minute margin
     oauth_server.valid_token = "a-1"  # the stale token would be refused
     [run] = engine.sync("acme")
     assert run.status == "succeeded"
+    assert oauth_server.unauthorized == 0  # refreshed before sending, not after a 401
     assert len(oauth_server.token_calls) == 1 and oauth_server.pages == 3
 
 
-def test_refresh_without_new_refresh_token_keeps_the_old_one(engine, oauth_server):
-    oauth_server.rotate = False
-    engine.sync("acme")
-    assert engine.credentials.load("acme").credentials.refresh_token == "r-0"
+def test_no_refresh_while_more_than_five_minutes_are_left(engine, oauth_server, clock):
+    clock.advance(3000 - 301)
+    oauth_server.valid_token = "a-stale"  # still good
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and oauth_server.token_calls == []
+
+
+def test_refresh_without_new_refresh_token_keeps_the_old_one(engine, oauth_server, clock):
+    oauth_server.rotate = False  # like Zoho: the refresh response has no refresh_token
+    [run] = engine.sync("acme")  # the stale access token: refreshed with r-0
+    assert run.status == "succeeded" and len(oauth_server.token_calls) == 1
+    stored = engine.credentials.load("acme").credentials
+    assert (stored.access_token, stored.refresh_token) == ("a-1", "r-0")
+    assert stored.expires_at == clock.wall() + 3600  # from the response's expires_in
+    clock.advance(3600)  # expired: the kept refresh token must still work
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded"
+    assert [c["refresh_token"] for c in oauth_server.token_calls] == ["r-0", "r-0"]
+    assert engine.credentials.load("acme").credentials.access_token == "a-2"
 
 
 def test_invalid_grant_fails_the_run_and_keeps_earlier_pages(engine, oauth_server):
@@ -142,7 +195,5 @@ def test_credentials_repr_hides_secrets(engine):
 def test_refresh_error_is_a_crm_error_for_actions_too(engine, oauth_server):
     oauth_server.refresh_fails = True
     session, _, _ = engine.session("acme")
-    from engine.transport import Call
-
     with pytest.raises(CrmError, match="crm-engine connect"):
         session.send(Call("GET", oauth_server.url + "/items"), "test")

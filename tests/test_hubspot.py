@@ -185,7 +185,10 @@ def test_log_call_and_create_note(engine, hubspot):
         "outcome": "left_voicemail", "contact_id": contact}, "acct")
     stored = emulator.store.get("calls", call["id"])["properties"]
     assert stored["hs_call_duration"] == "125000" and stored["hs_call_direction"] == "INBOUND"
-    assert stored["hs_timestamp"]  # required by HubSpot; defaulted to now
+    # Required by HubSpot (CONTRACTS 1.3); defaulted to now, as an ISO-8601 UTC time.
+    logged = dt.datetime.fromisoformat(stored["hs_timestamp"].replace("Z", "+00:00"))
+    assert logged.tzinfo is not None
+    assert abs((dt.datetime.now(dt.UTC) - logged).total_seconds()) < 300
     assert call["record"]["duration_seconds"] == 125 and call["record"]["outcome"] == \
         "left_voicemail"
     note = engine.action("hubspot", "create_note", {"body": "Hi", "contact_id": contact}, "acct")
@@ -233,7 +236,9 @@ def test_cli_action_prints_the_unified_result(hubspot, tmp_path, capsys, monkeyp
                  "--base-url", running.url, "--db", str(tmp_path / "cli.duckdb")])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["id"] == contact and result["record"]["email"]
+    assert result["id"] == contact
+    assert result["record"]["email"] == emulator.store.get("contacts", contact)["properties"][
+        "email"]
     code = main(["action", "hubspot", "get_contact", "--data", '{"id": "999999999"}',
                  "--base-url", running.url])
     assert code == 1

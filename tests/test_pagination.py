@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine.errors import CrmError
+from engine.errors import InputError
 from tests.support import ItemsServer, connector_yaml, write_specs
 
 STYLES = {
@@ -40,6 +40,21 @@ STYLES = {
           paginate: {style: page, page_param: page, size_param: per_page, size: 10, more: info.more,
                      token: {value: info.token, param: page_token, after_records: 30}}
     """,
+    # No `more` flag and no next offset: a full page means there may be more, a short one ends.
+    "offset_by_size": """
+        items:
+          model: contact
+          request: {method: GET, path: /offset}
+          records: data
+          paginate: {style: offset, offset_param: start, limit_param: limit, limit: 10}
+    """,
+    "page_by_size": """
+        items:
+          model: contact
+          request: {method: GET, path: /page}
+          records: data
+          paginate: {style: page, page_param: page, size_param: per_page, size: 10}
+    """,
     "cursor_in_body": """
         items:
           model: contact
@@ -57,7 +72,8 @@ def _ids(engine) -> list[str]:
 @pytest.mark.parametrize("style", sorted(STYLES))
 @pytest.mark.parametrize("n", [0, 1, 10, 73])
 def test_every_record_exactly_once(tmp_path, make_engine, style, n):
-    with ItemsServer(n, page_cap=30) as server:
+    # Page numbers stop at 30 records where the style switches to page tokens past them.
+    with ItemsServer(n, page_cap=30 if style == "page" else 1_000_000) as server:
         engine = make_engine(write_specs(tmp_path, connector_yaml(STYLES[style])))
         [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
     assert run.status == "succeeded", run.error
@@ -120,9 +136,36 @@ def test_unknown_records_path_gives_no_records_not_a_crash(tmp_path, make_engine
 
 def test_sync_of_unknown_stream_is_an_input_error(tmp_path, make_engine):
     engine = make_engine(write_specs(tmp_path, connector_yaml(STYLES["cursor"])))
-    with pytest.raises(Exception, match="no stream 'nope'"):
+    with pytest.raises(InputError, match="acme has no stream 'nope' \\(streams: items\\)") as info:
         engine.sync("acme", token="x", base_url="http://127.0.0.1:9", streams=["nope"])
-    assert CrmError  # imported for the type in other tests
+    assert info.value.field == "streams"
+    assert engine.store.query("SELECT count(*) FROM sync_runs")[0][0] == 0  # nothing ran
+
+
+# (records, the offsets / page numbers that must be asked for): a full page needs one more
+# request to know it was the last; a short page is the last without one.
+BY_SIZE = [(0, [0]), (9, [0]), (10, [0, 10]), (20, [0, 10, 20]), (25, [0, 10, 20])]
+
+
+@pytest.mark.parametrize(("n", "starts"), BY_SIZE)
+def test_a_full_offset_page_means_more_and_a_short_one_is_the_last(tmp_path, make_engine, n,
+                                                                   starts):
+    with ItemsServer(n) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(STYLES["offset_by_size"])))
+        [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
+    assert run.status == "succeeded" and run.records == n
+    assert [int(p["start"]) for p in server.seen_params] == starts
+    assert all(p["limit"] == "10" for p in server.seen_params)
+
+
+@pytest.mark.parametrize(("n", "starts"), BY_SIZE)
+def test_a_full_numbered_page_means_more_and_a_short_one_is_the_last(tmp_path, make_engine, n,
+                                                                     starts):
+    with ItemsServer(n) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(STYLES["page_by_size"])))
+        [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
+    assert run.status == "succeeded" and run.records == n
+    assert [p["page"] for p in server.seen_params] == [str(s // 10 + 1) for s in starts]
 
 
 def test_custom_fields_are_keyed_by_the_names_the_field_definitions_give(tmp_path, make_engine):

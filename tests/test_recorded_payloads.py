@@ -1,29 +1,38 @@
-"""The connectors against payloads recorded from the real vendors (../shared/vendor-api/fixtures),
-not our emulators: records found where the YAML says, mapped with the right types and times in
-UTC, the next page found, errors classified, result ids extracted."""
+"""The connectors against payloads recorded from the real vendors (tests/fixtures, copied from
+the shared vendor-API notes with their provenance), not our emulators: records found where the
+YAML says, mapped with the right types and times in UTC, the next page found, errors classified,
+result ids extracted, rate-limit headers read."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 
+from engine.clock import FakeClock
 from engine.engine import PROJECT_ROOT
 from engine.loader import load_connector
 from engine.paginate import Page, paginator_for
+from engine.ratelimit import RateBudget
 from engine.transport import Call, classify
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+VENDORS = ("hubspot", "salesforce", "pipedrive", "zoho")
 
 
 def kind_code(errors, status, body):
     meaning = classify(errors, status, body)
     return meaning.kind, meaning.code
 
-FIXTURES = PROJECT_ROOT.parent / "shared" / "vendor-api" / "fixtures"
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="no ../shared/vendor-api/fixtures")
 UTC = dt.UTC
+
+
+def meta(vendor: str) -> dict:
+    return json.loads((FIXTURES / vendor / "_meta.json").read_text())
 
 
 def fixture(vendor: str, name: str):
@@ -38,15 +47,27 @@ def next_call(stream, body, records, url="https://h.example/api/list"):
     return paginator_for(stream.paginate).next(Call("GET", url), Page(body, records, 1))
 
 
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_every_recorded_file_is_here_with_its_provenance(vendor):
+    recorded = {p.name for p in (FIXTURES / vendor).glob("*.json")} - {"_meta.json"}
+    described = meta(vendor)
+    assert recorded and set(described) == recorded  # no file without provenance, and vice versa
+    for name, entry in described.items():
+        assert "source" in entry and entry["source"].strip(), name
+        json.loads((FIXTURES / vendor / name).read_text())  # every body parses
+
+
 def test_hubspot_list_page_without_paging_is_the_last():
     hubspot = connector("hubspot")
     stream = hubspot.streams["contacts"]
     body = fixture("hubspot", "contacts_list_page.json")
     records = stream.records(body)
-    assert len(records) >= 1 and next_call(stream, body, records) is None
+    assert [r["id"] for r in records] == ["713492963559", "713688692984", "713802347732"]
+    assert next_call(stream, body, records) is None
     row = stream.mapping.read(records[0])
     assert row["id"] == records[0]["id"] and row["email"] == records[0]["properties"]["email"]
-    assert row["updated_at"].tzinfo == UTC and row["is_deleted"] is False
+    assert row["updated_at"] == dt.datetime(2026, 3, 12, 7, 34, 24, 559000, tzinfo=UTC)
+    assert row["is_deleted"] is False
     assert "hs_object_id" in row["custom"] and "email" not in row["custom"]
 
 
@@ -137,14 +158,20 @@ def test_zoho_list_page_lookups_and_offsets():
     stream = zoho.streams["contacts"]
     body = fixture("zoho", "v2_contacts_list_page.json")
     records = stream.records(body)
-    assert len(records) >= 1 and next_call(stream, body, records) is None  # more_records false
+    assert [r["id"] for r in records] == [r["id"] for r in body["data"]] and len(records) == 2
+    assert next_call(stream, body, records) is None  # info.more_records: false
     row = stream.mapping.read(records[0])
     assert row["owner_id"] == records[0]["Owner"]["id"]
     assert row["created_at"] == dt.datetime.fromisoformat(records[0]["Created_Time"])
     assert row["created_at"].tzinfo == UTC
     assert not any(key.startswith("$") for key in row["custom"])
     deal = zoho.streams["deals"].mapping.read(fixture("zoho", "v2_deal_get.json")["data"][0])
-    assert deal["id"] and isinstance(deal["close_date"], (dt.date, type(None)))
+    assert (deal["id"], deal["name"], deal["amount"], deal["stage"], deal["status"]) == (
+        "7328395000000688003", "Test Deal from Nango Action", Decimal("10000"), "Qualification",
+        "open")
+    assert deal["close_date"] == dt.date(2024, 12, 31)  # "Closing_Date": "2024-12-31"
+    assert deal["updated_at"] == dt.datetime(2026, 5, 14, 9, 52, 27, tzinfo=UTC)  # +03:00 in
+    assert deal["owner_id"] == "7328395000000605001"
 
 
 def test_zoho_write_results_and_errors():
@@ -164,3 +191,32 @@ def test_zoho_write_results_and_errors():
     assert zoho.errors.in_body_code(per_record) == "MANDATORY_NOT_FOUND"
     assert classify(zoho.errors, 400, per_record).code == "MANDATORY_NOT_FOUND"
 
+
+
+def recorded_headers(vendor: str, name: str) -> httpx.Headers:
+    return httpx.Headers(meta(vendor)[name]["headers"])
+
+
+def test_budgets_read_the_recorded_rate_limit_headers():
+    clock = FakeClock()
+    hubspot = RateBudget(connector("hubspot").rate_limit, clock)
+    hubspot.observe(recorded_headers("hubspot", "contacts_list_page.json"))
+    assert (hubspot.capacity, hubspot.window) == (110, 10.0)  # Max 110 per 10000 ms
+    pipedrive = RateBudget(connector("pipedrive").rate_limit, clock)
+    pipedrive.observe(recorded_headers("pipedrive", "v1_persons_list_page.json"))
+    assert (pipedrive.capacity, pipedrive.daily_remaining) == (80, 147158)
+    salesforce = RateBudget(connector("salesforce").rate_limit, clock)
+    salesforce.observe(recorded_headers("salesforce", "query_contacts_page.json"))
+    assert (salesforce.usage, salesforce.daily_remaining) == ("896/15000", 15000 - 896)
+    assert clock.sleeps == []
+
+
+def test_pipedrive_remaining_zero_waits_for_the_recorded_reset():
+    """A recorded Pipedrive window (limit 80, reset 2 s) with nothing left pauses sending for
+    the reset, not for our own guess of the window."""
+    clock = FakeClock()
+    budget = RateBudget(connector("pipedrive").rate_limit, clock)
+    spent = {**recorded_headers("pipedrive", "v1_person_get.json"), "x-ratelimit-remaining": "0"}
+    budget.observe(httpx.Headers(spent))
+    budget.acquire()
+    assert clock.sleeps == [2.0]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
+from sandbox import EMULATORS
 from sandbox.demo import connect_oauth
-from sandbox.salesforce import SalesforceSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 HOSTILE = ["x' OR Email != '", "a@b.com' OR Name LIKE '%", "\\' OR Id != '", "a\nb@c.com",
@@ -18,7 +19,7 @@ HOSTILE = ["x' OR Email != '", "a@b.com' OR Name LIKE '%", "\\' OR Id != '", "a\
 
 @pytest.fixture(scope="module")
 def salesforce():
-    emulator = SalesforceSandbox(contacts=450, companies=20, deals=30, batch_size=200)
+    emulator = EMULATORS["salesforce"](contacts=450, companies=20, deals=30, batch_size=200)
     with emulator.start() as running:
         yield emulator, running
 
@@ -42,7 +43,9 @@ def test_sync_follows_next_records_url_and_records_api_usage(engine, salesforce)
     runs = engine.sync("salesforce", "sf", config={"batch_size": 200})
     assert [r.status for r in runs] == ["succeeded"] * 3, [r.error for r in runs]
     assert runs[0].records == 450 and runs[0].pages == 3
-    assert runs[0].api_usage and "/" in runs[0].api_usage  # from Sforce-Limit-Info
+    # Sforce-Limit-Info: api-usage=N/M, M the org's daily allocation (CONTRACTS 2.7)
+    used, allowed = re.fullmatch(r"(\d+)/(\d+)", runs[0].api_usage).groups()
+    assert int(allowed) == int(emulator.describe()["daily_limit"]) and int(used) > 0
     for table, sobject in (("contacts", "Contact"), ("companies", "Account"),
                            ("deals", "Opportunity")):
         landed = engine.store.query(f"SELECT count(DISTINCT id) FROM {table}")[0][0]
@@ -124,7 +127,10 @@ def test_task_and_note(engine, salesforce):
     assert (stored["Priority"], stored["WhoId"], stored["WhatId"]) == ("High", contact, deal)
     note = engine.action("salesforce", "create_note", {"body": "Likes gears",
                                                        "contact_id": contact}, "sf")
-    assert note["id"]
+    assert note["id"].startswith("002")  # a classic Note's key prefix
+    stored = emulator.store.get("Note", note["id"])
+    assert (stored["ParentId"], stored["Title"], stored["Body"]) == (contact, "Likes gears",
+                                                                     "Likes gears")
 
 
 def test_search_records_runs_only_a_select(engine):
@@ -139,17 +145,29 @@ def test_error_arrays_are_normalized(engine):
     with pytest.raises(CrmError) as info:
         engine.action("salesforce", "create_deal", {"name": "x", "stage": "Nope",
                                                      "close_date": "2026-01-01"}, "sf")
-    assert info.value.status == 400 and info.value.code
-    assert info.value.message and not info.value.message.startswith("[")
+    error = info.value
+    # fixtures/salesforce/error_400_invalid_restricted_picklist.json: the array's first entry
+    assert (error.status, error.code, error.kind, error.retryable) == (
+        400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "fatal", False)
+    assert error.message.endswith(": bad value for restricted picklist field: Nope")
+    assert error.raw_body[0]["errorCode"] == error.code
 
 
 def test_expired_session_refreshes_once_and_retries(engine, salesforce):
-    emulator, _ = salesforce
+    emulator, running = salesforce
     engine.sync("salesforce", "sf", streams=["companies"])
-    emulator.expire_all_tokens()
+    before = engine.credentials.load("sf").credentials
+    token_calls = running.app.stats.count("oauth.token")
+    served = running.app.requests_served
+    emulator.expire_all_tokens()  # the next API call gets 401 INVALID_SESSION_ID
     [run] = engine.sync("salesforce", "sf", streams=["companies"])
-    assert run.status == "succeeded"
-    assert engine.credentials.load("sf").credentials.access_token  # refreshed and stored
+    assert run.status == "succeeded" and run.records == emulator.store.count("Account")
+    assert running.app.stats.count("oauth.token") == token_calls + 1  # refreshed once
+    # The refused request, the refresh, the same request again: one page of 20 accounts.
+    assert running.app.requests_served - served == 3
+    after = engine.credentials.load("sf").credentials
+    assert after.access_token != before.access_token  # the new one, stored
+    assert after.refresh_token == before.refresh_token  # Salesforce does not rotate here
 
 
 def test_request_limit_exceeded_is_retried_then_a_spent_allocation_stops(engine, salesforce,

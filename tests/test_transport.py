@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import socket
+import time
 
 import pytest
 
+from engine.auth import TokenAuth
 from engine.errors import CrmError
-from engine.transport import Call
-from sandbox.kit import Response
-from tests.support import ItemsServer, connector_yaml, write_specs
+from engine.transport import Call, Session
+from tests.support import ItemsServer, Request, Response, connector_yaml, write_specs
 
 STREAM = """
     items:
@@ -301,3 +303,180 @@ def test_daily_usage_is_recorded_and_a_spent_allocation_stops_before_sending(
     [run] = engine.sync("acme")
     assert run.status == "failed" and "daily API budget is spent" in run.error
     assert server.app.requests_served == served  # nothing was sent
+
+
+# -- the backoff schedule, jitter and the cap, observed on a fake clock ----------------------
+
+
+class FixedDraws(random.Random):
+    """A random source whose every draw is `value`: 0.0 is the shortest jitter, 0.5 none, and
+    just under 1.0 the longest."""
+
+    def __init__(self, value: float):
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+@pytest.fixture
+def session_with_draws(tmp_path, make_engine, server, clock):
+    """A Session on the test connector whose jitter draws are fixed."""
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=ERRORS)))
+    connector = engine.connector("acme")
+
+    def make(value: float) -> Session:
+        session = Session(connector, base_url=server.url,
+                          auth=TokenAuth(connector.auth["token"], TOKEN), headers={},
+                          budget=None, clock=clock, rng=FixedDraws(value))
+        sessions.append(session)
+        return session
+
+    sessions: list[Session] = []
+    yield make
+    for session in sessions:
+        session.close()
+
+
+@pytest.mark.parametrize(("draw", "factor"), [(0.0, 0.75), (0.5, 1.0), (0.999, 1.2495)])
+def test_backoff_is_1_2_4_s_jittered_by_a_quarter(session_with_draws, server, clock, draw,
+                                                  factor):
+    session = session_with_draws(draw)
+    server.app.fail_next(3, 503)
+    assert get(session, server).status == 200
+    assert clock.sleeps == pytest.approx([1 * factor, 2 * factor, 4 * factor])
+
+
+def test_backoff_reaches_8_s_and_stays_there(session_with_draws, server, clock):
+    session = session_with_draws(0.5)  # no jitter: the schedule itself
+    server.app.fail_next(5, 429)  # rate limited, no Retry-After: our own backoff
+    assert get(session, server).status == 200
+    assert clock.sleeps == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert server.app.requests_served == 6
+
+
+@pytest.mark.parametrize("retry_after", ["3600", "http-date"])
+def test_a_server_wait_longer_than_120_s_is_capped(session_with_draws, server, clock,
+                                                   retry_after):
+    if retry_after == "http-date":
+        retry_after = email.utils.formatdate(clock.wall() + 3600, usegmt=True)
+    session = session_with_draws(0.5)
+    server.app.fail_next(1, 429, headers={"Retry-After": retry_after})
+    assert get(session, server).status == 200
+    assert clock.sleeps == [120.0]
+
+
+def test_our_own_backoff_is_capped_at_120_s_too(tmp_path, make_engine, server, clock):
+    extra = ERRORS + "retry: {backoff_seconds: [300], jitter: 0}\n"
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=extra)))
+    session, _, _ = engine.session("acme", token=TOKEN, base_url=server.url)
+    server.app.fail_next(2, 503)
+    assert get(session, server).status == 200
+    assert clock.sleeps == [120.0, 120.0]
+
+
+# -- a 429 holds back every sender on the connection -----------------------------------------
+
+LIMITED = """
+rate_limit: {requests: 1000, per_seconds: 1}
+actions:
+  first_item:
+    input: {schema: {type: object}}
+    request: {method: GET, path: /cursor, params: {limit: 1}}
+    result: {records: items, raw: true}
+"""
+
+
+def test_a_429_pauses_the_other_senders_on_the_connection(tmp_path, make_engine, server, clock):
+    """While a sync waits out a 429's Retry-After, an action on the same connection waits too
+    instead of spending the vendor's patience."""
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=LIMITED)))
+    engine.session("acme", token=TOKEN, base_url=server.url)
+    other: dict[str, float] = {}
+    sleep = clock.sleep
+
+    def sleep_and_let_another_sender_in(seconds: float) -> None:
+        if not other:  # the sync's wait after its 429: an action comes in meanwhile
+            other["asked_at"] = clock.monotonic()
+            result = engine.action("acme", "first_item", {})
+            other["answered_at"] = clock.monotonic()
+            other["records"] = len(result["records"])
+        sleep(seconds)
+
+    clock.sleep = sleep_and_let_another_sender_in
+    server.app.fail_next(1, 429, headers={"Retry-After": "7"})
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and run.retries == 1
+    assert other["records"] == 1
+    assert other["answered_at"] - other["asked_at"] == 7.0  # held until the pause ended
+
+
+# -- a budget shared by the syncs and actions of a connection ---------------------------------
+
+SLOW_BUDGET = LIMITED.replace("{requests: 1000, per_seconds: 1}", "{requests: 1, per_seconds: 10}")
+
+
+def test_a_sync_and_an_action_spend_one_budget(tmp_path, make_engine, clock):
+    with ItemsServer(5) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=SLOW_BUDGET)))
+        [run] = engine.sync("acme", token=TOKEN, base_url=server.url)
+        assert run.status == "succeeded" and clock.sleeps == []
+        # The same connection, opened again (as a new --token or base URL would): one budget.
+        engine.action("acme", "first_item", {}, token=TOKEN, base_url=server.url)
+        assert clock.sleeps == [10.0]
+        # Another connection has a budget of its own.
+        engine.action("acme", "first_item", {}, "acme-2", token=TOKEN, base_url=server.url)
+        assert clock.sleeps == [10.0]
+
+
+# -- a timeout after a create was sent ---------------------------------------------------------
+
+SLOW = """
+http: {timeout_seconds: 0.3}
+actions:
+  create_item:
+    model: contact
+    input: create
+    request: {method: POST, path: /slow, body: "{{ record }}"}
+    result: {id: "{{ response.id }}"}
+"""
+
+
+class SlowServer(ItemsServer):
+    """/slow answers after the client's timeout the first `slow_calls` times."""
+
+    def __init__(self, slow_calls: int):
+        super().__init__(1)
+        self.slow_calls = slow_calls
+        self.writes: list[object] = []
+        self.app.add_route("POST", "/slow", self.slow)
+        self.app.add_route("GET", "/slow", self.slow)
+
+    def slow(self, request: Request) -> Response:
+        self.writes.append(request.json() if request.method == "POST" else None)
+        if len(self.writes) <= self.slow_calls:
+            time.sleep(1.0)
+        return Response(201, {"id": str(len(self.writes))})
+
+
+def test_a_create_that_timed_out_after_sending_is_not_resent(tmp_path, make_engine, clock):
+    with SlowServer(slow_calls=1) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=SLOW)))
+        engine.session("acme", token=TOKEN, base_url=server.url)
+        with pytest.raises(CrmError) as info:
+            engine.action("acme", "create_item", {"first_name": "Ada"})
+        error = info.value
+        assert (error.kind, error.retryable, error.outcome_unknown) == ("transient", False, True)
+        assert "outcome is unknown" in error.message and "Timeout" in error.message
+        assert server.writes == [{"name": "Ada"}]  # sent once, never again
+        assert clock.sleeps == []
+
+
+def test_a_read_that_timed_out_is_retried(tmp_path, make_engine, clock):
+    with SlowServer(slow_calls=1) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=SLOW)))
+        session, _, _ = engine.session("acme", token=TOKEN, base_url=server.url)
+        reply = session.send(Call("GET", server.url + "/slow"), "test")
+        assert reply.body == {"id": "2"} and len(server.writes) == 2
+        assert len(clock.sleeps) == 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
+from sandbox import EMULATORS
 from sandbox.demo import connect_oauth, follow_without_browser
-from sandbox.zoho import ZohoSandbox
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 HOSTILE = ["a@b.com)or(Email:starts_with:", "x,y@z.com", "(a)@b.com", "back\\slash@x.com",
@@ -19,7 +20,7 @@ HOSTILE = ["a@b.com)or(Email:starts_with:", "x,y@z.com", "(a)@b.com", "back\\sla
 
 @pytest.fixture(scope="module")
 def zoho():
-    emulator = ZohoSandbox(contacts=2300, companies=20, deals=30)
+    emulator = EMULATORS["zoho"](contacts=2300, companies=20, deals=30)
     with emulator.start() as running:
         yield emulator, running
 
@@ -62,7 +63,7 @@ def test_lookups_offsets_and_custom_fields(engine, zoho):
 
 
 def test_empty_module_answers_204_and_syncs_zero_records(make_engine):
-    emulator = ZohoSandbox(contacts=0, companies=0, deals=0)
+    emulator = EMULATORS["zoho"](contacts=0, companies=0, deals=0)
     with emulator.start() as running:
         engine = make_engine(CONNECTORS, db="empty.duckdb")
         connect_oauth(engine, "zoho", emulator, running.url, "z-empty")
@@ -70,15 +71,31 @@ def test_empty_module_answers_204_and_syncs_zero_records(make_engine):
     assert [(r.status, r.records, r.pages) for r in runs] == [("succeeded", 0, 1)] * 3
 
 
-def test_api_calls_use_zoho_oauthtoken_not_bearer(engine, zoho):
-    session, _, _ = engine.session("zoho", "z")
-    emulator, _ = zoho
-    # The emulator refuses Bearer; a successful call proves the header's scheme.
-    result = engine.action("zoho", "get_contact", {"id": some_id(emulator, "Contacts")}, "z")
-    assert result["id"] == some_id(emulator, "Contacts")
-    assert engine.connector("zoho").auth["oauth2"].apply_value.render({"token": "t"}) == \
-        "Zoho-oauthtoken t"
-    assert session.base_url.endswith("/crm/v3")
+class Recording(httpx.HTTPTransport):
+    """Real HTTP, remembering every request the engine sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return super().handle_request(request)
+
+
+def test_api_calls_use_zoho_oauthtoken_not_bearer(make_engine, zoho):
+    emulator, running = zoho
+    sent = Recording()
+    engine = make_engine(CONNECTORS, db="header.duckdb", transport=sent)
+    connect_oauth(engine, "zoho", emulator, running.url, "z-header")
+    contact = some_id(emulator, "Contacts")
+    result = engine.action("zoho", "get_contact", {"id": contact}, "z-header")
+    assert result["id"] == contact
+    token = engine.credentials.load("z-header").credentials.access_token
+    [request] = sent.requests
+    # CONTRACTS 4.2/4.3: Authorization: Zoho-oauthtoken <token>, on {api_domain}/crm/v3/...
+    assert request.headers["authorization"] == f"Zoho-oauthtoken {token}"
+    assert str(request.url).startswith(f"{running.url}/crm/v3/Contacts/{contact}")
 
 
 def test_data_centre_choice_and_the_callback_accounts_server(make_engine, zoho):
@@ -96,9 +113,10 @@ def test_data_centre_choice_and_the_callback_accounts_server(make_engine, zoho):
                    config={"data_centre": "eu", "accounts_url": running.url},
                    redirect_uri="http://127.0.0.1:0/callback", open_url=browser, timeout=10)
     query = parse_qs(urlsplit(seen[0]).query)
-    assert query["scope"] == ["ZohoCRM.modules.ALL,ZohoCRM.settings.READ,ZohoCRM.users.READ,"
-                              "ZohoSearch.securesearch.READ"]
-    assert query["access_type"] == ["offline"]
+    # CONTRACTS 4.1: comma-separated; every CRM module, and securesearch for searches.
+    assert {"ZohoCRM.modules.ALL", "ZohoSearch.securesearch.READ"} <= set(
+        query["scope"][0].split(","))
+    assert query["access_type"] == ["offline"]  # what yields a refresh token
     stored = engine.credentials.load("z-eu").credentials
     assert stored.settings["accounts_server"] == running.url  # from the callback
     assert stored.settings["api_domain"] == running.url  # from the token response
@@ -153,12 +171,18 @@ def test_contact_deal_task_call_and_note_actions(engine, zoho):
     assert stored["Parent_Id"]["id"] == contact["id"] and stored["$se_module"] == "Contacts"
 
 
-def test_per_record_error_inside_a_2xx_is_a_failure(engine, zoho):
+def test_a_write_whose_only_record_failed_is_a_normalized_400(engine, zoho):
+    """CONTRACTS 4.4/4.6: per-record errors inside data[]; a write whose every record failed
+    is a 400 (fixtures/zoho/error_400_mandatory_not_found_in_data.json)."""
     engine.action("zoho", "create_contact", {"last_name": "Dup", "email": "dup@x.com"}, "z")
     with pytest.raises(CrmError) as info:
         engine.action("zoho", "create_contact", {"last_name": "Dup", "email": "dup@x.com"}, "z")
-    assert info.value.code == "DUPLICATE_DATA" and 200 <= (info.value.status or 0) < 500
+    error = info.value
+    assert (error.status, error.code, error.kind, error.retryable) == (
+        400, "DUPLICATE_DATA", "fatal", False)
+    assert error.raw_body["data"][0]["details"]["api_name"] == "Email"
     with pytest.raises(CrmError) as info:  # Contact_Name needs an id Zoho knows
         engine.action("zoho", "create_deal", {"name": "x", "stage": "Qualification",
                                               "contact_id": "123"}, "z")
-    assert info.value.code in ("INVALID_DATA", "MANDATORY_NOT_FOUND")
+    assert (info.value.status, info.value.code) == (400, "INVALID_DATA")
+    assert info.value.raw_body["data"][0]["details"]["api_name"] == "Contact_Name"
