@@ -91,8 +91,9 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
         context["vendor_fields"] = lambda prefix="": []
     call = render_call(case.request, session.base_url, context)
     operation = f"action.{action.name}"
-    reply = session.send(call, operation)
+    # Names first: a lookup that fails after a create was sent would hide that it was applied.
     names = custom_names(case.mapping) if custom_names and case.mapping else None
+    reply = session.send(call, operation)
     try:
         if case.paginate is not None:
             return _paginated_result(session, case, call, reply, operation, names)

@@ -94,13 +94,16 @@ def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str]
 
 def _optional_field_names(stream: StreamSpec, ctx: StreamContext,
                           run: SyncRun) -> dict[str, str] | None:
-    """Custom-field names are a nicety: without them custom fields keep the vendor's keys,
-    which beats landing nothing. A failed lookup is a warning on the run."""
+    """Custom-field names are a nicety: where the definitions cannot be had at all (a 403
+    without the scope, a 404 after the endpoint was retired), custom fields keep the vendor's
+    keys, which beats landing nothing, and the run carries a warning. A passing failure (a 5xx
+    that outlived its retries) fails the stream instead: a rerun then lands the same rows as
+    ever, with their names."""
     try:
         return custom_field_names(stream, ctx)
     except CrmError as exc:
-        if exc.kind in ("auth_expired", "auth_revoked", "quota_exhausted"):
-            raise  # the stream itself would fail the same way
+        if exc.kind != "fatal":
+            raise
         run.warn(f"custom field names unavailable, custom fields keep vendor keys: {exc}")
         log.warning("%s: %s", run.connection, run.warnings[-1])
         return None
