@@ -23,7 +23,7 @@ from engine.loader import load_connector
 from engine.mapping import ModelMapping
 from engine.ratelimit import RateBudget
 from engine.spec import AuthMethod, Connector
-from engine.store import Store, SyncRun
+from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
@@ -128,7 +128,7 @@ class Engine:
         """The DuckDB file, opened on first use (a broken spec never creates it)."""
         with self._lock:
             if self._store is None and self._db is not None:
-                self._store = Store(self._db)
+                self._store = DuckDBStore(self._db)
         return self._store
 
     # -- specs -----------------------------------------------------------------------------
@@ -352,8 +352,8 @@ class Engine:
              streams: Iterable[str] | None = None, full_refresh: bool = False,
              progress: Progress | None = None, **options: Any) -> list[SyncRun]:
         """Sync streams into the DuckDB file; returns one run per stream (failed ones too).
-
-        Only full refresh exists so far, so `full_refresh` changes nothing yet."""
+        Streams with a cursor read what changed since their last run; `full_refresh` reads
+        every record of the streams named again (and forgets their cursors)."""
         if self._db is None:
             raise InputError("db", "sync needs a database: Engine(db='file.duckdb')")
         spec = self.connector(connector)
@@ -370,7 +370,8 @@ class Engine:
             run = SyncRun(spec.name, conn.name, name)
             runs.append(run)
             try:
-                run_stream(spec.streams[name], ctx, run, progress or NoProgress())
+                run_stream(spec.streams[name], ctx, run, progress or NoProgress(),
+                           full_refresh=full_refresh)
             except CrmError as exc:
                 log.info("%s: stream %s failed: %s", conn.name, name, exc)
                 if exc.kind in STOPS_EVERY_STREAM:

@@ -27,10 +27,13 @@ from engine.spec import (
     AuthMethod,
     ConfigSetting,
     Connector,
+    DeletesSpec,
     ErrorRule,
     ErrorSpec,
     FieldNamesSpec,
     HeaderValue,
+    IncrementalSpec,
+    Pages,
     PaginationSpec,
     RateLimitSpec,
     RequestSpec,
@@ -51,6 +54,9 @@ from engine.templates import (
     unsafe_attributes,
 )
 from engine.yamlsource import Locator, YamlPath, load
+
+# What stream request templates see of the sync's position (engine.sync.incremental).
+CURSOR_NAMES = {"since", "slice", "after_id"}
 
 
 class _Checker:
@@ -265,7 +271,12 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
 
     streams = {}
     for name, spec in (data.get("streams") or {}).items():
-        streams[name] = _compile_stream(c, ("streams", name), name, spec, mappings, base_roots)
+        streams[name] = _compile_stream(c, ("streams", name), name, spec, mappings,
+                                        {**base_roots, "cursor": CURSOR_NAMES})
+    tables = [s.table for s in streams.values() if s is not None]
+    for stream in streams.values():
+        if stream is not None:  # another stream's rows in the same table are not ours to sweep
+            stream.sweeps = tables.count(stream.table) == 1
 
     actions = {}
     for name, spec in (data.get("actions") or {}).items():
@@ -369,8 +380,53 @@ def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
                                             roots)
     if mapping is None or request is None or records is None or paginate is None:
         return None
-    return StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
-                      custom_names)
+    stream = StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
+                        custom_names)
+    if "incremental" in spec:
+        stream.incremental = _compile_incremental(c, path + ("incremental",), spec["incremental"],
+                                                  stream, roots)
+    if "deletes" in spec:
+        stream.deletes = _compile_deletes(c, path + ("deletes",), spec["deletes"], roots)
+    return stream
+
+
+def _compile_pages(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                   roots: dict[str, set[str] | None], default: Pages | None = None) -> Pages | None:
+    """A request with its records and paging; what is not given comes from `default`."""
+    request = (_compile_request(c, path + ("request",), spec["request"], roots)
+               if "request" in spec else default.request if default else None)
+    records = (c.getter(path + ("records",), spec["records"])
+               if "records" in spec else default.records if default else None)
+    paginate = (_compile_pagination(c, path + ("paginate",), spec["paginate"])
+                if "paginate" in spec else default.paginate if default
+                else _compile_pagination(c, path + ("paginate",), {"style": "none"}))
+    if request is None or records is None or paginate is None:
+        return None
+    return Pages(request, records, paginate)
+
+
+def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stream: StreamSpec,
+                         roots: dict[str, set[str] | None]) -> IncrementalSpec | None:
+    cursor = c.getter(path + ("cursor",), spec["cursor"])
+    tie_breaker = (c.getter(path + ("tie_breaker",), spec["tie_breaker"])
+                   if "tie_breaker" in spec else None)
+    pages = _compile_pages(c, path, spec, {**roots, "vendor_fields": None}, stream.pages)
+    if cursor is None or pages is None:
+        return None
+    return IncrementalSpec(cursor, pages, float(spec.get("lookback_seconds", 0)),
+                           float(spec.get("resolution_seconds", 0.001)), spec.get("result_cap"),
+                           tie_breaker)
+
+
+def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                     roots: dict[str, set[str] | None]) -> DeletesSpec | None:
+    pages = _compile_pages(c, path, spec, roots)
+    record_id = c.getter(path + ("id",), spec["id"])
+    deleted_at = c.getter(path + ("deleted_at",), spec["deleted_at"]) \
+        if "deleted_at" in spec else None
+    if pages is None or record_id is None:
+        return None
+    return DeletesSpec(pages, record_id, deleted_at)
 
 
 def _compile_field_names(c: _Checker, path: YamlPath, spec: dict[str, Any],

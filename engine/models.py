@@ -17,6 +17,7 @@ SYSTEM_FIELDS: dict[str, str] = {
     "created_at": "timestamp",
     "updated_at": "timestamp",
     "is_deleted": "boolean",
+    "deleted_at": "timestamp",
 }
 
 _JSON_TYPES = {

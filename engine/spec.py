@@ -37,6 +37,15 @@ class PaginationSpec:
 
 
 @dataclass
+class Pages:
+    """A request and how to read its pages: the part every kind of read shares."""
+
+    request: RequestSpec
+    records: Getter
+    paginate: PaginationSpec
+
+
+@dataclass
 class FieldNamesSpec:
     """Where a stream's custom fields get their names (vendor keys are often opaque)."""
 
@@ -45,6 +54,30 @@ class FieldNamesSpec:
     key: Getter
     name: Getter
     paginate: PaginationSpec
+
+    @property
+    def pages(self) -> Pages:
+        return Pages(self.request, self.records, self.paginate)
+
+
+@dataclass
+class IncrementalSpec:
+    """How a stream reads only what changed: records sorted ascending by `cursor`, from a
+    lower bound the engine keeps (see engine.sync.incremental)."""
+
+    cursor: Getter
+    pages: Pages
+    lookback_seconds: float = 0.0
+    resolution_seconds: float = 0.001
+    result_cap: int | None = None
+    tie_breaker: Getter | None = None
+
+
+@dataclass
+class DeletesSpec:
+    pages: Pages
+    id: Getter
+    deleted_at: Getter | None = None
 
 
 @dataclass
@@ -56,6 +89,13 @@ class StreamSpec:
     paginate: PaginationSpec
     description: str = ""
     custom_names: FieldNamesSpec | None = None
+    incremental: IncrementalSpec | None = None
+    deletes: DeletesSpec | None = None
+    sweeps: bool = True  # a full refresh may mark rows it did not see deleted (own table)
+
+    @property
+    def pages(self) -> Pages:
+        return Pages(self.request, self.records, self.paginate)
 
     @property
     def table(self) -> str:

@@ -20,6 +20,8 @@ import jinja2
 from jinja2 import StrictUndefined, nodes, sandbox
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.convert import format_timestamp
+
 _SINGLE_EXPRESSION = re.compile(r"^\s*\{\{((?:(?!\}\}|\{\{).)*)\}\}\s*$", re.DOTALL)
 CONDITION_KEY = "$if"
 
@@ -41,6 +43,10 @@ def _make_env(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxe
     env.filters["compact"] = lambda d: {k: v for k, v in d.items() if v is not None}
     env.filters["omit"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
+    # A datetime (such as cursor.since) in a vendor's format: iso8601, epoch_ms, epoch_s, or
+    # a strftime pattern.
+    env.filters["timestamp"] = lambda v, fmt="iso8601": None if v is None else \
+        format_timestamp(v, fmt)
     return env
 
 

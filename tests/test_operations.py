@@ -20,7 +20,7 @@ import sandbox
 from engine import Engine
 from engine.cli import main
 from engine.engine import api_base_url
-from engine.store import Store
+from engine.store import DuckDBStore
 from sandbox.demo import try_commands
 from tests.support import ItemsServer, connector_yaml, write_specs
 
@@ -241,4 +241,5 @@ def test_every_command_the_sandbox_suggests_works(name, tmp_path, monkeypatch, c
             assert words[0] == "crm-engine"
             code = main(words[1:])
             assert code == 0, (line, capsys.readouterr())
-    assert Store(tmp_path / f"{name}.duckdb").query("SELECT count(*) FROM contacts") == [(30,)]
+    landed = DuckDBStore(tmp_path / f"{name}.duckdb")
+    assert landed.query("SELECT count(*) FROM contacts") == [(30,)]

@@ -187,9 +187,9 @@ def test_custom_fields_are_keyed_by_the_names_the_field_definitions_give(tmp_pat
 
 def test_first_sync_appends_and_an_id_seen_again_in_a_later_batch_is_upserted(
         tmp_path, make_engine, monkeypatch):
-    import engine.sync
+    import engine.sync.stream
 
-    monkeypatch.setattr(engine.sync, "BATCH_RECORDS", 10)
+    monkeypatch.setattr(engine.sync.stream, "BATCH_RECORDS", 10)
     with ItemsServer(30) as server:
         server.records[15] = dict(server.records[3], name="Changed")  # 00003 again, later
         engine_ = make_engine(write_specs(tmp_path, connector_yaml(STYLES["cursor"])))

@@ -1,4 +1,4 @@
-"""The DuckDB file: unified tables plus sync_runs, sync_state and action_log.
+"""The embedded default store: one DuckDB file.
 
 Records land a batch at a time (one INSERT per batch, never per record: DuckDB reads the batch
 as a JSON file of columns), and a batch, its sync state and its run counters commit in one
@@ -16,7 +16,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ import duckdb
 import orjson
 
 from engine.clock import utc_now
-from engine.models import Model, unified_models
+from engine.models import Model
+from engine.store import Batch, Deletion, StoreError, SyncRun
 
 _SQL_TYPES = {
     "string": "VARCHAR",
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS sync_runs (
     pages BIGINT NOT NULL DEFAULT 0,
     requests BIGINT NOT NULL DEFAULT 0,
     retries BIGINT NOT NULL DEFAULT 0,
+    deleted BIGINT DEFAULT 0,
     error VARCHAR,
     api_usage VARCHAR,
     warnings JSON,
@@ -89,10 +90,6 @@ def _struct_literal(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
 
 
-class StoreError(RuntimeError):
-    """The database cannot be opened, or landing failed (the transaction was rolled back)."""
-
-
 # Identifies this process in `sync_runs.process`. DuckDB lets one process at a time open a file
 # for writing, so a `running` row of another process, found when we open the file, is a run
 # whose process died (kill -9, a crash, a lost machine): it is marked `abandoned`.
@@ -117,26 +114,9 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
 
 
 
-@dataclass
-class Batch:
-    """Unified records of one model, column-wise, waiting to land."""
-
-    model: Model
-    columns: dict[str, list[Any]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.columns = {name: [] for name in self.model.fields}
-        self.columns["custom"] = []
-
-    def __len__(self) -> int:
-        return len(self.columns["id"])
-
-
-class Store:
-    """One DuckDB file. Safe to share between threads (writes are serialized)."""
+class DuckDBStore:
+    """One DuckDB file (the `Store` interface). Safe to share between threads: writes are
+    serialized on one connection."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -152,7 +132,8 @@ class Store:
         self._ensured: set[str] = set()
         self._con.execute(BOOKKEEPING_DDL)
         # Files written by older versions gain the newer columns.
-        for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR"):
+        for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR",
+                       "deleted BIGINT DEFAULT 0"):
             self._con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
         self._con.execute(
             "UPDATE sync_runs SET status = 'abandoned', finished = ?, error = coalesce(error, "
@@ -218,8 +199,8 @@ class Store:
             out.write(encoded)
         return path, len(encoded), names
 
-    def land(self, batch: Batch, *, connector: str, connection: str, stream: str,
-             run: SyncRun, state: Any = None, append: bool = False) -> bool:
+    def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
+             append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
         """Upsert a batch, save the stream's state and the run's counters, atomically.
 
         `append` is a fast path for a connection with no rows in the table yet: a plain INSERT,
@@ -245,19 +226,49 @@ class Store:
                     f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
                     f"columns = {_struct_literal(json_types)}, "
                     f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
-                    [connector, connection, utc_now(), path],
+                    [run.connector, run.connection, utc_now(), path],
                 )
+                if sweep_before is not None:
+                    run.deleted += con.execute(
+                        f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
+                        f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
+                        f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
                 if state is not None:
-                    self._save_state(con, connector, connection, stream, state)
+                    self._save_state(con, run, state)
                 self._save_run(con, run)
         except StoreError as exc:
             if append and isinstance(exc.__cause__, duckdb.ConstraintException):
-                return self.land(batch, connector=connector, connection=connection,
-                                 stream=stream, run=run, state=state)
+                return self.land(batch, run, state=state, sweep_before=sweep_before)
             raise
         finally:
             os.unlink(path)
         return append
+
+    def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
+                     state: dict[str, Any] | None = None) -> int:
+        self.ensure_table(model)
+        marked = 0
+        with self._transaction() as con:
+            if deletions:
+                con.execute("CREATE OR REPLACE TEMP TABLE deletions AS SELECT "
+                            "unnest(?::VARCHAR[]) AS id, unnest(?::TIMESTAMPTZ[]) AS deleted_at",
+                            [[d.id for d in deletions], [d.deleted_at for d in deletions]])
+                marked = con.execute(
+                    f"UPDATE {model.table} AS t SET is_deleted = true, "
+                    f"deleted_at = coalesce(d.deleted_at, ?) FROM deletions AS d "
+                    f"WHERE t.connection = ? AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
+                    f"true", [utc_now(), run.connection]).fetchone()[0]
+                # A row a full refresh swept has our time; the CRM's own time is better.
+                con.execute(
+                    f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM deletions "
+                    f"AS d WHERE t.connection = ? AND t.id = d.id AND d.deleted_at IS NOT NULL "
+                    f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", [run.connection])
+                con.execute("DROP TABLE deletions")
+            run.deleted += marked
+            if state is not None:
+                self._save_state(con, run, state)
+            self._save_run(con, run)
+        return marked
 
     def has_rows(self, model: Model, connection: str) -> bool:
         self.ensure_table(model)
@@ -283,23 +294,23 @@ class Store:
     @staticmethod
     def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
         con.execute(
-            "UPDATE sync_runs SET finished = ?, status = ?, records = ?, pages = ?, requests = ?, "
-            "retries = ?, error = ?, api_usage = ?, warnings = ? WHERE run_id = ?",
-            [run.finished, run.status, run.records, run.pages, run.requests, run.retries,
-             run.error, run.api_usage,
+            "UPDATE sync_runs SET mode = ?, finished = ?, status = ?, records = ?, pages = ?, "
+            "requests = ?, retries = ?, deleted = ?, error = ?, api_usage = ?, warnings = ? "
+            "WHERE run_id = ?",
+            [run.mode, run.finished, run.status, run.records, run.pages, run.requests,
+             run.retries, run.deleted, run.error, run.api_usage,
              orjson.dumps(run.warnings).decode() if run.warnings else None, run.run_id],
         )
 
     @staticmethod
-    def _save_state(con: duckdb.DuckDBPyConnection, connector: str, connection: str,
-                    stream: str, state: Any) -> None:
+    def _save_state(con: duckdb.DuckDBPyConnection, run: SyncRun, state: dict[str, Any]) -> None:
         con.execute(
             "INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
             "VALUES (?, ?, ?, ?, ?)",
-            [connection, stream, connector, orjson.dumps(state).decode(), utc_now()],
+            [run.connection, run.stream, run.connector, orjson.dumps(state).decode(), utc_now()],
         )
 
-    def state(self, connection: str, stream: str) -> Any:
+    def state(self, connection: str, stream: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._con.execute(
                 "SELECT state FROM sync_state WHERE connection = ? AND stream = ?",
@@ -321,32 +332,3 @@ class Store:
             return self._con.execute(sql, params or []).fetchall()
 
 
-@dataclass
-class SyncRun:
-    connector: str
-    connection: str
-    stream: str
-    mode: str = "full_refresh"
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    started: dt.datetime = field(default_factory=utc_now)
-    finished: dt.datetime | None = None
-    status: str = "running"
-    records: int = 0
-    pages: int = 0
-    requests: int = 0
-    retries: int = 0
-    error: str | None = None
-    api_usage: str | None = None  # the vendor's "used/allowed" report, when it sends one
-    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the run
-    fetched: int = 0  # records read so far, landed or not (for progress displays)
-
-    def warn(self, message: str) -> None:
-        if message not in self.warnings and len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(message)
-
-
-MAX_WARNINGS = 20
-
-
-def unified_tables() -> list[str]:
-    return [m.table for m in unified_models().values()]

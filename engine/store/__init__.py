@@ -1,0 +1,121 @@
+"""Where synced records land: the `Store` interface, and what crosses it.
+
+A store keeps the unified tables (one per model), `sync_runs`, `sync_state` and `action_log`.
+Every call that changes records also saves the run's counters and, when given, the stream's
+state, in one transaction: a kill at any moment leaves rows and state in step, so a rerun
+neither duplicates nor skips. `DuckDBStore` (one DuckDB file) is the embedded default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from engine.clock import utc_now
+from engine.models import Model, unified_models
+
+MAX_WARNINGS = 20
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened, or a write failed (its transaction was rolled back)."""
+
+
+@dataclass
+class Batch:
+    """Unified records of one model, column-wise, waiting to land."""
+
+    model: Model
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.columns = {name: [] for name in self.model.fields}
+        self.columns["custom"] = []
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+
+@dataclass
+class SyncRun:
+    """One run of one stream: a row of `sync_runs`."""
+
+    connector: str
+    connection: str
+    stream: str
+    mode: str = "full_refresh"  # or "incremental"
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: dt.datetime = field(default_factory=utc_now)
+    finished: dt.datetime | None = None
+    status: str = "running"  # succeeded, failed, interrupted; abandoned when its process died
+    records: int = 0
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    deleted: int = 0  # rows this run marked deleted
+    error: str | None = None
+    api_usage: str | None = None  # the vendor's "used/allowed" report, when it sends one
+    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the run
+    fetched: int = 0  # records read so far, landed or not (for progress displays)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings and len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A record the CRM reports deleted."""
+
+    id: str
+    deleted_at: dt.datetime | None = None
+
+
+class Store(Protocol):
+    def ensure_table(self, model: Model) -> None: ...
+
+    def has_rows(self, model: Model, connection: str) -> bool: ...
+
+    def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
+             append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
+        """Upsert a batch, with the run's counters and the stream's state, in one transaction.
+        `append`: the connection has no rows in the table yet, so a plain insert may do (the
+        store falls back to an upsert if an id is there after all); returns whether it did.
+        `sweep_before`: a full refresh ends here; rows of the connection it did not land since
+        that moment are marked deleted."""
+        ...
+
+    def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
+                     state: dict[str, Any] | None = None) -> int:
+        """Mark rows deleted (kept, with `is_deleted` and `deleted_at`), with the run and the
+        state, in one transaction; returns how many rows were not marked before."""
+        ...
+
+    def start_run(self, run: SyncRun) -> None: ...
+
+    def finish_run(self, run: SyncRun) -> None: ...
+
+    def state(self, connection: str, stream: str) -> dict[str, Any] | None: ...
+
+    def log_action(self, *, connector: str, connection: str, action: str, status: str,
+                   remote_id: str | None, duration_ms: float, error: str | None,
+                   payload: Any = None) -> None: ...
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+    def close(self) -> None: ...
+
+
+def unified_tables() -> list[str]:
+    return [m.table for m in unified_models().values()]
+
+
+from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
+
+__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "SyncRun",
+           "unified_tables"]

@@ -1,0 +1,7 @@
+"""Syncing streams into a store: full refreshes, incremental reads and deletes, each page
+landed with the checkpoint that follows it (see stream.py, reads.py, checkpoint.py)."""
+
+from engine.sync.pages import StreamContext
+from engine.sync.stream import NoProgress, Progress, custom_field_names, run_stream
+
+__all__ = ["NoProgress", "Progress", "StreamContext", "custom_field_names", "run_stream"]

@@ -1,0 +1,117 @@
+"""Reading pages: one request after another until the API says there are no more.
+
+Everything a sync reads goes through `fetch_pages`: a stream's records, an incremental window,
+deleted records, custom-field definitions. `prefetched` runs any such iterator one item ahead
+in a worker thread, so the network wait for page n+1 overlaps the mapping and landing of page n.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from engine.errors import CrmError
+from engine.extract import ExpressionFailed
+from engine.paginate import Page, PaginationError, paginator_for, read_page
+from engine.render import render_call
+from engine.spec import Pages
+from engine.transport import Call, Reply, Session
+
+WORKER_GRACE_SECONDS = 0.5
+T = TypeVar("T")
+
+
+@dataclass
+class StreamContext:
+    session: Session
+    store: Any  # engine.store.Store; None where only reading (an action's field names)
+    connection: str
+    template_context: dict[str, Any]
+
+
+@dataclass
+class Fetched:
+    page: Page
+    call: Call  # the request that read it
+    following: Call | None  # the request for the next page; None: this was the last
+    reply: Reply
+    error: CrmError | None = None  # the page is good, but what follows it cannot be read
+
+
+def first_call(pages: Pages, ctx: StreamContext, *, cursor: dict[str, Any] | None = None,
+               vendor_fields: Callable[..., list[str]] | None = None) -> Call:
+    """The request for a read's first page; templates see `cursor` (the sync's position)."""
+    context = {**ctx.template_context,
+               "cursor": cursor or {"since": None, "slice": False, "after_id": None}}
+    if vendor_fields is not None:
+        context["vendor_fields"] = vendor_fields
+    return paginator_for(pages.paginate).first(
+        render_call(pages.request, ctx.session.base_url, context))
+
+
+def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
+                pages_read: int = 0) -> Iterator[Fetched]:
+    """Send `call` and each request after it; `pages_read` is how many pages came before
+    (a full refresh resuming from a saved request)."""
+    paginator = paginator_for(pages.paginate)
+    number = pages_read
+    following: Call | None = call
+    while following is not None:
+        call = following
+        reply = ctx.session.send(call, operation)
+        number += 1
+        try:
+            page = read_page(reply.body, pages.records, number)
+        except (PaginationError, ExpressionFailed) as exc:
+            raise CrmError(ctx.session.connector.name, operation, str(exc),
+                           status=reply.status) from None
+        try:
+            following = paginator.next(call, page)
+        except (PaginationError, ExpressionFailed) as exc:
+            # The records are good data: the reader lands them, then stops with the error.
+            yield Fetched(page, call, None, reply, CrmError(
+                ctx.session.connector.name, operation, str(exc), status=reply.status))
+            return
+        yield Fetched(page, call, following, reply)
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """Iterate `items` in a worker thread, one item ahead of the consumer."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                handoff.put(("item", item))
+            handoff.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            handoff.put(("error", exc))
+
+    worker = threading.Thread(target=work, name="page-fetcher", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = handoff.get()
+            if kind == "item":
+                yield item
+            elif kind == "error":
+                raise item
+            else:
+                return
+    finally:
+        # Unblock a worker waiting to hand over an item. One stuck in a request or a
+        # rate-budget wait is left behind (it is a daemon): an interrupted sync must stop
+        # within seconds.
+        stop.set()
+        deadline = time.monotonic() + WORKER_GRACE_SECONDS
+        while worker.is_alive() and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.05)

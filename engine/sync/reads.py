@@ -1,0 +1,251 @@
+"""The three ways a stream reads, each a sequence of `Position`s: a page and the checkpoint a
+rerun goes on from once that page is landed.
+
+- `full_refresh`: every record, in the API's own order, resuming from a saved request; when it
+  completes, rows it did not land are marked deleted, and the cursor hands over to
+  incremental runs.
+- `incremental`: records changed since the cursor, sorted ascending by it, in windows. A window
+  is one query from a lower bound (`cursor.since`, inclusive). Before a window reaches the
+  API's result cap, the next one starts at the last cursor value read; when more records than
+  the cap share one value, windows slice that value by id (`cursor.slice`, `cursor.after_id`),
+  then go on one `resolution` step later. Each run starts `lookback` before the last cursor,
+  for rows that become visible late.
+- `deletes`: the records the CRM lists as deleted since the last check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine.clock import utc_now
+from engine.convert import ConversionError, parse_timestamp
+from engine.errors import CrmError
+from engine.extract import ExpressionFailed
+from engine.paginate import Page
+from engine.spec import IncrementalSpec, StreamSpec
+from engine.store import Deletion
+from engine.sync.checkpoint import Checkpoint, Resume, Window
+from engine.sync.pages import StreamContext, fetch_pages, first_call
+
+VendorFields = Callable[..., list[str]]
+Warn = Callable[[str], None]
+
+
+@dataclass
+class Position:
+    page: Page
+    checkpoint: Checkpoint  # where a rerun goes on once this page is landed
+    sweep_before: dt.datetime | None = None  # the last page of a full refresh: sweep from here
+
+
+def _timestamp(value: Any, what: str, operation: str, ctx: StreamContext) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except (ConversionError, ValueError, TypeError, OverflowError):
+        raise CrmError(ctx.session.connector.name, operation,
+                       f"the {what} {value!r} is not a timestamp") from None
+
+
+def _cursor_values(spec: IncrementalSpec, records: list[Any], operation: str,
+                   ctx: StreamContext) -> list[dt.datetime | None]:
+    try:
+        return [_timestamp(spec.cursor(r), "cursor value", operation, ctx) for r in records]
+    except ExpressionFailed as exc:
+        raise CrmError(ctx.session.connector.name, operation, f"incremental.cursor: {exc}"
+                       ) from None
+
+
+def _latest(*values: dt.datetime | None) -> dt.datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _server_time(headers: Any) -> dt.datetime | None:
+    try:
+        return email.utils.parsedate_to_datetime(headers.get("date"))
+    except (TypeError, ValueError):
+        return None
+
+
+# -- full refresh -------------------------------------------------------------------------------
+
+def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, operation: str,
+                 vendor_fields: VendorFields, warn: Warn) -> Iterator[Position]:
+    resume = checkpoint.resume
+    if resume is not None:
+        try:
+            yield from _full_refresh_from(stream, ctx, checkpoint, resume, operation)
+            return
+        except CrmError as exc:
+            if exc.kind != "fatal":
+                raise
+            # A saved page cursor can expire (Salesforce query locators do): start over.
+            warn(f"could not resume the full refresh ({exc}); started it again")
+    call = first_call(stream.pages, ctx, vendor_fields=vendor_fields)
+    yield from _full_refresh_from(stream, ctx, checkpoint,
+                                  Resume(call, 0, utc_now(), None), operation)
+
+
+def _full_refresh_from(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
+                       resume: Resume, operation: str) -> Iterator[Position]:
+    high, server_started = resume.high, resume.server_started
+    for fetched in fetch_pages(stream.pages, ctx, operation, resume.call, resume.pages):
+        if fetched.error is not None:  # land the page, stay where we were, stop
+            yield Position(fetched.page, replace(checkpoint, resume=resume))
+            raise fetched.error
+        if server_started is None:
+            server_started = _server_time(fetched.reply.headers) or resume.started
+        if stream.incremental is not None:
+            high = _latest(high, *_cursor_values(stream.incremental, fetched.page.records,
+                                                 operation, ctx))
+        if fetched.following is not None:
+            saved = Resume(fetched.following, fetched.page.number, resume.started, high,
+                           server_started)
+            yield Position(fetched.page, replace(checkpoint, resume=saved))
+            continue
+        # Complete. Changes made while it ran carry times after it started, so the first
+        # incremental run reads from the earlier of that and the newest value it saw.
+        cursor = None
+        if stream.incremental is not None:
+            cursor = min(v for v in (high, server_started) if v is not None) \
+                if high is not None else server_started
+        done = replace(checkpoint, cursor=cursor, window=None, resume=None,
+                       deletes_cursor=checkpoint.deletes_cursor or cursor,
+                       last_full_refresh=utc_now())
+        yield Position(fetched.page, done, sweep_before=resume.started)
+
+
+# -- incremental --------------------------------------------------------------------------------
+
+def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, operation: str,
+                vendor_fields: VendorFields) -> Iterator[Position]:
+    spec = stream.incremental
+    assert spec is not None and checkpoint.cursor is not None
+    window: Window | None = checkpoint.window or Window(
+        checkpoint.cursor - dt.timedelta(seconds=spec.lookback_seconds))
+    high = _latest(checkpoint.cursor, window.since)
+    while window is not None:
+        last: tuple[dt.datetime, Any] | None = None  # (cursor, id) of the last record read
+        in_window = 0
+        call = first_call(spec.pages, ctx, cursor=window.as_template(),
+                          vendor_fields=vendor_fields)
+        for fetched in fetch_pages(spec.pages, ctx, operation, call):
+            if fetched.error is not None:  # land the page, stay where we were, stop
+                yield Position(fetched.page, replace(checkpoint, window=window))
+                raise fetched.error
+            records = fetched.page.records
+            values = _cursor_values(spec, records, operation, ctx)
+            last = _check_order(window, last, values, records, spec, operation, ctx)
+            high = _latest(high, last[0] if last else None)
+            in_window += len(records)
+            if fetched.following is None:
+                # A sliced value is read to its end; what follows starts one step later.
+                following = Window(window.since + dt.timedelta(seconds=spec.resolution_seconds)
+                                   ) if window.slice else None
+            elif spec.result_cap and in_window + len(records) > spec.result_cap:
+                following = _past_the_cap(window, last, spec, operation, ctx)
+            else:
+                yield Position(fetched.page, replace(checkpoint,
+                                                     window=_going_on(window, last)))
+                continue
+            if following is None:
+                yield Position(fetched.page, replace(checkpoint, cursor=high, window=None))
+            else:
+                yield Position(fetched.page, replace(checkpoint, window=following))
+            window = following
+            break
+
+
+def _check_order(window: Window, last: tuple[dt.datetime, Any] | None,
+                 values: list[dt.datetime | None], records: list[Any], spec: IncrementalSpec,
+                 operation: str, ctx: StreamContext) -> tuple[dt.datetime, Any] | None:
+    """The last (cursor, id) after this page, checking that cursors never go down: a window
+    is resumed from its last value, which is only right for records sorted by it."""
+    for value, record in zip(values, records, strict=True):
+        if value is None:
+            continue
+        if last is not None and value < last[0]:
+            raise CrmError(ctx.session.connector.name, operation,
+                           f"records are not sorted by their cursor ({value.isoformat()} after "
+                           f"{last[0].isoformat()}): an incremental request must sort ascending")
+        last = (value, spec.tie_breaker(record) if spec.tie_breaker else None)
+    return last
+
+
+def _going_on(window: Window, last: tuple[dt.datetime, Any] | None) -> Window:
+    """Where a rerun picks this window up after the page just landed."""
+    if last is None:
+        return window
+    if window.slice:
+        return replace(window, after_id=_text(last[1]))
+    if last[0] > window.since:
+        return Window(last[0])  # records at that very value are read again: upserts absorb them
+    return window
+
+
+def _past_the_cap(window: Window, last: tuple[dt.datetime, Any] | None, spec: IncrementalSpec,
+                  operation: str, ctx: StreamContext) -> Window:
+    """The next window, before this one pages past the API's result cap."""
+    if last is None:
+        return window
+    if window.slice:
+        return replace(window, after_id=_text(last[1]))
+    if last[0] > window.since:
+        return Window(last[0])
+    if spec.tie_breaker is None:
+        raise CrmError(ctx.session.connector.name, operation,
+                       f"more than {spec.result_cap} records share the cursor value "
+                       f"{window.since.isoformat()}; the stream needs a tie_breaker to read them")
+    return Window(window.since, slice=True)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# -- deletes -----------------------------------------------------------------------------------
+
+@dataclass
+class DeletedPage:
+    deletions: list[Deletion]
+    checkpoint: Checkpoint
+
+
+def deletes(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
+            operation: str) -> Iterator[DeletedPage]:
+    spec = stream.deletes
+    assert spec is not None
+    lookback = dt.timedelta(seconds=stream.incremental.lookback_seconds
+                            if stream.incremental else 0)
+    since = checkpoint.deletes_cursor - lookback if checkpoint.deletes_cursor else None
+    high = checkpoint.deletes_cursor
+    server_started: dt.datetime | None = None
+    call = first_call(spec.pages, ctx, cursor={"since": since, "slice": False, "after_id": None})
+    for fetched in fetch_pages(spec.pages, ctx, operation, call):
+        if fetched.error is not None:
+            raise fetched.error
+        server_started = server_started or _server_time(fetched.reply.headers) or utc_now()
+        found = []
+        try:
+            for record in fetched.page.records:
+                record_id = spec.id(record)
+                if record_id is None:
+                    continue
+                when = _timestamp(spec.deleted_at(record), "deletion time", operation, ctx) \
+                    if spec.deleted_at else None
+                found.append(Deletion(str(record_id), when))
+                high = _latest(high, when)
+        except ExpressionFailed as exc:
+            raise CrmError(ctx.session.connector.name, operation, f"deletes: {exc}") from None
+        if fetched.following is None:
+            # Deletion times may come in any order: the cursor moves only once all are read;
+            # with none to go by, to when this check began.
+            yield DeletedPage(found, replace(checkpoint, deletes_cursor=high or server_started))
+        else:
+            yield DeletedPage(found, checkpoint)

@@ -1,0 +1,160 @@
+"""Running one stream: read pages, map records, land them in batches with their checkpoint.
+
+Which read (engine.sync.reads): a stream with a cursor and nothing in progress reads
+incrementally; otherwise it goes on with, or starts, a full refresh. Then the CRM's deleted
+records are marked, where the stream lists them. Memory stays flat: at most one batch being
+built, one landing and two pages are held, whatever the stream's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Protocol
+
+from engine.clock import utc_now
+from engine.errors import CrmError
+from engine.spec import StreamSpec
+from engine.store import Batch, StoreError, SyncRun
+from engine.sync import reads
+from engine.sync.checkpoint import Checkpoint
+from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
+from engine.sync.writer import BatchWriter
+
+log = logging.getLogger("crm_engine.sync")
+BATCH_RECORDS = 5000
+
+
+class Progress(Protocol):
+    def stream_started(self, run: SyncRun) -> None: ...
+    def page_read(self, run: SyncRun) -> None: ...
+    def stream_finished(self, run: SyncRun) -> None: ...
+
+
+class NoProgress:
+    def stream_started(self, run: SyncRun) -> None: pass
+    def page_read(self, run: SyncRun) -> None: pass
+    def stream_finished(self, run: SyncRun) -> None: pass
+
+
+def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str] | None:
+    """Vendor key -> name for the stream's custom fields, from its field definitions.
+    Raises CrmError when the definitions cannot be read."""
+    spec = stream.custom_names
+    if spec is None:
+        return None
+    names: dict[str, str] = {}
+    call = first_call(spec.pages, ctx, vendor_fields=stream.mapping.vendor_fields)
+    for fetched in fetch_pages(spec.pages, ctx, f"sync.{stream.name}.field_names", call):
+        if fetched.error is not None:
+            raise fetched.error
+        for definition in fetched.page.records:
+            key, name = spec.key(definition), spec.name(definition)
+            if key is not None and name:
+                names[str(key)] = str(name)
+    return names
+
+
+def _optional_field_names(stream: StreamSpec, ctx: StreamContext,
+                          run: SyncRun) -> dict[str, str] | None:
+    """Custom-field names are a nicety: where the definitions cannot be had at all (a 403
+    without the scope, a 404 after the endpoint was retired), custom fields keep the vendor's
+    keys, which beats landing nothing, and the run carries a warning. A passing failure (a 5xx
+    that outlived its retries) fails the stream instead: a rerun then lands the same rows as
+    ever, with their names."""
+    try:
+        return custom_field_names(stream, ctx)
+    except CrmError as exc:
+        if exc.kind != "fatal":
+            raise
+        run.warn(f"custom field names unavailable, custom fields keep vendor keys: {exc}")
+        log.warning("%s: %s", run.connection, run.warnings[-1])
+        return None
+
+
+def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress, *,
+               full_refresh: bool = False) -> SyncRun:
+    """Sync one stream into the store. The run row records success or the error;
+    `full_refresh` forgets the stream's cursor and any run in progress first."""
+    store, session = ctx.store, ctx.session
+    model = stream.mapping.model
+    store.ensure_table(model)
+    checkpoint = Checkpoint.from_json(store.state(ctx.connection, stream.name))
+    if full_refresh:
+        checkpoint = checkpoint.restarted()
+    incremental = (stream.incremental is not None and checkpoint.cursor is not None
+                   and checkpoint.resume is None)
+    run.mode = "incremental" if incremental else "full_refresh"
+    store.start_run(run)
+    progress.stream_started(run)
+    counters_before = (session.counters.requests, session.counters.retries)
+    operation = f"sync.{stream.name}"
+    batch = Batch(model)
+    writer = BatchWriter(store, run, model)
+    landed_state = checkpoint  # the state that goes with the batch being built
+
+    def account() -> None:
+        run.requests = session.counters.requests - counters_before[0]
+        run.retries = session.counters.retries - counters_before[1]
+        if session.budget is not None:
+            run.api_usage = session.budget.usage
+
+    try:
+        names = _optional_field_names(stream, ctx, run)
+        vendor_fields = stream.mapping.vendor_fields
+        positions = (reads.incremental(stream, ctx, checkpoint, operation, vendor_fields)
+                     if incremental else
+                     reads.full_refresh(stream, ctx, checkpoint, operation, vendor_fields,
+                                        run.warn))
+        sweep_before = None
+        for position in prefetched(positions):
+            stream.mapping.read_columns(position.page.records, batch.columns,
+                                        custom_names=names)
+            run.fetched += len(position.page.records)
+            run.pages += 1
+            landed_state, sweep_before = position.checkpoint, position.sweep_before
+            if len(batch) >= BATCH_RECORDS:
+                run.records += len(batch)
+                account()
+                writer.submit(batch, landed_state.to_json())
+                batch = Batch(model)
+            progress.page_read(run)
+        writer.close()
+        # The last batch lands here, with the state that says the read is complete (and, for
+        # a full refresh, the sweep of rows it did not see) in the same transaction.
+        run.records += len(batch)
+        account()
+        store.land(batch, run, state=landed_state.to_json(), append=writer.appending,
+                   sweep_before=sweep_before if stream.sweeps else None)
+        batch = Batch(model)
+        if stream.deletes is not None:
+            for found in reads.deletes(stream, ctx, landed_state, f"{operation}.deletes"):
+                account()
+                store.mark_deleted(model, run, found.deletions, state=found.checkpoint.to_json())
+                landed_state = found.checkpoint
+        account()
+        run.status = "succeeded"
+        run.finished = utc_now()
+        store.finish_run(run)
+    except BaseException as exc:
+        # Pages read before the failure are good data: land them with the state that follows
+        # them, so a rerun goes on from there; then record how far the run got and why.
+        account()
+        if isinstance(exc, KeyboardInterrupt):
+            run.status, run.error = "interrupted", "interrupted (signal); a rerun continues"
+        else:
+            run.status, run.error = "failed", str(exc) or type(exc).__name__
+        run.finished = utc_now()
+        with contextlib.suppress(BaseException):
+            writer.close()
+        if writer.error is not None:
+            run.records = writer.landed
+        if writer.error is None and not isinstance(exc, StoreError) and len(batch):
+            run.records += len(batch)
+            store.land(batch, run, state=landed_state.to_json(), append=writer.appending)
+        else:
+            store.finish_run(run)
+        progress.stream_finished(run)
+        raise
+    progress.stream_finished(run)
+    return run
