@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{vendor} sandbox listening on {running.url}", flush=True)
     for key, value in emulator.describe().items():
         print(f"  {key}: {value}", flush=True)
+    print("  control: POST /__sandbox/mutate, GET /__sandbox/truth?stream=contacts", flush=True)
     stop = threading.Event()
     # Ctrl-C even when started in the background (where shells ignore SIGINT); SIGTERM too.
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -45,9 +45,10 @@ from sandbox.hubspot.schema import (
     required_scope,
     validate_properties,
 )
-from sandbox.hubspot.search import Searcher, SearchError, parse_search
-from sandbox.hubspot.seed import OWNERS, SEED_START_MS, iso_ms, populate
+from sandbox.hubspot.search import Searcher, SearchError, parse_search, to_epoch_ms
+from sandbox.hubspot.seed import OWNERS, SEED_START_MS, burst, iso_ms, populate
 from sandbox.hubspot.store import Record, Store
+from sandbox.kit.control import TruthRow
 from sandbox.kit.core import (
     AccessToken,
     App,
@@ -69,6 +70,8 @@ PAGE_CACHE_PAGES = 2048  # ~110 MB at 100 contacts a page; a 100,000-contact syn
 ACCOUNT_KEY = "portal"  # the daily limit is per account (CONTRACTS 1.7), not per token
 
 ObjectHandler = Callable[..., Response]
+# The property /__sandbox/mutate changes on an update, per object type.
+MUTATED_PROPERTY = {"contacts": "jobtitle", "companies": "name", "deals": "dealname"}
 
 
 class HubSpotSandbox(Emulator):
@@ -79,6 +82,11 @@ class HubSpotSandbox(Emulator):
     # headers for the engine to follow.
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0)}
     TOKEN_SCOPES = ALL_SCOPES
+    CONTROL_STREAMS: ClassVar[dict[str, str]] = {
+        "contacts": "contacts",
+        "companies": "companies",
+        "deals": "deals",
+    }
 
     def __init__(
         self,
@@ -91,7 +99,9 @@ class HubSpotSandbox(Emulator):
         calls: int = 0,
         notes: int = 0,
         rate_limit: tuple[int, float] | None = (100, 10.0),
-        search_rate_limit: tuple[int, float] | None = (4, 1.0),
+        search_rate_limit: tuple[int, float] | None = (5, 1.0),
+        search_max_sorts: int = 1,
+        burst_same_timestamp: int = 0,
         daily_limit: int | None = 250_000,
         token_lifetime: int = 1800,
         client_id: str = "sandbox-client-id",
@@ -121,6 +131,11 @@ class HubSpotSandbox(Emulator):
             calls=calls,
             notes=notes,
         )
+        if burst_same_timestamp:
+            # N records of each of contacts, companies and deals share one modification time.
+            for object_type in ("contacts", "companies", "deals"):
+                burst(self.store, object_type, burst_same_timestamp)
+        self.search_max_sorts = search_max_sorts
         self.searcher = Searcher(self.store)
         # CONTRACTS 1.1: refresh-token rotation is UNCONFIRMED. Default: the refresh response
         # repeats the same refresh token; rotate_refresh_tokens=True issues a new one and
@@ -141,10 +156,13 @@ class HubSpotSandbox(Emulator):
             # not enforced separately.
             self.secondly_window = SlidingWindowLimiter(math.ceil(limit / window), 1.0, self.clock)
         if search_rate_limit:
-            # CONTRACTS 1.5: search has its own limit (4 requests/s per token).
+            # CONTRACTS 1.5: search has its own, lower limit and answers 429 past it. The
+            # changelog said 4 requests/s per token; current docs are quoted (3P) as 5/s per
+            # account. Choice (UNCONFIRMED): 5 per second, counted per account.
             self.search_limiter = SlidingWindowLimiter(*search_rate_limit, self.clock)
         self.daily = DailyCounter(daily_limit, self.clock) if daily_limit else None
         self._pages = LruCache(PAGE_CACHE_PAGES)
+        self._revision = 0  # numbers the values /__sandbox/mutate writes
         self._selections: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._selections_lock = threading.Lock()
         self.app.not_found = self._not_found
@@ -256,7 +274,7 @@ class HubSpotSandbox(Emulator):
         """A 429 response, or None after adding the rate-limit headers for this request."""
         correlation_id = headers["X-HubSpot-Correlation-Id"]
         if search and self.search_limiter is not None:
-            allowed, _ = self.search_limiter.hit(token)
+            allowed, _ = self.search_limiter.hit(ACCOUNT_KEY)
             if not allowed:
                 return rate_limited("SECONDLY", correlation_id)
         if self.rate_limiter is not None:
@@ -489,7 +507,11 @@ class HubSpotSandbox(Emulator):
 
     def _search(self, request: Request, schema: ObjectSchema) -> Response:
         try:
-            search = parse_search(schema, self._json_body(request) if request.body else {})
+            search = parse_search(
+                schema,
+                self._json_body(request) if request.body else {},
+                max_sorts=self.search_max_sorts,
+            )
         except SearchError as error:
             raise validation_error(str(error)) from None
         total, records = self.searcher.run(schema, search)
@@ -505,6 +527,64 @@ class HubSpotSandbox(Emulator):
             # CONTRACTS 1.5: the search cursor is a numeric offset string with no "link"
             body["paging"] = {"next": {"after": str(next_offset)}}
         return Response(200, body)
+
+    # -- test control (sandbox/kit/control.py) ----------------------------------------------
+
+    def control_live_ids(self, stream: str) -> list[str]:
+        return [str(record_id) for record_id in self.store.tables[stream].active]
+
+    def control_create(self, stream: str, stamps: list[float]) -> list[str]:
+        created = []
+        with self.store.lock:
+            for stamp in stamps:
+                self._revision += 1
+                values = self._new_values(stream, self._revision)
+                record = self.store.add(stream, values, iso_ms(round(stamp * 1000)))
+                created.append(record.id_str)
+        return created
+
+    def control_update(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        name = MUTATED_PROPERTY[stream]
+        with self.store.lock:
+            for record_id, stamp in zip(ids, stamps, strict=True):
+                self._revision += 1
+                record = self.store.record(stream, record_id)
+                value = f"{name} revision {self._revision}"
+                self.store.update(stream, record, {name: value}, iso_ms(round(stamp * 1000)))
+
+    def control_delete(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        # What DELETE /crm/v3/objects/{type}/{id} does: archive (GET ?archived=true lists it).
+        with self.store.lock:
+            for record_id, stamp in zip(ids, stamps, strict=True):
+                record = self.store.record(stream, record_id)
+                self.store.archive(stream, record, iso_ms(round(stamp * 1000)))
+
+    def control_truth(self, stream: str) -> list[TruthRow]:
+        rows = []
+        with self.store.lock:
+            records = list(self.store.tables[stream].records.values())
+        for record in sorted(records, key=lambda r: r.id):
+            updated = to_epoch_ms(record.updated_at) / 1000
+            deleted_at = None
+            if record.archived_at is not None:
+                deleted_at = to_epoch_ms(record.archived_at) / 1000
+                updated = max(updated, deleted_at)
+            rows.append(TruthRow(record.id_str, updated, deleted_at is not None, deleted_at))
+        return rows
+
+    @staticmethod
+    def _new_values(stream: str, n: int) -> dict[str, str]:
+        if stream == "contacts":
+            return {
+                "firstname": "Mutant",
+                "lastname": f"Number {n}",
+                "email": f"mutant.{n}@mutations.example",
+                "lifecyclestage": "lead",
+            }
+        if stream == "companies":
+            return {"name": f"Mutant Company {n}", "domain": f"mutant{n}.example.com"}
+        return {"dealname": f"Mutant Deal {n}", "pipeline": "default",
+                "dealstage": "appointmentscheduled", "amount": str(1000 + n)}
 
     # -- owners ----------------------------------------------------------------------------
 

@@ -3,18 +3,28 @@
 filterGroups are OR'ed, the filters inside a group AND'ed; results page by a numeric offset.
 The matching ids of a query are cached per store version, so paging through one query scans the
 records once rather than once per page.
+
+Incremental syncs send one shape of query again and again: a range on the last-modified
+property (GTE a cursor, maybe LT/LTE an upper bound or EQ one instant) plus ``hs_object_id``
+bounds, sorted by the last-modified property or by ``hs_object_id``. Those skip the scan: a
+sorted (last-modified, id) index of each object type, built once per store version, gives the
+candidates by bisection (see RangeQuery), so a burst of 12,000 records behind a 100,000-record
+portal costs a slice, not a scan.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from sandbox.hubspot.schema import DATETIME, NUMBER, ObjectSchema, to_property_value
+from sandbox.hubspot.seed import iso_ms
 from sandbox.hubspot.store import Record, Store
 from sandbox.kit.core import LruCache, encode_json
 
@@ -24,6 +34,11 @@ MAX_GROUPS = 5  # CONTRACTS 1.5 (changelog 2024-08-26)
 MAX_FILTERS_PER_GROUP = 10
 MAX_FILTERS = 25
 DEFAULT_LIMIT = 10
+# Sorts per request. HubSpot's docs and SDKs show one sort rule per search and third-party
+# schemas cap `sorts` at one item; a second sort is not known to work. Choice (UNCONFIRMED):
+# more than max_sorts (default 1) is a 400 VALIDATION_ERROR.
+MAX_SORTS = 1
+ID_PROPERTY = "hs_object_id"
 
 Predicate = Callable[[dict[str, str]], bool]
 
@@ -40,9 +55,74 @@ class SearchRequest:
     limit: int
     offset: int
     cache_key: bytes
+    ranged: RangeQuery | None = None  # set when the query can use the (modified, id) index
 
 
-def parse_search(schema: ObjectSchema, body: object) -> SearchRequest:
+@dataclass(frozen=True)
+class RangeQuery:
+    """A query that only bounds the last-modified property and hs_object_id (one filter group,
+    no free text): ``low``/``high`` are inclusive epoch-ms bounds of the last-modified value,
+    ``ids`` tests an id."""
+
+    low: int | None
+    high: int | None
+    ids: Callable[[int], bool] | None
+
+
+_RANGE_OPERATORS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+
+
+def _range_query(schema: ObjectSchema, groups: list, query: object) -> RangeQuery | None:
+    """The RangeQuery of a body, or None when it filters on anything else."""
+    if query or len(groups) > 1:
+        return None
+    filters = ((groups[0] or {}).get("filters") or []) if groups else []
+    low: float = -math.inf
+    high: float = math.inf
+    id_tests: list[Callable[[int], bool]] = []
+    modified = schema.modified_property
+    for spec in filters:
+        name, operator = spec.get("propertyName"), spec.get("operator")
+        if name not in (modified, ID_PROPERTY) or operator not in _RANGE_OPERATORS:
+            return None
+        kind = DATETIME if name == modified else NUMBER
+        value = comparable(kind, spec.get("value"))
+        other = comparable(kind, spec.get("highValue")) if operator == "BETWEEN" else value
+        if not isinstance(value, float) or not isinstance(other, float):
+            return None
+        if name == modified:  # stored times are whole milliseconds: make the bounds inclusive
+            if operator in ("GTE", "EQ", "BETWEEN"):
+                low = max(low, math.ceil(value))
+            if operator == "GT":
+                low = max(low, math.floor(value) + 1)
+            if operator in ("LTE", "EQ", "BETWEEN"):
+                high = min(high, math.floor(other))
+            if operator == "LT":
+                high = min(high, math.ceil(value) - 1)
+        else:
+            id_tests.append(_id_test(operator, value, other))
+    ids = None
+    if id_tests:
+        ids = id_tests[0] if len(id_tests) == 1 else (lambda i: all(t(i) for t in id_tests))
+    return RangeQuery(
+        None if low == -math.inf else int(low), None if high == math.inf else int(high), ids
+    )
+
+
+def _id_test(operator: str, value: float, other: float) -> Callable[[int], bool]:
+    return {
+        "EQ": lambda i: i == value,
+        "GT": lambda i: i > value,
+        "GTE": lambda i: i >= value,
+        "LT": lambda i: i < value,
+        "LTE": lambda i: i <= value,
+        "BETWEEN": lambda i: value <= i <= other,
+    }[operator]
+
+
+def parse_search(
+    schema: ObjectSchema, body: object, *, max_sorts: int = MAX_SORTS
+) -> SearchRequest:
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -65,6 +145,10 @@ def parse_search(schema: ObjectSchema, body: object) -> SearchRequest:
         raise SearchError(f"Too many filters ({total_filters}); the maximum is {MAX_FILTERS}")
     match = _combine(group_predicates, _compile_query(schema, body.get("query")))
     sorts = tuple(_parse_sort(schema, item) for item in body.get("sorts") or [])
+    if len(sorts) > max_sorts:
+        raise SearchError(
+            f"Too many sorts ({len(sorts)}); a search accepts at most {max_sorts} sort"
+        )
     limit = _int_field(body, "limit", DEFAULT_LIMIT)
     if not 0 <= limit <= MAX_LIMIT:
         raise SearchError(f"limit must be between 0 and {MAX_LIMIT}")
@@ -80,7 +164,13 @@ def parse_search(schema: ObjectSchema, body: object) -> SearchRequest:
         raise SearchError("properties must be a list of property names")
     key = encode_json([schema.name, groups, body.get("sorts") or [], body.get("query")])
     return SearchRequest(
-        match, sorts, tuple(properties) if properties else None, limit, offset, key
+        match,
+        sorts,
+        tuple(properties) if properties else None,
+        limit,
+        offset,
+        key,
+        _range_query(schema, groups, body.get("query")),
     )
 
 
@@ -270,6 +360,8 @@ class Searcher:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._cache = LruCache(16)
+        # object type -> (store version, ascending (last-modified ISO, id) of active records)
+        self._indexes: dict[str, tuple[int, list[tuple[str, int]]]] = {}
 
     def run(self, schema: ObjectSchema, search: SearchRequest) -> tuple[int, list[Record]]:
         """(total matches, the records of the requested page)."""
@@ -283,18 +375,67 @@ class Searcher:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        records = list(self._store.active_records(schema.name))
-        if search.match is not None:
-            records = [record for record in records if search.match(record.properties)]
-        for name, descending in reversed(search.sorts):  # stable sorts, last key first
-            records = _sorted(records, schema.properties[name], name, descending)
-        ids = [record.id for record in records]
+        if search.ranged is not None:
+            ids = self._ranged_ids(schema, search)
+        else:
+            records = list(self._store.active_records(schema.name))
+            if search.match is not None:
+                records = [record for record in records if search.match(record.properties)]
+            ids = [record.id for record in self._sort(schema, records, search.sorts)]
         self._cache.put(key, ids)
         return ids
 
+    def _ranged_ids(self, schema: ObjectSchema, search: SearchRequest) -> list[int]:
+        ranged = search.ranged
+        assert ranged is not None
+        index = self._index(schema.name)
+        start = 0 if ranged.low is None else bisect_left(index, (iso_ms(ranged.low),))
+        end = len(index)
+        if ranged.high is not None:
+            end = bisect_right(index, (iso_ms(ranged.high), math.inf))
+        window = index[start:end]  # ordered by (last-modified, id)
+        test = ranged.ids
+        if test is not None:
+            window = [key for key in window if test(key[1])]
+        modified = schema.modified_property
+        if search.sorts == ((modified, False),):
+            return [record_id for _, record_id in window]  # already in this order
+        ids = sorted(record_id for _, record_id in window)
+        if not search.sorts or search.sorts == ((ID_PROPERTY, False),):
+            return ids
+        records = self._store.tables[schema.name].records
+        ordered = self._sort(schema, [records[record_id] for record_id in ids], search.sorts)
+        return [record.id for record in ordered]
+
+    def _index(self, object_type: str) -> list[tuple[str, int]]:
+        version = self._store.version
+        built = self._indexes.get(object_type)
+        if built is not None and built[0] == version:
+            return built[1]
+        table = self._store.tables[object_type]
+        modified = table.schema.modified_property
+        with self._store.lock:
+            version = self._store.version
+            records = table.records
+            index = sorted(
+                (records[record_id].properties[modified], record_id) for record_id in table.active
+            )
+        self._indexes[object_type] = (version, index)
+        return index
+
+    @staticmethod
+    def _sort(
+        schema: ObjectSchema, records: list[Record], sorts: tuple[tuple[str, bool], ...]
+    ) -> list[Record]:
+        """Records in id order, sorted by ``sorts`` (stable: ties stay in id order)."""
+        for name, descending in reversed(sorts):  # stable sorts, last key first
+            records = _sorted(records, schema.properties[name], name, descending)
+        return records
+
 
 def _sorted(records: list[Record], kind: str, name: str, descending: bool) -> list[Record]:
-    # Choice (UNCONFIRMED): records without a value sort last in both directions.
+    # Choice (UNCONFIRMED): records without a value sort last in both directions; ties keep id
+    # order (HubSpot's order among equal values is not documented).
     keyed = [(comparable(kind, record.properties.get(name)), record) for record in records]
     present = [(value, record) for value, record in keyed if value is not None]
     missing = [record for value, record in keyed if value is None]

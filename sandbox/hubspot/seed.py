@@ -315,3 +315,20 @@ def _note_values(draw: Draw, created: str) -> dict[str, str]:
             "hubspot_owner_id": draw.maybe(0.9, draw.pick(OWNER_IDS)),
         }
     )
+
+
+def burst(store: Store, object_type: str, count: int) -> None:
+    """Give the ``count`` oldest records of ``object_type`` one identical modification time
+    (the latest creation time among them), like HubSpot's bulk jobs that touch more than 10,000
+    records at once (search can then not page through one timestamp; CONTRACTS 1.5)."""
+    table = store.tables[object_type]
+    chosen = [table.records[record_id] for record_id in table.active[:count]]
+    if not chosen:
+        return
+    stamp = max(record.created_at for record in chosen)  # fixed-width ISO: max is the latest
+    modified = table.schema.modified_property
+    with store.lock:
+        for record in chosen:
+            record.updated_at = stamp
+            record.properties[modified] = stamp
+        store.version += 1

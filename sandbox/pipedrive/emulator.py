@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from sandbox.kit.control import TruthRow
 from sandbox.kit.core import App, OAuthProvider, Request, Response, encode_json
 from sandbox.kit.emulator import Emulator
 from sandbox.pipedrive.cache import ByteCache
@@ -72,7 +74,7 @@ from sandbox.pipedrive.search import parse_search, run_search
 from sandbox.pipedrive.seed import populate
 from sandbox.pipedrive.shapes import Shapes
 from sandbox.pipedrive.store import Record, Store
-from sandbox.pipedrive.times import parse_v1_time, rfc3339, v1_time
+from sandbox.pipedrive.times import parse_rfc3339, parse_v1_time, rfc3339, v1_time
 from sandbox.pipedrive.writes import changes_for
 
 V1 = r"/(?:api/)?v1"  # CONTRACTS 3.2: v1 answers on /v1 and /api/v1
@@ -110,6 +112,11 @@ class PipedriveSandbox(Emulator):
         "daily_token_budget": 50_000_000,
     }
     TOKEN_SCOPES = tuple(GRANTED_SCOPES.split(","))
+    CONTROL_STREAMS: ClassVar[dict[str, str]] = {
+        "contacts": "persons",
+        "companies": "organizations",
+        "deals": "deals",
+    }
 
     def __init__(
         self,
@@ -164,6 +171,7 @@ class PipedriveSandbox(Emulator):
         self.limiter = FixedWindowLimiter(*rate_limit, self.clock) if rate_limit else None
         self.budget = TokenBudget(daily_token_budget, self.clock) if daily_token_budget else None
         self._pages = ByteCache(PAGE_CACHE_BYTES)
+        self._revision = 0  # numbers the values /__sandbox/mutate writes
         self.app.not_found = self._not_found
         self.app.error_response = for_status
         register_oauth_routes(self.app, self.oauth, self._api_domain)
@@ -211,6 +219,73 @@ class PipedriveSandbox(Emulator):
     def _api_domain(self, request: Request) -> str:
         host = request.headers.get("host")
         return self.url or (f"http://{host}" if host else "")
+
+    # -- test control (sandbox/kit/control.py) ----------------------------------------------
+    # Times have whole seconds (RFC 3339 without fraction, CONTRACTS 3.3), so the 1 ms steps of
+    # one mutation share a second.
+
+    def control_live_ids(self, stream: str) -> list[str]:
+        return [str(record_id) for record_id in self.store.tables[stream].ids]
+
+    def control_create(self, stream: str, stamps: list[float]) -> list[str]:
+        created = []
+        with self.store.lock:
+            for stamp in stamps:
+                self._revision += 1
+                n = self._revision
+                body: dict[str, Any] = {
+                    "persons": {
+                        "name": f"Mutant Person{n}",
+                        "emails": [{"value": f"mutant.{n}@mutations.example", "primary": True,
+                                    "label": "work"}],
+                    },
+                    "organizations": {"name": f"Mutant Organization {n}"},
+                    "deals": {"title": f"Mutant Deal {n}", "value": 1000 + n},
+                }[stream]
+                now = rfc3339(stamp)
+                changes = changes_for(self.store, stream, 2, body, None, now)
+                record = self.store.insert(
+                    stream,
+                    lambda record_id, c=changes, t=now: new_record(
+                        stream, {**c, "id": record_id, "add_time": t, "update_time": t}
+                    ),
+                )
+                created.append(str(record["id"]))
+        return created
+
+    def control_update(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        with self.store.lock:
+            for record_id, stamp in zip(ids, stamps, strict=True):
+                self._revision += 1
+                old = self.store.record(stream, record_id)
+                n = self._revision
+                if stream == "persons":
+                    first = old["first_name"] or "Someone"
+                    changes = {"last_name": f"Revision{n}", "name": f"{first} Revision{n}"}
+                elif stream == "organizations":
+                    changes = {"name": f"Organization revision {n}"}
+                else:
+                    changes = {"title": f"Deal revision {n}"}
+                self.store.replace(stream, {**old, **changes, "update_time": rfc3339(stamp)})
+
+    def control_delete(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        # What DELETE does: is_deleted = true, update_time = the deletion time.
+        with self.store.lock:
+            for record_id, stamp in zip(ids, stamps, strict=True):
+                record = self.store.record(stream, record_id)
+                self.store.delete(
+                    stream, record, {"is_deleted": True, "update_time": rfc3339(stamp)}
+                )
+
+    def control_truth(self, stream: str) -> list[TruthRow]:
+        with self.store.lock:
+            records = list(self.store.tables[stream].records.values())
+        rows = []
+        for record in sorted(records, key=lambda r: r["id"]):
+            stamp = parse_rfc3339(record["update_time"])
+            deleted = bool(record.get("is_deleted"))
+            rows.append(TruthRow(str(record["id"]), stamp, deleted, stamp if deleted else None))
+        return rows
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -404,7 +479,7 @@ class PipedriveSandbox(Emulator):
     # -- v2 records ------------------------------------------------------------------------
 
     def _list_v2(self, request: Request, kind: str, version: int) -> Response:
-        page = parse_v2_page(request, kind)
+        page = parse_v2_page(request, kind, self.clock.now())
 
         def build() -> dict:
             keys = ordered_keys(self.store, page.view)
@@ -521,12 +596,15 @@ class PipedriveSandbox(Emulator):
         page = parse_v1_page(request, "persons")
 
         def build() -> list[tuple[str, str, int]]:
+            # Deleted records are listed too (their v1 shape: active_flag false, delete_time;
+            # deals also deleted: true, status "deleted"). Choice (UNCONFIRMED): recents is
+            # where a sync sees deleted persons and organizations; v2 lists never show them.
             merged = []
             for kind in kinds:
                 table = self.store.tables[kind]
-                for stamp, record_id in table.by_update:
-                    if stamp >= since:
-                        merged.append((stamp, kind, record_id))
+                for index in (table.by_update, table.deleted_by_update):
+                    start = bisect_left(index, (since,))
+                    merged.extend((stamp, kind, record_id) for stamp, record_id in index[start:])
             merged.sort()
             return merged
 

@@ -13,18 +13,22 @@ import binascii
 import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sandbox.kit.core import Request
 from sandbox.pipedrive.errors import bad_request
 from sandbox.pipedrive.schema import ME
 from sandbox.pipedrive.store import Record, Store, Table
-from sandbox.pipedrive.times import ceil_stamp, is_date, parse_rfc3339
+from sandbox.pipedrive.times import ceil_stamp, is_date, parse_rfc3339, rfc3339
 
 DEFAULT_LIMIT = 100  # CONTRACTS 3.3: v1 and v2
 MAX_LIMIT = 500  # CONTRACTS 3.3: v1 [3P], v2 [V]
 MAX_IDS = 100
+# PD-NODE v2 deals-api.ts: "If set to deleted, deals that have been deleted up to 30 days ago
+# will be included." The window is measured on the sandbox clock, in whole hours (so listings
+# can be cached for an hour).
+DELETED_RETENTION = 30 * 86_400
 MAX_CUSTOM_FIELDS = 15
 # The 400 message for an integer query parameter that is not one, per API version.
 NOT_AN_INTEGER = {
@@ -48,6 +52,10 @@ class View:
     until: str | None = None
     dates: tuple[str, str | None, str | None] | None = None
     ids: frozenset | None = None
+    # Deleted records: deleted_since is the oldest deletion time still listed (None: no deleted
+    # records); live=False lists deleted records only (v2 deals?status=deleted).
+    deleted_since: str | None = None
+    live: bool = True
 
 
 def ordered_keys(store: Store, view: View) -> list[Key]:
@@ -61,6 +69,8 @@ def ordered_keys(store: Store, view: View) -> list[Key]:
 
 
 def _build_keys(table: Table, view: View) -> list[Key]:
+    if view.deleted_since is not None or not view.live:
+        return _build_keys_with_deleted(table, view)
     records, ids, keep = table.records, view.ids, _predicate(view)
 
     def wanted(record_id: int) -> bool:
@@ -85,6 +95,44 @@ def _build_keys(table: Table, view: View) -> list[Key]:
     if view.sort == "id":
         return [i for i in candidates if wanted(i)]
     return _sorted_by(records, candidates, view.sort, wanted)
+
+
+def _build_keys_with_deleted(table: Table, view: View) -> list[Key]:
+    """Keys of a view that lists deleted records (alone or with live ones). Deleted records are
+    not subject to the status filter (their stored status is the one they had)."""
+    records, ids = table.records, view.ids
+    keep_live = _predicate(view)
+    keep_deleted = _predicate(replace(view, filters=tuple(f for f in view.filters
+                                                          if f[0] != "status")))
+
+    def in_range(stamp: str) -> bool:
+        return (view.since is None or stamp >= view.since) and (
+            view.until is None or stamp < view.until
+        )
+
+    chosen: list[tuple[str, int]] = []
+    if view.live:
+        chosen += [
+            key
+            for key in table.by_update
+            if in_range(key[0])
+            and (ids is None or key[1] in ids)
+            and (keep_live is None or keep_live(records[key[1]]))
+        ]
+    if view.deleted_since is not None:
+        chosen += [
+            key
+            for key in table.deleted_by_update
+            if key[0] >= view.deleted_since
+            and in_range(key[0])
+            and (ids is None or key[1] in ids)
+            and (keep_deleted is None or keep_deleted(records[key[1]]))
+        ]
+    if view.sort == "update_time":
+        return sorted(chosen)
+    if view.sort == "id":
+        return sorted(record_id for _, record_id in chosen)
+    return sorted((_sortable(records[i][view.sort], view.sort), i) for _, i in chosen)
 
 
 def _sorted_by(
@@ -161,8 +209,9 @@ V2_FILTERS = {  # query parameter -> record field (PD-NODE v2 *-api.ts list para
 }
 
 
-def parse_v2_page(request: Request, kind: str) -> V2Page:
-    """Validate a v2 list query strictly (v2 "significantly stricter input validation")."""
+def parse_v2_page(request: Request, kind: str, now: float = 0.0) -> V2Page:
+    """Validate a v2 list query strictly (v2 "significantly stricter input validation").
+    ``now`` (the sandbox clock) dates the deleted-deals window."""
     limit = _int_arg(request, "limit", DEFAULT_LIMIT, version=2)
     if not 1 <= limit <= MAX_LIMIT:
         raise bad_request(f"Validation failed: limit: must be between 1 and {MAX_LIMIT}")
@@ -176,11 +225,21 @@ def parse_v2_page(request: Request, kind: str) -> V2Page:
     for param, field in V2_FILTERS[kind].items():
         if request.arg(param) not in (None, ""):
             filters.append((field, frozenset([_int_arg(request, param, 0, version=2)])))
+    deleted_since, live = None, True
     if kind == "deals" and request.arg("status"):
-        statuses = request.arg("status").split(",")
-        if not set(statuses) <= {"open", "won", "lost"}:
-            raise bad_request("Validation failed: status: must be one of open, won, lost")
-        filters.append(("status", frozenset(statuses)))
+        statuses = set(request.arg("status").split(","))
+        if not statuses <= {"open", "won", "lost", "deleted"}:
+            raise bad_request(
+                "Validation failed: status: must be one of open, won, lost, deleted"
+            )
+        if "deleted" in statuses:
+            # PD-NODE v2 deals-api.ts: deals deleted up to 30 days ago are included
+            hour = int(now) // 3600 * 3600
+            deleted_since = rfc3339(hour - DELETED_RETENTION)
+            statuses.discard("deleted")
+            live = bool(statuses)
+        if statuses:
+            filters.append(("status", frozenset(statuses)))
     if kind == "activities" and request.arg("done") not in (None, ""):
         done = request.arg("done")
         if done not in ("true", "false"):  # v2 booleans are true/false only
@@ -208,6 +267,8 @@ def parse_v2_page(request: Request, kind: str) -> V2Page:
         since=_v2_time(request, "updated_since"),
         until=_v2_time(request, "updated_until"),
         ids=ids,
+        deleted_since=deleted_since,
+        live=live,
     )
     after = decode_cursor(request.arg("cursor"), sort, direction)
     return V2Page(view, limit, direction == "desc", after, custom)

@@ -6,9 +6,9 @@ orjson; v1 shapes are derived on the way out (shapes.py). Records are never muta
 in place: a write stores a new dict, so a page being encoded never sees half a write.
 
 Indexes: active ids ascending, ``(update_time, id)`` and ``(add_time, id)`` ascending (cursor and
-offset pages are a bisect plus a slice; ``updated_since`` is a bisect), person e-mails, and the
-active people count per organization. ``version`` counts writes so callers can cache views and
-rendered pages.
+offset pages are a bisect plus a slice; ``updated_since`` is a bisect), ``(update_time, id)`` of
+deleted records, person e-mails, and the active people count per organization. ``version``
+counts writes so callers can cache views and rendered pages.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ class Table:
         self.ids: list[int] = []  # active ids, ascending
         self.by_update: list[tuple[str, int]] = []  # active (update_time, id), ascending
         self.by_add: list[tuple[str, int]] = []  # active (add_time, id), ascending
+        # deleted (update_time = deletion time, id), ascending: v2 deals?status=deleted and
+        # v1 /recents list them
+        self.deleted_by_update: list[tuple[str, int]] = []
         self.next_id = 1
 
     def active(self, record_id: int) -> Record | None:
@@ -174,6 +177,7 @@ class Store:
             _remove(table.by_add, (record["add_time"], record["id"]))
             deleted = {**record, **changes}
             table.records[record["id"]] = deleted
+            insort(table.deleted_by_update, (deleted["update_time"], deleted["id"]))
             self.version += 1
             return deleted
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from sandbox.kit.control import TruthRow
 from sandbox.kit.core import AccessToken, App, Request, Response, SlidingWindowLimiter
 from sandbox.kit.emulator import Emulator
 from sandbox.salesforce.errors import (
@@ -40,7 +41,13 @@ from sandbox.salesforce.query import MAX_BATCH, MIN_BATCH, QueryEngine, batch_si
 from sandbox.salesforce.schema import SCHEMAS, ObjectSchema, schema_for, version_label
 from sandbox.salesforce.seed import populate
 from sandbox.salesforce.store import PathError, Record, Selection, Store
-from sandbox.salesforce.values import check_reference, coerce, format_datetime
+from sandbox.salesforce.values import (
+    check_reference,
+    coerce,
+    datetime_to_epoch,
+    format_date,
+    format_datetime,
+)
 
 ORG_KEY = "org"  # CONTRACTS 2.7: the API allocation is per org, rolling 24 hours
 DAY = 86_400
@@ -70,6 +77,8 @@ STATIC_LIMITS = {
 }
 
 Handler = Callable[..., Response]
+# The field /__sandbox/mutate changes on an update, per object.
+MUTATED_FIELD = {"Contact": "Title", "Account": "Description", "Opportunity": "NextStep"}
 
 
 class SalesforceSandbox(Emulator):
@@ -86,6 +95,11 @@ class SalesforceSandbox(Emulator):
     }
     # A session, and a refresh token because the scopes allow one (oauth.py).
     TOKEN_SCOPES = DEFAULT_SCOPES
+    CONTROL_STREAMS: ClassVar[dict[str, str]] = {
+        "contacts": "Contact",
+        "companies": "Account",
+        "deals": "Opportunity",
+    }
 
     def __init__(
         self,
@@ -153,6 +167,7 @@ class SalesforceSandbox(Emulator):
             daily_limit if daily_limit is not None else 1 << 62, DAY, self.clock
         )
         self.queries = QueryEngine(self.store, self.clock)
+        self._revision = 0  # numbers the values /__sandbox/mutate writes
         self._get_selections: dict[tuple[str, str | None], Selection] = {}
         self._selections_lock = threading.Lock()
         self.app.not_found = lambda request: not_found().response()
@@ -214,6 +229,59 @@ class SalesforceSandbox(Emulator):
             "last_name": user["LastName"],
             "updated_at": user["LastModifiedDate"],
         }
+
+    # -- test control (sandbox/kit/control.py) ----------------------------------------------
+    # Record times have whole seconds (CONTRACTS 2.3 recordings all show .000), so the 1 ms
+    # steps of one mutation collapse into the same second, as in a bulk update.
+
+    def control_live_ids(self, stream: str) -> list[str]:
+        return [record.id for record in self.store.records(stream)]
+
+    def control_create(self, stream: str, stamps: list[float]) -> list[str]:
+        created = []
+        for stamp in stamps:
+            self._revision += 1
+            n = self._revision
+            values: dict[str, Any] = {
+                "Contact": {"FirstName": "Mutant", "LastName": f"Number {n}",
+                            "Email": f"mutant.{n}@mutations.example"},
+                "Account": {"Name": f"Mutant Account {n}"},
+                "Opportunity": {"Name": f"Mutant Opportunity {n}", "StageName": "Prospecting",
+                                "CloseDate": format_date(stamp + 30 * DAY),
+                                "Amount": float(1000 + n)},
+            }[stream]
+            record = self.store.insert(stream, values, format_datetime(stamp), self.api_user_id)
+            created.append(record.id)
+        return created
+
+    def control_update(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        name = MUTATED_FIELD[stream]
+        for record_id, stamp in zip(ids, stamps, strict=True):
+            self._revision += 1
+            record = self.store.by_id[record_id]
+            changes = {name: f"{name} revision {self._revision}"}
+            # LastModifiedDate and SystemModstamp both take the stamp (a late stamp included).
+            self.store.update(record, changes, format_datetime(stamp), self.api_user_id)
+
+    def control_delete(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        # What DELETE /sobjects/{Type}/{id} does: IsDeleted = true, SystemModstamp = now; the
+        # row leaves /query and stays in /queryAll.
+        for record_id, stamp in zip(ids, stamps, strict=True):
+            record = self.store.by_id[record_id]
+            self.store.delete(record, format_datetime(stamp), self.api_user_id)
+
+    def control_truth(self, stream: str) -> list[TruthRow]:
+        # updated_at is SystemModstamp (the incremental cursor field, CONTRACTS 2.3).
+        schema = SCHEMAS[stream]
+        slot = schema.index["SystemModstamp"]
+        with self.store.lock:
+            records = list(self.store.records(stream, include_deleted=True))
+        rows = []
+        for record in records:
+            stamp = datetime_to_epoch(record.values[slot])
+            deleted_at = stamp if record.deleted else None
+            rows.append(TruthRow(record.id, stamp, record.deleted, deleted_at))
+        return rows
 
     # -- routing ---------------------------------------------------------------------------
 

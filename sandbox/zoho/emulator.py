@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from sandbox.kit.control import TruthRow
 from sandbox.kit.core import (
     AccessToken,
     LruCache,
@@ -78,6 +79,8 @@ PAGE_CACHE_PAGES = 2048
 SORT_FIELDS = ("id", "Created_Time", "Modified_Time")
 SELF_CLIENT = "self-client"  # concurrency key of the static tokens
 VERSION = r"/crm/(?P<version>v[2-8]|v2\.1)"
+# The field /__sandbox/mutate changes on an update, per module.
+MUTATED_FIELD = {"Contacts": "Title", "Accounts": "Description", "Deals": "Next_Step"}
 MODULE = r"/(?P<module>[A-Za-z][A-Za-z0-9_]*)"
 RECORD = r"/(?P<record_id>[^/]+)"
 
@@ -104,6 +107,11 @@ class ZohoSandbox(Emulator):
     # An Enterprise-sized credit budget and concurrency.
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20}
     TOKEN_SCOPES = ALL_SCOPES
+    CONTROL_STREAMS: ClassVar[dict[str, str]] = {
+        "contacts": "Contacts",
+        "companies": "Accounts",
+        "deals": "Deals",
+    }
 
     def __init__(
         self,
@@ -164,6 +172,7 @@ class ZohoSandbox(Emulator):
             notes=notes,
         )
         self.writer = Writer(self.store, self.org, self.clock)
+        self._revision = 0  # numbers the values /__sandbox/mutate writes
         self.oauth = ZohoOAuthProvider(
             clients={client_id: client_secret},
             clock=self.clock,
@@ -222,6 +231,69 @@ class ZohoSandbox(Emulator):
             "credits_per_day": str(self.credits.limit),
             "max_concurrent": str(self.gate.limit),
         }
+
+    # -- test control (sandbox/kit/control.py) ----------------------------------------------
+    # Zoho times have whole seconds in the org's offset, so the 1 ms steps of one mutation
+    # share a second. Writes go through the Writer (as the API user) with its clock pinned to
+    # each stamp.
+
+    def control_live_ids(self, stream: str) -> list[str]:
+        return self.store.ids(stream)
+
+    def control_create(self, stream: str, stamps: list[float]) -> list[str]:
+        created = []
+        with self.store.lock:
+            for stamp in stamps:
+                self._revision += 1
+                n = self._revision
+                item: dict[str, Any] = {
+                    "Contacts": {"First_Name": "Mutant", "Last_Name": f"Number {n}",
+                                 "Email": f"mutant.{n}@mutations.example"},
+                    "Accounts": {"Account_Name": f"Mutant Account {n}"},
+                    "Deals": {"Deal_Name": f"Mutant Deal {n}", "Stage": "Qualification",
+                              "Amount": 1000 + n},
+                }[stream]
+                outcome = self._pinned(stamp, lambda i=item: self.writer.create(stream, [i]))[0]
+                if not outcome.ok:
+                    raise RuntimeError(f"control create failed: {outcome.entry}")
+                created.append(outcome.entry["details"]["id"])
+        return created
+
+    def control_update(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        name = MUTATED_FIELD[stream]
+        with self.store.lock:
+            for record_id, stamp in zip(ids, stamps, strict=True):
+                self._revision += 1
+                item = {"id": record_id, name: f"{name} revision {self._revision}"}
+                outcome = self._pinned(stamp, lambda i=item: self.writer.update(stream, [i]))[0]
+                if not outcome.ok:
+                    raise RuntimeError(f"control update failed: {outcome.entry}")
+
+    def control_delete(self, stream: str, ids: list[str], stamps: list[float]) -> None:
+        # What DELETE does: the record moves to the recycle bin (GET /{module}/deleted).
+        with self.store.lock:
+            for record_id, stamp in zip(ids, stamps, strict=True):
+                self._pinned(stamp, lambda r=record_id: self.writer.delete(stream, [r]))
+
+    def control_truth(self, stream: str) -> list[TruthRow]:
+        table = self.store.table(stream)
+        with self.store.lock:
+            rows = [
+                TruthRow(str(record_id), float(table.records[record_id].modified), False)
+                for record_id in table.ids
+            ]
+            rows += [
+                TruthRow(entry["id"], float(deleted_at), True, float(deleted_at))
+                for entry, deleted_at in zip(table.deleted, table.deleted_at, strict=True)
+            ]
+        return sorted(rows, key=lambda row: int(row.id))
+
+    def _pinned(self, stamp: float, write: Callable[[], list[Outcome]]) -> list[Outcome]:
+        self.writer.fixed_now = int(stamp)
+        try:
+            return write()
+        finally:
+            self.writer.fixed_now = None
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -541,7 +613,21 @@ class ZohoSandbox(Emulator):
         kind = (request.arg("type") or "all").lower()
         if kind not in ("all", "recycle", "permanent"):
             raise errors.invalid_param("type", supported_values=["all", "recycle", "permanent"])
-        entries = [] if kind == "permanent" else call.table.deleted[::-1]
+        # crm-oas getDeletedRecords takes If-Modified-Since: only entries deleted at or after
+        # it (inclusive, as on the list). Choice (UNCONFIRMED): 304 when none is that recent,
+        # as the list answers. Nothing is ever purged permanently here.
+        since = self._if_modified_since(request)
+        table = call.table
+        entries = [] if kind == "permanent" else table.deleted[::-1]
+        if since is not None and entries:
+            entries = [
+                entry
+                for entry, deleted_at in zip(table.deleted[::-1], table.deleted_at[::-1],
+                                             strict=True)
+                if deleted_at >= since
+            ]
+            if not entries:
+                return Response(304)
         per_page = parse_per_page(request.arg("per_page"))
         page = parse_page(request.arg("page"))
         chunk = entries[(page - 1) * per_page : page * per_page]

@@ -124,6 +124,8 @@ class Writer:
         self.org = org
         self.clock = clock
         self.user = API_USER
+        # Set by the test-control hooks: writes are stamped with this time, not the clock.
+        self.fixed_now: int | None = None
 
     # -- operations --------------------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class Writer:
                     outcomes.append(Outcome(entry, False))
                     continue
                 self.store.delete(
-                    table.module.api_name, record, self._bin_entry(table, record, now)
+                    table.module.api_name, record, self._bin_entry(table, record, now), now
                 )
                 outcomes.append(
                     Outcome(
@@ -508,7 +510,7 @@ class Writer:
         }
 
     def _now(self) -> int:
-        return int(self.clock.now())
+        return self.fixed_now if self.fixed_now is not None else int(self.clock.now())
 
 
 def _actor(user: dict | None) -> dict | None:

@@ -43,6 +43,7 @@ class Table:
         self.version = 0
         self.unique: dict[str, dict[str, int]] = {name: {} for name in module.unique}
         self.deleted: list[dict[str, Any]] = []  # newest last
+        self.deleted_at: list[int] = []  # epoch seconds of each recycle-bin entry (same order)
         self.defaults = _defaults(module)
         self._orders: dict[tuple, tuple[int, list, list[int]]] = {}
 
@@ -187,8 +188,9 @@ class Store:
             record.modified = modified
             table.version += 1
 
-    def delete(self, module: str, record: Record, entry: dict[str, Any]) -> None:
-        """Remove a record; ``entry`` is its recycle-bin row (GET /{module}/deleted)."""
+    def delete(self, module: str, record: Record, entry: dict[str, Any], deleted_at: int) -> None:
+        """Remove a record; ``entry`` is its recycle-bin row (GET /{module}/deleted), made at
+        ``deleted_at`` (epoch seconds)."""
         table = self.table(module)
         with self.lock:
             del table.records[record.id]
@@ -198,6 +200,7 @@ class Store:
                 if value and index.get(value.lower()) == record.id:
                     del index[value.lower()]
             table.deleted.append(entry)
+            table.deleted_at.append(deleted_at)
             table.version += 1
 
 
