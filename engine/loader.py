@@ -28,6 +28,7 @@ from engine.spec import (
     ConfigSetting,
     Connector,
     DeletesSpec,
+    EnrichSpec,
     ErrorRule,
     ErrorSpec,
     FieldNamesSpec,
@@ -411,11 +412,28 @@ def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stre
     tie_breaker = (c.getter(path + ("tie_breaker",), spec["tie_breaker"])
                    if "tie_breaker" in spec else None)
     pages = _compile_pages(c, path, spec, {**roots, "vendor_fields": None}, stream.pages)
-    if cursor is None or pages is None:
+    enrich = [_compile_enrich(c, path + ("enrich", i), step, roots)
+              for i, step in enumerate(spec.get("enrich") or [])]
+    if cursor is None or pages is None or None in enrich:
         return None
-    return IncrementalSpec(cursor, pages, float(spec.get("lookback_seconds", 0)),
+    lookback = spec.get("lookback_seconds", 0)
+    if isinstance(lookback, str):
+        lookback = c.template(path + ("lookback_seconds",), lookback, roots)
+    return IncrementalSpec(cursor, pages, lookback if lookback is not None else 0.0,
                            float(spec.get("resolution_seconds", 0.001)), spec.get("result_cap"),
-                           tie_breaker)
+                           tie_breaker, enrich)  # type: ignore[arg-type]
+
+
+def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                    roots: dict[str, set[str] | None]) -> EnrichSpec | None:
+    request = _compile_request(c, path + ("request",), spec["request"], {**roots, "ids": None})
+    getters = {key: c.getter(path + (key,), spec[key]) for key in ("records", "key", "value")}
+    record_id = c.getter(path + ("id",), spec.get("id", "id"))
+    into = tuple(spec["into"].split("."))
+    if request is None or record_id is None or None in getters.values():
+        return None
+    return EnrichSpec(request, getters["records"], getters["key"], getters["value"],  # type: ignore[arg-type]
+                      into, record_id)
 
 
 def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],

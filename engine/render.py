@@ -13,7 +13,8 @@ from engine.transport import Call
 def render_call(spec: RequestSpec, base_url: str, context: Mapping[str, Any]) -> Call:
     path = spec.path.render(context)
     params = {k: _param(v) for k, v in spec.params.render(context).items() if v is not None}
-    headers = {k: str(t.render(context)) for k, t in spec.headers.items()}
+    headers = {k: str(v) for k, v in ((k, t.render(context)) for k, t in spec.headers.items())
+               if v is not None}  # a header whose value is null is left out, like a param
     body = spec.body.render(context) if spec.body is not None else None
     if spec.idempotency_header:  # one key per call: every retry of it carries the same one
         headers[spec.idempotency_header] = uuid.uuid4().hex

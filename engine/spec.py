@@ -61,16 +61,34 @@ class FieldNamesSpec:
 
 
 @dataclass
+class EnrichSpec:
+    """One more request per page, for what the page's own request does not return (such as
+    associations): its results are set into the page's records, matched by id."""
+
+    request: RequestSpec  # templates see `ids`, the page's record ids
+    records: Getter
+    key: Getter  # in each result: the id of the record it belongs to
+    value: Getter  # in each result: what to set
+    into: tuple[str, ...]  # where in the record, as a key path
+    id: Getter  # in each record: its id
+
+
+@dataclass
 class IncrementalSpec:
     """How a stream reads only what changed: records sorted ascending by `cursor`, from a
     lower bound the engine keeps (see engine.sync.incremental)."""
 
     cursor: Getter
     pages: Pages
-    lookback_seconds: float = 0.0
+    lookback_seconds: float | Template = 0.0  # a template reads it from the config
     resolution_seconds: float = 0.001
     result_cap: int | None = None
     tie_breaker: Getter | None = None
+    enrich: list[EnrichSpec] = field(default_factory=list)
+
+    def lookback(self, context: dict[str, Any]) -> float:
+        value = self.lookback_seconds
+        return float(value.render(context) if isinstance(value, Template) else value)
 
 
 @dataclass

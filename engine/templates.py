@@ -43,6 +43,8 @@ def _make_env(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxe
     env.filters["compact"] = lambda d: {k: v for k, v in d.items() if v is not None}
     env.filters["omit"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
+    # [1, 2] | objects('id') -> [{"id": 1}, {"id": 2}]: batch request bodies from a list of ids.
+    env.filters["objects"] = lambda values, key: [{key: v} for v in values]
     # A datetime (such as cursor.since) in a vendor's format: iso8601, epoch_ms, epoch_s, or
     # a strftime pattern.
     env.filters["timestamp"] = lambda v, fmt="iso8601": None if v is None else \

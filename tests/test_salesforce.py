@@ -160,11 +160,12 @@ def test_expired_session_refreshes_once_and_retries(engine, salesforce):
     token_calls = running.app.stats.count("oauth.token")
     served = running.app.requests_served
     emulator.expire_all_tokens()  # the next API call gets 401 INVALID_SESSION_ID
-    [run] = engine.sync("salesforce", "sf", streams=["companies"])
+    [run] = engine.sync("salesforce", "sf", streams=["companies"], full_refresh=True)
     assert run.status == "succeeded" and run.records == emulator.store.count("Account")
     assert running.app.stats.count("oauth.token") == token_calls + 1  # refreshed once
-    # The refused request, the refresh, the same request again: one page of 20 accounts.
-    assert running.app.requests_served - served == 3
+    # The refused request, the refresh, the same request again (one page of 20 accounts),
+    # then the one query for deleted accounts.
+    assert running.app.requests_served - served == 4
     after = engine.credentials.load("sf").credentials
     assert after.access_token != before.access_token  # the new one, stored
     assert after.refresh_token == before.refresh_token  # Salesforce does not rotate here

@@ -26,7 +26,8 @@ from engine.convert import ConversionError, parse_timestamp
 from engine.errors import CrmError
 from engine.extract import ExpressionFailed
 from engine.paginate import Page
-from engine.spec import IncrementalSpec, StreamSpec
+from engine.render import render_call
+from engine.spec import EnrichSpec, IncrementalSpec, StreamSpec
 from engine.store import Deletion
 from engine.sync.checkpoint import Checkpoint, Resume, Window
 from engine.sync.pages import StreamContext, fetch_pages, first_call
@@ -128,7 +129,7 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
     spec = stream.incremental
     assert spec is not None and checkpoint.cursor is not None
     window: Window | None = checkpoint.window or Window(
-        checkpoint.cursor - dt.timedelta(seconds=spec.lookback_seconds))
+        checkpoint.cursor - dt.timedelta(seconds=spec.lookback(ctx.template_context)))
     high = _latest(checkpoint.cursor, window.since)
     while window is not None:
         last: tuple[dt.datetime, Any] | None = None  # (cursor, id) of the last record read
@@ -140,6 +141,8 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
                 yield Position(fetched.page, replace(checkpoint, window=window))
                 raise fetched.error
             records = fetched.page.records
+            for step in spec.enrich:
+                _enrich(step, records, ctx, f"{operation}.enrich")
             values = _cursor_values(spec, records, operation, ctx)
             last = _check_order(window, last, values, records, spec, operation, ctx)
             high = _latest(high, last[0] if last else None)
@@ -160,6 +163,32 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
                 yield Position(fetched.page, replace(checkpoint, window=following))
             window = following
             break
+
+
+def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation: str) -> None:
+    """Set what one more request says about the page's records into them (in place)."""
+    if not records:
+        return
+    try:
+        ids = [step.id(r) for r in records]
+        call = render_call(step.request, ctx.session.base_url,
+                           {**ctx.template_context, "ids": [i for i in ids if i is not None]})
+        reply = ctx.session.send(call, operation)
+        results = step.records(reply.body) if reply.body is not None else None
+        found = {str(step.key(r)): step.value(r) for r in results or ()}
+    except ExpressionFailed as exc:
+        raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
+    *parents, leaf = step.into
+    for record, record_id in zip(records, ids, strict=True):
+        if not isinstance(record, dict):
+            continue
+        target = record
+        for key in parents:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                break
+        else:
+            target[leaf] = found.get(str(record_id))
 
 
 def _check_order(window: Window, last: tuple[dt.datetime, Any] | None,
@@ -221,7 +250,7 @@ def deletes(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
             operation: str) -> Iterator[DeletedPage]:
     spec = stream.deletes
     assert spec is not None
-    lookback = dt.timedelta(seconds=stream.incremental.lookback_seconds
+    lookback = dt.timedelta(seconds=stream.incremental.lookback(ctx.template_context)
                             if stream.incremental else 0)
     since = checkpoint.deletes_cursor - lookback if checkpoint.deletes_cursor else None
     high = checkpoint.deletes_cursor
