@@ -6,8 +6,8 @@
                   headers={"Authorization": "Bearer sandbox-private-app-token"})
 
 Objects: contacts, companies, deals, tasks, calls, notes (list, get, create, update, archive,
-search), owners, and the OAuth 2.0 endpoints (oauth.py). Records live in store.py, seed data
-in seed.py, search in search.py.
+search), associations v4 batch read (associations.py), owners, and the OAuth 2.0 endpoints
+(oauth.py). Records live in store.py, seed data in seed.py, search in search.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from sandbox.hubspot import associations
 from sandbox.hubspot.errors import (
     HubSpotError,
     conflict,
@@ -39,6 +40,7 @@ from sandbox.hubspot.schema import (
     ASSOCIATION_TYPES,
     OBJECT_TYPE_ALIASES,
     PRIMARY_COMPANY_ASSOCIATION,
+    PRIMARY_DEAL_COMPANY_ASSOCIATION,
     SCHEMAS,
     ObjectSchema,
     PropertyErrors,
@@ -209,6 +211,14 @@ class HubSpotSandbox(Emulator):
             self.app.add_route(
                 method, pattern, self._object_route(handler, write, search), name=name
             )
+        # Associations v4 batch read: reading needs the from-object's read scope; rate-limited
+        # like the object routes (one request, whatever the number of inputs).
+        self.app.add_route(
+            "POST",
+            r"/crm/v4/associations/(?P<from_type>[^/]+)/(?P<to_type>[^/]+)/batch/read",
+            self._guarded(self._associations_batch_read, self._from_read_scope),
+            name="associations.batch_read",
+        )
         self.app.add_route(
             "GET",
             r"/crm/v3/owners/?",
@@ -228,6 +238,11 @@ class HubSpotSandbox(Emulator):
             return required_scope(name, write) if name else None
 
         return self._guarded(resolve, scope, search=search)
+
+    @staticmethod
+    def _from_read_scope(params: dict[str, str]) -> str | None:
+        name = OBJECT_TYPE_ALIASES.get(params["from_type"])
+        return required_scope(name, False) if name else None
 
     def _guarded(
         self, handler: Callable, scope: str | Callable[[dict], str | None], *, search: bool = False
@@ -427,6 +442,14 @@ class HubSpotSandbox(Emulator):
             record = self.store.add(schema.name, values, self.now_iso())
             for to_type, to_id, _ in links:
                 self.store.associate(schema.name, record.id, to_type, to_id)
+            if schema.name == "deals":
+                primary = [
+                    to_id
+                    for _, to_id, type_id in links
+                    if type_id == PRIMARY_DEAL_COMPANY_ASSOCIATION
+                ]
+                if primary:
+                    self.store.set_primary("deals", record.id, "companies", primary[0])
         return Response(201, self._full(schema, record))  # CONTRACTS 1.4: 201 Created
 
     def _parse_associations(
@@ -527,6 +550,19 @@ class HubSpotSandbox(Emulator):
             # CONTRACTS 1.5: the search cursor is a numeric offset string with no "link"
             body["paging"] = {"next": {"after": str(next_offset)}}
         return Response(200, body)
+
+    # -- associations ----------------------------------------------------------------------
+
+    def _associations_batch_read(self, request: Request, from_type: str, to_type: str) -> Response:
+        schemas = []
+        for object_type in (from_type, to_type):
+            name = OBJECT_TYPE_ALIASES.get(object_type)
+            if name is None:
+                raise validation_error(f"Unable to infer object type from: {object_type}")
+            schemas.append(SCHEMAS[name])
+        return associations.batch_read(
+            self.store, schemas[0], schemas[1], self._json_body(request), self.now_iso
+        )
 
     # -- test control (sandbox/kit/control.py) ----------------------------------------------
 

@@ -207,7 +207,17 @@ ASSOCIATION_TYPES: dict[int, tuple[str, str]] = {
     206: ("calls", "deals"),
 }
 PRIMARY_COMPANY_ASSOCIATION = 1  # sets the contact's associatedcompanyid, as in HubSpot
+PRIMARY_DEAL_COMPANY_ASSOCIATION = 5  # marks the deal's primary company
 ASSOCIATION_CATEGORIES = ("HUBSPOT_DEFINED", "INTEGRATOR_DEFINED", "USER_DEFINED", "WORK")
+PRIMARY_LABEL = "Primary"  # the label v4 reads show on type ids 1 and 5; the others have none
+_PRIMARY_TYPE_IDS = (PRIMARY_COMPANY_ASSOCIATION, PRIMARY_DEAL_COMPANY_ASSOCIATION)
+# (from object, to object) -> the plain (unlabelled) type id, and -> the "Primary" type id.
+UNLABELED_ASSOCIATION_TYPES: dict[tuple[str, str], int] = {
+    pair: type_id for type_id, pair in ASSOCIATION_TYPES.items() if type_id not in _PRIMARY_TYPE_IDS
+}
+PRIMARY_ASSOCIATION_TYPES: dict[tuple[str, str], int] = {
+    ASSOCIATION_TYPES[type_id]: type_id for type_id in _PRIMARY_TYPE_IDS
+}
 
 
 def association_label(from_type: str, to_type: str) -> str:

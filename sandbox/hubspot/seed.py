@@ -243,7 +243,9 @@ def _seed_deals(
             contact_links.append((deal_id, pick(contact_ids)))
         rows.append((deal_id, values, *timeline.stamps(index)))
     store.load("deals", rows)
-    store.load_links("deals", "companies", company_links)
+    # A deal's one seeded company is its primary company (type 5 beside 341 in v4 reads), as
+    # when a deal is created from its company's record in HubSpot.
+    store.load_links("deals", "companies", company_links, primary=True)
     store.load_links("deals", "contacts", contact_links)
     return [row[0] for row in rows]
 

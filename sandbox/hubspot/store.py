@@ -79,6 +79,9 @@ class Store:
         }
         # (from type, to type) -> from id -> to ids; both directions are stored.
         self._links: dict[tuple[str, str], dict[int, list[int]]] = {}
+        # (from type, to type) -> from id -> the one linked id that is its "Primary" (deals ->
+        # companies; a contact's primary company is its associatedcompanyid property).
+        self._primary: dict[tuple[str, str], dict[int, int]] = {}
         self._emails: dict[str, int] = {}  # lower-cased email -> active contact id
         self.version = 0  # bumped on every write; invalidates cached pages and searches
         self.lock = threading.RLock()
@@ -102,6 +105,25 @@ class Store:
 
     def associated_ids(self, from_type: str, from_id: int, to_type: str) -> list[int]:
         return self._links.get((from_type, to_type), {}).get(from_id, [])
+
+    def association_page(
+        self, from_type: str, from_id: int, to_type: str, after_id: int | None, limit: int
+    ) -> tuple[list[int], int | None]:
+        """Up to ``limit`` linked ids >= after_id (ascending), and the id the next page
+        starts at: the same links list/get show under ``associations``."""
+        linked = self.associated_ids(from_type, from_id, to_type)
+        start = bisect_left(linked, after_id) if after_id is not None else 0
+        chunk = linked[start : start + limit + 1]
+        return chunk[:limit], chunk[limit] if len(chunk) > limit else None
+
+    def primary_id(self, from_type: str, from_id: int, to_type: str) -> int | None:
+        """The linked record marked "Primary" (HubSpot allows one), if any."""
+        if (from_type, to_type) == ("contacts", "companies"):
+            # What HubSpot does too: the primary company is the one in associatedcompanyid.
+            record = self.tables["contacts"].records.get(from_id)
+            value = record.properties.get("associatedcompanyid") if record else None
+            return int(value) if value and value.isdigit() else None
+        return self._primary.get((from_type, to_type), {}).get(from_id)
 
     def get(self, object_type: str, record_id: int | str, *, archived: bool = False) -> dict | None:
         """Test helper: the record as the API shows it, with every set property."""
@@ -237,14 +259,25 @@ class Store:
                 del self._emails[email.lower()]
             self.version += 1
 
-    def load_links(self, from_type: str, to_type: str, pairs: Iterable[tuple[int, int]]) -> None:
-        """Bulk association of seed records (pairs must not repeat)."""
+    def load_links(
+        self,
+        from_type: str,
+        to_type: str,
+        pairs: Iterable[tuple[int, int]],
+        *,
+        primary: bool = False,
+    ) -> None:
+        """Bulk association of seed records (pairs must not repeat). ``primary``: each pair is
+        also its from record's primary association (one pair per from id)."""
         forward = self._links.setdefault((from_type, to_type), {})
         backward = self._links.setdefault((to_type, from_type), {})
+        primaries = self._primary.setdefault((from_type, to_type), {})
         with self.lock:
             for from_id, to_id in pairs:
                 forward.setdefault(from_id, []).append(to_id)
                 backward.setdefault(to_id, []).append(from_id)
+                if primary:
+                    primaries[from_id] = to_id
             for linked in (*forward.values(), *backward.values()):
                 linked.sort()
             self.version += 1
@@ -254,6 +287,12 @@ class Store:
         with self.lock:
             self._link(from_type, from_id, to_type, to_id)
             self._link(to_type, to_id, from_type, from_id)
+            self.version += 1
+
+    def set_primary(self, from_type: str, from_id: int, to_type: str, to_id: int) -> None:
+        """Mark an existing link as the from record's primary one (replacing any other)."""
+        with self.lock:
+            self._primary.setdefault((from_type, to_type), {})[from_id] = to_id
             self.version += 1
 
     def _link(self, a_type: str, a_id: int, b_type: str, b_id: int) -> None:

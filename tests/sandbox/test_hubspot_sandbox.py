@@ -356,6 +356,272 @@ def test_delete_archives(portal) -> None:
     assert emulator.store.get("contacts", record_id, archived=True)["archivedAt"]
 
 
+# -- associations v4 batch read --------------------------------------------------------------
+
+
+def batch_read(
+    client: httpx.Client, from_type: str, to_type: str, inputs: list[dict], **kwargs
+) -> httpx.Response:
+    path = f"/crm/v4/associations/{from_type}/{to_type}/batch/read"
+    return client.post(path, json={"inputs": inputs}, **kwargs)
+
+
+def read_all_associations(
+    client: httpx.Client, from_type: str, to_type: str, ids: list[str]
+) -> tuple[dict[str, list[dict]], list[dict]]:
+    """({from id: every `to` entry, following paging per input}, every error entry)."""
+    found: dict[str, list[dict]] = {}
+    errors: list[dict] = []
+    pending = [{"id": record_id} for record_id in ids]
+    while pending:
+        response = batch_read(client, from_type, to_type, pending)
+        body = response.json()
+        assert response.status_code == (207 if body.get("errors") else 200), response.text
+        assert body["status"] == "COMPLETE" and body["startedAt"] and body["completedAt"]
+        errors += body.get("errors", [])
+        pending = []
+        for result in body["results"]:
+            found.setdefault(result["from"]["id"], []).extend(result["to"])
+            if "paging" in result:
+                pending.append(
+                    {"id": result["from"]["id"], "after": result["paging"]["next"]["after"]}
+                )
+    return found, errors
+
+
+def test_v4_batch_read_equals_the_list_endpoint_associations(shared) -> None:
+    _, client = shared
+    deals, _ = list_all(client, "/crm/v3/objects/deals", associations="companies,contacts")
+    deal_ids = [deal["id"] for deal in deals]
+    for to_type, plain_type in (("companies", 341), ("contacts", 3)):
+        found, errors = read_all_associations(client, "deals", to_type, deal_ids)
+        listed = {
+            deal["id"]: [
+                a["id"] for a in deal.get("associations", {}).get(to_type, {}).get("results", [])
+            ]
+            for deal in deals
+        }
+        assert {d: [str(t["toObjectId"]) for t in to] for d, to in found.items()} == {
+            d: ids for d, ids in listed.items() if ids
+        }
+        # Inputs without associations are left out of results and listed in errors.
+        assert sorted(e["context"]["fromObjectId"][0] for e in errors) == sorted(
+            d for d, ids in listed.items() if not ids
+        )
+        for to in found.values():
+            for target in to:
+                assert isinstance(target["toObjectId"], int)  # a number in v4, not a string
+                assert target["associationTypes"][-1] == {
+                    "category": "HUBSPOT_DEFINED",
+                    "typeId": plain_type,
+                    "label": None,
+                }
+    companies, _ = read_all_associations(client, "deals", "companies", deal_ids)
+    # Every seeded deal's one company is its primary company: type 5 "Primary" beside 341.
+    assert companies and all(
+        [t["associationTypes"] for t in to]
+        == [
+            [
+                {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"},
+                {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None},
+            ]
+        ]
+        for to in companies.values()
+    )
+    # Object type ids work like names, as on the object routes.
+    by_type_id = batch_read(client, "0-3", "0-2", [{"id": deal_ids[0]}]).json()
+    by_name = batch_read(client, "deals", "companies", [{"id": deal_ids[0]}]).json()
+    assert by_type_id["results"] == by_name["results"]
+
+
+def test_v4_batch_read_contact_primary_company_and_reverse_direction(shared) -> None:
+    _, client = shared
+    contacts, _ = list_all(
+        client, CONTACTS, properties="associatedcompanyid", associations="companies"
+    )
+    linked = [c for c in contacts if "associations" in c]
+    found, _ = read_all_associations(client, "contacts", "companies", [c["id"] for c in linked])
+    for contact in linked:
+        primary = contact["properties"]["associatedcompanyid"]
+        for target in found[contact["id"]]:
+            labels = {t["typeId"]: t["label"] for t in target["associationTypes"]}
+            expected = (
+                {1: "Primary", 279: None} if str(target["toObjectId"]) == primary else {279: None}
+            )
+            assert labels == expected
+    companies, _ = list_all(client, "/crm/v3/objects/companies", associations="contacts")
+    back, _ = read_all_associations(client, "companies", "contacts", [c["id"] for c in companies])
+    for company in companies:
+        listed = [
+            a["id"] for a in company.get("associations", {}).get("contacts", {}).get("results", [])
+        ]
+        assert [str(t["toObjectId"]) for t in back.get(company["id"], [])] == listed
+    assert all(
+        t["associationTypes"] == [{"category": "HUBSPOT_DEFINED", "typeId": 280, "label": None}]
+        for to in back.values()
+        for t in to
+    )
+
+
+def test_v4_batch_read_unknown_ids_are_207_errors(shared) -> None:
+    _, client = shared
+    deal_id = client.get("/crm/v3/objects/deals", params={"limit": 1}).json()["results"][0]["id"]
+    response = batch_read(
+        client, "deals", "companies", [{"id": "1"}, {"id": deal_id}, {"id": "not-a-number"}]
+    )
+    body = response.json()
+    assert response.status_code == 207 and body["status"] == "COMPLETE"
+    assert [r["from"]["id"] for r in body["results"]] == [deal_id]
+    assert body["numErrors"] == 2
+    assert body["errors"][0] == {
+        "status": "error",
+        "category": "OBJECT_NOT_FOUND",
+        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+        "message": "No company is associated with deal 1.",
+        "context": {"fromObjectId": ["1"], "fromObjectType": ["deal"], "toObjectType": ["company"]},
+    }
+    assert body["errors"][1]["context"]["fromObjectId"] == ["not-a-number"]
+    nothing = batch_read(client, "deals", "contacts", [{"id": "2"}])
+    assert nothing.status_code == 207 and nothing.json()["results"] == []
+    empty = batch_read(client, "deals", "contacts", [])
+    assert empty.status_code == 200 and empty.json()["results"] == []
+
+
+def test_v4_batch_read_input_limit_and_validation(shared) -> None:
+    _, client = shared
+    deals = client.get("/crm/v3/objects/deals", params={"limit": 100}).json()["results"]
+    inputs = [{"id": deals[i % len(deals)]["id"]} for i in range(1000)]
+    at_limit = batch_read(client, "deals", "companies", inputs)
+    assert at_limit.status_code in (200, 207) and len(at_limit.json()["results"]) == 1000
+    over = batch_read(client, "deals", "companies", [*inputs, {"id": "1"}])
+    body = over.json()
+    assert over.status_code == 400 and body["category"] == "VALIDATION_ERROR"
+    assert body["status"] == "error" and body["correlationId"] and "1000" in body["message"]
+    path = "/crm/v4/associations/deals/companies/batch/read"
+    for bad in (
+        {},
+        {"inputs": {"id": "1"}},
+        {"inputs": [{}]},
+        {"inputs": [{"id": "1", "after": "%%"}]},
+    ):
+        response = client.post(path, json=bad)
+        assert response.status_code == 400, bad
+        assert response.json()["category"] == "VALIDATION_ERROR"
+    assert client.post(path, content=b"{not json").status_code == 400
+    widgets = batch_read(client, "deals", "widgets", [{"id": "1"}])
+    assert widgets.status_code == 400
+    assert widgets.json()["message"] == "Unable to infer object type from: widgets"
+    # The sandbox models only the association type ids of schema.ASSOCIATION_TYPES.
+    assert batch_read(client, "companies", "deals", [{"id": "1"}]).status_code == 400
+
+
+def test_v4_batch_read_pages_many_associations_per_input() -> None:
+    emulator = HubSpotSandbox(contacts=700, companies=1, deals=0, **UNLIMITED)
+    with emulator.start() as running, open_client(running) as client:
+        company = client.get(
+            "/crm/v3/objects/companies", params={"associations": "contacts"}
+        ).json()["results"][0]
+        listed = [a["id"] for a in company["associations"]["contacts"]["results"]]
+        assert len(listed) > 500
+        first = batch_read(client, "companies", "contacts", [{"id": company["id"]}]).json()
+        page = first["results"][0]
+        assert len(page["to"]) == 500 and page["paging"]["next"]["after"]
+        assert set(page["paging"]["next"]) == {"after"}
+        found, errors = read_all_associations(client, "companies", "contacts", [company["id"]])
+        assert not errors and [str(t["toObjectId"]) for t in found[company["id"]]] == listed
+        wrong_type = batch_read(
+            client,
+            "contacts",
+            "companies",
+            [{"id": listed[0], "after": page["paging"]["next"]["after"]}],
+        )
+        assert wrong_type.status_code == 400
+
+
+def test_v4_batch_read_auth_scopes_and_rate_limits() -> None:
+    emulator = HubSpotSandbox(
+        contacts=20, companies=3, deals=5, rate_limit=(4, 10.0), daily_limit=None
+    )
+    with emulator.start() as running, open_client(running, token=None) as client:
+        deal_id = str(emulator.store.tables["deals"].active[0])
+        inputs = [{"id": deal_id}]
+        missing = batch_read(client, "deals", "companies", inputs)
+        assert missing.status_code == 401
+        assert missing.json()["category"] == "INVALID_AUTHENTICATION"
+        contacts_only = emulator.issue_token(["oauth", "crm.objects.contacts.read"])
+        bearer = {"Authorization": f"Bearer {contacts_only.access_token}"}
+        denied = batch_read(client, "deals", "companies", inputs, headers=bearer)
+        assert denied.status_code == 403 and denied.json()["category"] == "MISSING_SCOPES"
+        assert denied.json()["errors"][0]["context"]["requiredGranularScopes"] == [
+            "crm.objects.deals.read"
+        ]
+        # The from-object's read scope is what counts.
+        allowed = batch_read(client, "contacts", "deals", [{"id": "1"}], headers=bearer)
+        assert allowed.status_code == 207
+        assert allowed.headers["X-HubSpot-RateLimit-Max"] == "4"
+        emulator.advance_time(1800 + 5)
+        expired = batch_read(client, "contacts", "deals", [{"id": "1"}], headers=bearer)
+        assert expired.status_code == 401 and expired.json()["category"] == "EXPIRED_AUTHENTICATION"
+        static = {"Authorization": f"Bearer {STATIC_TOKEN}"}
+        statuses = [
+            batch_read(client, "deals", "companies", inputs, headers=static).status_code
+            for _ in range(5)
+        ]
+        assert statuses == [200, 200, 200, 200, 429]
+        assert emulator.app.stats.count("associations.batch_read") >= 5
+
+
+def test_v4_batch_read_shows_created_associations(portal) -> None:
+    _, client = portal
+    companies = client.get("/crm/v3/objects/companies", params={"limit": 2}).json()["results"]
+    contact = client.get(CONTACTS, params={"limit": 1}).json()["results"][0]
+
+    def spec(to_id: str, *type_ids: int) -> dict:
+        types = [
+            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t} for t in type_ids
+        ]
+        return {"to": {"id": to_id}, "types": types}
+
+    deal = client.post(
+        "/crm/v3/objects/deals",
+        json={
+            "properties": {"dealname": "Linked"},
+            "associations": [
+                spec(companies[0]["id"], 341),
+                spec(companies[1]["id"], 5, 341),
+                spec(contact["id"], 3),
+            ],
+        },
+    ).json()
+    by_company = batch_read(client, "deals", "companies", [{"id": deal["id"]}]).json()
+    assert by_company["results"][0]["to"] == sorted(
+        [
+            {
+                "toObjectId": int(companies[0]["id"]),
+                "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None}],
+            },
+            {
+                "toObjectId": int(companies[1]["id"]),
+                "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"},
+                    {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None},
+                ],
+            },
+        ],
+        key=lambda target: target["toObjectId"],
+    )
+    # Associations are symmetric: the contact now reads the deal back (type 4).
+    back = batch_read(client, "contacts", "deals", [{"id": contact["id"]}]).json()
+    assert {
+        "toObjectId": int(deal["id"]),
+        "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 4, "label": None}],
+    } in back["results"][0]["to"]
+    # An archived record reads like an unknown one (sandbox choice, UNCONFIRMED).
+    assert client.delete(f"/crm/v3/objects/deals/{deal['id']}").status_code == 204
+    gone = batch_read(client, "deals", "companies", [{"id": deal["id"]}])
+    assert gone.status_code == 207 and gone.json()["results"] == []
+
+
 # -- search ----------------------------------------------------------------------------------
 
 
