@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(p)
     p.set_defaults(handler=cmd_sync)
 
+    p = commands.add_parser("status", help="per stream: mode, cursor, last run, deletes")
+    p.add_argument("connector", nargs="?", help="only this connector's streams")
+    p.add_argument("--connection", help="only this connection")
+    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--connectors-dir")
+    p.set_defaults(handler=cmd_status)
+
     p = commands.add_parser("action", help="run one action and print its result as JSON")
     p.add_argument("connector")
     p.add_argument("action")
@@ -219,6 +227,30 @@ def cmd_sync(args: argparse.Namespace) -> int:
             print(f"  error: {run.error}")
     print(f"database: {args.db}")
     return EXIT_OK if all(r.status == "succeeded" for r in runs) else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if not Path(args.db).exists():
+        raise InputError("--db", f"{args.db} does not exist (nothing has been synced into it)")
+    with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
+        rows = engine.status(args.connector, args.connection)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print("no stream has been synced yet")
+        return EXIT_OK
+    print(f"{'connection':<16} {'stream':<12} {'next run':<13} {'cursor':<25} {'last run':<12} "
+          f"{'records':>9} {'requests':>9} {'deletes':>8}  when")
+    for row in rows:
+        last = row["status"] + (" *" if row["in_progress"] else "")
+        when = row["finished"] or row["started"]
+        print(f"{row['connection']:<16} {row['stream']:<12} {row['next_mode']:<13} "
+              f"{row['cursor'] or '-':<25} {last:<12} {row['records']:>9,} "
+              f"{row['requests']:>9,} {row['deleted_total']:>8,}  {when:%Y-%m-%d %H:%M:%S}")
+    if any(row["in_progress"] for row in rows):
+        print("* stopped in the middle of a read: the next run goes on from there")
+    return EXIT_OK
 
 
 def _payload(data: str) -> Any:

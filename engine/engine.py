@@ -378,6 +378,28 @@ class Engine:
                     break  # the other streams would fail the same way
         return runs
 
+    def status(self, connector: str | None = None,
+               connection: str | None = None) -> list[dict[str, Any]]:
+        """Per synced stream: how its next run reads, its cursor, what is in progress, and its
+        last run (status, records, requests, when, deletes)."""
+        if self._db is None:
+            raise InputError("db", "status needs a database: Engine(db='file.duckdb')")
+        if connector is not None:
+            self.connector(connector)  # an unknown name is an error, not an empty answer
+        assert self.store is not None
+        out = []
+        for row in self.store.stream_status(connector, connection):
+            state = row.pop("state") or {}
+            progress = ("full refresh" if state.get("resume") else
+                        "incremental" if state.get("window") else None)
+            out.append({**row,
+                        "next_mode": "incremental" if state.get("cursor") and not
+                        state.get("resume") else "full_refresh",
+                        "cursor": state.get("cursor"), "in_progress": progress,
+                        "deletes_cursor": state.get("deletes_cursor"),
+                        "last_full_refresh": state.get("last_full_refresh")})
+        return out
+
     def action(self, connector: str, action: str, payload: Any, connection: str | None = None,
                *, log_payload: bool = False, **options: Any) -> dict[str, Any]:
         """Run one action with a unified payload; returns {id, record | records}."""

@@ -102,6 +102,12 @@ class Store(Protocol):
 
     def state(self, connection: str, stream: str) -> dict[str, Any] | None: ...
 
+    def stream_status(self, connector: str | None = None,
+                      connection: str | None = None) -> list[dict[str, Any]]:
+        """Per (connection, stream): `state` and the last run's mode, status, records,
+        requests, deleted, started, finished, error; `deleted_total` over every run."""
+        ...
+
     def log_action(self, *, connector: str, connection: str, action: str, status: str,
                    remote_id: str | None, duration_ms: float, error: str | None,
                    payload: Any = None) -> None: ...

@@ -317,6 +317,32 @@ class DuckDBStore:
                 [connection, stream]).fetchone()
         return orjson.loads(row[0]) if row and row[0] else None
 
+    def stream_status(self, connector: str | None = None,
+                      connection: str | None = None) -> list[dict[str, Any]]:
+        """Per (connection, stream): the saved state and the last run, for `crm-engine status`."""
+        sql = """
+            WITH last AS (
+                SELECT *, row_number() OVER (PARTITION BY connection, stream
+                                             ORDER BY started DESC) AS n
+                FROM sync_runs),
+            totals AS (
+                SELECT connection, stream, sum(deleted) AS deleted FROM sync_runs GROUP BY ALL)
+            SELECT l.connector, l.connection, l.stream, s.state, l.mode, l.status, l.records,
+                   l.requests, l.deleted, l.started, l.finished, l.error, t.deleted
+            FROM last l JOIN totals t USING (connection, stream)
+            LEFT JOIN sync_state s USING (connection, stream)
+            WHERE l.n = 1 AND (? IS NULL OR l.connector = ?) AND (? IS NULL OR l.connection = ?)
+            ORDER BY l.connection, l.stream"""
+        columns = ("connector", "connection", "stream", "state", "mode", "status", "records",
+                   "requests", "deleted", "started", "finished", "error", "deleted_total")
+        rows = self.query(sql, [connector, connector, connection, connection])
+        out = []
+        for row in rows:
+            item = dict(zip(columns, row, strict=True))
+            item["state"] = orjson.loads(item["state"]) if item["state"] else None
+            out.append(item)
+        return out
+
     def log_action(self, *, connector: str, connection: str, action: str, status: str,
                    remote_id: str | None, duration_ms: float, error: str | None,
                    payload: Any = None) -> None:
