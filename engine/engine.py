@@ -118,7 +118,7 @@ class Engine:
         self._transport = transport
         self._connectors: dict[str, Connector] = {}
         self._sessions: dict[tuple[str, str], tuple[Session, dict[str, Any], Connection]] = {}
-        self._budgets: dict[tuple[str, str], RateBudget] = {}
+        self._budgets: dict[tuple[str, str, str], RateBudget] = {}
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
         secrets.install_log_redaction(logging.getLogger("crm_engine"))
@@ -233,13 +233,16 @@ class Engine:
                     f"{connector.name}`")
         headers = {k: str(t.render(context)) for k, t in connector.headers.items()}
         headers.setdefault("User-Agent", "crm-engine")
-        budget = None
-        if connector.rate_limit is not None:
+        budget, groups = None, {}
+        if connector.rate_limit is not None:  # one set per connection, shared by its sessions
             budget = self._budgets.setdefault(
-                (connector.name, conn.name), RateBudget(connector.rate_limit, self.clock))
+                (connector.name, conn.name, ""), RateBudget(connector.rate_limit, self.clock))
+            groups = {name: self._budgets.setdefault((connector.name, conn.name, name),
+                                                     RateBudget(spec, self.clock))
+                      for name, spec in connector.rate_limit.groups.items()}
         session = Session(connector, base_url=base_url, auth=auth, headers=headers,
                           budget=budget, clock=self.clock, transport=self._transport,
-                          auth_hint=hint)
+                          auth_hint=hint, groups=groups)
         sessions.append(session)
         return session, context
 

@@ -66,6 +66,7 @@ class _Checker:
     def __init__(self, loc: Locator):
         self.loc = loc
         self.problems: list[Problem] = []
+        self.budget_groups: set[str] = set()  # rate_limit.groups, which requests may name
 
     def add(self, path: YamlPath, message: str) -> None:
         self.problems.append(self.loc.problem(path, message))
@@ -235,6 +236,7 @@ def load_connector(path: str | Path) -> Connector:
     if mapping_problems:
         raise SpecError(mapping_problems)
     checker = _Checker(loc)
+    checker.budget_groups = set((data.get("rate_limit") or {}).get("groups") or {})
     connector = _compile_connector(checker, data, str(path), mappings, str(mapping_path))
     if checker.problems:
         raise SpecError(checker.problems)
@@ -352,9 +354,13 @@ def _compile_request(c: _Checker, path: YamlPath, spec: dict[str, Any],
     if compiled_path is None or params is None:
         return None
     key_header = (spec.get("idempotency_key") or {}).get("header")
+    budget = spec.get("budget")
+    if budget is not None and budget not in c.budget_groups:
+        known = ", ".join(sorted(c.budget_groups)) or "none declared in rate_limit.groups"
+        c.add(path + ("budget",), f"unknown budget group {budget!r} (known: {known})")
     return RequestSpec(method, compiled_path, params, headers, body,  # type: ignore[arg-type]
                        spec.get("idempotent", method != "POST") or key_header is not None,
-                       key_header)
+                       key_header, budget)
 
 
 def _mapping_for(c: _Checker, path: YamlPath, name: str,
@@ -623,8 +629,10 @@ def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSp
             c.add(("rate_limit", "feedback", key, "pattern"),
                   "daily_usage needs a pattern with two groups: used and allowed")
         feedback[key] = HeaderValue(hv["header"], pattern, hv.get("unit", "s"))
+    groups = {name: RateLimitSpec(g["requests"], float(g["per_seconds"]), g.get("max_concurrent"))
+              for name, g in (spec.get("groups") or {}).items()}
     return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),
-                         spec.get("max_concurrent"), feedback)
+                         spec.get("max_concurrent"), feedback, groups)
 
 
 def _compile_retry(spec: dict[str, Any]) -> RetrySpec:

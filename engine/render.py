@@ -18,7 +18,8 @@ def render_call(spec: RequestSpec, base_url: str, context: Mapping[str, Any]) ->
     body = spec.body.render(context) if spec.body is not None else None
     if spec.idempotency_header:  # one key per call: every retry of it carries the same one
         headers[spec.idempotency_header] = uuid.uuid4().hex
-    return Call(spec.method, base_url.rstrip("/") + path, params, body, headers, spec.idempotent)
+    return Call(spec.method, base_url.rstrip("/") + path, params, body, headers, spec.idempotent,
+                spec.budget)
 
 
 def _param(value: Any) -> Any:

@@ -27,6 +27,7 @@ class RequestSpec:
     body: Structure | None
     idempotent: bool
     idempotency_header: str | None = None  # a fresh key per call, honoured by the vendor
+    budget: str | None = None  # a rate-limit group this request spends too
 
 
 @dataclass
@@ -221,6 +222,7 @@ class RateLimitSpec:
     per_seconds: float
     max_concurrent: int | None = None
     feedback: dict[str, HeaderValue] = field(default_factory=dict)
+    groups: dict[str, RateLimitSpec] = field(default_factory=dict)  # endpoint groups
 
 
 @dataclass

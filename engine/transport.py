@@ -55,6 +55,7 @@ class Call:
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool = True
+    budget: str | None = None  # a rate-limit group it spends besides the connection's
 
 
 @dataclass
@@ -196,10 +197,11 @@ class Session:
     def __init__(self, connector: Connector, *, base_url: str, auth: httpx.Auth,
                  headers: dict[str, str], budget: RateBudget | None, clock: Clock,
                  transport: httpx.BaseTransport | None = None, rng: random.Random | None = None,
-                 auth_hint: str | None = None):
+                 auth_hint: str | None = None, groups: dict[str, RateBudget] | None = None):
         self.connector = connector
         self.base_url = base_url.rstrip("/")
         self.budget = budget
+        self.groups = groups or {}  # endpoint groups limited apart, by name
         self.counters = Counters()
         self._clock = clock
         self._rng = rng or random.Random()
@@ -236,8 +238,9 @@ class Session:
                                       self._rng)
                 if seconds is None:
                     raise
-                if error.kind == "rate_limited" and self.budget is not None:
-                    self.budget.pause(seconds)  # other senders on this connection wait too
+                limited = self.groups.get(call.budget or "") or self.budget
+                if error.kind == "rate_limited" and limited is not None:
+                    limited.pause(seconds)  # other senders of the same budget wait too
                 log.info("%s %s: %s; retrying in %.1fs", self.connector.name, operation,
                          error.message, seconds)
                 self.counters.retries += 1
@@ -245,8 +248,9 @@ class Session:
 
     def _attempt(self, call: Call, operation: str) -> Reply:
         self._check_daily_budget(operation)
-        if self.budget is not None:
-            self.budget.acquire()
+        budgets = [b for b in (self.groups.get(call.budget or ""), self.budget) if b is not None]
+        for budget in budgets:
+            budget.acquire()
         self.counters.requests += 1
         try:
             response = self._client.request(
@@ -256,8 +260,8 @@ class Session:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._network_error(exc, call, operation) from None
         finally:
-            if self.budget is not None:
-                self.budget.release()
+            for budget in budgets:
+                budget.release()
         if self.budget is not None:
             self.budget.observe(response.headers)
         if response.status_code >= 400:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engine.clock import FakeClock
+from engine.errors import SpecError
+from engine.loader import load_connector
 from engine.ratelimit import RateBudget
 from engine.spec import HeaderValue, RateLimitSpec
 from tests.support import ItemsServer, connector_yaml, write_specs
@@ -63,3 +67,45 @@ def test_budget_is_shared_by_every_session_of_a_connection(tmp_path, make_engine
         second, _, _ = engine.session("acme")
     assert first.budget is second.budget
     assert clock.sleeps == [10.0]  # the second sync's request waited for the first's window
+
+
+GROUPED = """
+rate_limit:
+  requests: 100
+  per_seconds: 10
+  groups:
+    search: {requests: 2, per_seconds: 1}
+"""
+SEARCH_AND_LIST = """
+    found:
+      model: contact
+      request: {method: POST, path: /search, idempotent: true, budget: search, body: {limit: 1}}
+      records: results
+    listed:
+      model: contact
+      request: {method: GET, path: /cursor, params: {limit: 1}}
+      records: items
+"""
+
+
+def test_a_request_naming_a_group_spends_that_groups_budget_too(tmp_path, make_engine, clock):
+    with ItemsServer(5) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(SEARCH_AND_LIST,
+                                                                  extra=GROUPED)))
+        started = clock.monotonic()
+        for _ in range(5):
+            engine.sync("acme", streams=["listed"], token="t0ken", base_url=server.url)
+        assert clock.monotonic() == started  # lists: 5 of the general 100 per 10 s
+        for _ in range(5):
+            engine.sync("acme", streams=["found"], token="t0ken", base_url=server.url)
+    # Searches: 2 a second, so the 3rd and 5th waited for the window to move on.
+    assert clock.monotonic() - started == 2.0
+
+
+def test_a_budget_group_must_be_declared(tmp_path):
+    connectors = write_specs(tmp_path, connector_yaml(SEARCH_AND_LIST))
+    with pytest.raises(SpecError) as info:
+        load_connector(connectors / "acme.yaml")
+    [problem] = info.value.problems
+    assert problem.path == "streams.found.request.budget"
+    assert "unknown budget group 'search'" in problem.message
