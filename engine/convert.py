@@ -25,6 +25,13 @@ class ConversionError(ValueError):
     pass
 
 
+def warn_once(key: str, message: str) -> None:
+    """Log a data problem once per field and process, not once per record."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("%s", message)
+
+
 # Durations written as clock strings, read and written as whole seconds.
 DURATION_FORMATS = {"hh:mm": (3600, 60), "mm:ss": (60, 1), "hh:mm:ss": (3600, 60, 1)}
 
@@ -173,9 +180,7 @@ def reader(type_: str, formats: tuple[str, ...], scale: float | None,
             return base(value)
         except (ConversionError, ValueError, TypeError, ArithmeticError) as exc:
             # One malformed value must not stop a sync: it reads as null, and says so once.
-            if field_name not in _warned:
-                _warned.add(field_name)
-                log.warning("cannot read %s as %s (%s); storing null", field_name, type_, exc)
+            warn_once(field_name, f"cannot read {field_name} as {type_} ({exc}); storing null")
             return None
 
     return read

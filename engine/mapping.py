@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import convert
-from engine.extract import Getter, compile_getter, plain_keys
+from engine.extract import ExpressionFailed, Getter, compile_getter, plain_keys
 from engine.models import Model
 from engine.templates import Template
 
@@ -222,13 +222,27 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         name=name,
         type=type_,
         path=path,
-        get=compile_getter(read_expr) if read_expr else None,
+        get=_lenient(compile_getter(read_expr), f"{model.name}.{name}", read_expr)
+        if read_expr and read_keys is None else compile_getter(read_expr) if read_expr else None,
         read=convert.reader(type_, formats, spec.get("scale"), read_values,
                             f"{model.name}.{name}"),
         write=convert.writer(type_, formats, spec.get("scale"), values) if writable else None,
         write_template=Template(write_template) if write_template else None,
         default=spec.get("default"),
     )
+
+
+def _lenient(get: Getter, field_name: str, expression: str) -> Getter:
+    """A read expression that fails on one record (`join` over a missing list) reads as null
+    and says so once, like a malformed value: one odd record must not stop a sync."""
+    def read(record: Any) -> Any:
+        try:
+            return get(record)
+        except ExpressionFailed as exc:
+            convert.warn_once(field_name, f"cannot read {field_name} ({exc}); storing null")
+            return None
+
+    return read
 
 
 def is_plain_path(path: str) -> bool:

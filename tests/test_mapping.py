@@ -92,3 +92,54 @@ def test_vendor_fields_lists_requested_properties():
     names = connector.mappings["contact"].vendor_fields("properties")
     assert {"firstname", "lastname", "email", "phone", "hubspot_owner_id"} <= set(names)
     assert len(names) == len(set(names)) and all("." not in name for name in names)
+
+
+VALUE_FUNCTIONS = """
+models:
+  contact:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      first_name: {read: "split(trim(name), ' ')[0]"}
+      last_name: {read: "join(' ', split(trim(name), ' ')[1:])"}
+      email: {read: "lower(trim(email))"}
+      company_name: {read: "replace(org, ' Inc.', '')"}
+      phone: {read: "regex(phone_text, '(\\\\+?[0-9][0-9 ]+)')"}
+  company:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      domain: {read: "url_host(website)"}
+      phone: {read: "to_string(number(employees))"}
+"""
+
+
+def test_value_functions_split_names_and_take_hosts_from_urls(tmp_path):
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text(VALUE_FUNCTIONS)
+    found, problems = load_mapping(path)
+    assert problems == []
+    contact = found["contact"].read({"id": "1", "name": "  Ada King Lovelace ",
+                                     "email": " Ada@Example.COM", "org": "Analytical Inc.",
+                                     "phone_text": "call +44 20 7946 0000 after 5"})
+    assert (contact["first_name"], contact["last_name"]) == ("Ada", "King Lovelace")
+    assert contact["email"] == "ada@example.com" and contact["company_name"] == "Analytical"
+    assert contact["phone"] == "+44 20 7946 0000 "
+    nobody = found["contact"].read({"id": "2"})  # null in, null out: no failed read
+    assert (nobody["first_name"], nobody["email"], nobody["phone"]) == (None, None, None)
+    company = found["company"].read({"id": "3", "website": "http://www.EdgeComm.com/about",
+                                     "employees": "1,250"})
+    assert company["domain"] == "edgecomm.com" and company["phone"] == "1250"
+    assert found["company"].read({"id": "4", "website": "edgecomm.com"})["domain"] == \
+        "edgecomm.com"
+
+
+def test_an_unknown_function_is_found_at_load_time(tmp_path):
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text(VALUE_FUNCTIONS.replace("url_host(website)", "hostname(website)"))
+    _, problems = load_mapping(path)
+    [problem] = problems
+    assert problem.path == "models.company.fields.domain.read"
+    assert "unknown function hostname()" in problem.message and "url_host" in problem.message
