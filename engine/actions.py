@@ -96,7 +96,7 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     reply = session.send(call, operation)
     try:
         if case.paginate is not None:
-            return _paginated_result(session, case, call, reply, operation, names)
+            return _paginated_result(session, case, call, reply, operation, names, context)
         result = _result(case, reply, context, names)
     except (PaginationError, ExpressionFailed, TemplateFailed) as exc:
         raise _unreadable(session, call, reply, operation,
@@ -122,7 +122,8 @@ def _unreadable(session: Session, call: Call, reply: Reply, operation: str,
 
 
 def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Reply,
-                      operation: str, names: dict[str, str] | None) -> dict[str, Any]:
+                      operation: str, names: dict[str, str] | None,
+                      context: dict[str, Any]) -> dict[str, Any]:
     """Follow the pages of a search, collecting up to `max_records` records."""
     assert case.paginate is not None and case.result.records is not None
     paginator = paginator_for(case.paginate)
@@ -130,7 +131,7 @@ def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Rep
     number = 1
     while True:
         page = read_page(reply.body, case.result.records, number)
-        records.extend(page.records)
+        records.extend(_records(case, page.records, names, context))
         if len(records) >= case.result.max_records:
             del records[case.result.max_records:]
             break
@@ -140,14 +141,16 @@ def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Rep
         call = following
         reply = session.send(call, operation)
         number += 1
-    out = _records(case, records, names)
-    return {"records": out, "id": _first_id(out)}
+    return {"records": records, "id": _first_id(records)}
 
 
-def _records(case: ActionCase, records: list[Any], names: dict[str, str] | None) -> list[Any]:
-    if case.result.raw or case.mapping is None:
-        return records
-    return [jsonable(case.mapping.read(r, names)) for r in records]
+def _records(case: ActionCase, records: list[Any], names: dict[str, str] | None,
+             context: dict[str, Any]) -> list[Any]:
+    if not (case.result.raw or case.mapping is None):
+        records = [jsonable(case.mapping.read(r, names)) for r in records]
+    if case.result.filter is not None:  # near matches from the endpoint: keep the exact ones
+        records = [r for r in records if case.result.filter.render({**context, "record": r})]
+    return records
 
 
 def _first_id(records: list[Any]) -> Any:
@@ -162,7 +165,7 @@ def _result(case: ActionCase, reply: Reply, context: dict[str, Any],
     body = reply.body
     if spec.records is not None:
         records = spec.records(body) if body is not None else None
-        out["records"] = _records(case, list(records or []), names)
+        out["records"] = _records(case, list(records or []), names, context)
         out["id"] = _first_id(out["records"])
     if spec.record is not None and body is not None:
         record = spec.record(body)

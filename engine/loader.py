@@ -611,6 +611,9 @@ def _compile_result(c: _Checker, path: YamlPath, spec: dict[str, Any],
     if "id" in spec:
         result.id = c.template(path + ("id",), spec["id"],
                                {**input_roots, "response": None, "headers": None})
+    if "filter" in spec:
+        result.filter = c.expression(path + ("filter",), spec["filter"],
+                                     {**input_roots, "record": None})
     return result
 
 

@@ -129,6 +129,7 @@ class ResultSpec:
     raw: bool = False  # records as the CRM sent them, not mapped
     max_records: int = 10_000  # when paginating
     then: str | None = None  # an `id`-input action to run with the result's id (a read-back)
+    filter: Expression | None = None  # keeps the records it is true for (over record, input)
 
     @property
     def names_id(self) -> bool:

@@ -56,6 +56,13 @@ actions:
     input: id
     request: {method: GET, path: "/contacts/{{ input.id }}"}
     result: {record: "@"}
+  search_by_last_name:
+    model: contact
+    input: {fields: [last_name]}
+    request: {method: GET, path: /contacts/search, params: {q: "{{ input.last_name }}"}}
+    result:
+      records: data
+      filter: "(record.last_name or '') | lower == input.last_name | lower"
 """
 MAPPING = """
 models:
@@ -106,6 +113,10 @@ def server():
     app.add_route("POST", "/leads", create("leads"))
     app.add_route("POST", "/contacts", create("contacts"))
     app.add_route("PATCH", r"/contacts/(?P<record_id>[^/]+)", patch)
+    # A search that answers near matches, as some vendors' `equals` does.
+    app.add_route("GET", "/contacts/search", lambda request: Response(200, {"data": [
+        {"Id": "1", "LastName": "Burns"}, {"Id": "2", "LastName": "Burnside"},
+        {"Id": "3", "LastName": "BURNS"}]}))
     app.add_route("GET", r"/contacts/(?P<record_id>[^/]+)", lambda request, record_id: Response(
         200, {"Id": record_id, "FirstName": "Ada", "LastName": "Lovelace"}))
     running = serve(app)
@@ -179,3 +190,8 @@ def test_a_read_back_must_name_an_id_action(tmp_path):
     connectors = write_specs(tmp_path, bad, MAPPING)
     with pytest.raises(SpecError, match="create_contact must take `input: id`"):
         load_connector(connectors / "acme.yaml")
+
+
+def test_a_result_filter_keeps_only_what_matches_the_input(engine):
+    result = engine.action("acme", "search_by_last_name", {"last_name": "burns"})
+    assert [r["id"] for r in result["records"]] == ["1", "3"] and result["id"] == "1"
