@@ -81,6 +81,12 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     full_input = {name: typed.get(name) for name in action.allowed}
     context = {**base_context, "input": full_input,
                "now": format_timestamp(utc_now())}
+    if action.read_first and actions:
+        # The record as it is now, for writes that must resend what the payload leaves out
+        # (a vendor storing one full name, when only the last name changes).
+        context["current"] = run_action(session, actions[action.read_first],
+                                        {"id": typed["id"]}, base_context, actions,
+                                        custom_names).get("record")
     case = choose_case(action, context)
     if case.mapping is not None:
         writable = {k: v for k, v in typed.items() if k != "id"}

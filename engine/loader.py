@@ -543,6 +543,10 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
                 c.add(path + (key,), f"{model.name} has no field {fname!r}")
                 return None
     input_roots = {**roots, "input": set(allowed), "now": None}
+    if "read_first" in spec:
+        input_roots["current"] = None  # the record as it is, read before writing
+        if "id" not in allowed:
+            c.add(path + ("read_first",), "reading first needs the record's id in the input")
     raw_cases = spec.get("cases") or [{key: spec[key] for key in ("request", "result", "paginate")
                                        if key in spec}]
     cases_path = path + ("cases",) if "cases" in spec else path
@@ -575,7 +579,7 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
     if "example" in spec:
         example = c.structure(path + ("example",), spec["example"], {"results": None})
     action = ActionSpec(name, model, mode, allowed, required, cases, example,
-                        spec.get("description", ""))
+                        spec.get("description", ""), read_first=spec.get("read_first"))
     if own_schema is not None:
         action.input_schema = own_schema
     else:
@@ -587,8 +591,14 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
 
 def _check_read_backs(c: _Checker, raw: dict[str, Any],
                       actions: dict[str, ActionSpec | None]) -> None:
-    """`result.then` must name an action that takes just an id."""
+    """`result.then` and `read_first` must name an action that takes just an id."""
     for name, action in actions.items():
+        target = action.read_first if action else None
+        if target is not None and (actions.get(target) is None
+                                   or actions[target].input_mode != "id"):  # type: ignore[union-attr]
+            c.add(("actions", name, "read_first"),
+                  f"read_first needs an action of this connector that takes `input: id`, "
+                  f"not {target!r}")
         for i, case in enumerate(action.cases if action else []):
             target = case.result.then
             if target is None:

@@ -158,6 +158,7 @@ class ActionSpec:
     description: str = ""
     input_schema: dict[str, Any] = field(default_factory=dict)
     validator: Any = None  # the input schema's compiled jsonschema validator
+    read_first: str | None = None  # an `input: id` action whose record templates see as current
 
 
 @dataclass
