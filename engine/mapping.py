@@ -29,6 +29,17 @@ class FieldMapping:
     default: Any = None
     read_keys: tuple[str, ...] | None = None  # the read path as plain keys, when it is one
     plain_string: bool = False  # a string with no translation: read without a converter call
+    known_values: frozenset[str] | None = None  # strict: vendor values that read as themselves
+
+    def unknown(self, raw: Any) -> bool:
+        """Whether a strict field met a vendor value it does not know (kept in custom)."""
+        return (self.known_values is not None and raw is not None and raw != ""
+                and (raw if isinstance(raw, str) else str(raw)) not in self.known_values)
+
+    @property
+    def custom_key(self) -> str:
+        """Where an unknown vendor value is kept in `custom`."""
+        return self.path[-1] if self.path else self.name
 
 
 class ModelMapping:
@@ -42,6 +53,7 @@ class ModelMapping:
         read_names = {name for name, _, _ in self._readers}
         self._unread = [name for name in model.fields if name not in read_names]
         self._plan_columns(fields)
+        self._strict = [f for f in fields if f.known_values is not None and f.get is not None]
         # Keys under the custom root that the mapping names are not custom.
         mapped_at_root = set(custom_exclude)
         depth = len(custom_path) if custom_path is not None else 0
@@ -112,6 +124,10 @@ class ModelMapping:
             value = get(record)
             out[name] = conv(value) if value is not None else None
         custom = self._custom(record)
+        for f in self._strict:  # an unknown vendor value: null in the column, kept in custom
+            raw = f.get(record)  # type: ignore[misc]
+            if f.unknown(raw):
+                custom = {**(custom or {}), f.custom_key: raw}
         if custom is not None:
             out["custom"] = ({custom_names.get(k, k): v for k, v in custom.items()}
                              if custom_names else custom)
@@ -136,14 +152,18 @@ class ModelMapping:
             columns[name].extend([None if v is None else conv(v) for v in map(get, records)])
         for name in self._unread:
             columns[name].extend([None] * len(records))
-        if "custom" in columns and self._custom_get is not None:
-            customs = self._customs(records)
-            if custom_names:
-                customs = [None if c is None else {custom_names.get(k, k): v for k, v in c.items()}
-                           for c in customs]
-            columns["custom"].extend(customs)
-        elif "custom" in columns:
-            columns["custom"].extend([None] * len(records))
+        if "custom" not in columns:
+            return
+        customs = (self._customs(records) if self._custom_get is not None
+                   else [None] * len(records))
+        for f in self._strict:  # an unknown vendor value: null in the column, kept in custom
+            for i, raw in enumerate(map(f.get, records)):  # type: ignore[arg-type]
+                if f.unknown(raw):
+                    customs[i] = {**(customs[i] or {}), f.custom_key: raw}
+        if custom_names:
+            customs = [None if c is None else {custom_names.get(k, k): v for k, v in c.items()}
+                       for c in customs]
+        columns["custom"].extend(customs)
 
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
         """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`
@@ -211,6 +231,9 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         read_values = {}
         for unified, vendor in values.items():
             read_values.setdefault(str(vendor), unified)
+    # A value outside an enum can never be right: enum fields are always strict.
+    strict = bool(read_values) and (spec.get("strict", False)
+                                    or model.fields[name].enum is not None)
     path = tuple(spec["path"].split(".")) if "path" in spec else None
     read_expr = spec.get("read", spec.get("path"))
     writable = spec.get("write", True) is not False and path is not None
@@ -225,8 +248,10 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         get=_lenient(compile_getter(read_expr), f"{model.name}.{name}", read_expr)
         if read_expr and read_keys is None else compile_getter(read_expr) if read_expr else None,
         read=convert.reader(type_, formats, spec.get("scale"), read_values,
-                            f"{model.name}.{name}"),
-        write=convert.writer(type_, formats, spec.get("scale"), values) if writable else None,
+                            f"{model.name}.{name}", strict),
+        write=convert.writer(type_, formats, spec.get("scale"), values,
+                             spec.get("integer", False)) if writable else None,
+        known_values=frozenset(read_values) if strict and read_values else None,
         write_template=Template(write_template) if write_template else None,
         default=spec.get("default"),
     )

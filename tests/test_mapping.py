@@ -72,8 +72,51 @@ def test_round_trip_through_both_directions():
 def test_translation_reads_back_the_first_unified_value():
     task = mappings()["task"]
     assert task.read({"properties": {"hs_task_priority": "HIGH"}})["priority"] == "high"
-    # Values the mapping does not know are kept as the vendor sent them.
-    assert task.read({"properties": {"hs_task_priority": "CRITICAL"}})["priority"] == "CRITICAL"
+    # A value the mapping does not know never enters an enum column: null there, and kept
+    # as the vendor sent it in custom.
+    row = task.read({"properties": {"hs_task_priority": "CRITICAL"}})
+    assert row["priority"] is None and row["custom"]["hs_task_priority"] == "CRITICAL"
+
+
+STRICT = """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      stage: {path: stage, values: {won: W, lost: L}}          # no enum: passes unknowns on
+      pipeline: {path: pipe, values: {sales: S}, strict: true}  # strict: never
+      status: {path: state, values: {open: o, won: w, lost: l}} # an enum: always strict
+      amount: {path: cents, scale: 100, integer: true}
+"""
+
+
+def test_strict_value_maps_and_whole_cents(tmp_path):
+    from engine.convert import warnings_to
+    from engine.store import Batch
+
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text(STRICT)
+    found, problems = load_mapping(path)
+    assert problems == []
+    deal = found["deal"]
+    records = [{"id": "1", "stage": "Q", "pipe": "X", "state": "frozen", "cents": 123450},
+               {"id": "2", "stage": "W", "pipe": "S", "state": "w", "cents": "99"}]
+    batch = Batch(deal.model)
+    seen: list[str] = []
+    with warnings_to(seen.append):
+        deal.read_columns(records, batch.columns)
+    assert batch.columns["stage"] == ["Q", "won"]
+    assert batch.columns["pipeline"] == [None, "sales"]
+    assert batch.columns["status"] == [None, "won"]
+    assert batch.columns["custom"] == [{"pipe": "X", "state": "frozen"}, {}]
+    assert batch.columns["amount"] == [Decimal("1234.50"), Decimal("0.99")]
+    assert any("'frozen'" in m for m in seen) and any("'X'" in m for m in seen)
+    # Writing: amounts go out in whole cents, halves rounded away from zero.
+    assert deal.write({"amount": Decimal("12.345")}, apply_defaults=False) == {"cents": 1235}
+    assert deal.write({"amount": Decimal("-12.345")}, apply_defaults=False) == {"cents": -1235}
+    assert deal.write({"amount": Decimal("12.344")}, apply_defaults=False) == {"cents": 1234}
 
 
 def test_template_looking_data_is_never_rendered():

@@ -13,6 +13,7 @@ import logging
 from typing import Protocol
 
 from engine.clock import utc_now
+from engine.convert import warnings_to
 from engine.errors import CrmError
 from engine.spec import StreamSpec
 from engine.store import Batch, StoreError, SyncRun
@@ -108,8 +109,9 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: P
                                         run.warn))
         sweep_before = None
         for position in prefetched(positions):
-            stream.mapping.read_columns(position.page.records, batch.columns,
-                                        custom_names=names)
+            with warnings_to(run.warn):  # values that could not be read, on this run
+                stream.mapping.read_columns(position.page.records, batch.columns,
+                                            custom_names=names)
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before
