@@ -88,17 +88,18 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
                                         {"id": typed["id"]}, base_context, actions,
                                         custom_names).get("record")
     case = choose_case(action, context)
+    # Names first: writing needs them for fields mapped by label, and a lookup that failed
+    # after a create was sent would hide that it was applied.
+    names = custom_names(case.mapping) if custom_names and case.mapping else None
     if case.mapping is not None:
         writable = {k: v for k, v in typed.items() if k != "id"}
-        context["record"] = case.mapping.write(writable,
-                                               apply_defaults=action.input_mode == "create")
+        context["record"] = case.mapping.write(
+            writable, apply_defaults=action.input_mode == "create", custom_names=names)
         context["vendor_fields"] = case.mapping.vendor_fields
     else:
         context["vendor_fields"] = lambda prefix="": []
     call = render_call(case.request, session.base_url, context)
     operation = f"action.{action.name}"
-    # Names first: a lookup that fails after a create was sent would hide that it was applied.
-    names = custom_names(case.mapping) if custom_names and case.mapping else None
     reply = session.send(call, operation)
     try:
         if case.paginate is not None:

@@ -117,6 +117,11 @@ def plain_keys(expression: str) -> tuple[str, ...] | None:
     return None
 
 
+def compile_keys(keys: tuple[str, ...]) -> Getter:
+    """A function reading a path of literal keys (which may contain dots) from a JSON value."""
+    return _dig(keys)
+
+
 def _dig(keys: tuple[str, ...]) -> Getter:
     if len(keys) == 1:
         (k,) = keys

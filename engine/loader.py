@@ -182,7 +182,8 @@ def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spe
         spec = {"path": spec}
     type_ = model.fields[name].type
     ok = True
-    if "path" in spec and not re.fullmatch(r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
+    if isinstance(spec.get("path"), str) and not re.fullmatch(
+            r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
         checker.add(path + ("path",), f"path must be dotted keys (use `read:` for jmespath): "
                                       f"{spec['path']!r}")
         ok = False
