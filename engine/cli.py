@@ -66,8 +66,9 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
 def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connection", help="connection name (default: the connector's name)")
     parser.add_argument("--base-url", help="API base URL, e.g. a local emulator or a regional host")
-    parser.add_argument("--token", help="a ready access token or API key "
-                        "(better: CRM_ENGINE_<CONNECTOR>_TOKEN, which stays out of shell history)")
+    parser.add_argument("--token", help="a ready access token or API key: the auth method's one "
+                        "secret (better: CRM_ENGINE_<CONNECTOR>_TOKEN, which stays out of shell "
+                        "history; a method with several reads CRM_ENGINE_<CONNECTOR>_<SECRET>)")
     parser.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="connection setting (repeatable)")
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(p)
     p.set_defaults(handler=cmd_action)
 
-    p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0 or an API key)")
+    p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0), or store its "
+                                            "secrets (an API key, a username and password)")
     p.add_argument("connector")
     p.add_argument("--connection", help="connection name (default: the connector's name)")
     p.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
@@ -276,14 +278,17 @@ def cmd_action(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secret_from_env_or_prompt(variable: str, prompt: str) -> str:
+def _secret_from_env_or_prompt(variables: list[str], prompt: str) -> str:
     """Secrets come from the environment or a no-echo prompt, never from argv."""
-    value = os.environ.get(variable)
-    if value:
-        return value
+    for variable in variables:
+        if os.environ.get(variable):
+            return os.environ[variable]
     if not sys.stdin.isatty():
-        raise InputError(variable, "is not set (and there is no terminal to ask on)")
-    return getpass.getpass(prompt)
+        raise InputError(variables[0], "is not set (and there is no terminal to ask on)")
+    value = getpass.getpass(prompt)
+    if not value:
+        raise InputError(variables[0], "nothing was entered")
+    return value
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -291,17 +296,20 @@ def cmd_connect(args: argparse.Namespace) -> int:
     connector = engine.connector(args.connector)
     prefix = f"CRM_ENGINE_{connector.name.upper()}"
     config = _config_values(args.config)
-    method = connector.auth.get(args.auth_method or "") or next(iter(connector.auth.values()))
-    if method.type == "token":
-        token = _secret_from_env_or_prompt(f"{prefix}_TOKEN", f"{connector.title} API key: ")
-        conn = engine.store_token(connector.name, args.connection, token=token, config=config,
-                                  auth_method=method.name)
+    method = engine.auth_method(connector, args.auth_method)
+    variables = method.env_variables(connector.name)
+    if not method.authorizes:  # the secrets are all there is: ask for each, store them
+        values = {name: _secret_from_env_or_prompt(variables[name],
+                                                   f"{connector.title} {description}: ")
+                  for name, description in method.secrets.items()}
+        conn = engine.store_secrets(connector.name, args.connection, secrets=values,
+                                    config=config, auth_method=method.name)
         print(f"stored {conn.name}: {connector.title} via {method.name}")
         return 0
     client_id = args.client_id or os.environ.get(f"{prefix}_CLIENT_ID")
     if not client_id:
         raise InputError("--client-id", f"give the OAuth client id (or set {prefix}_CLIENT_ID)")
-    secret = _secret_from_env_or_prompt(f"{prefix}_CLIENT_SECRET", "OAuth client secret: ")
+    secret = _secret_from_env_or_prompt(variables["client_secret"], "OAuth client secret: ")
 
     def show(url: str) -> None:
         if args.no_browser or not webbrowser.open(url):

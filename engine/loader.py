@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 
 from engine import schema_check
+from engine.authkinds import AUTH_KINDS, AuthMethod
 from engine.convert import DURATION_FORMATS
 from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
@@ -24,7 +25,6 @@ from engine.models import FIELD_TYPES, Model, unified_models
 from engine.spec import (
     ActionCase,
     ActionSpec,
-    AuthMethod,
     ConfigSetting,
     Connector,
     DeletesSpec,
@@ -40,7 +40,6 @@ from engine.spec import (
     RequestSpec,
     ResultSpec,
     RetrySpec,
-    RevokeSpec,
     StreamSpec,
 )
 from engine.templates import (
@@ -310,38 +309,9 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
 
 
 def _compile_auth(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
-                  roots: dict[str, set[str] | None]) -> AuthMethod:
-    apply = spec["apply"]
-    method = AuthMethod(
-        name=name,
-        type=spec["type"],
-        apply_header=apply.get("header"),
-        apply_query=apply.get("query"),
-        apply_value=c.template(path + ("apply", "value"), apply["value"], {"token": None}),  # type: ignore[arg-type]
-        scopes=list(spec.get("scopes", [])),
-        scope_separator=spec.get("scope_separator", " "),
-        pkce=spec.get("pkce", False),
-        client_auth=spec.get("client_auth", "body"),
-        authorize_params=dict(spec.get("authorize_params") or {}),
-        token_lifetime_seconds=spec.get("token_lifetime_seconds"),
-    )
-    url_roots = {k: roots[k] for k in ("config", "credentials", "constants")}
-    for key in ("authorize_url", "token_url"):
-        if key in spec:
-            setattr(method, key, c.template(path + (key,), spec[key], url_roots))
-    if "revoke" in spec:
-        revoke, roots_with_token = spec["revoke"], {**url_roots, "token": None}
-        url = c.template(path + ("revoke", "url"), revoke["url"], roots_with_token)
-        form = {k: c.template(path + ("revoke", "form", k), v, roots_with_token)
-                for k, v in (revoke.get("form") or {}).items()}
-        if url is not None and all(form.values()):
-            method.revoke = RevokeSpec(revoke["method"], url, form)  # type: ignore[arg-type]
-    method.callback_settings = dict(spec.get("callback_settings") or {})
-    for setting, expr in (spec.get("settings") or {}).items():
-        getter = c.getter(path + ("settings", setting), expr)
-        if getter:
-            method.settings[setting] = getter
-    return method
+                  roots: dict[str, set[str] | None]) -> AuthMethod | None:
+    """One auth method, compiled by its kind (engine.authkinds)."""
+    return AUTH_KINDS[spec["type"]].compile(c, path, name, spec, roots)
 
 
 def _compile_request(c: _Checker, path: YamlPath, spec: dict[str, Any],
@@ -642,7 +612,8 @@ def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSp
         if key == "daily_usage" and (pattern is None or pattern.groups != 2):
             c.add(("rate_limit", "feedback", key, "pattern"),
                   "daily_usage needs a pattern with two groups: used and allowed")
-        feedback[key] = HeaderValue(hv["header"], pattern, hv.get("unit", "s"))
+        names = hv["header"] if isinstance(hv["header"], list) else [hv["header"]]
+        feedback[key] = HeaderValue(tuple(names), pattern, hv.get("unit", "s"))
     groups = {name: RateLimitSpec(g["requests"], float(g["per_seconds"]), g.get("max_concurrent"))
               for name, g in (spec.get("groups") or {}).items()}
     return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),

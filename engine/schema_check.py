@@ -57,6 +57,8 @@ def _explain(error: jsonschema.ValidationError, loc: Locator) -> list[Problem]:
         if len(deepest.absolute_path) > len(error.absolute_path):
             return _explain(deepest, loc)
         return [loc.problem(path, _oneof_message(error))]
+    if error.validator == "oneOf":  # valid under more than one branch: keys that exclude
+        return [loc.problem(path, _oneof_message(error))]  # each other, both given
     if error.validator == "required":
         return [loc.problem(path, error.message.replace("is a required property", "is required"))]
     if error.validator == "enum":

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.extract import Getter
 from engine.mapping import ModelMapping
 from engine.models import Model
 from engine.templates import Expression, Structure, Template
+
+if TYPE_CHECKING:
+    from engine.authkinds import AuthMethod  # the auth kinds build httpx auth: not spec data
 
 DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0)
 
@@ -162,40 +165,27 @@ class ActionSpec:
 
 
 @dataclass
-class RevokeSpec:
-    method: str
-    url: Template
-    form: dict[str, Template]
-
-
-@dataclass
-class AuthMethod:
-    name: str
-    type: str  # oauth2 | token
-    apply_header: str | None
-    apply_query: str | None
-    apply_value: Template
-    authorize_url: Template | None = None
-    token_url: Template | None = None
-    revoke: RevokeSpec | None = None
-    scopes: list[str] = field(default_factory=list)
-    scope_separator: str = " "
-    pkce: bool = False
-    client_auth: str = "body"
-    authorize_params: dict[str, str] = field(default_factory=dict)
-    token_lifetime_seconds: int | None = None
-    settings: dict[str, Getter] = field(default_factory=dict)
-    callback_settings: dict[str, str] = field(default_factory=dict)  # setting -> query param
-
-
-@dataclass
 class HeaderValue:
-    header: str
+    """A number in a response header. `headers` lists the names it may come under (a current
+    and a legacy name): the first one present wins."""
+
+    headers: tuple[str, ...]
     pattern: re.Pattern[str] | None
     unit: str  # s | ms
 
+    def __post_init__(self) -> None:
+        if isinstance(self.headers, str):
+            self.headers = (self.headers,)
+
+    def raw(self, headers: Any) -> str | None:
+        for name in self.headers:
+            value = headers.get(name)
+            if value is not None:
+                return value
+        return None
+
     def read(self, headers: Any) -> float | None:
-        raw = headers.get(self.header)
+        raw = self.raw(headers)
         if raw is None:
             return None
         if self.pattern is not None:
@@ -211,7 +201,7 @@ class HeaderValue:
 
     def read_usage(self, headers: Any) -> tuple[int, int] | None:
         """(used, allowed) from a header whose pattern has two groups."""
-        raw = headers.get(self.header)
+        raw = self.raw(headers)
         match = self.pattern.search(raw) if raw is not None and self.pattern else None
         if match is None or match.re.groups < 2:
             return None
@@ -312,7 +302,7 @@ class Connector:
 
     @property
     def credential_settings(self) -> set[str]:
-        return {s for m in self.auth.values() for s in [*m.settings, *m.callback_settings]}
+        return {s for m in self.auth.values() for s in m.credential_settings}
 
     def template_context(self, config: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         """What every template of this connector may read; unset settings are None."""

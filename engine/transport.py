@@ -277,6 +277,8 @@ class Session:
 
     # -- errors ----------------------------------------------------------------------------
     def _error(self, operation: str, message: str, **fields: Any) -> CrmError:
+        if fields.get("code"):  # read from the response, which may echo what it was sent
+            fields["code"] = secrets.redact(fields["code"])
         return CrmError(self.connector.name, operation, secrets.redact(message), **fields)
 
     def _ambiguous(self, call: Call, operation: str, what: str, **fields: Any) -> CrmError:

@@ -14,7 +14,7 @@ name: acme
 title: Acme
 base_url: http://unused.invalid
 auth:
-  token: {type: token, apply: {header: Authorization, value: "Bearer {{ token }}"}}
+  token: {type: bearer}
 actions:
   create_contact:
     model: contact

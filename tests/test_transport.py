@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.auth import TokenAuth
+from engine.auth import StaticAuth
 from engine.errors import CrmError
 from engine.transport import Call, Session
 from tests.support import ItemsServer, Request, Response, connector_yaml, write_specs
@@ -328,7 +328,8 @@ def session_with_draws(tmp_path, make_engine, server, clock):
 
     def make(value: float) -> Session:
         session = Session(connector, base_url=server.url,
-                          auth=TokenAuth(connector.auth["token"], TOKEN), headers={},
+                          auth=StaticAuth("token", {"Authorization": f"Bearer {TOKEN}"}, {}),
+                          headers={},
                           budget=None, clock=clock, rng=FixedDraws(value))
         sessions.append(session)
         return session
