@@ -62,9 +62,11 @@ def test_sync_lands_both_streams(engine, pebble):
     no_phone = engine.store.query("SELECT phone FROM contacts WHERE id = 'cont_00004'")
     assert no_phone == [(None,)]  # an empty list of phones reads as no phone
     [company] = engine.store.query(
-        "SELECT name, industry, city, country, custom FROM companies WHERE id = 'comp_0002'")
+        "SELECT name, industry, city, country, custom, domain FROM companies "
+        "WHERE id = 'comp_0002'")
     assert company[:4] == ("Turing & Co 2", "Manufacturing", "Lyon", "FR")
     assert json.loads(company[4]) == {"Segment": "SMB"}
+    assert company[5] == "company2.example"  # url_host() of https://company2.example
 
 
 def test_create_then_get(engine, pebble):
