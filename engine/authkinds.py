@@ -139,7 +139,7 @@ class AuthMethod:
 
     def env_variables(self, connector: str) -> dict[str, list[str]]:
         """Per secret, the environment variables it may come from, in order: its own name
-        (`CRM_ENGINE_HUBSPOT_TOKEN`, `CRM_ENGINE_ACME_API_KEY`), and for a method's only
+        (`CRM_ENGINE_ACME_TOKEN`, `CRM_ENGINE_ACME_API_KEY`), and for a method's only
         secret also `CRM_ENGINE_<CONNECTOR>_TOKEN`, which stands for `--token`."""
         prefix = f"CRM_ENGINE_{connector.upper()}_"
         out = {name: [prefix + name.upper()] for name in self.secrets}
@@ -256,7 +256,7 @@ class SecretKind(AuthMethod):
 
 @dataclass(kw_only=True)
 class Bearer(SecretKind):
-    """`Authorization: Bearer <token>` (or another scheme: `Zoho-oauthtoken`, `Token`)."""
+    """`Authorization: Bearer <token>` (or another scheme, such as `Token`)."""
 
     type: ClassVar[str] = "bearer"
     default_secrets: ClassVar[dict[str, str]] = {"token": "access token"}

@@ -33,7 +33,7 @@ import os
 import signal
 import sys
 import webbrowser
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,10 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connection", help="connection name (default: the connector's name)")
+def _connection_options(parser: argparse.ArgumentParser, named: bool = True) -> None:
+    if named:
+        parser.add_argument("--connection",
+                            help="connection name (default: the connector's name)")
     parser.add_argument("--base-url", help="API base URL, e.g. a local emulator or a regional host")
     parser.add_argument("--token", help="a ready access token or API key: the auth method's one "
                         "secret (better: CRM_ENGINE_<CONNECTOR>_TOKEN, which stays out of shell "
@@ -77,7 +79,9 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-engine", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log requests and retries")
+    parser.add_argument("--version", action="version",
+                        version=f"crm-engine {_version()}")
+    _logging_options(parser, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("validate", help="check connector and mapping YAML files")
@@ -92,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("sync", help="sync streams into a DuckDB file")
     p.add_argument("connector")
     p.add_argument("--streams", help="comma-separated stream names (default: all)")
-    p.add_argument("--full-refresh", action="store_true", help="re-read everything")
+    p.add_argument("--full-refresh", action="store_true",
+                   help="read the streams again from scratch, forgetting their cursors")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
     _connection_options(p)
     p.set_defaults(handler=cmd_sync)
@@ -137,8 +143,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connectors-dir")
     p.set_defaults(handler=cmd_disconnect)
 
+    p = commands.add_parser("check", help="one cheap request per connection: credentials "
+                                          "and reachability")
+    p.add_argument("connections", nargs="*", metavar="CONNECTION",
+                   help="stored connections, or connector names with a token in the "
+                        "environment (default: every stored connection)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _connection_options(p, named=False)
+    p.set_defaults(handler=cmd_check)
+
+    p = commands.add_parser("connections", help="stored connections: auth, token expiry, "
+                                                "last sync")
+    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB),
+                   help="read the last syncs from this DuckDB file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    p.set_defaults(handler=cmd_connections)
+
     _add_installed_commands(commands)
+    for subparser in commands.choices.values():  # -v, -q after the command too
+        _logging_options(subparser, argparse.SUPPRESS)
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("crm-engine")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _logging_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-v, -q and --log-format, accepted before the command and after it. SUPPRESS keeps a
+    subcommand's unset option from overwriting the value given before it."""
+    if any("--log-format" in action.option_strings for action in parser._actions):
+        return
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log requests, retries and progress details")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="print errors only")
+    parser.add_argument("--log-format", choices=("text", "json"), default=default,
+                        help="log lines as text (default) or as JSON objects")
 
 
 def _add_installed_commands(commands: argparse._SubParsersAction) -> None:
@@ -216,8 +261,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
     streams = [s.strip() for s in args.streams.split(",")] if args.streams else None
     with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
         runs = engine.sync(args.connector, args.connection, streams=streams,
-                           full_refresh=args.full_refresh, progress=progress_for(sys.stderr),
+                           full_refresh=args.full_refresh,
+                           progress=None if args.quiet else progress_for(sys.stderr),
                            **_options(args))
+    ok = all(r.status == "succeeded" for r in runs)
+    if args.json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
+        return EXIT_OK if ok else EXIT_FAILED
     print(f"{'stream':<14} {'status':<10} {'records':>9} {'pages':>7} {'requests':>9} "
           f"{'retries':>8}")
     for run in runs:
@@ -228,7 +278,53 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if run.error:
             print(f"  error: {run.error}")
     print(f"database: {args.db}")
-    return EXIT_OK if all(r.status == "succeeded" for r in runs) else EXIT_FAILED
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {key: getattr(run, key) for key in (
+        "connector", "connection", "stream", "mode", "status", "records", "pages", "requests",
+        "retries", "deleted", "started", "finished", "error", "warnings", "run_id")}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with Engine(connectors_dir=args.connectors_dir) as engine:
+        names = args.connections or engine.credentials.names()
+        if not names:
+            raise InputError("connections", "no stored connection to check: run `crm-engine "
+                                            "connect`, or name a connector")
+        results = []
+        for name in names:
+            stored = engine.credentials.load(name)
+            connector = stored.connector if stored else name
+            results.append(engine.check(connector, name if stored else None, **_options(args)))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            verdict = f"ok ({r['seconds']:.2f}s)" if r["ok"] else f"FAILED: {r['error']}"
+            print(f"{r['connection']:<24} {r['connector']:<12} {verdict}")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+def cmd_connections(args: argparse.Namespace) -> int:
+    with Engine(db=args.db if Path(args.db).exists() else None,
+                connectors_dir=args.connectors_dir) as engine:
+        rows = engine.connections()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print("no stored connection: `crm-engine connect CONNECTOR` adds one")
+        return EXIT_OK
+    print(f"{'connection':<24} {'connector':<12} {'auth':<22} {'token expires':<26} last sync")
+    for r in rows:
+        auth = f"{r['auth_method']} ({r['auth_kind']})"
+        expires = f"{r['token_expires']:%Y-%m-%d %H:%M:%S}" if r["token_expires"] else "-"
+        synced = (f"{r['last_sync']:%Y-%m-%d %H:%M:%S} {r['last_status']}" if r["last_sync"]
+                  else "never")
+        print(f"{r['connection']:<24} {r['connector']:<12} {auth:<22} {expires:<26} {synced}")
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -334,10 +430,30 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
     return 0
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = (logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if args.log_format == "json"
+                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # A host that configured logging already (an embedding program, a test runner) keeps it.
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    for name, default in (("verbose", False), ("quiet", False), ("log_format", "text")):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    _configure_logging(args)
     secrets.install_log_redaction()
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:

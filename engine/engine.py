@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
 from engine.mapping import ModelMapping
 from engine.ratelimit import RateBudget
+from engine.render import render_call
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
@@ -427,6 +429,55 @@ class Engine:
                 if exc.kind in STOPS_EVERY_STREAM:
                     break  # the other streams would fail the same way
         return runs
+
+    def check(self, connector: str, connection: str | None = None,
+              **options: Any) -> dict[str, Any]:
+        """One cheap request (the connector's `check`, else its first stream's first page):
+        do the credentials work and does the API answer? Never raises a CrmError: the result
+        says what went wrong."""
+        spec = self.connector(connector)
+        started = time.perf_counter()
+        result: dict[str, Any] = {"connector": spec.name, "connection": connection or spec.name}
+        try:
+            session, context, conn = self.session(connector, connection, **options)
+            result["connection"] = conn.name
+            request = spec.check or next(iter(spec.streams.values())).request
+            call = render_call(request, session.base_url,
+                               {**context, "vendor_fields": lambda *a, **k: [],
+                                "cursor": {"since": None, "slice": False, "after_id": None}})
+            reply = session.send(call, "check")
+            result.update(ok=True, status=reply.status, error=None, kind=None)
+        except CrmError as exc:
+            result.update(ok=False, status=exc.status, error=str(exc), kind=exc.kind)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The stored connections: connector, auth method and kind, token expiry, and (with a
+        database) the last sync."""
+        last: dict[str, tuple[Any, Any]] = {}
+        if self._db is not None and Path(self._db).exists():
+            assert self.store is not None
+            last = {row[0]: row[1:] for row in self.store.query(
+                "SELECT connection, max(started), arg_max(status, started) FROM sync_runs "
+                "GROUP BY connection")}
+        out = []
+        for name in self.credentials.names():
+            conn = self.credentials.load(name)
+            if conn is None:
+                continue
+            try:
+                kind = self.auth_method(self.connector(conn.connector), conn.auth_method).type
+            except (InputError, SpecError):
+                kind = None  # a connector that is gone or broken: still listed
+            expires = conn.credentials.expires_at
+            synced, status = last.get(name, (None, None))
+            out.append({"connection": name, "connector": conn.connector,
+                        "auth_method": conn.auth_method, "auth_kind": kind,
+                        "token_expires": dt.datetime.fromtimestamp(expires, dt.UTC)
+                        if expires else None,
+                        "last_sync": synced, "last_status": status})
+        return out
 
     def status(self, connector: str | None = None,
                connection: str | None = None) -> list[dict[str, Any]]:

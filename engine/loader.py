@@ -305,6 +305,8 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
         actions=actions,  # type: ignore[arg-type]
         mappings=mappings,
         mapping_file=mapping_file,
+        check=_compile_request(c, ("check", "request"), data["check"]["request"], base_roots)
+        if "check" in data else None,
     )
 
 

@@ -299,6 +299,7 @@ class Connector:
     actions: dict[str, ActionSpec]
     mappings: dict[str, ModelMapping]
     mapping_file: str
+    check: RequestSpec | None = None  # a cheap request proving credentials and reachability
 
     @property
     def credential_settings(self) -> set[str]:

@@ -86,7 +86,7 @@ def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
         except CrmError as exc:
             if exc.kind != "fatal":
                 raise
-            # A saved page cursor can expire (Salesforce query locators do): start over.
+            # A saved page cursor can expire (some query locators live minutes): start over.
             warn(f"could not resume the full refresh ({exc}); started it again")
     call = first_call(stream.pages, ctx, vendor_fields=vendor_fields)
     yield from _full_refresh_from(stream, ctx, checkpoint,
