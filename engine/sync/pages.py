@@ -8,6 +8,7 @@ in a worker thread, so the network wait for page n+1 overlaps the mapping and la
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 import time
@@ -95,7 +96,10 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
         except BaseException as exc:  # handed to the consumer, which re-raises it
             handoff.put(("error", exc))
 
-    worker = threading.Thread(target=work, name="page-fetcher", daemon=True)
+    # The worker runs in a copy of this context: its requests count on this run's counters.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(work,), name="page-fetcher",
+                              daemon=True)
     worker.start()
     try:
         while True:
