@@ -400,7 +400,8 @@ def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stre
         lookback = c.template(path + ("lookback_seconds",), lookback, roots)
     return IncrementalSpec(cursor, pages, lookback if lookback is not None else 0.0,
                            float(spec.get("resolution_seconds", 0.001)), spec.get("result_cap"),
-                           tie_breaker, enrich)  # type: ignore[arg-type]
+                           tie_breaker, enrich,  # type: ignore[arg-type]
+                           spec.get("requery_each_page", False))
 
 
 def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],

@@ -127,6 +127,8 @@ class ModelMapping:
         for name, get, conv in self._readers:
             value = get(record)
             out[name] = conv(value) if value is not None else None
+        if "is_deleted" in out and out["is_deleted"] is None:
+            out["is_deleted"] = False
         custom = self._custom(record)
         for f, key, holder in self._label_keys(custom_names):
             container = holder(record)
@@ -162,6 +164,11 @@ class ModelMapping:
             columns[name].extend([None if v is None else conv(v) for v in map(get, records)])
         for name in self._unread:
             columns[name].extend([None] * len(records))
+        if "is_deleted" in columns:  # never null: a record the CRM lists is not deleted
+            flags = columns["is_deleted"]
+            for i in range(len(flags) - len(records), len(flags)):
+                if flags[i] is None:
+                    flags[i] = False
         labelled = self._label_keys(custom_names)
         for f, key, holder in labelled:
             containers = [holder(r) for r in records] if key else [None] * len(records)

@@ -89,6 +89,7 @@ class IncrementalSpec:
     result_cap: int | None = None
     tie_breaker: Getter | None = None
     enrich: list[EnrichSpec] = field(default_factory=list)
+    requery_each_page: bool = False  # the next page is an offset: query again from the cursor
 
     def lookback(self, context: dict[str, Any]) -> float:
         value = self.lookback_seconds
