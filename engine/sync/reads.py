@@ -82,14 +82,20 @@ def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
     resume = checkpoint.resume
     if resume is not None and resume.call is not None:
         resume = replace(resume, call=_on_base(resume.call, ctx.session.base_url))
+        pages = _full_refresh_from(stream, ctx, checkpoint, resume, operation)
         try:
-            yield from _full_refresh_from(stream, ctx, checkpoint, resume, operation)
+            first = next(pages)
+        except StopIteration:
             return
         except CrmError as exc:
             if exc.kind != "fatal":
                 raise
             # A saved page cursor can expire (some query locators live minutes): start over.
             warn(f"could not resume the full refresh ({exc}); started it again")
+        else:
+            yield first
+            yield from pages
+            return
     call = first_call(stream.pages, ctx, vendor_fields=vendor_fields)
     yield from _full_refresh_from(stream, ctx, checkpoint,
                                   Resume(call, 0, utc_now(), None), operation)
@@ -125,8 +131,7 @@ def _full_refresh_from(stream: StreamSpec, ctx: StreamContext, checkpoint: Check
         # incremental run reads from the earlier of that and the newest value it saw.
         cursor = None
         if stream.incremental is not None:
-            cursor = min(v for v in (high, server_started) if v is not None) \
-                if high is not None else server_started
+            cursor = server_started if high is None else min(high, server_started)
         done = replace(checkpoint, cursor=cursor, window=None, resume=None,
                        deletes_cursor=checkpoint.deletes_cursor or cursor,
                        last_full_refresh=utc_now())
