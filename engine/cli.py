@@ -26,6 +26,7 @@ Handlers get the same error handling and ``-v`` logging as the built-in commands
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -33,6 +34,7 @@ import os
 import signal
 import sys
 import webbrowser
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,16 @@ from engine import oauth, secrets
 from engine.engine import Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector, load_mapping
-from engine.progress import progress_for
-from engine.store import StoreError
+from engine.progress import LogProgress, progress_for
+from engine.project import (
+    DEFAULT_MAX_CONCURRENCY,
+    PROJECT_FILE,
+    Project,
+    ProjectConnection,
+    find_project,
+    load_project,
+)
+from engine.store import StoreError, SyncRun
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
@@ -82,11 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version",
                         version=f"crm-engine {_version()}")
     _logging_options(parser, argparse.SUPPRESS)
+    _project_option(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("validate", help="check connector and mapping YAML files")
+    p = commands.add_parser("validate", help="check connector and mapping YAML files (and the "
+                                             "project file)")
     p.add_argument("paths", nargs="*", help="files or directories (default: all connectors)")
     p.add_argument("--connectors-dir")
+    _project_option(p)
     p.set_defaults(handler=cmd_validate)
 
     p = commands.add_parser("connectors", help="list connectors, their streams and actions")
@@ -94,14 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_connectors)
 
     p = commands.add_parser("sync", help="sync streams into a DuckDB file")
-    p.add_argument("connector")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="connections of the project file (run concurrently), or one connector")
+    p.add_argument("--all", action="store_true", help="every connection of the project file")
     p.add_argument("--streams", help="comma-separated stream names (default: all)")
     p.add_argument("--full-refresh", action="store_true",
                    help="read the streams again from scratch, forgetting their cursors")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
-    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
+    _db_option(p)
+    _concurrency_option(p)
     _connection_options(p)
+    _project_option(p)
     p.set_defaults(handler=cmd_sync)
+
+    p = commands.add_parser("run-due", help="sync the project's connections whose schedule "
+                                            "is due")
+    p.add_argument("--now", help="ISO time to decide against (default: now)")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    _db_option(p)
+    _concurrency_option(p)
+    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _project_option(p)
+    p.set_defaults(handler=cmd_run_due)
 
     p = commands.add_parser("status", help="per stream: mode, cursor, last run, deletes")
     p.add_argument("connector", nargs="?", help="only this connector's streams")
@@ -164,6 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     for subparser in commands.choices.values():  # -v, -q after the command too
         _logging_options(subparser, argparse.SUPPRESS)
     return parser
+
+
+def _project_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", metavar="FILE", default=argparse.SUPPRESS,
+                        help=f"project file (default: ./{PROJECT_FILE} when present)")
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help=f"DuckDB file (default: $CRM_ENGINE_DB, else the project "
+                                     f"file's database, else {DEFAULT_DB})")
+
+
+def _concurrency_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-concurrency", type=int, metavar="N",
+                        help="connections synced at once (default: the project file's, else "
+                             f"{DEFAULT_MAX_CONCURRENCY})")
 
 
 def _version() -> str:
@@ -244,6 +287,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             for problem in exc.problems:
                 print(f"error  {problem}", file=sys.stderr)
+    project = find_project(getattr(args, "project", None))
+    if project is not None:
+        try:
+            loaded = load_project(project, Engine(connectors_dir=args.connectors_dir))
+            print(f"ok  {project}: {len(loaded.connections)} connections")
+        except SpecError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(f"error  {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -257,28 +309,134 @@ def cmd_connectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project(args: argparse.Namespace, required: bool = False) -> Project | None:
+    path = find_project(getattr(args, "project", None))
+    if path is None:
+        if required:
+            raise InputError("--project", f"no project file: create ./{PROJECT_FILE} or pass "
+                                          f"--project FILE")
+        return None
+    return load_project(path, Engine(connectors_dir=args.connectors_dir))
+
+
+def _db(args: argparse.Namespace, project: Project | None) -> str:
+    return (args.db or os.environ.get("CRM_ENGINE_DB")
+            or (project.database if project else None) or DEFAULT_DB)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     streams = [s.strip() for s in args.streams.split(",")] if args.streams else None
-    with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
-        runs = engine.sync(args.connector, args.connection, streams=streams,
+    project = _project(args, required=args.all)
+    if args.all or (project and args.names and all(n in project.connections
+                                                   for n in args.names)):
+        assert project is not None
+        if args.all and args.names:
+            raise InputError("--all", "give --all or connection names, not both")
+        given = [o for o, v in (("--connection", args.connection), ("--token", args.token),
+                                ("--base-url", args.base_url), ("--auth", args.auth_method),
+                                ("--config", args.config)) if v]
+        if given:
+            raise InputError(given[0], "is set per connection in the project file")
+        chosen = [project.connections[n] for n in (args.names or project.connections)]
+        return _sync_project(args, project, chosen, streams)
+    if len(args.names) != 1:
+        unknown = [n for n in args.names if not project or n not in project.connections]
+        raise InputError("NAME", "name one connector, or connections of the project file"
+                         + (f" (not connections of it: {', '.join(unknown)})"
+                            if project and unknown else "")
+                         if args.names else "name a connector, or give --all")
+    db = _db(args, project)
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+        runs = engine.sync(args.names[0], args.connection, streams=streams,
                            full_refresh=args.full_refresh,
                            progress=None if args.quiet else progress_for(sys.stderr),
                            **_options(args))
+    return _print_runs(args, runs, db, with_connection=False)
+
+
+def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str,
+                with_connection: bool) -> int:
     ok = all(r.status == "succeeded" for r in runs)
     if args.json:
         print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
         return EXIT_OK if ok else EXIT_FAILED
-    print(f"{'stream':<14} {'status':<10} {'records':>9} {'pages':>7} {'requests':>9} "
+    first = f"{'connection':<20} " if with_connection else ""
+    print(f"{first}{'stream':<14} {'status':<10} {'records':>9} {'pages':>7} {'requests':>9} "
           f"{'retries':>8}")
     for run in runs:
-        print(f"{run.stream:<14} {run.status:<10} {run.records:>9,} {run.pages:>7,} "
+        first = f"{run.connection:<20} " if with_connection else ""
+        print(f"{first}{run.stream:<14} {run.status:<10} {run.records:>9,} {run.pages:>7,} "
               f"{run.requests:>9,} {run.retries:>8,}")
         for warning in run.warnings:
             print(f"  warning: {warning}")
         if run.error:
             print(f"  error: {run.error}")
-    print(f"database: {args.db}")
+    print(f"database: {db}")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _sync_project(args: argparse.Namespace, project: Project, chosen: list[ProjectConnection],
+                  streams: list[str] | None) -> int:
+    """Sync connections of the project concurrently (each one's streams in turn)."""
+    db = _db(args, project)
+    workers = args.max_concurrency or project.max_concurrency or DEFAULT_MAX_CONCURRENCY
+    if workers < 1:
+        raise InputError("--max-concurrency", "must be at least 1")
+
+    def one(conn: ProjectConnection) -> list[SyncRun]:
+        progress = (None if args.quiet else progress_for(sys.stderr) if len(chosen) == 1
+                    else LogProgress(sys.stderr))
+        try:
+            return engine.sync(conn.connector, conn.name, streams=streams or conn.streams,
+                               full_refresh=args.full_refresh, progress=progress,
+                               **conn.options())
+        except (InputError, SpecError, CrmError, StoreError, TemplateFailed) as exc:
+            # Nothing ran (credentials, settings): one failed row says why, the others go on.
+            run = SyncRun(conn.connector, conn.name, "-", status="failed", error=str(exc))
+            if len(chosen) > 1 and not args.quiet:
+                print(f"sync {conn.name}: failed: {exc}", file=sys.stderr, flush=True)
+            return [run]
+
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+        engine.store  # noqa: B018 - open the database once, before the threads share it
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(chosen)),
+                                  thread_name_prefix="sync")
+        try:
+            results = [future.result() for future in [pool.submit(one, c) for c in chosen]]
+        finally:  # on Ctrl-C or SIGTERM: connections not started yet never start
+            pool.shutdown(wait=True, cancel_futures=True)
+    runs = [run for result in results for run in result]
+    return _print_runs(args, runs, db, with_connection=True)
+
+
+def cmd_run_due(args: argparse.Namespace) -> int:
+    project = _project(args, required=True)
+    assert project is not None
+    now = dt.datetime.now(dt.UTC)
+    if args.now:
+        try:
+            now = dt.datetime.fromisoformat(args.now)
+        except ValueError:
+            raise InputError("--now", f"not an ISO time: {args.now!r}") from None
+        now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    db = _db(args, project)
+    last: dict[str, Any] = {}
+    if Path(db).exists():
+        with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+            assert engine.store is not None
+            last = dict(engine.store.query(
+                "SELECT connection, max(started) FROM sync_runs GROUP BY connection"))
+    due = [c for c in project.connections.values() if c.is_due(now, last.get(c.name))]
+    if not due:
+        if args.json:
+            print("[]")
+        else:
+            print("nothing due")
+        return EXIT_OK
+    if not args.json:
+        print(f"due: {', '.join(c.name for c in due)}", flush=True)
+    args.full_refresh = False
+    return _sync_project(args, project, due, None)
 
 
 def _run_json(run: Any) -> dict[str, Any]:

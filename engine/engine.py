@@ -167,7 +167,10 @@ class Engine:
     def resolve_connection(self, connector: Connector, name: str | None = None, *,
                            token: str | None = None, base_url: str | None = None,
                            config: dict[str, Any] | None = None,
-                           auth_method: str | None = None) -> Connection:
+                           auth_method: str | None = None,
+                           secrets: dict[str, str] | None = None) -> Connection:
+        """The connection to use: `secrets` (the auth method's, by name) or a ready `token`
+        given, else the stored connection of that name, else secrets in the environment."""
         name = name or connector.name
         stored = self.credentials.load(name)
         if stored is not None and stored.connector != connector.name:
@@ -175,8 +178,14 @@ class Engine:
                                            f"not {connector.name}")
         if auth_method:
             self.auth_method(connector, auth_method)  # an unknown name is an error
-        token = token or (None if stored else token_from_env(connector.name))
-        if token:
+        token = token or (None if stored or secrets else token_from_env(connector.name))
+        if secrets:  # held by the caller (a project file's environment references)
+            method = self._secrets_method(connector, auth_method)
+            connection = Connection(name, connector.name, method.name,
+                                    dict(stored.config) if stored else {},
+                                    stored.base_url if stored else None,
+                                    method.credentials_from_secrets(secrets))
+        elif token:
             # A ready token or key: the method named, else the first that takes one secret.
             method = self.auth_method(connector, auth_method) if auth_method else next(
                 (m for m in connector.auth.values() if not m.authorizes and len(m.secrets) == 1),
