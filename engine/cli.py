@@ -34,7 +34,7 @@ import os
 import signal
 import sys
 import webbrowser
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ from engine.templates import TemplateFailed
 DEFAULT_DB = "crm.duckdb"
 COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
+CANCEL_GRACE_SECONDS = 1.5  # running syncs' time to land what they read after a signal
 
 
 class Interrupted(KeyboardInterrupt):
@@ -401,10 +402,18 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
         engine.store  # noqa: B018 - open the database once, before the threads share it
         pool = ThreadPoolExecutor(max_workers=min(workers, len(chosen)),
                                   thread_name_prefix="sync")
+        futures = [pool.submit(one, c) for c in chosen]
         try:
-            results = [future.result() for future in [pool.submit(one, c) for c in chosen]]
-        finally:  # on Ctrl-C or SIGTERM: connections not started yet never start
-            pool.shutdown(wait=True, cancel_futures=True)
+            results = [future.result() for future in futures]
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: connections not started never start; running ones land what
+            # they read, mark their runs interrupted and stop at their next page.
+            engine.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=CANCEL_GRACE_SECONDS)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     runs = [run for result in results for run in result]
     return _print_runs(args, runs, db, with_connection=True)
 

@@ -136,6 +136,7 @@ class Engine:
         self._budgets: dict[tuple[str, str, str], RateBudget] = {}
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
+        self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
         for name in secrets.LOGGERS:  # a logger's filter sees only its own records
             secrets.install_log_redaction(logging.getLogger(name))
 
@@ -288,6 +289,11 @@ class Engine:
         sessions.append(session)
         return session, context
 
+    def cancel(self) -> None:
+        """Stop the syncs running in other threads: each lands what it read, marks its run
+        `interrupted` and raises engine.errors.Cancelled (a KeyboardInterrupt)."""
+        self.cancelled.set()
+
     def close(self) -> None:
         with self._lock:
             for session, _, _ in self._sessions.values():
@@ -425,7 +431,7 @@ class Engine:
                                             f"(streams: {', '.join(spec.streams)})")
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
-        ctx = StreamContext(session, self.store, conn.name, context)
+        ctx = StreamContext(session, self.store, conn.name, context, self.cancelled)
         runs = []
         for name in names:
             run = SyncRun(spec.name, conn.name, name)

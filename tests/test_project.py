@@ -244,3 +244,53 @@ def test_run_due_runs_what_is_due_then_nothing(tmp_path, emulators):
     both = crm(tmp_path, "run-due", "--now", later, "--max-concurrency", "1", "--json", **ENV)
     assert both.returncode == 0, both.stderr
     assert {r["connection"] for r in json.loads(both.stdout)} == {"acme", "globex"}
+
+
+def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
+    """Two connections, each stuck on its rate budget (2 requests a minute, as the emulator's
+    headers say): SIGTERM lands what each read and marks both runs interrupted."""
+    import signal
+    import time
+
+    slow = {"rate_limit": (2, 60.0), "contacts": 300, "companies": 2, "deals": 3}
+    with (sandbox.start("hubspot", static_tokens=(TOKENS["acme"],), **slow) as acme,
+          sandbox.start("hubspot", static_tokens=(TOKENS["globex"],), **slow) as globex):
+        write(tmp_path, f"""\
+            database: crm.duckdb
+            connections:
+              acme:
+                connector: hubspot
+                auth: private_app
+                secrets: {{token: {{env: ACME_TOKEN}}}}
+                base_url: {acme.url}
+                streams: [contacts]
+              globex:
+                connector: hubspot
+                auth: private_app
+                secrets: {{token: {{env: GLOBEX_TOKEN}}}}
+                base_url: {globex.url}
+                streams: [contacts]
+            """)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CRM_ENGINE_")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "sync", "--all"], cwd=tmp_path,
+            env={**base, "CRM_ENGINE_HOME": str(tmp_path / "home"),
+                 "ACME_TOKEN": TOKENS["acme"], "GLOBEX_TOKEN": TOKENS["globex"]},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while (acme.app.requests_served < 2 or globex.app.requests_served < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # both now wait on their budgets for the third page
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+        took = time.monotonic() - sent
+    assert process.returncode == 128 + signal.SIGTERM and took < 2.0, (took, err)
+    with duckdb.connect(str(tmp_path / "crm.duckdb"), read_only=True) as con:
+        runs = con.execute("SELECT connection, status, records FROM sync_runs "
+                           "ORDER BY connection").fetchall()
+        landed = dict(con.execute("SELECT connection, count(*) FROM contacts GROUP BY ALL"
+                                  ).fetchall())
+    assert runs == [("acme", "interrupted", 200), ("globex", "interrupted", 200)], err
+    assert landed == {"acme": 200, "globex": 200}

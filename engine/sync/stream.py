@@ -114,7 +114,8 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
                      reads.full_refresh(stream, ctx, checkpoint, operation, vendor_fields,
                                         run.warn))
         sweep_before = None
-        for position in prefetched(positions):
+        for position in prefetched(positions, ctx.cancelled):
+            ctx.check_cancelled()
             with warnings_to(run.warn):  # values that could not be read, on this run
                 stream.mapping.read_columns(position.page.records, batch.columns,
                                             custom_names=names)
