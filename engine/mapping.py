@@ -230,6 +230,3 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         default=spec.get("default"),
     )
 
-
-def is_plain_path(path: str) -> bool:
-    return plain_keys(path) is not None

@@ -92,3 +92,26 @@ def test_vendor_fields_lists_requested_properties():
     names = connector.mappings["contact"].vendor_fields("properties")
     assert {"firstname", "lastname", "email", "phone", "hubspot_owner_id"} <= set(names)
     assert len(names) == len(set(names)) and all("." not in name for name in names)
+
+
+def test_a_write_leaves_out_read_only_fields_even_when_the_payload_has_them():
+    contact = mappings()["contact"]
+    body = contact.write({"id": "1001", "first_name": "Ada", "updated_at": "2026-01-01"},
+                         apply_defaults=False)
+    assert body == {"properties": {"firstname": "Ada"}}
+
+
+def test_a_write_template_builds_the_vendor_value():
+    """Pipedrive persons carry emails as a list of {value, primary, label} (CONTRACTS 3.4)."""
+    found, problems = load_mapping("mappings/pipedrive.yaml")
+    assert problems == []
+    body = found["contact"].write({"email": "ada@example.com", "company_id": "77",
+                                   "owner_id": None}, apply_defaults=False)
+    assert body == {"emails": [{"value": "ada@example.com", "primary": True, "label": "work"}],
+                    "org_id": 77, "owner_id": None}
+
+
+def test_custom_fields_alone_are_written_under_the_custom_root():
+    contact = mappings()["contact"]
+    assert contact.write({"custom": {"customer_tier": "gold"}}, apply_defaults=False) == {
+        "properties": {"customer_tier": "gold"}}

@@ -4,6 +4,7 @@ processes, revoke. Against a vendor-neutral OAuth server and the HubSpot emulato
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,8 +20,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from engine.auth import Credentials
 from engine.errors import CrmError
-from engine.oauth import AuthorizationRequest, parse_callback
+from engine.oauth import AuthorizationRequest, exchange_code, parse_callback, revoke
 from sandbox.demo import follow_without_browser, run_demo
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.kit import App, Request, Response
@@ -268,3 +270,106 @@ def test_no_secret_in_logs_errors_or_the_database_after_a_demo(tmp_path, caplog,
         assert value and len(value) > 8
         assert value.encode() not in data, f"{what} in the DuckDB file"
         assert value not in caplog.text and value not in out.out and value not in out.err, what
+
+
+# -- the code exchange and revocation, against answers given in-process -------------------------
+
+
+def answered_by(reply: httpx.Response, seen: list[httpx.Request]) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return reply
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def acme_oauth(engine):
+    connector = engine.connector("acme")
+    context = {"config": {"login_url": "http://127.0.0.1:9"}, "credentials": {}}
+    return connector, connector.auth["oauth"], context
+
+
+EXCHANGE_FAILURES = [
+    (httpx.Response(400, json={"error": "invalid_grant"}), "invalid_grant",
+     "code exchange failed: invalid_grant"),
+    # HubSpot names its errors in `status` (CONTRACTS 1.1).
+    (httpx.Response(400, json={"status": "BAD_AUTH_CODE", "message": "missing or invalid"}),
+     "BAD_AUTH_CODE", "code exchange failed: BAD_AUTH_CODE"),
+    # Zoho answers token errors with HTTP 200 and no access_token (CONTRACTS 4.1).
+    (httpx.Response(200, json={"error": "invalid_code"}), "invalid_code",
+     "code exchange failed: invalid_code"),
+    (httpx.Response(400, json={"access_token": "a-bogus"}), None, "code exchange failed: 400"),
+    (httpx.Response(502, html="<html>Bad Gateway</html>"), None, "code exchange failed: 502"),
+    (httpx.Response(200, json=["not", "an", "object"]), None, "code exchange failed: 200"),
+]
+
+
+@pytest.mark.parametrize(("reply", "code", "message"), EXCHANGE_FAILURES)
+def test_a_failed_code_exchange_is_a_crm_error_naming_the_vendors_reason(engine, clock, reply,
+                                                                        code, message):
+    connector, method, context = acme_oauth(engine)
+    request = AuthorizationRequest("u", "http://127.0.0.1:0/callback", "s" * 32, "v" * 43)
+    seen: list[httpx.Request] = []
+    with answered_by(reply, seen) as client, pytest.raises(CrmError) as info:
+        exchange_code(connector, method, context, client=client, client_id="cid",
+                      client_secret="exchange-secret", code="c-1", request=request, clock=clock)
+    error = info.value
+    assert (error.connector, error.operation, error.code, error.status, error.message) == (
+        "acme", "oauth.exchange", code, reply.status_code, message)
+    if code is not None:
+        assert error.raw_body == reply.json()
+    [sent] = seen
+    assert sent.headers["accept"] == "application/json"
+    assert parse_qs(sent.content.decode()) == {
+        "grant_type": ["authorization_code"], "code": ["c-1"],
+        "redirect_uri": ["http://127.0.0.1:0/callback"], "code_verifier": ["v" * 43]}
+
+
+def test_a_client_secret_echoed_by_a_failing_token_endpoint_is_redacted(engine, clock):
+    connector, method, context = acme_oauth(engine)
+    request = AuthorizationRequest("u", "http://127.0.0.1:0/callback", "s" * 32)
+    echo = httpx.Response(401, json={"error": "bad client echo-secret-7f3a",
+                                     "client_secret": "echo-secret-7f3a"})
+    with answered_by(echo, []) as client, pytest.raises(CrmError) as info:
+        exchange_code(connector, method, context, client=client, client_id="cid",
+                      client_secret="echo-secret-7f3a", code="c-1", request=request, clock=clock)
+    assert info.value.message == "code exchange failed: bad client ***"
+    assert info.value.raw_body == {"error": "bad client ***", "client_secret": "***"}
+
+
+def test_revoke_sends_the_refresh_token_else_the_access_token(engine):
+    connector, method, context = acme_oauth(engine)
+    for credentials, token in [
+            (Credentials(access_token="acc-9", refresh_token="ref-9", client_id="cid",
+                         client_secret="the-client-secret"), "ref-9"),
+            (Credentials(access_token="acc-9", client_id="cid",
+                         client_secret="the-client-secret"), "acc-9")]:
+        seen: list[httpx.Request] = []
+        with answered_by(httpx.Response(200, json={}), seen) as client:
+            assert revoke(connector, method, context, credentials, client=client) is True
+        [sent] = seen
+        assert (sent.method, str(sent.url)) == ("POST", "http://127.0.0.1:9/revoke")
+        assert parse_qs(sent.content.decode()) == {"token": [token]}
+        assert sent.headers["accept"] == "application/json"
+        assert sent.headers["authorization"] == "Basic " + base64.b64encode(
+            b"cid:the-client-secret").decode()
+
+
+def test_a_refused_revocation_is_a_crm_error(engine):
+    connector, method, context = acme_oauth(engine)
+    credentials = Credentials(access_token="acc-9", refresh_token="ref-9")
+    with answered_by(httpx.Response(400, json={"error": "unsupported_token_type"}),
+                     []) as client, pytest.raises(CrmError) as info:
+        revoke(connector, method, context, credentials, client=client)
+    error = info.value
+    assert (error.connector, error.operation, error.status, error.message) == (
+        "acme", "oauth.revoke", 400, "revocation failed with HTTP 400")
+
+
+def test_a_vendor_without_revocation_revokes_nothing(engine):
+    connector, method, context = acme_oauth(engine)
+    method = dataclasses.replace(method, revoke=None)
+    seen: list[httpx.Request] = []
+    with answered_by(httpx.Response(200, json={}), seen) as client:
+        assert revoke(connector, method, context, Credentials(refresh_token="r"),
+                      client=client) is False
+    assert seen == []
