@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -67,6 +68,12 @@ def test_a_date_reads_from_iso_text_a_date_or_a_datetime():
     assert parse_date("2026-03-09T20:29:45.981Z") == dt.date(2026, 3, 9)
 
 
+def test_epoch_digits_are_not_an_iso_date():
+    """An ISO date field holding a number (epoch seconds, say) reads as null, not as a day in
+    January 1970 (as epoch milliseconds would)."""
+    assert reader("date", (), None, None, "deal.close_date_digits")("1773088185") is None
+
+
 def test_a_date_reads_in_its_declared_format():
     assert parse_date("09/03/2026", "%d/%m/%Y") == dt.date(2026, 3, 9)
     assert parse_date("09/03/2026 14:00", "%d/%m/%Y %H:%M") == dt.date(2026, 3, 9)
@@ -122,7 +129,8 @@ def test_a_timestamp_reads_in_its_declared_format_then_iso():
 
 
 def test_a_malformed_value_reads_as_null_and_says_why_once():
-    read = reader("date", ("%d/%m/%Y",), None, None, "deal.close_date_malformed")
+    field = f"deal.close_date_{uuid.uuid4().hex[:8]}"  # warned once per process, so a new one
+    read = reader("date", ("%d/%m/%Y",), None, None, field)
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]
@@ -138,8 +146,8 @@ def test_a_malformed_value_reads_as_null_and_says_why_once():
         logger.setLevel(level)
     [record] = records
     assert record.getMessage().startswith(
-        "cannot read deal.close_date_malformed as date ('31/02/2026' matches none of the "
-        "formats ['%d/%m/%Y']: ")
+        f"cannot read {field} as date ('31/02/2026' matches none of the formats "
+        "['%d/%m/%Y']: ")
     assert record.getMessage().endswith("); storing null")
     assert "None" not in record.getMessage()
 
@@ -170,3 +178,27 @@ def test_scaled_numbers_read_and_write_in_the_vendor_unit():
     assert writer("integer", (), 1000, None)(95) == 95000
     assert reader("integer", (), 1 / 60, None)("2") == 120
     assert reader("decimal", (), 100, None)("1234") == Decimal("12.34")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (True, True), (False, False), (1, True), (0, False), (2, True), (0.0, False),
+    ("true", True), (" TRUE ", True), ("Yes", True), ("1", True),
+    ("false", False), ("False", False), ("NO", False), ("0", False), ("", False),
+])
+def test_booleans_read_from_the_ways_vendors_write_them(value, expected):
+    # HubSpot sends every property as a string: "false" (CONTRACTS 1.3).
+    assert unified_value("boolean", value) is expected
+
+
+@pytest.mark.parametrize(("type_", "value", "expected"), [
+    ("timestamp", "2026-03-09T20:29:45Z", dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)),
+    ("date", "2026-03-09", dt.date(2026, 3, 9)),
+    ("number", "2.5", 2.5),
+    ("decimal", "3000.50", Decimal("3000.50")),
+    ("string", 479475667160, "479475667160"),  # ids the vendor sends as numbers
+    ("string", "Ada", "Ada"),
+    ("string", None, None),
+])
+def test_a_caller_value_becomes_the_unified_type(type_, value, expected):
+    assert unified_value(type_, value) == expected
+    assert type(unified_value(type_, value)) is type(expected)

@@ -14,7 +14,17 @@ import pytest
 
 from engine.auth import TokenAuth
 from engine.errors import CrmError
-from engine.transport import Call, Session, excerpt, retry_after_seconds
+from engine.extract import compile_getter
+from engine.spec import ErrorRule, ErrorSpec
+from engine.transport import (
+    Call,
+    Classified,
+    Session,
+    classify,
+    excerpt,
+    is_auth_expired,
+    retry_after_seconds,
+)
 from tests.support import ItemsServer, Request, Response, connector_yaml, write_specs
 
 STREAM = """
@@ -655,3 +665,49 @@ def test_a_reset_header_on_a_5xx_does_not_replace_the_backoff(mock_session, cloc
     session = mock_session(lambda request: replies.pop(0), extra=RESET_FEEDBACK)
     session.send(Call("GET", "http://127.0.0.1:9/items"), "test")
     assert clock.sleeps == [1.0]  # the first backoff step (the fixed draw has no jitter)
+
+
+# -- classifying error responses by the YAML's rules, then the defaults ------------------------
+
+
+def rules_spec(*rules: ErrorRule) -> ErrorSpec:
+    return ErrorSpec(code=compile_getter("code"), rules=list(rules))
+
+
+def rule(status: int, kind: str, code: str | None = None) -> ErrorRule:
+    return ErrorRule(frozenset({status}), frozenset({code}) if code else None, None, kind, None)
+
+
+def test_the_first_rule_that_matches_status_and_code_decides():
+    spec = rules_spec(rule(403, "rate_limited", "REQUEST_LIMIT_EXCEEDED"),
+                      rule(403, "quota_exhausted"))
+    assert classify(spec, 403, {"code": "REQUEST_LIMIT_EXCEEDED"}).kind == "rate_limited"
+    assert classify(spec, 403, {"code": "INSUFFICIENT_ACCESS"}) == Classified(
+        "quota_exhausted", "INSUFFICIENT_ACCESS")
+
+
+@pytest.mark.parametrize(("status", "kind"), [(401, "auth_expired"), (429, "rate_limited"),
+                                              (408, "transient"), (500, "transient"),
+                                              (503, "transient"), (409, "fatal"),
+                                              (404, "fatal"), (400, "fatal")])
+def test_without_a_rule_the_status_decides_and_the_code_is_kept(status, kind):
+    assert classify(rules_spec(), status, {"code": "VENDOR_CODE"}) == Classified(
+        kind, "VENDOR_CODE")
+
+
+def response(status: int, body: object) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+def test_what_means_the_token_expired_is_read_from_the_rules():
+    spec = rules_spec(rule(401, "fatal", "API_KEY_INVALID"), rule(400, "auth_expired", "EXPIRED"))
+    assert is_auth_expired(spec, response(401, {"code": "TOKEN_EXPIRED"})) is True
+    assert is_auth_expired(spec, response(401, {"code": "API_KEY_INVALID"})) is False
+    assert is_auth_expired(spec, response(400, {"code": "EXPIRED"})) is True
+    assert is_auth_expired(spec, response(200, {"code": "EXPIRED"})) is False
+
+
+def test_an_unreadable_error_body_means_expired_only_on_a_401():
+    spec = ErrorSpec(code=compile_getter("length(errors[0])"))
+    assert is_auth_expired(spec, response(401, {"errors": "none"})) is True
+    assert is_auth_expired(spec, response(403, {"errors": "none"})) is False
