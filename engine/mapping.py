@@ -341,6 +341,3 @@ def _lenient(get: Getter, field_name: str, expression: str) -> Getter:
 
     return read
 
-
-def is_plain_path(path: str) -> bool:
-    return plain_keys(path) is not None

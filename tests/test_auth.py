@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
-from engine.auth import Credentials
+from engine.auth import Credentials, OAuth2Auth, updated_credentials
+from engine.clock import FakeClock
 from engine.connections import Connection
 from engine.errors import CrmError
 from engine.transport import Call
@@ -154,8 +159,10 @@ def test_refresh_ahead_of_expiry(engine, oauth_server, clock, seconds_left):
     assert len(oauth_server.token_calls) == 1 and oauth_server.pages == 3
 
 
-def test_no_refresh_while_more_than_five_minutes_are_left(engine, oauth_server, clock):
-    clock.advance(3000 - 301)
+@pytest.mark.parametrize("seconds_left", [301, 300])
+def test_no_refresh_while_five_minutes_or_more_are_left(engine, oauth_server, clock,
+                                                        seconds_left):
+    clock.advance(3000 - seconds_left)
     oauth_server.valid_token = "a-stale"  # still good
     [run] = engine.sync("acme")
     assert run.status == "succeeded" and oauth_server.token_calls == []
@@ -197,3 +204,115 @@ def test_refresh_error_is_a_crm_error_for_actions_too(engine, oauth_server):
     session, _, _ = engine.session("acme")
     with pytest.raises(CrmError, match="crm-engine connect"):
         session.send(Call("GET", oauth_server.url + "/items"), "test")
+
+
+# -- the token endpoint's answers, on an in-process transport ------------------------------------
+
+
+def refreshing_client(engine, clock, token_reply: httpx.Response):
+    """A client whose credentials expire within the margin, so its first request refreshes."""
+    method = engine.connector("acme").auth["oauth"]
+    token_requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            token_requests.append(request)
+            return token_reply
+        return httpx.Response(200, json={"items": []})
+
+    auth = OAuth2Auth(connector="acme", method=method, token_url="http://127.0.0.1:9/token",
+                      credentials=Credentials(access_token="a-old", refresh_token="r-0",
+                                              expires_at=clock.wall() + 10, client_id="cid",
+                                              client_secret="csecret-value"),
+                      is_auth_expired=lambda response: response.status_code == 401, clock=clock,
+                      apply=bearer)
+    return httpx.Client(auth=auth, transport=httpx.MockTransport(handler)), token_requests
+
+
+def bearer(request: httpx.Request, token: str) -> None:
+    request.headers["Authorization"] = f"Bearer {token}"
+
+
+def test_a_refresh_asks_for_json_with_the_client_in_basic_auth(engine, clock):
+    reply = httpx.Response(200, json={"access_token": "a-1", "expires_in": 3600})
+    client, token_requests = refreshing_client(engine, clock, reply)
+    with client:
+        client.get("http://127.0.0.1:9/items")
+    [request] = token_requests
+    assert request.method == "POST" and request.headers["accept"] == "application/json"
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(
+        b"cid:csecret-value").decode()
+    assert parse_qs(request.content.decode()) == {"grant_type": ["refresh_token"],
+                                                  "refresh_token": ["r-0"]}
+
+
+@pytest.mark.parametrize(("reply", "kind", "code", "reason"), [
+    # The token endpoint is having trouble: the authorization may be fine.
+    (httpx.Response(502, html="<html><title>502 Bad Gateway</title><body>x</body></html>"),
+     "transient", None, "token refresh failed (502 Bad Gateway)"),
+    (httpx.Response(429, json={"status": "RATE_LIMITED"}), "transient", None,
+     "token refresh failed (RATE_LIMITED)"),
+    (httpx.Response(500, json={"error": "server_error"}), "transient", None,
+     "token refresh failed (server_error)"),
+    # Zoho answers token errors with HTTP 200 and no access_token (CONTRACTS 4.1).
+    (httpx.Response(200, json={"error": "invalid_client"}), "auth_revoked", "invalid_client",
+     "token refresh failed (invalid_client)"),
+    (httpx.Response(400, json={"error": "invalid_grant", "error_description": "expired",
+                               "access_token": "a-bogus"}),
+     "auth_revoked", "invalid_grant", "token refresh failed (invalid_grant: expired)"),
+    (httpx.Response(400, json={"status": "BAD_REFRESH_TOKEN",
+                               "message": "missing or invalid refresh token"}),
+     "auth_revoked", "BAD_REFRESH_TOKEN",
+     "token refresh failed (BAD_REFRESH_TOKEN: missing or invalid refresh token)"),
+    (httpx.Response(200, json=["not", "an", "object"]), "auth_revoked", None,
+     "token refresh failed (no access_token)"),
+])
+def test_a_refused_refresh_says_why_and_whether_to_connect_again(engine, clock, reply, kind,
+                                                                 code, reason):
+    client, _ = refreshing_client(engine, clock, reply)
+    with client, pytest.raises(CrmError) as info:
+        client.get("http://127.0.0.1:9/items")
+    error = info.value
+    assert (error.connector, error.operation, error.kind, error.code, error.status) == (
+        "acme", "oauth.refresh", kind, code, reply.status_code)
+    assert error.retryable == (kind == "transient")
+    if kind == "transient":
+        assert error.message == reason
+    elif isinstance(reply.json(), dict):
+        assert error.raw_body == reply.json()
+    else:
+        assert error.message == (f"{reason}; the authorization is no longer valid: run "
+                                 f"`crm-engine connect acme` again")
+
+
+@pytest.mark.parametrize("later", [0, 2800])
+def test_an_engine_adopts_the_token_another_refreshed_instead_of_refreshing_again(
+        tmp_path, make_engine, engine, oauth_server, clock, later):
+    """Two processes on one connection: the second finds the first's rotated tokens in the
+    store and uses them, whether a 401 or its own token's expiry sent it to refresh."""
+    other = make_engine(tmp_path / "connectors", db="other.duckdb")
+    other.session("acme")  # holds the stale access token in memory
+    [run] = engine.sync("acme")  # a 401, a refresh: a-1 and r-1 stored
+    assert run.status == "succeeded" and len(oauth_server.token_calls) == 1
+    clock.advance(later)  # 2800: the stale token is within 5 minutes of expiry, a-1 is not
+    [run] = other.sync("acme")
+    assert run.status == "succeeded" and run.records == 25
+    assert len(oauth_server.token_calls) == 1
+    assert other.session("acme")[0].auth.credentials.access_token == "a-1"
+
+
+@pytest.mark.parametrize(("body", "lifetime", "expires_in"), [
+    ({"expires_in": 1800}, 3600, 1800.0),  # HubSpot: 30 minutes (CONTRACTS 1.1)
+    ({"expires_in": "3600"}, None, 3600.0),  # some send it as a string
+    ({}, 7200, 7200.0),  # Salesforce sends none: the YAML's lifetime (CONTRACTS 2.1)
+    ({"expires_in": "soon"}, 7200, 7200.0),
+    ({}, None, None),  # no lifetime known: never refreshed ahead of time
+])
+def test_a_token_response_sets_when_the_token_expires(engine, body, lifetime, expires_in):
+    clock = FakeClock()
+    method = dataclasses.replace(engine.connector("acme").auth["oauth"],
+                                 token_lifetime_seconds=lifetime)
+    old = Credentials(access_token="a-0", refresh_token="r-0", client_id="cid")
+    new = updated_credentials(old, {"access_token": "a-1", **body}, method, clock)
+    assert new.expires_at == (None if expires_in is None else clock.wall() + expires_in)
+    assert (new.access_token, new.refresh_token, new.client_id) == ("a-1", "r-0", "cid")

@@ -186,3 +186,58 @@ def test_an_unknown_function_is_found_at_load_time(tmp_path):
     [problem] = problems
     assert problem.path == "models.company.fields.domain.read"
     assert "unknown function hostname()" in problem.message and "url_host" in problem.message
+
+
+def test_a_write_leaves_out_read_only_fields_even_when_the_payload_has_them():
+    contact = mappings()["contact"]
+    body = contact.write({"id": "1001", "first_name": "Ada", "updated_at": "2026-01-01"},
+                         apply_defaults=False)
+    assert body == {"properties": {"firstname": "Ada"}}
+
+
+def test_a_write_template_builds_the_vendor_value():
+    """Pipedrive persons carry emails as a list of {value, primary, label} (CONTRACTS 3.4)."""
+    found, problems = load_mapping("mappings/pipedrive.yaml")
+    assert problems == []
+    body = found["contact"].write({"email": "ada@example.com", "company_id": "77",
+                                   "owner_id": None}, apply_defaults=False)
+    assert body == {"emails": [{"value": "ada@example.com", "primary": True, "label": "work"}],
+                    "org_id": 77, "owner_id": None}
+
+
+def test_custom_fields_alone_are_written_under_the_custom_root():
+    contact = mappings()["contact"]
+    assert contact.write({"custom": {"customer_tier": "gold"}}, apply_defaults=False) == {
+        "properties": {"customer_tier": "gold"}}
+
+
+def test_custom_names_rename_the_custom_keys_they_know():
+    contact = mappings()["contact"]
+    row = contact.read({"id": "1", "properties": {"firstname": "Ada", "x_4f2a": "gold",
+                                                  "plain": "kept"}},
+                       custom_names={"x_4f2a": "Customer tier"})
+    assert row["custom"] == {"Customer tier": "gold", "plain": "kept"}
+
+
+def test_zoho_system_keys_and_excluded_fields_are_not_custom():
+    """Zoho's `$`-prefixed keys are metadata (CONTRACTS 4.3), not custom fields."""
+    found, problems = load_mapping("mappings/zoho.yaml")
+    assert problems == []
+    row = found["contact"].read({"id": "1", "First_Name": "Ada", "Full_Name": "Ada L",
+                                 "$state": "save", "$approved": True, "Lead_Source": "Web"})
+    assert row["first_name"] == "Ada" and row["custom"] == {"Lead_Source": "Web"}
+
+
+def test_vendor_fields_give_first_keys_or_whole_paths():
+    """Salesforce SOQL names every field it selects, by its whole path (CONTRACTS 2.3); a
+    top-level list such as HubSpot's names each first key once."""
+    contact = mappings()["contact"]
+    assert contact.vendor_fields() == ["id", "createdAt", "updatedAt", "archived", "properties"]
+    full = contact.vendor_fields(full=True)
+    assert full[:4] == ["id", "createdAt", "updatedAt", "archived"]
+    assert "properties.firstname" in full and "properties" not in full
+    found, problems = load_mapping("mappings/zoho.yaml")
+    assert problems == []
+    assert found["deal"].vendor_fields("Account_Name") == ["id"]
+    assert found["deal"].vendor_fields("Account_Name", full=True) == ["id"]
+    assert found["deal"].vendor_fields("Deal_Name") == []  # a field, with nothing below it

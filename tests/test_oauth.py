@@ -4,6 +4,7 @@ processes, revoke. Against a vendor-neutral OAuth server and the HubSpot emulato
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,8 +20,17 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from engine.auth import Credentials
 from engine.errors import CrmError
-from engine.oauth import AuthorizationRequest, parse_callback
+from engine.oauth import (
+    AuthorizationRequest,
+    LoopbackCallback,
+    authorization_request,
+    exchange_code,
+    parse_callback,
+    revoke,
+)
+from engine.templates import Template
 from sandbox.demo import follow_without_browser, run_demo
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.kit import App, Request, Response
@@ -67,8 +77,10 @@ class Vendor:
         self.access_tokens: set[str] = set()
         self.revoked: list[str] = []
         self.token_requests: list[dict[str, str]] = []
+        self.token_queries: list[dict[str, str]] = []  # the token URL's query
         self.replayed = 0
         self.counter = 0
+        self.instance_url: str | None = None  # the API host tokens name; None: this server
         self.lock = threading.Lock()
         self.records = items(30)
         self.app.add_route("GET", "/authorize", self.authorize)
@@ -92,12 +104,13 @@ class Vendor:
             self.refresh_tokens.discard(rotate_from)
         self.refresh_tokens.add(refresh)
         return {"access_token": access, "refresh_token": refresh, "expires_in": 600,
-                "instance_url": self.url, "token_type": "Bearer"}
+                "instance_url": self.instance_url or self.url, "token_type": "Bearer"}
 
     def token(self, request: Request) -> Response:
         form = request.form()
         basic = request.headers.get("authorization", "")
         self.token_requests.append({**form, "authorization": basic})
+        self.token_queries.append({k: v[0] for k, v in request.query.items()})
         if basic != "Basic " + base64.b64encode(b"cid:the-client-secret").decode():
             return Response(401, {"error": "invalid_client"})
         with self.lock:
@@ -268,3 +281,234 @@ def test_no_secret_in_logs_errors_or_the_database_after_a_demo(tmp_path, caplog,
         assert value and len(value) > 8
         assert value.encode() not in data, f"{what} in the DuckDB file"
         assert value not in caplog.text and value not in out.out and value not in out.err, what
+
+
+# -- the code exchange and revocation, against answers given in-process -------------------------
+
+
+def answered_by(reply: httpx.Response, seen: list[httpx.Request]) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return reply
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def acme_oauth(engine):
+    connector = engine.connector("acme")
+    context = {"config": {"login_url": "http://127.0.0.1:9"}, "credentials": {}}
+    return connector, connector.auth["oauth"], context
+
+
+EXCHANGE_FAILURES = [
+    (httpx.Response(400, json={"error": "invalid_grant"}), "invalid_grant",
+     "code exchange failed: invalid_grant"),
+    # HubSpot names its errors in `status` (CONTRACTS 1.1).
+    (httpx.Response(400, json={"status": "BAD_AUTH_CODE", "message": "missing or invalid"}),
+     "BAD_AUTH_CODE", "code exchange failed: BAD_AUTH_CODE"),
+    # Zoho answers token errors with HTTP 200 and no access_token (CONTRACTS 4.1).
+    (httpx.Response(200, json={"error": "invalid_code"}), "invalid_code",
+     "code exchange failed: invalid_code"),
+    (httpx.Response(400, json={"access_token": "a-bogus"}), None, "code exchange failed: 400"),
+    (httpx.Response(502, html="<html>Bad Gateway</html>"), None, "code exchange failed: 502"),
+    (httpx.Response(200, json=["not", "an", "object"]), None, "code exchange failed: 200"),
+]
+
+
+@pytest.mark.parametrize(("reply", "code", "message"), EXCHANGE_FAILURES)
+def test_a_failed_code_exchange_is_a_crm_error_naming_the_vendors_reason(engine, clock, reply,
+                                                                        code, message):
+    connector, method, context = acme_oauth(engine)
+    request = AuthorizationRequest("u", "http://127.0.0.1:0/callback", "s" * 32, "v" * 43)
+    seen: list[httpx.Request] = []
+    with answered_by(reply, seen) as client, pytest.raises(CrmError) as info:
+        exchange_code(connector, method, context, client=client, client_id="cid",
+                      client_secret="exchange-secret", code="c-1", request=request, clock=clock)
+    error = info.value
+    assert (error.connector, error.operation, error.code, error.status, error.message) == (
+        "acme", "oauth.exchange", code, reply.status_code, message)
+    if code is not None:
+        assert error.raw_body == reply.json()
+    [sent] = seen
+    assert sent.headers["accept"] == "application/json"
+    assert parse_qs(sent.content.decode()) == {
+        "grant_type": ["authorization_code"], "code": ["c-1"],
+        "redirect_uri": ["http://127.0.0.1:0/callback"], "code_verifier": ["v" * 43]}
+
+
+def test_a_client_secret_echoed_by_a_failing_token_endpoint_is_redacted(engine, clock):
+    connector, method, context = acme_oauth(engine)
+    request = AuthorizationRequest("u", "http://127.0.0.1:0/callback", "s" * 32)
+    echo = httpx.Response(401, json={"error": "bad client echo-secret-7f3a",
+                                     "client_secret": "echo-secret-7f3a"})
+    with answered_by(echo, []) as client, pytest.raises(CrmError) as info:
+        exchange_code(connector, method, context, client=client, client_id="cid",
+                      client_secret="echo-secret-7f3a", code="c-1", request=request, clock=clock)
+    assert info.value.message == "code exchange failed: bad client ***"
+    assert info.value.raw_body == {"error": "bad client ***", "client_secret": "***"}
+
+
+def test_revoke_sends_the_refresh_token_else_the_access_token(engine):
+    connector, method, context = acme_oauth(engine)
+    for credentials, token in [
+            (Credentials(access_token="acc-9", refresh_token="ref-9", client_id="cid",
+                         client_secret="the-client-secret"), "ref-9"),
+            (Credentials(access_token="acc-9", client_id="cid",
+                         client_secret="the-client-secret"), "acc-9")]:
+        seen: list[httpx.Request] = []
+        with answered_by(httpx.Response(200, json={}), seen) as client:
+            assert revoke(connector, method, context, credentials, client=client) is True
+        [sent] = seen
+        assert (sent.method, str(sent.url)) == ("POST", "http://127.0.0.1:9/revoke")
+        assert parse_qs(sent.content.decode()) == {"token": [token]}
+        assert sent.headers["accept"] == "application/json"
+        assert sent.headers["authorization"] == "Basic " + base64.b64encode(
+            b"cid:the-client-secret").decode()
+
+
+def test_revoke_with_the_client_in_the_form_still_asks_for_json(engine):
+    connector, method, context = acme_oauth(engine)
+    method = dataclasses.replace(method, client_auth="body")
+    seen: list[httpx.Request] = []
+    with answered_by(httpx.Response(200, json={}), seen) as client:
+        revoke(connector, method, context, Credentials(refresh_token="ref-9"), client=client)
+    [sent] = seen
+    assert sent.headers["accept"] == "application/json" and "authorization" not in sent.headers
+    assert parse_qs(sent.content.decode()) == {"token": ["ref-9"]}
+
+
+def test_a_refused_revocation_is_a_crm_error(engine):
+    connector, method, context = acme_oauth(engine)
+    credentials = Credentials(access_token="acc-9", refresh_token="ref-9")
+    with answered_by(httpx.Response(400, json={"error": "unsupported_token_type"}),
+                     []) as client, pytest.raises(CrmError) as info:
+        revoke(connector, method, context, credentials, client=client)
+    error = info.value
+    assert (error.connector, error.operation, error.status, error.message) == (
+        "acme", "oauth.revoke", 400, "revocation failed with HTTP 400")
+
+
+def test_a_vendor_without_revocation_revokes_nothing(engine):
+    connector, method, context = acme_oauth(engine)
+    method = dataclasses.replace(method, revoke=None)
+    seen: list[httpx.Request] = []
+    with answered_by(httpx.Response(200, json={}), seen) as client:
+        assert revoke(connector, method, context, Credentials(refresh_token="r"),
+                      client=client) is False
+    assert seen == []
+
+
+def test_scopes_are_separated_by_percent_20_and_a_query_in_the_authorize_url_is_kept(engine):
+    """HubSpot documents space-separated scopes encoded as %20 (CONTRACTS 1.1); an authorize
+    URL with a query of its own gets ours after an `&`."""
+    _, method, context = acme_oauth(engine)
+    method = dataclasses.replace(
+        method, scope_separator=" ", pkce=False,
+        authorize_url=Template("{{ config.login_url }}/authorize?realm=eu"))
+    request = authorization_request(method, context, client_id="cid",
+                                    redirect_uri="http://127.0.0.1:8765/callback")
+    base, _, query = request.url.partition("&")
+    assert base == "http://127.0.0.1:9/authorize?realm=eu"
+    assert "scope=read%20write%20offline" in query and "+" not in query
+    assert parse_qs(query)["state"] == [request.state] and request.code_verifier is None
+
+
+def test_the_loopback_callback_answers_the_browser_and_nothing_else():
+    with LoopbackCallback("http://localhost:0/callback") as callback:
+        port = urlsplit(callback.redirect_uri).port
+        assert callback.redirect_uri == f"http://localhost:{port}/callback" and port not in (0, 80)
+        assert httpx.get(f"http://127.0.0.1:{port}/favicon.ico").status_code == 404
+        page = httpx.get(f"http://127.0.0.1:{port}/callback?code=c-1&state=s")
+        assert callback.wait(5) == "/callback?code=c-1&state=s"
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.headers["content-length"] == str(len(page.content))
+    assert b"authorization received" in page.content
+
+
+def test_a_callback_without_a_path_is_caught_at_the_root():
+    with LoopbackCallback("http://127.0.0.1:0") as callback:
+        port = urlsplit(callback.redirect_uri).port
+        assert callback.redirect_uri == f"http://127.0.0.1:{port}/"
+        httpx.get(f"http://127.0.0.1:{port}/?code=c-1&state=s")
+        assert callback.wait(5) == "/?code=c-1&state=s"
+
+
+def test_the_redirect_uri_must_be_a_loopback_address():
+    with pytest.raises(ValueError) as info:
+        LoopbackCallback("http://crm.example.com:8765/callback")
+    assert str(info.value) == ("the redirect URI must be a loopback address: "
+                               "http://crm.example.com:8765/callback")
+
+
+def test_no_callback_in_time_is_an_error_and_stores_nothing(engine, vendor):
+    with pytest.raises(CrmError) as info:
+        engine.connect("acme", "acme", client_id="cid", client_secret="the-client-secret",
+                       config={"login_url": vendor.url}, open_url=lambda url: None,
+                       redirect_uri="http://127.0.0.1:0/callback", timeout=1)
+    error = info.value
+    assert (error.connector, error.operation, error.message) == (
+        "oauth", "callback", "no authorization callback within 1s")
+    assert engine.credentials.load("acme") is None and vendor.token_requests == []
+
+
+def test_the_callbacks_settings_reach_the_token_url(tmp_path, make_engine, vendor):
+    """Zoho names the accounts server to exchange the code at in its callback (CONTRACTS 4.1):
+    what the callback carries is in `credentials` when the token URL is rendered."""
+    connector = CONNECTOR.replace('token_url: "{{ config.login_url }}/token"',
+                                  'token_url: "{{ config.login_url }}/token?dc={{ '
+                                  'credentials.region }}"')
+    engine = make_engine(write_specs(tmp_path / "dc", connector, TEST_MAPPING))
+    conn = connect(engine, vendor)
+    assert vendor.token_queries == [{"dc": "eu"}]
+    assert conn.credentials.settings["region"] == "eu"
+
+
+def test_a_refused_code_exchange_through_connect_names_the_connector(engine, vendor):
+    with pytest.raises(CrmError) as info:
+        engine.connect("acme", "acme", client_id="cid", client_secret="not-the-secret",
+                       config={"login_url": vendor.url}, open_url=follow_without_browser,
+                       redirect_uri="http://127.0.0.1:0/callback", timeout=10)
+    error = info.value
+    assert (error.connector, error.operation, error.status, error.code, error.message) == (
+        "acme", "oauth.exchange", 401, "invalid_client", "code exchange failed: invalid_client")
+    assert engine.credentials.load("acme") is None
+
+
+STATE = "s" * 32
+
+
+@pytest.mark.parametrize(("query", "message", "code"), [
+    ("state=forged&code=c", "the callback's state does not match this authorization request "
+                             "(a forged or stale callback); nothing was stored", None),
+    ("code=c", "the callback's state does not match this authorization request "
+               "(a forged or stale callback); nothing was stored", None),
+    (f"state={STATE}&error=access_denied&error_description=The+user+said+no",
+     "authorization refused: access_denied The user said no", "access_denied"),
+    (f"state={STATE}&error=access_denied", "authorization refused: access_denied",
+     "access_denied"),
+    (f"state={STATE}", "the callback carries no authorization code", None),
+])
+def test_a_callback_that_brings_no_code_says_why(query, message, code):
+    request = AuthorizationRequest("u", "http://127.0.0.1/cb", STATE)
+    with pytest.raises(CrmError) as info:
+        parse_callback(request, f"/cb?{query}")
+    error = info.value
+    assert (error.connector, error.operation, error.message, error.code) == (
+        "oauth", "callback", message, code)
+
+
+def test_a_refresh_that_names_another_api_host_moves_the_connection_there(engine, vendor,
+                                                                          clock):
+    """Salesforce and Zoho name the API host in every token response (CONTRACTS 2.1, 4.1)."""
+    connect(engine, vendor)
+    moved: list[str] = []
+    vendor.app.add_route("GET", r"/v2/api/items",
+                         lambda request: moved.append(request.path) or vendor.items(request))
+    vendor.instance_url = vendor.url + "/v2"
+    clock.advance(600)  # expired: refreshed before the first request
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and run.records == 30 and moved == []
+    [run] = engine.sync("acme")  # the same session: its requests now go to the new host
+    assert run.status == "succeeded" and len(moved) == 3
+    assert engine.credentials.load("acme").credentials.settings["instance_url"] == \
+        vendor.url + "/v2"

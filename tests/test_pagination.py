@@ -7,6 +7,10 @@ import json
 import pytest
 
 from engine.errors import InputError
+from engine.extract import compile_getter
+from engine.paginate import PaginationError, paginator_for, read_page
+from engine.spec import PaginationSpec
+from engine.transport import Call
 from tests.support import ItemsServer, connector_yaml, write_specs
 
 STYLES = {
@@ -257,3 +261,73 @@ models:
     assert contact.read({"id": "1", "custom": {"cf.title": "CTO"}})["job_title"] == "CTO"
     assert contact.write({"job_title": "CEO"}, apply_defaults=False) == {
         "custom": {"cf.title": "CEO"}}
+
+
+# -- each style's next request, from one page, without a server ---------------------------------
+
+def paginator(style: str, records: str = "data", **options):
+    getters = {k: compile_getter(v) for k, v in options.pop("getters", {}).items()}
+    return paginator_for(PaginationSpec(style, options, getters)), compile_getter(records)
+
+
+def page_of(body, records_at, number=1):
+    return read_page(body, records_at, number)
+
+
+def test_the_next_offset_is_the_one_the_body_gives():
+    """Pipedrive v1 says where the next page starts (additional_data.pagination.next_start),
+    which need not be the offset plus the records returned (CONTRACTS 3.3)."""
+    pager, records = paginator("offset", offset_param="start", limit_param="limit", limit=3,
+                               getters={"more": "more", "next_offset": "next_start"})
+    first = pager.first(Call("GET", "http://127.0.0.1:9/persons", params={"sort": "id"}))
+    assert first.params == {"sort": "id", "start": 0, "limit": 3}
+    body = {"data": [{"id": 1}, {"id": 2}], "more": True, "next_start": 5}
+    assert pager.next(first, page_of(body, records)).params == {"sort": "id", "start": 5,
+                                                                "limit": 3}
+
+
+def test_numbered_pages_start_where_declared_and_send_their_size():
+    pager, _ = paginator("page", page_param="page", size_param="per_page", size=200,
+                         first_page=0)
+    assert pager.first(Call("GET", "http://127.0.0.1:9/x")).params == {"page": 0,
+                                                                       "per_page": 200}
+    pager, _ = paginator("page", page_param="page", size=200)
+    assert pager.first(Call("GET", "http://127.0.0.1:9/x")).params == {"page": 1}
+
+
+TOKEN_PAGES = dict(page_param="page", size_param="per_page", size=200,
+                   token={"param": "page_token", "after_records": 2000},
+                   getters={"more": "info.more_records", "token": "info.next_page_token"})
+
+
+def test_a_stream_read_by_page_token_stays_on_page_tokens():
+    """Zoho: `page` and `page_token` must not be combined (CONTRACTS 4.3); a read that goes on
+    from a page token (a resumed stream) keeps following tokens."""
+    pager, records = paginator("page", **TOKEN_PAGES)
+    call = Call("GET", "http://127.0.0.1:9/Contacts", params={"per_page": 200,
+                                                              "page_token": "t-2000"})
+    body = {"data": [{"id": str(i)} for i in range(200)],
+            "info": {"more_records": True, "next_page_token": "t-2200"}}
+    assert pager.next(call, page_of(body, records)).params == {"per_page": 200,
+                                                               "page_token": "t-2200"}
+
+
+def test_a_missing_page_token_past_the_cap_says_how_far_it_got():
+    pager, records = paginator("page", **TOKEN_PAGES)
+    call = Call("GET", "http://127.0.0.1:9/Contacts", params={"page": 10, "per_page": 200})
+    body = {"data": [{"id": str(i)} for i in range(200)], "info": {"more_records": True}}
+    with pytest.raises(PaginationError) as info:
+        pager.next(call, page_of(body, records, number=10))
+    assert str(info.value) == "more records exist past 2000 but the response has no page token"
+
+
+def test_a_next_url_is_followed_without_the_first_requests_query(tmp_path, make_engine):
+    """Salesforce's nextRecordsUrl carries its own query (CONTRACTS 2.3): resending the first
+    request's parameters with it would ask for something else."""
+    stream = STYLES["next_url"].replace("path: /next_url}", "path: /next_url, "
+                                        "params: {q: everything}}")
+    with ItemsServer(20) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(stream)))
+        [run] = engine.sync("acme", token="t0ken", base_url=server.url)
+    assert run.records == 20
+    assert server.seen_params == [{"q": "everything"}, {}, {}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from engine.clock import FakeClock
@@ -140,3 +142,39 @@ def test_a_budget_group_must_be_declared(tmp_path):
     [problem] = info.value.problems
     assert problem.path == "streams.found.request.budget"
     assert "unknown budget group 'search'" in problem.message
+
+
+def test_the_advertised_limit_is_at_least_one_and_remaining_one_still_sends():
+    clock = FakeClock()
+    b = budget(clock, requests=100, limit=("X-Max", "s"), remaining=("X-Remaining", "s"))
+    b.observe({"X-Max": "1", "X-Remaining": "1"})
+    assert b.capacity == 1
+    b.acquire()  # one left: sent at once
+    assert clock.sleeps == []
+    b.observe({"X-Max": "0"})
+    assert b.capacity == 1  # a limit of 0 would never send again
+
+
+def test_at_most_max_concurrent_requests_are_in_flight():
+    """Zoho limits concurrent requests per app (CONTRACTS 4.7): `max_concurrent` holds the
+    next sender until one in flight is done."""
+    b = RateBudget(RateLimitSpec(100, 1.0, max_concurrent=1), FakeClock())
+    b.acquire()
+    entered = threading.Event()
+
+    def second() -> None:
+        b.acquire()
+        entered.set()
+        b.release()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not entered.wait(0.2)  # held while the first is in flight
+    b.release()
+    assert entered.wait(5)
+    thread.join(5)
+
+
+def test_no_usage_is_reported_until_the_vendor_reports_it():
+    b = budget(FakeClock(), daily_usage=("X-Usage", "s"))
+    assert b.usage is None

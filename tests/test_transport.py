@@ -9,11 +9,22 @@ import random
 import socket
 import time
 
+import httpx
 import pytest
 
 from engine.auth import StaticAuth
 from engine.errors import CrmError
-from engine.transport import Call, Session
+from engine.extract import compile_getter
+from engine.spec import ErrorRule, ErrorSpec
+from engine.transport import (
+    Call,
+    Classified,
+    Session,
+    classify,
+    excerpt,
+    is_auth_expired,
+    retry_after_seconds,
+)
 from tests.support import ItemsServer, Request, Response, connector_yaml, write_specs
 
 STREAM = """
@@ -481,3 +492,224 @@ def test_a_read_that_timed_out_is_retried(tmp_path, make_engine, clock):
         reply = session.send(Call("GET", server.url + "/slow"), "test")
         assert reply.body == {"id": "2"} and len(server.writes) == 2
         assert len(clock.sleeps) == 1
+
+
+# -- exact messages and fields of each failure, on an in-process transport --------------------
+# (found by `make mutation`: each of these pins what a person or a caller reads in an error)
+
+
+@pytest.fixture
+def mock_session(tmp_path, make_engine, clock):
+    """A Session on the test connector whose every request is answered by `handler`."""
+    sessions: list[Session] = []
+
+    def make(handler, extra: str = ERRORS, auth_hint: str | None = None) -> Session:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=extra)))
+        connector = engine.connector("acme")
+        session = Session(connector, base_url="http://127.0.0.1:9", clock=clock,
+                          auth=StaticAuth("token", {"Authorization": f"Bearer {TOKEN}"}, {}),
+                          headers={},
+                          budget=None, transport=httpx.MockTransport(handler),
+                          rng=FixedDraws(0.5), auth_hint=auth_hint)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+def failing(exc: Exception):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+    return handler
+
+
+def answering(status: int, content: bytes = b"", headers: dict[str, str] | None = None):
+    return lambda request: httpx.Response(status, content=content, headers=headers)
+
+
+def send(session: Session, method: str = "GET", url: str = "http://127.0.0.1:9/items"):
+    with pytest.raises(CrmError) as info:
+        session.send(Call(method, url, idempotent=method != "POST"), "contacts.list")
+    return info.value
+
+
+def test_a_refused_connection_names_the_error_and_is_retried_as_transient(mock_session, clock):
+    error = send(mock_session(failing(httpx.ConnectError("Connection refused"))))
+    assert (error.operation, error.kind, error.retryable) == ("contacts.list", "transient", True)
+    assert error.message == "could not connect: ConnectError: Connection refused"
+    assert len(clock.sleeps) == 3
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_network_failure_without_text_is_named_by_its_type(mock_session, method):
+    error = send(mock_session(failing(httpx.RemoteProtocolError(""))), method)
+    assert error.operation == "contacts.list" and error.kind == "transient"
+    if method == "GET":
+        assert error.message == "network failure (RemoteProtocolError)"
+    else:
+        assert error.message.startswith("network failure (RemoteProtocolError) after the request "
+                                        "was sent: the outcome is unknown")
+        assert (error.retryable, error.outcome_unknown) == (False, True)
+
+
+def test_a_url_that_cannot_work_is_fatal_and_names_the_url_without_its_query(mock_session):
+    error = send(mock_session(failing(httpx.UnsupportedProtocol("no scheme"))),
+                 url="ftp://127.0.0.1:9/items?api_key=k")
+    assert (error.operation, error.kind, error.retryable) == ("contacts.list", "fatal", False)
+    assert error.message == ("cannot send GET ftp://127.0.0.1:9/items: "
+                             "UnsupportedProtocol: no scheme")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_an_empty_2xx_says_so_with_its_status(mock_session, method):
+    error = send(mock_session(answering(200)), method)
+    assert (error.operation, error.status) == ("contacts.list", 200)
+    assert error.message.startswith("HTTP 200 with an empty body")
+    assert error.outcome_unknown == (method == "POST")
+
+
+def test_a_2xx_that_is_not_json_quotes_an_excerpt(mock_session):
+    error = send(mock_session(answering(200, b"<html><title>Gateway</title></html>")))
+    assert error.message == "HTTP 200 with a body that is not JSON: 'Gateway'"
+    assert error.status == 200
+
+
+def test_an_error_body_the_rules_cannot_read_is_a_fatal_crm_error(mock_session):
+    session = mock_session(answering(400, b'{"errors": "not a list"}'),
+                           extra="errors:\n  code: \"length(errors[0])\"\n")
+    error = send(session)
+    assert (error.kind, error.retryable, error.status) == ("fatal", False, 400)
+    assert error.message.startswith("cannot read the error response: ")
+
+
+def test_an_error_without_a_message_uses_the_reason_phrase(mock_session):
+    error = send(mock_session(answering(400, b'{"detail": {"field": "email"}}')))
+    assert error.message == "Bad Request"
+    assert (error.kind, error.retryable, error.outcome_unknown) == ("fatal", False, False)
+    assert error.to_dict()["outcome_unknown"] is False
+
+
+def test_a_refused_token_says_what_to_do(mock_session):
+    session = mock_session(answering(401, b'{"message": "bad token"}'), auth_hint="check it")
+    error = send(session)
+    assert (error.kind, error.message) == ("auth_expired", "bad token: check it")
+
+
+def test_a_write_answered_by_a_500_says_its_outcome_is_unknown(mock_session):
+    error = send(mock_session(answering(500, b'{"message": "boom"}')), "POST")
+    assert error.message == "boom (the outcome is unknown: it may have been applied)"
+    assert (error.retryable, error.outcome_unknown) == (False, True)
+
+
+def test_a_404_message_drops_the_whole_query(mock_session):
+    error = send(mock_session(answering(404, b'{"message": "gone"}')),
+                 url="http://127.0.0.1:9/items?next=a?b&api_key=k")
+    assert error.message == "gone (GET http://127.0.0.1:9/items)"
+
+
+# -- the pure helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("<html><body><p>Service <b>down</b></p></body></html>", "Service down"),
+    ("<html><script>var x = 1;</script><style>p {}</style><p>Down</p></html>", "Down"),
+    ("<html><head><title>502 Bad\n Gateway</title></head><body>x</body></html>",
+     "502 Bad Gateway"),
+    ("1 < 2", "1 < 2"),  # not a tag: plain text stays as it is
+    ("tom &amp; jerry\n\n  ran", "tom & jerry ran"),
+])
+def test_an_excerpt_is_one_line_of_readable_text(text, shown):
+    assert excerpt(text) == shown
+
+
+def test_an_excerpt_keeps_text_of_the_limit_and_cuts_longer_text_to_it():
+    assert excerpt("x" * 200) == "x" * 200
+    assert excerpt("x" * 201) == "x" * 199 + "\u2026"
+    assert excerpt("abcdef", limit=4) == "abc\u2026"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("2.5", 2.5), ("-3", 0.0),
+                                                ("soon", None), ("", None)])
+def test_retry_after_in_seconds(clock, value, seconds):
+    assert retry_after_seconds(httpx.Headers({"Retry-After": value}), clock) == seconds
+
+
+def test_retry_after_as_a_date_in_the_past_means_now(clock):
+    past = email.utils.formatdate(clock.wall() - 60, usegmt=True)
+    assert retry_after_seconds(httpx.Headers({"Retry-After": past}), clock) == 0.0
+    future = email.utils.formatdate(clock.wall() + 60, usegmt=True)
+    assert retry_after_seconds(httpx.Headers({"Retry-After": future}), clock) == 60.0
+
+
+RESET_FEEDBACK = ERRORS + """
+rate_limit:
+  requests: 100
+  per_seconds: 1
+  feedback:
+    reset: {header: X-RateLimit-Reset}
+"""
+
+
+def test_a_429_without_retry_after_waits_for_the_advertised_reset(mock_session, clock):
+    """Pipedrive's 429s carry x-ratelimit-reset, seconds to the window's end (CONTRACTS 3.7)."""
+    replies = [httpx.Response(429, headers={"X-RateLimit-Reset": "2"}),
+               httpx.Response(200, json={"items": []})]
+    session = mock_session(lambda request: replies.pop(0), extra=RESET_FEEDBACK)
+    session.send(Call("GET", "http://127.0.0.1:9/items"), "test")
+    assert clock.sleeps == [2.0]
+
+
+def test_a_reset_header_on_a_5xx_does_not_replace_the_backoff(mock_session, clock):
+    replies = [httpx.Response(503, headers={"X-RateLimit-Reset": "30"}),
+               httpx.Response(200, json={"items": []})]
+    session = mock_session(lambda request: replies.pop(0), extra=RESET_FEEDBACK)
+    session.send(Call("GET", "http://127.0.0.1:9/items"), "test")
+    assert clock.sleeps == [1.0]  # the first backoff step (the fixed draw has no jitter)
+
+
+# -- classifying error responses by the YAML's rules, then the defaults ------------------------
+
+
+def rules_spec(*rules: ErrorRule) -> ErrorSpec:
+    return ErrorSpec(code=compile_getter("code"), rules=list(rules))
+
+
+def rule(status: int, kind: str, code: str | None = None) -> ErrorRule:
+    return ErrorRule(frozenset({status}), frozenset({code}) if code else None, None, kind, None)
+
+
+def test_the_first_rule_that_matches_status_and_code_decides():
+    spec = rules_spec(rule(403, "rate_limited", "REQUEST_LIMIT_EXCEEDED"),
+                      rule(403, "quota_exhausted"))
+    assert classify(spec, 403, {"code": "REQUEST_LIMIT_EXCEEDED"}).kind == "rate_limited"
+    assert classify(spec, 403, {"code": "INSUFFICIENT_ACCESS"}) == Classified(
+        "quota_exhausted", "INSUFFICIENT_ACCESS")
+
+
+@pytest.mark.parametrize(("status", "kind"), [(401, "auth_expired"), (429, "rate_limited"),
+                                              (408, "transient"), (500, "transient"),
+                                              (503, "transient"), (409, "fatal"),
+                                              (404, "fatal"), (400, "fatal")])
+def test_without_a_rule_the_status_decides_and_the_code_is_kept(status, kind):
+    assert classify(rules_spec(), status, {"code": "VENDOR_CODE"}) == Classified(
+        kind, "VENDOR_CODE")
+
+
+def response(status: int, body: object) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+def test_what_means_the_token_expired_is_read_from_the_rules():
+    spec = rules_spec(rule(401, "fatal", "API_KEY_INVALID"), rule(400, "auth_expired", "EXPIRED"))
+    assert is_auth_expired(spec, response(401, {"code": "TOKEN_EXPIRED"})) is True
+    assert is_auth_expired(spec, response(401, {"code": "API_KEY_INVALID"})) is False
+    assert is_auth_expired(spec, response(400, {"code": "EXPIRED"})) is True
+    assert is_auth_expired(spec, response(200, {"code": "EXPIRED"})) is False
+
+
+def test_an_unreadable_error_body_means_expired_only_on_a_401():
+    spec = ErrorSpec(code=compile_getter("length(errors[0])"))
+    assert is_auth_expired(spec, response(401, {"errors": "none"})) is True
+    assert is_auth_expired(spec, response(403, {"errors": "none"})) is False
