@@ -202,3 +202,64 @@ def test_booleans_read_from_the_ways_vendors_write_them(value, expected):
 def test_a_caller_value_becomes_the_unified_type(type_, value, expected):
     assert unified_value(type_, value) == expected
     assert type(unified_value(type_, value)) is type(expected)
+
+
+# -- readers and writers built per mapped field ------------------------------------------------
+
+
+def test_a_string_field_reads_empty_as_null_and_anything_else_as_text():
+    read = reader("string", (), None, None)
+    assert [read(v) for v in ("Ada", "", None, 4420, 0)] == ["Ada", None, None, "4420", "0"]
+
+
+def test_translated_values_read_back_and_unknown_ones_are_kept():
+    """HubSpot task priorities (mappings/hubspot.yaml): unified `urgent` and `high` both write
+    HIGH; HIGH reads back as the first, `urgent`."""
+    values = {"urgent": "HIGH", "high": "HIGH", "low": "LOW", "yes": True}
+    read = reader("string", (), None, {str(v): k for k, v in reversed(values.items())})
+    assert read("HIGH") == "urgent" and read("LOW") == "low" and read("CRITICAL") == "CRITICAL"
+    assert read(True) == "yes" and read("") is None
+    write = writer("string", (), None, values)
+    assert [write(v) for v in ("urgent", "high", "low", "other", None)] == [
+        "HIGH", "HIGH", "LOW", "other", None]
+
+
+def test_scaled_whole_numbers_round_half_up():
+    read = reader("integer", (), 1000, None)
+    assert [read("1500"), read("2500"), read("2499")] == [2, 3, 2]
+    write = writer("integer", (), 0.5, None)
+    assert [write(3), write(5)] == [2, 3]  # 1.5 and 2.5, half up
+    assert writer("decimal", (), 100, None)(Decimal("12.345")) == 1234.5
+
+
+def test_decimals_are_written_as_json_numbers():
+    write = writer("decimal", (), None, None)
+    assert write(Decimal("3000.50")) == 3000.5 and type(write(Decimal("3000.50"))) is float
+    assert write(Decimal("3000")) == 3000 and type(write(Decimal("3000"))) is int
+    assert write("n/a") == "n/a"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-03-09T20:29:45Z", dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)),
+    ("2026-03-09T22:29:45+02:00", dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)),
+    ("2026-03-09 20:29:45", dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)),
+    ("1773088185981", dt.datetime(2026, 3, 9, 20, 29, 45, 981000, UTC)),
+    (1773088185981, dt.datetime(2026, 3, 9, 20, 29, 45, 981000, UTC)),  # epoch ms as a number
+    (dt.datetime(2026, 3, 9, 20, 29, 45), dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)),
+    ("yesterday", None),
+])
+def test_iso_timestamps_read_as_utc(value, expected):
+    read = reader("timestamp", (), None, None, "contact.updated_at_iso")
+    parsed = read(value)
+    assert parsed == expected
+    if expected is not None:
+        assert parsed.tzinfo is UTC
+
+
+def test_dates_and_timestamps_write_in_the_first_declared_format():
+    when = dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)
+    assert writer("timestamp", (), None, None)(when) == "2026-03-09T20:29:45Z"
+    assert writer("timestamp", ("epoch_ms", "iso8601"), None, None)(when) == 1773088185000
+    assert writer("date", (), None, None)(dt.date(2026, 3, 9)) == "2026-03-09"
+    assert writer("date", ("%d/%m/%Y",), None, None)(dt.date(2026, 3, 9)) == "09/03/2026"
+    assert writer("integer", ("hh:mm",), None, None)(5400) == "01:30"

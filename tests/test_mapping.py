@@ -241,3 +241,46 @@ def test_vendor_fields_give_first_keys_or_whole_paths():
     assert found["deal"].vendor_fields("Account_Name") == ["id"]
     assert found["deal"].vendor_fields("Account_Name", full=True) == ["id"]
     assert found["deal"].vendor_fields("Deal_Name") == []  # a field, with nothing below it
+
+
+def read_both_ways(mapping, records, custom_names=None):
+    """Column-wise (the sync's hot path) and record-wise reads of `records`."""
+    fields = [*mapping.model.fields, "custom"]
+    columns: dict[str, list] = {name: [] for name in fields}
+    mapping.read_columns(records, columns, custom_names)
+    rows = [mapping.read(record, custom_names) for record in records]
+    return columns, {name: [row.get(name) for row in rows] for name in fields}
+
+
+def test_a_page_read_column_wise_equals_each_record_read_alone():
+    """HubSpot sends every property as a string, but a page may hold anything: numbers,
+    empty strings, nulls, a record without `properties` (CONTRACTS 1.3)."""
+    contact = mappings()["contact"]
+    records = [
+        {"id": "1", "properties": {"firstname": "Ada", "email": "", "phone": 4420,
+                                   "hs_x": "gold", "lastname": None}},
+        {"id": 2, "properties": None},
+        {"id": "3"},
+        {"id": "4", "properties": {"firstname": "Grace", "hs_x": "", "company": "Navy"}},
+    ]
+    columns, rows = read_both_ways(contact, records, {"hs_x": "Customer tier"})
+    assert columns == rows
+    assert columns["first_name"] == ["Ada", None, None, "Grace"]
+    assert columns["email"] == [None, None, None, None]
+    assert columns["phone"] == ["4420", None, None, None]
+    assert columns["id"] == ["1", "2", "3", "4"]
+    assert columns["custom"][0] == {"Customer tier": "gold"}
+    assert columns["custom"][1:3] == [None, None]
+
+
+def test_zoho_pages_read_column_wise_without_system_keys():
+    found, _ = load_mapping("mappings/zoho.yaml")
+    contact = found["contact"]
+    records = [{"id": "1", "First_Name": "Ada", "$state": "save", "Lead_Source": "Web",
+                "Account_Name": {"name": "Acme", "id": "77"}, "Tag": []},
+               "not a record",
+               {"id": "2", "Full_Name": "B", "$approved": True}]
+    columns, rows = read_both_ways(contact, records)
+    assert columns == rows
+    assert columns["custom"] == [{"Lead_Source": "Web"}, None, {}]
+    assert columns["company_id"] == ["77", None, None]

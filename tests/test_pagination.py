@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import InputError
 from engine.extract import compile_getter
-from engine.paginate import PaginationError, paginator_for, read_page
+from engine.paginate import MAX_EMPTY_PAGES, Page, PaginationError, paginator_for, read_page
 from engine.spec import PaginationSpec
 from engine.transport import Call
 from tests.support import ItemsServer, connector_yaml, write_specs
@@ -331,3 +331,63 @@ def test_a_next_url_is_followed_without_the_first_requests_query(tmp_path, make_
         [run] = engine.sync("acme", token="t0ken", base_url=server.url)
     assert run.records == 20
     assert server.seen_params == [{"q": "everything"}, {}, {}]
+
+
+def test_an_empty_cursor_ends_the_stream_and_a_body_cursor_starts_a_body():
+    pager, records = paginator("cursor", records="results", param="after", getters={
+        "cursor": "paging.next.after"})
+    call = Call("GET", "http://127.0.0.1:9/x", params={"limit": 100})
+    body = {"results": [{"id": "1"}], "paging": {"next": {"after": ""}}}
+    assert pager.next(call, page_of(body, records)) is None
+    body["paging"]["next"]["after"] = "NTI1Cg%3D%3D"
+    assert pager.next(call, page_of(body, records)).params == {"limit": 100,
+                                                               "after": "NTI1Cg%3D%3D"}
+    pager, records = paginator("cursor", records="results", param="after", getters={
+        "cursor": "paging.next.after"}, **{"in": "body"})
+    following = pager.next(Call("POST", "http://127.0.0.1:9/search"), page_of(body, records))
+    assert following.json == {"after": "NTI1Cg%3D%3D"} and following.params == {}
+
+
+def test_a_page_reads_its_records_or_says_they_are_missing():
+    _, records = paginator("none", records="data")
+    assert page_of(None, records, 3) == Page(None, [], 3)
+    assert page_of({"info": {}}, records) == Page({"info": {}}, [], 1, records_missing=True)
+    assert page_of({"data": [1]}, records) == Page({"data": [1]}, [1], 1)
+    with pytest.raises(PaginationError) as info:
+        page_of({"data": {"id": 1}}, records)
+    assert str(info.value) == "the records in the response are a dict, not a list"
+
+
+def test_a_stream_ends_on_no_content_or_its_stop_signal():
+    pager, records = paginator("cursor", param="after", getters={"cursor": "next",
+                                                                  "stop_when": "done"})
+    call = Call("GET", "http://127.0.0.1:9/x")
+    assert pager.next(call, page_of(None, records)) is None  # 204
+    assert pager.next(call, page_of({"data": [1], "next": "b", "done": True}, records)) is None
+    assert pager.next(call, page_of({"data": [1], "next": "b", "done": False},
+                                    records)).params == {"after": "b"}
+
+
+def test_more_pages_without_records_or_back_to_the_same_page_are_errors():
+    pager, records = paginator("cursor", param="after", getters={"cursor": "next"})
+    call = Call("GET", "http://127.0.0.1:9/x", params={"after": "a"})
+    with pytest.raises(PaginationError) as info:
+        pager.next(call, page_of({"items": [1], "next": "b"}, records))
+    assert str(info.value) == ("the response has no records where the stream reads them, yet "
+                               "says more pages follow")
+    with pytest.raises(PaginationError) as info:
+        pager.next(call, page_of({"data": [1], "next": "a"}, records))
+    assert str(info.value) == "the response points back at the same page"
+
+
+def test_a_hundred_empty_pages_in_a_row_that_say_more_follow_are_a_loop():
+    pager, records = paginator("cursor", param="after", getters={"cursor": "next"})
+    call = Call("GET", "http://127.0.0.1:9/x")
+    for n in range(MAX_EMPTY_PAGES):
+        call = pager.next(call, page_of({"data": [], "next": str(n)}, records))
+    call = pager.next(call, page_of({"data": [1], "next": "full"}, records))  # a record: reset
+    for n in range(MAX_EMPTY_PAGES):
+        call = pager.next(call, page_of({"data": [], "next": f"e{n}"}, records))
+    with pytest.raises(PaginationError) as info:
+        pager.next(call, page_of({"data": [], "next": "more"}, records))
+    assert str(info.value) == "100 empty pages in a row that each say more pages follow"

@@ -10,11 +10,14 @@ import socket
 import time
 
 import httpx
+import orjson
 import pytest
 
 from engine.auth import StaticAuth
+from engine.clock import FakeClock
 from engine.errors import CrmError
 from engine.extract import compile_getter
+from engine.ratelimit import RateBudget
 from engine.spec import ErrorRule, ErrorSpec
 from engine.transport import (
     Call,
@@ -713,3 +716,99 @@ def test_an_unreadable_error_body_means_expired_only_on_a_401():
     spec = ErrorSpec(code=compile_getter("length(errors[0])"))
     assert is_auth_expired(spec, response(401, {"errors": "none"})) is True
     assert is_auth_expired(spec, response(403, {"errors": "none"})) is False
+
+
+def replies(*answers: httpx.Response):
+    queue = list(answers)
+    return lambda request: queue.pop(0)
+
+
+def test_each_kind_of_failure_has_its_own_retry_count_and_backoff(mock_session, clock):
+    session = mock_session(replies(*[httpx.Response(503)] * 3, *[httpx.Response(429)] * 3,
+                                   httpx.Response(200, json={"items": []})))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("crm_engine.http")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        reply = session.send(Call("GET", "http://127.0.0.1:9/items"), "contacts.list")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert reply.status == 200 and reply.body == {"items": []}
+    assert clock.sleeps == [1.0, 2.0, 4.0, 1.0, 2.0, 4.0]
+    assert (session.counters.requests, session.counters.retries) == (7, 6)
+    assert records[0].getMessage() == ("acme contacts.list: Service Unavailable; retrying in "
+                                       "1.0s")
+    assert len(records) == 6
+
+
+def test_an_error_inside_a_2xx_is_fatal_and_keeps_the_body(mock_session):
+    body = {"data": [{"code": "MANDATORY_NOT_FOUND", "status": "error",
+                      "message": "required field not found"}]}
+    error = send(mock_session(answering(201, orjson.dumps(body))))
+    assert (error.operation, error.status, error.code, error.kind, error.retryable) == (
+        "contacts.list", 201, "MANDATORY_NOT_FOUND", "fatal", False)
+    assert error.message == "required field not found" and error.raw_body == body
+    ok = {"data": [{"code": "SUCCESS", "status": "success"}]}
+    reply = mock_session(answering(201, orjson.dumps(ok))).send(
+        Call("GET", "http://127.0.0.1:9/items"), "test")
+    assert reply.body == ok
+    assert mock_session(answering(204)).send(Call("GET", "http://127.0.0.1:9/items"),
+                                             "test").body is None
+
+
+def test_an_error_inside_a_2xx_without_a_message_says_so(mock_session):
+    extra = "errors:\n  in_body: {when: \"status == 'error'\"}\n"
+    error = send(mock_session(answering(200, b'{"status": "error"}'), extra=extra))
+    assert (error.message, error.code, error.status, error.kind) == (
+        "the CRM reported an error", None, 200, "fatal")
+
+
+def test_an_unreadable_2xx_is_fatal_with_what_failed(mock_session):
+    extra = "errors:\n  in_body: {when: \"length(data) > `0`\"}\n"
+    error = send(mock_session(answering(200, b'{"items": []}'), extra=extra))
+    assert (error.operation, error.status, error.kind) == ("contacts.list", 200, "fatal")
+    assert error.message.startswith("cannot read the response: ")
+
+
+def test_a_redirect_is_not_followed(mock_session):
+    """Following it could carry the credentials to another host."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(302, headers={"Location": "http://elsewhere.invalid/items"})
+
+    error = send(mock_session(handler))
+    assert error.status == 302 and {r.url.host for r in seen} == {"127.0.0.1"}
+
+
+def test_a_spent_daily_budget_stops_before_sending(mock_session):
+    extra = ERRORS + USAGE
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": []})
+
+    session = mock_session(handler, extra=extra)
+    session.budget = RateBudget(session.connector.rate_limit, FakeClock())
+    session.budget.daily_remaining = 1
+    session.send(Call("GET", "http://127.0.0.1:9/items"), "test")  # one left: sent
+    session.budget.daily_remaining = 0
+    error = send(session)
+    assert (error.operation, error.kind, error.retryable) == ("contacts.list",
+                                                              "quota_exhausted", False)
+    assert error.message == "the daily API budget is spent; stopping until it resets"
+    assert len(seen) == 1
+
+
+def test_a_session_joins_paths_to_its_base_url_without_a_double_slash(mock_session):
+    session = mock_session(answering(200, b"{}"))
+    assert Session(session.connector, base_url="http://127.0.0.1:9/api/", auth=session.auth,
+                   headers={}, budget=None, clock=FakeClock()).base_url == \
+        "http://127.0.0.1:9/api"
