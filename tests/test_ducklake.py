@@ -4,6 +4,7 @@ scripts/services.sh (CI starts it; a developer machine without it skips, saying 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -249,6 +250,21 @@ def test_a_killed_sync_resumes_from_its_last_landed_batch(pg_dsn, services, lake
     # read no more pages than those (10 records a page), plus the deletes request.
     assert runs[1][1] <= contacts - landed
     assert resumed_requests <= (contacts - landed) // 10 + 2, resumed_requests
+    assert lake_reader("SELECT count(*), count(DISTINCT id) FROM contacts") == [
+        (contacts, contacts)]
+
+    # The project's target is where `status` and `compact` look too.
+    status = subprocess.run([sys.executable, "-m", "engine", "status", "--json"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    [row] = json.loads(status.stdout)
+    assert (row["connection"], row["stream"], row["status"]) == ("acme", "contacts",
+                                                                 "succeeded")
+    compact = subprocess.run([sys.executable, "-m", "engine", "compact", "--keep-hours", "0"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert compact.returncode == 0, compact.stderr
+    done = json.loads(compact.stdout)
+    assert done["files_after"] < done["files_before"] and done["snapshots_expired"] > 0, done
     assert lake_reader("SELECT count(*), count(DISTINCT id) FROM contacts") == [
         (contacts, contacts)]
 
