@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ import duckdb
 
 from engine import secrets
 from engine.clock import utc_now
-from engine.errors import InputError
 from engine.store import Batch, StoreError, SyncRun
 from engine.store.duckdb_file import ABANDONED, PROCESS, DuckDBStore
 
@@ -55,12 +53,7 @@ class DuckLakeTarget:
     password_env: str | None = None
 
     def open(self) -> DuckLakeStore:
-        password = None
-        if self.password_env:
-            password = os.environ.get(self.password_env)
-            if not password:
-                raise InputError(self.password_env, "is not set (the DuckLake catalog's "
-                                                    "password)")
+        password = secrets.from_environment(self.password_env, "the DuckLake catalog's password")
         return DuckLakeStore(self.catalog, self.data_path, password=password)
 
     def __str__(self) -> str:
