@@ -37,7 +37,8 @@ from engine.store.duckdb_file import ABANDONED, PROCESS, DuckDBStore
 log = logging.getLogger("crm_engine.sync")
 T = TypeVar("T")
 ALIAS = "lake"
-EXTENSION_PACKAGES = {"ducklake": "duckdb-ext-ducklake", "postgres_scanner": "duckdb-ext-postgres"}
+EXTENSION_PACKAGES = {"ducklake": "duckdb-ext-ducklake", "postgres_scanner": "duckdb-ext-postgres",
+                      "httpfs": "duckdb-ext-httpfs"}
 MAX_ATTEMPTS = 30  # commits a write tries before failing loudly
 DEFAULT_KEEP = dt.timedelta(hours=1)  # snapshots `compact` keeps, for readers still on them
 
@@ -109,7 +110,9 @@ class DuckLakeStore(DuckDBStore):
             con.execute("LOAD ducklake")
             con.execute("LOAD postgres")
             data_path = self.data_path
-            if "://" not in data_path:  # a local folder (object storage in production)
+            if "://" in data_path:  # object storage: credentials as DuckDB secrets (see docs)
+                con.execute("LOAD httpfs")
+            else:  # a local or mounted folder
                 Path(data_path).mkdir(parents=True, exist_ok=True)
                 data_path = str(Path(data_path).resolve()) + "/"
             catalog = self.catalog + (f" password={self._password}" if self._password else "")
