@@ -113,7 +113,11 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
                              f"choose another --db") from None
         if "not a valid DuckDB database file" in text:
             raise StoreError(f"{path} is not a DuckDB database file") from None
-        raise StoreError(f"cannot open {path}: {text}") from None
+        if "created with an newer version of DuckDB" in text:
+            raise StoreError(f"{path} was written by a newer DuckDB than this one "
+                             f"({duckdb.__version__}, which pyproject.toml pins): sync into "
+                             f"another file, or export this one with the newer DuckDB") from None
+        raise StoreError(f"cannot open {path}: {text.splitlines()[0]}") from None
 
 
 
