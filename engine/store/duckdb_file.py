@@ -88,6 +88,11 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
     return sorted(last.values())
 
 
+def one_line(exc: BaseException) -> str:
+    """A database error as one line, with any secret (a catalog password) masked."""
+    return secrets.redact(" ".join(str(exc).split()))
+
+
 def _struct_literal(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
 
@@ -193,7 +198,7 @@ class DuckDBStore:
                 yield self._con
             except duckdb.Error as exc:
                 self._rollback()
-                raise StoreError(secrets.redact(f"{self}: {exc}")) from exc
+                raise StoreError(f"{self}: {one_line(exc)}") from exc
             except BaseException:
                 self._rollback()
                 raise
@@ -201,7 +206,7 @@ class DuckDBStore:
                 self._con.commit()
             except duckdb.Error as exc:
                 self._rollback()
-                raise StoreError(secrets.redact(f"{self}: {exc}")) from exc
+                raise StoreError(f"{self}: {one_line(exc)}") from exc
 
     def _rollback(self) -> None:
         with contextlib.suppress(duckdb.Error):  # a failed commit has ended the transaction
