@@ -110,7 +110,7 @@ class DuckLakeStore(DuckDBStore):
             con.execute("LOAD ducklake")
             con.execute("LOAD postgres")
             data_path = self.data_path
-            if "://" in data_path:  # object storage: credentials as DuckDB secrets (see docs)
+            if "://" in data_path:  # object storage: httpfs reads the AWS_* variables
                 con.execute("LOAD httpfs")
             else:  # a local or mounted folder
                 Path(data_path).mkdir(parents=True, exist_ok=True)
