@@ -23,11 +23,13 @@ from engine.connections import Connection, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
 from engine.mapping import ModelMapping
+from engine.models import unified_models
 from engine.ratelimit import RateBudget
 from engine.render import render_call
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
+from engine.sync.context import ordered
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
 
@@ -431,9 +433,12 @@ class Engine:
                                             f"(streams: {', '.join(spec.streams)})")
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
-        ctx = StreamContext(session, self.store, conn.name, context, self.cancelled)
+        store, models = self.store, unified_models()
+        ctx = StreamContext(session, store, conn.name, context, self.cancelled)
         runs = []
-        for name in names:
+        # Reference tables (stages, ...) land before the streams that look into them.
+        for name in ordered(spec.streams, names,
+                            lambda model: store.has_rows(models[model], conn.name)):
             run = SyncRun(spec.name, conn.name, name)
             runs.append(run)
             try:

@@ -270,7 +270,7 @@ def test_a_page_read_column_wise_equals_each_record_read_alone():
     assert columns["phone"] == ["4420", None, None, None]
     assert columns["id"] == ["1", "2", "3", "4"]
     assert columns["custom"][0] == {"Customer tier": "gold"}
-    assert columns["custom"][1:3] == [None, None]
+    assert columns["custom"][1:3] == [{}, {}]  # never null: nothing unmapped is {}
 
 
 def test_zoho_pages_read_column_wise_without_system_keys():
@@ -282,5 +282,5 @@ def test_zoho_pages_read_column_wise_without_system_keys():
                {"id": "2", "Full_Name": "B", "$approved": True}]
     columns, rows = read_both_ways(contact, records)
     assert columns == rows
-    assert columns["custom"] == [{"Lead_Source": "Web"}, None, {}]
+    assert columns["custom"] == [{"Lead_Source": "Web"}, {}, {}]
     assert columns["company_id"] == ["77", None, None]
