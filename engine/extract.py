@@ -190,35 +190,51 @@ def compile_getter(expression: str) -> Getter:
 
 # AST nodes whose first child is evaluated against the current value and the rest against
 # what the first child gives (a path, a projection, a filter, an index, a pipe).
-_CHAINS = frozenset({"subexpression", "projection", "value_projection", "filter_projection",
+_CHAINS = frozenset({"projection", "value_projection", "filter_projection",
                      "index_expression", "pipe", "flatten"})
+# Bare words that mappings write meaning JSON literals (jmespath reads them as keys).
+_LITERAL_WORDS = frozenset({"null", "true", "false"})
 
 
-def root_keys(expression: str) -> frozenset[str]:
-    """The keys an expression reads from the top of the value it is given (`IsWon && 'won'`
-    reads IsWon; `emails[?primary].value` reads emails), for telling which vendor fields a
-    mapping uses. Invalid expressions read nothing (the loader reports them)."""
+def read_paths(expression: str) -> frozenset[tuple[str, ...]]:
+    """The key paths an expression reads from the value it is given: `IsWon && 'won'` reads
+    (IsWon,); `join(' ', [properties.city, properties.zip])` reads (properties, city) and
+    (properties, zip); `emails[?primary].value` reads (emails,). For telling which vendor
+    fields a mapping uses. Invalid expressions read nothing (the loader reports them)."""
     keys = plain_keys(expression)
     if keys is not None:
-        return frozenset(keys[:1])
+        return frozenset({keys})
     try:
         tree = jmespath.compile(expression).parsed
     except JMESPathError:
         return frozenset()
-    found: set[str] = set()
+    found: set[tuple[str, ...]] = set()
+
+    def chain(node: Any) -> tuple[str, ...] | None:
+        """The keys of a plain path (a.b.c), or None."""
+        if node.get("type") == "field":
+            return (node["value"],)
+        if node.get("type") == "subexpression":
+            parts = [chain(child) for child in node.get("children") or []]
+            if all(p is not None for p in parts):
+                return tuple(k for p in parts for k in p)  # type: ignore[union-attr]
+        return None
 
     def walk(node: Any) -> None:
         if not isinstance(node, dict):
             return
-        kind, children = node.get("type"), node.get("children") or []
-        if kind == "field":
-            found.add(node["value"])
-        elif kind in _CHAINS:
+        path = chain(node)
+        if path is not None:
+            if path[0] not in _LITERAL_WORDS:
+                found.add(path)
+            return
+        children = node.get("children") or []
+        if node.get("type") in _CHAINS or node.get("type") == "subexpression":
             if children:
-                walk(children[0])
-        else:
-            for child in children:
-                walk(child)
+                walk(children[0])  # the rest reads what the first part gives
+            return
+        for child in children:
+            walk(child)
 
     walk(tree)
     return frozenset(found)

@@ -22,6 +22,7 @@ from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
 from engine.mapping import ModelMapping, build_field
 from engine.models import FIELD_TYPES, Model, unified_models
+from engine.normalize import PHONE_REGIONS
 from engine.spec import (
     AccountFact,
     ActionCase,
@@ -132,9 +133,14 @@ class _Checker:
                 self.add(path, f"undefined variable '{root}.{chain[1]}' (known: {known})")
 
 
-# Every connector's connections may land the raw vendor records beside the unified columns.
-RAW_RECORDS = ConfigSetting("raw_records", "boolean", False, description=(
-    "Also land each vendor record as the CRM sent it, in the tables' `raw` JSON column."))
+# Settings every connector's connections have, whatever its file declares.
+EVERY_CONNECTOR = (
+    ConfigSetting("raw_records", "boolean", False, description=(
+        "Also land each vendor record as the CRM sent it, in the tables' `raw` JSON column.")),
+    ConfigSetting("phone_region", "string", None, enum=list(PHONE_REGIONS), description=(
+        "Where phone numbers written without a country code are (ISO 3166 code, e.g. US): "
+        "phone_e164 reads them as numbers there.")),
+)
 
 
 def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Problem]]:
@@ -287,10 +293,11 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
         problem = setting.problem(setting.default)
         if problem:
             c.add(("config", name, "default"), problem)
-    if RAW_RECORDS.name in config:
-        c.add(("config", RAW_RECORDS.name), f"{RAW_RECORDS.name} is a setting of every "
+    for setting in EVERY_CONNECTOR:
+        if setting.name in config:
+            c.add(("config", setting.name), f"{setting.name} is a setting of every "
                                             f"connector; choose another name")
-    config[RAW_RECORDS.name] = RAW_RECORDS
+        config[setting.name] = setting
     settings = {s for m in data["auth"].values()
                 for s in [*(m.get("settings") or {}), *(m.get("callback_settings") or {})]}
     constants = data.get("constants") or {}

@@ -19,7 +19,7 @@ from engine.extract import (
     compile_getter,
     compile_keys,
     plain_keys,
-    root_keys,
+    read_paths,
 )
 from engine.models import Model
 from engine.normalize import DERIVATIONS, FORMATS
@@ -46,6 +46,7 @@ class ReadContext:
     references: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by model
     account: dict[str, Any] = field(default_factory=dict)  # e.g. default_currency
     raw: bool = False  # keep each vendor record as it came, in the `raw` column
+    phone_region: str | None = None  # where numbers written without a country code are
     _indexes: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     def index(self, lookup: Lookup) -> dict[str, Any]:
@@ -79,7 +80,12 @@ class FieldMapping:
     under: tuple[str, ...] | None = None  # with label: the object holding custom fields
     lookup: Lookup | None = None  # the value read is a key into another model's rows
     fallback: str | None = None  # an account fact used where the record has no value
-    read_roots: frozenset[str] = frozenset()  # vendor keys the read uses, at the record's top
+    read_paths: frozenset[tuple[str, ...]] = frozenset()  # vendor key paths the read uses
+
+    @property
+    def read_roots(self) -> frozenset[str]:
+        """The vendor keys the read uses at the top of the record."""
+        return frozenset(p[0] for p in self.read_paths)
 
     def unknown(self, raw: Any) -> bool:
         """Whether a strict field met a vendor value it does not know (kept in custom)."""
@@ -236,9 +242,10 @@ class ModelMapping:
             self._read_lookup(f, records, columns[f.name], context)
         for f in self._fallbacks:
             self._fill_fallback(f, columns[f.name], count, context)
+        region = context.phone_region if context is not None else None
         for name, source, derive in self._derived:
             values = columns[source][len(columns[source]) - count:]
-            columns[name].extend([None if v is None else derive(v) for v in values])
+            columns[name].extend([None if v is None else derive(v, region) for v in values])
         labelled = self._label_keys(custom_names)
         for f, key, holder in labelled:
             containers = [holder(r) for r in records] if key else [None] * count
@@ -295,16 +302,23 @@ class ModelMapping:
 
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
         """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`
-        lists), or with `full` their whole dotted path (for `SELECT Account.Name`)."""
+        lists), or with `full` their whole dotted path (for `SELECT Account.Name`). A field
+        read by an expression counts the paths it reads (`$` keys, record metadata, are never
+        asked for)."""
         prefix_keys = tuple(prefix.split(".")) if prefix else ()
         names: list[str] = []
         for f in self.fields.values():
-            if f.get is None or not f.path or f.path[: len(prefix_keys)] != prefix_keys:
+            if f.get is None:
                 continue
-            rest = f.path[len(prefix_keys):]
-            name = ".".join(rest) if full else rest[0] if rest else None
-            if name and name not in names:
-                names.append(name)
+            paths = [f.path] if f.path else sorted(p for p in f.read_paths
+                                                   if not p[0].startswith("$"))
+            for path in paths:
+                if path[: len(prefix_keys)] != prefix_keys:
+                    continue
+                rest = path[len(prefix_keys):]
+                name = ".".join(rest) if full else rest[0] if rest else None
+                if name and name not in names:
+                    names.append(name)
         return names
 
     def _label_keys(self, custom_names: dict[str, str] | None
@@ -444,8 +458,8 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         read=read,
         lookup=lookup,
         fallback=(spec.get("fallback") or {}).get("account"),
-        read_roots=(frozenset(path[:1]) if isinstance(raw_path, list) and "read" not in spec
-                    else root_keys(read_expr) if read_expr else frozenset()),
+        read_paths=(frozenset({path}) if isinstance(raw_path, list) and "read" not in spec
+                    else read_paths(read_expr) if read_expr else frozenset()),
         write=convert.writer(type_, formats, spec.get("scale"), values,
                              spec.get("integer", False)) if writable else None,
         known_values=frozenset(read_values) if strict and read_values else None,

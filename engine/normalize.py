@@ -41,11 +41,11 @@ def email(value: str | None) -> str | None:
 
 
 @lru_cache(maxsize=65_536)
-def e164(value: str) -> str | None:
-    """A phone number in E.164 (`+14155550123`) where it parses as a possible number with its
-    country code (a number without one has no country to read it in), else null."""
+def e164(value: str, region: str | None = None) -> str | None:
+    """A phone number in E.164 (`+14155550123`) where it parses as a possible number: with its
+    country code, or written nationally in `region` (ISO 3166 alpha-2, e.g. US), else null."""
     try:
-        number = phonenumbers.parse(value, None)
+        number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):
@@ -53,7 +53,10 @@ def e164(value: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+PHONE_REGIONS = tuple(sorted(phonenumbers.SUPPORTED_REGIONS))  # ISO 3166 alpha-2 codes
+
 # A unified field's `format` (engine/models.yaml) -> how its values are normalized on reading.
 FORMATS: dict[str, Callable[[Any], Any]] = {"email": email, "hostname": url_host}
-# A derived field's `derive.as` -> how it is computed from its source field.
-DERIVATIONS: dict[str, Callable[[str], Any]] = {"e164": e164}
+# A derived field's `derive.as` -> how it is computed from its source field's value and the
+# connection's phone_region.
+DERIVATIONS: dict[str, Callable[[str, str | None], Any]] = {"e164": e164}

@@ -50,11 +50,13 @@ def read_context(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     models = unified_models()
     references = {name: ctx.store.rows(models[name], ctx.connection)
                   for name in referenced_models(stream)}
+    config = ctx.template_context.get("config", {})
     return ReadContext(
         custom_names=custom_names,
         references=references,
         account=account_facts(stream, ctx, run),
-        raw=bool(ctx.template_context.get("config", {}).get("raw_records")),
+        raw=bool(config.get("raw_records")),
+        phone_region=config.get("phone_region"),
     )
 
 
