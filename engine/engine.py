@@ -22,14 +22,14 @@ from engine.clock import Clock
 from engine.connections import Connection, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
-from engine.mapping import ModelMapping
+from engine.mapping import ModelMapping, ReadContext
 from engine.models import unified_models
 from engine.ratelimit import RateBudget
 from engine.render import render_call
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
-from engine.sync.context import ordered
+from engine.sync.context import ordered, reference_rows
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
 
@@ -137,6 +137,7 @@ class Engine:
         self._sessions: dict[tuple[str, str], tuple[Session, dict[str, Any], Connection]] = {}
         self._budgets: dict[tuple[str, str, str], RateBudget] = {}
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
         for name in secrets.LOGGERS:  # a logger's filter sees only its own records
@@ -417,6 +418,29 @@ class Engine:
 
         return names_for
 
+    def _read_contexts_for(self, spec: Connector, session: Session, context: dict[str, Any],
+                           conn: Connection) -> Callable[[ModelMapping], ReadContext]:
+        """What action results are read with: custom-field names, and the reference rows
+        their lookups need (landed by a sync, else read once from the CRM and kept)."""
+        names_for = self._custom_names_for(spec, session, context, conn)
+        ctx = StreamContext(session, self.store, conn.name, context)
+
+        def reading(mapping: ModelMapping) -> ReadContext:
+            references = {}
+            for model in {f.lookup.model for f in mapping.fields.values() if f.lookup}:
+                key = (spec.name, conn.name, model)
+                rows = self._references.get(key)
+                if rows is None:
+                    rows = reference_rows(spec, model, ctx)
+                    if self.store is None or not self.store.has_rows(
+                            unified_models()[model], conn.name):
+                        self._references[key] = rows  # read from the CRM: keep them
+                references[model] = rows
+            return ReadContext(custom_names=names_for(mapping), references=references,
+                               phone_region=context["config"].get("phone_region"))
+
+        return reading
+
     def sync(self, connector: str, connection: str | None = None, *,
              streams: Iterable[str] | None = None, full_refresh: bool = False,
              progress: Progress | None = None, **options: Any) -> list[SyncRun]:
@@ -533,7 +557,7 @@ class Engine:
         status, remote_id, error = "succeeded", None, None
         try:
             result = run_action(session, spec.actions[action], payload, context, spec.actions,
-                                self._custom_names_for(spec, session, context, conn))
+                                self._read_contexts_for(spec, session, context, conn))
             remote_id = result.get("id")
             return result
         except (CrmError, InputError) as exc:

@@ -36,8 +36,9 @@ def test_read_converts_types_and_keeps_unmapped_fields_in_custom():
     assert row["updated_at"] == dt.datetime(2026, 3, 9, 18, 29, 45, 981000, tzinfo=dt.UTC)
     assert row["company_id"] == "77" and row["contact_id"] is None
     assert row["is_deleted"] is False
-    assert row["custom"] == {"hs_object_id": "479475667160",
-                             "hs_lastmodifieddate": "2026-03-09T20:29:45.981Z"}
+    # hs_object_id and hs_lastmodifieddate repeat id and updated_at: not custom.
+    assert row["custom"] == {}
+    assert row["stage_id"] == "appointmentscheduled" and row["pipeline_id"] == "default"
 
 
 def test_write_builds_the_nested_vendor_shape_with_translations_and_defaults():

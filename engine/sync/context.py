@@ -13,9 +13,9 @@ from engine.extract import ExpressionFailed
 from engine.mapping import ReadContext
 from engine.models import unified_models
 from engine.render import render_call
-from engine.spec import StreamSpec
+from engine.spec import Connector, StreamSpec
 from engine.store import SyncRun
-from engine.sync.pages import StreamContext
+from engine.sync.pages import StreamContext, fetch_pages, first_call
 
 log = logging.getLogger("crm_engine.sync")
 
@@ -87,3 +87,25 @@ def ordered(streams: dict[str, StreamSpec], names: Iterable[str],
     for name in wanted:
         visit(name, frozenset())
     return out
+
+
+def reference_rows(connector: Connector, model: str, ctx: StreamContext) -> list[dict[str, Any]]:
+    """This connection's rows of a reference model (stages, ...): the landed ones, else, for
+    an action before any sync landed them, read from the CRM through the model's streams."""
+    unified = unified_models()[model]
+    if ctx.store is not None and ctx.store.has_rows(unified, ctx.connection):
+        return ctx.store.rows(unified, ctx.connection)
+    rows: list[dict[str, Any]] = []
+    for stream in connector.streams.values():
+        if stream.mapping.model.name != model:
+            continue
+        call = first_call(stream.pages, ctx, vendor_fields=stream.mapping.vendor_fields)
+        for fetched in fetch_pages(stream.pages, ctx, f"references.{stream.name}", call):
+            if fetched.error is not None:
+                raise fetched.error
+            columns: dict[str, list[Any]] = {name: [] for name in unified.fields}
+            columns["custom"] = []
+            stream.mapping.read_columns(fetched.page.records, columns)
+            rows += [dict(zip(columns, values, strict=True))
+                     for values in zip(*columns.values(), strict=True)]
+    return rows

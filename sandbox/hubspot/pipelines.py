@@ -16,7 +16,7 @@ COMPANY_CURRENCY = "USD"  # deals without a deal_currency_code are in this curre
 
 # The default portal's "Sales Pipeline": (id, label, closed, probability); the ids are the
 # dealstage values deals carry.
-_STAGE_INFO = {
+STAGE_INFO = {
     "appointmentscheduled": ("Appointment Scheduled", False, "0.2"),
     "qualifiedtobuy": ("Qualified To Buy", False, "0.4"),
     "presentationscheduled": ("Presentation Scheduled", False, "0.6"),
@@ -25,11 +25,11 @@ _STAGE_INFO = {
     "closedwon": ("Closed Won", True, "1.0"),
     "closedlost": ("Closed Lost", True, "0.0"),
 }
-assert tuple(_STAGE_INFO) == DEAL_STAGES
+assert tuple(STAGE_INFO) == DEAL_STAGES
 
 
 def _stage(order: int, stage_id: str, stamp: str) -> dict[str, Any]:
-    label, closed, probability = _STAGE_INFO[stage_id]
+    label, closed, probability = STAGE_INFO[stage_id]
     return {
         "label": label,
         "displayOrder": order,
