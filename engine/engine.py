@@ -29,7 +29,7 @@ from engine.render import render_call
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
-from engine.sync.context import ordered, reference_rows
+from engine.sync.context import ordered, reference_rows, skipped, unread_references
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
 
@@ -459,12 +459,18 @@ class Engine:
         assert self.store is not None
         store, models = self.store, unified_models()
         ctx = StreamContext(session, store, conn.name, context, self.cancelled)
-        runs = []
+        runs: list[SyncRun] = []
         # Reference tables (stages, ...) land before the streams that look into them.
         for name in ordered(spec.streams, names,
                             lambda model: store.has_rows(models[model], conn.name)):
             run = SyncRun(spec.name, conn.name, name)
             runs.append(run)
+            failed = unread_references(spec.streams, name, runs)
+            if failed:
+                # Its rows would land without what they look up there: not a success.
+                skipped(store, run, f"not run: it reads {failed[0]}, whose stream failed in "
+                                    f"this sync; a rerun repairs it")
+                continue
             try:
                 run_stream(spec.streams[name], ctx, run, progress or NoProgress(),
                            full_refresh=full_refresh)

@@ -90,3 +90,28 @@ def test_a_bad_phone_region_is_refused_before_anything_is_sent(make_engine, pipe
         engine.store_token("pipedrive", "pd-x", token=emulator.static_token,
                            config={"api_url": running.url, "phone_region": "Mars"})
         engine.sync("pipedrive", "pd-x", streams=["owners"])
+
+
+def test_deals_do_not_succeed_without_the_stages_they_read(make_engine, pipedrive, tmp_path):
+    """The stages stream fails (its endpoint answers 404): deals are not landed with null
+    labels and a `succeeded`; they fail, saying why, and a rerun with stages repairs it."""
+    emulator, running = pipedrive
+    specs = tmp_path / "specs"
+    (specs / "connectors").mkdir(parents=True)
+    (specs / "mappings").mkdir()
+    text = (CONNECTORS / "pipedrive.yaml").read_text()
+    (specs / "connectors" / "pipedrive.yaml").write_text(
+        text.replace("path: /api/v2/stages,", "path: /api/v2/no-such-stages,"))
+    (specs / "mappings" / "pipedrive.yaml").write_text(
+        (PROJECT_ROOT / "mappings" / "pipedrive.yaml").read_text())
+    engine = make_engine(specs / "connectors", db="broken.duckdb")
+    engine.store_token("pipedrive", "pd", token=emulator.static_token,
+                       config={"api_url": running.url})
+    runs = {r.stream: r for r in engine.sync("pipedrive", "pd", streams=["deals"])}
+    assert runs["stages"].status == "failed" and runs["pipelines"].status == "succeeded"
+    assert runs["deals"].status == "failed"
+    assert "reads stages, whose stream failed in this sync" in runs["deals"].error
+    assert engine.store.query("SELECT count(*) FROM information_schema.tables "
+                              "WHERE table_name = 'deals'") == [(0,)]  # nothing landed
+    assert engine.store.query("SELECT status, error FROM sync_runs WHERE stream = 'deals'") == [
+        ("failed", runs["deals"].error)]

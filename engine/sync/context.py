@@ -8,13 +8,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from engine.clock import utc_now
 from engine.errors import CrmError
 from engine.extract import ExpressionFailed
 from engine.mapping import ReadContext
 from engine.models import unified_models
 from engine.render import render_call
 from engine.spec import Connector, StreamSpec
-from engine.store import SyncRun
+from engine.store import Store, SyncRun
 from engine.sync.pages import StreamContext, fetch_pages, first_call
 
 log = logging.getLogger("crm_engine.sync")
@@ -109,3 +110,18 @@ def reference_rows(connector: Connector, model: str, ctx: StreamContext) -> list
             rows += [dict(zip(columns, values, strict=True))
                      for values in zip(*columns.values(), strict=True)]
     return rows
+
+
+def unread_references(streams: dict[str, StreamSpec], name: str,
+                      runs: list[SyncRun]) -> list[str]:
+    """The streams `name` looks into that failed earlier in this sync."""
+    wanted = referenced_models(streams[name])
+    return [run.stream for run in runs if run.status == "failed"
+            and streams[run.stream].mapping.model.name in wanted]
+
+
+def skipped(store: Store, run: SyncRun, reason: str) -> None:
+    """Record a stream that was not run, as a failed run with the reason."""
+    store.start_run(run)
+    run.status, run.error, run.finished = "failed", reason, utc_now()
+    store.finish_run(run)
