@@ -40,7 +40,8 @@ def some_id(emulator, module, index=0):
 def test_sync_crosses_the_2000_record_page_cap_with_page_tokens(engine):
     runs = engine.sync("zoho", "z")
     # Reference tables land before the deals that look into them.
-    assert [r.stream for r in runs] == ["contacts", "companies", "pipelines", "stages", "deals", "owners"]
+    assert [r.stream for r in runs] == [
+        "contacts", "companies", "pipelines", "stages", "deals", "owners"]
     assert [r.status for r in runs] == ["succeeded"] * 6, [r.error for r in runs]
     assert runs[0].records == 2300 and runs[0].pages == 12  # 10 numbered pages, then tokens
     assert engine.store.query("SELECT count(DISTINCT id) FROM contacts")[0][0] == 2300
