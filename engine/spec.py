@@ -97,6 +97,14 @@ class IncrementalSpec:
 
 
 @dataclass
+class AccountFact:
+    """A fact about the account (its default currency), read once per connection and sync."""
+
+    request: RequestSpec
+    value: Getter
+
+
+@dataclass
 class DeletesSpec:
     pages: Pages
     id: Getter
@@ -301,6 +309,7 @@ class Connector:
     mappings: dict[str, ModelMapping]
     mapping_file: str
     check: RequestSpec | None = None  # a cheap request proving credentials and reachability
+    account: dict[str, AccountFact] = field(default_factory=dict)
 
     @property
     def credential_settings(self) -> set[str]:

@@ -36,6 +36,7 @@ class Batch:
         self.clear()
 
     def clear(self) -> None:
+        # `raw` joins the columns when the mapping is asked to keep raw records.
         self.columns = {name: [] for name in self.model.fields}
         self.columns["custom"] = []
 
@@ -82,6 +83,11 @@ class Store(Protocol):
     def ensure_table(self, model: Model) -> None: ...
 
     def has_rows(self, model: Model, connection: str) -> bool: ...
+
+    def rows(self, model: Model, connection: str) -> list[dict[str, Any]]:
+        """The connection's live rows of a model's table, as unified dicts (for lookups into
+        reference tables, which are small)."""
+        ...
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:

@@ -38,6 +38,8 @@ _SQL_TYPES = {
     "timestamp": "TIMESTAMPTZ",
 }
 
+_JSON_COLUMNS = ("custom", "raw")  # besides the model's fields
+
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_runs (
     run_id VARCHAR PRIMARY KEY,
@@ -220,7 +222,8 @@ class DuckDBStore:
                    "id VARCHAR NOT NULL"]
         columns += [f"{name} {_SQL_TYPES[f.type]}" for name, f in model.fields.items()
                     if name != "id"]
-        columns += ["custom JSON", "synced_at TIMESTAMPTZ NOT NULL", "PRIMARY KEY (connection, id)"]
+        columns += ["custom JSON", "raw JSON", "synced_at TIMESTAMPTZ NOT NULL",
+                    "PRIMARY KEY (connection, id)"]
         ddl = self._ddl(f"CREATE TABLE IF NOT EXISTS {model.table} ({', '.join(columns)})")
 
         def create(con: duckdb.DuckDBPyConnection) -> None:
@@ -239,6 +242,8 @@ class DuckDBStore:
         for name, f in model.fields.items():
             if name not in existing:
                 con.execute(f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
+        if "raw" not in existing:
+            con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
     def _batch_file(self, batch: Batch) -> tuple[str, int, list[str]]:
         """Write the batch as one JSON object of columns; returns its path, size and columns.
@@ -249,7 +254,7 @@ class DuckDBStore:
         columns = batch.columns
         ids = columns["id"]
         keep = _last_occurrences(ids)
-        names = [*batch.model.fields, "custom"]
+        names = [*batch.model.fields, "custom", *(["raw"] if "raw" in columns else [])]
         data = {name: columns[name] if keep is None else [columns[name][i] for i in keep]
                 for name in names}
         encoded = orjson.dumps(data, default=str)
@@ -269,12 +274,12 @@ class DuckDBStore:
         self.ensure_table(model)
         path, size, names = self._batch_file(batch)
         # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
-        json_types = {n: ("VARCHAR" if model.fields[n].type == "decimal"
-                          else _SQL_TYPES[model.fields[n].type]) + "[]"
-                      for n in names if n != "custom"}
-        json_types["custom"] = "JSON[]"
+        json_types = {n: "JSON[]" if n in _JSON_COLUMNS else
+                      ("VARCHAR" if model.fields[n].type == "decimal"
+                       else _SQL_TYPES[model.fields[n].type]) + "[]"
+                      for n in names}
         unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
-        select = ", ".join(n if n in ("id", "custom") else
+        select = ", ".join(n if n == "id" or n in _JSON_COLUMNS else
                            f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}" for n in names)
         columns = ["connector", "connection", *names, "synced_at"]
         rows = (f"SELECT ?::VARCHAR AS connector, ?::VARCHAR AS connection, {select}, "
@@ -343,6 +348,15 @@ class DuckDBStore:
             return self._con.execute(
                 f"SELECT EXISTS (SELECT 1 FROM {model.table} WHERE connection = ?)",
                 [connection]).fetchone()[0]
+
+    def rows(self, model: Model, connection: str) -> list[dict[str, Any]]:
+        self.ensure_table(model)
+        names = list(model.fields)
+        with self._lock:
+            found = self._con.execute(
+                f"SELECT {', '.join(names)} FROM {model.table} WHERE connection = ? "
+                f"AND is_deleted IS DISTINCT FROM true ORDER BY id", [connection]).fetchall()
+        return [dict(zip(names, row, strict=True)) for row in found]
 
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:

@@ -6,8 +6,9 @@
                   headers={"Authorization": "Bearer sandbox-private-app-token"})
 
 Objects: contacts, companies, deals, tasks, calls, notes (list, get, create, update, archive,
-search), associations v4 batch read (associations.py), owners, and the OAuth 2.0 endpoints
-(oauth.py). Records live in store.py, seed data in seed.py, search in search.py.
+search), associations v4 batch read (associations.py), owners, deal pipelines and account
+details (pipelines.py), and the OAuth 2.0 endpoints (oauth.py). Records live in store.py,
+seed data in seed.py, search in search.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sandbox.hubspot import associations
+from sandbox.hubspot import associations, pipelines
 from sandbox.hubspot.errors import (
     HubSpotError,
     conflict,
@@ -224,6 +225,20 @@ class HubSpotSandbox(Emulator):
             r"/crm/v3/owners/?",
             self._guarded(self._owners, "crm.objects.owners.read"),
             name="owners.list",
+        )
+        self.app.add_route(
+            "GET",
+            r"/crm/v3/pipelines/deals/?",
+            self._guarded(lambda request: Response(
+                200, {"results": pipelines.deal_pipelines(iso_ms(SEED_START_MS))}),
+                "crm.objects.deals.read"),
+            name="pipelines.deals",
+        )
+        self.app.add_route(
+            "GET",
+            r"/account-info/v3/details/?",
+            self._guarded(lambda request: Response(200, pipelines.account_details()), None),
+            name="account_info.details",
         )
 
     def _object_route(self, handler: ObjectHandler, write: bool, search: bool) -> Callable:

@@ -11,6 +11,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 
+from sandbox.hubspot.pipelines import COMPANY_CURRENCY
 from sandbox.hubspot.schema import (
     CUSTOMER_TIERS,
     DEAL_STAGES,
@@ -232,6 +233,9 @@ def _seed_deals(
             "dealstage": pick(DEAL_STAGES),
             "pipeline": "default",
         }
+        if values["deal_currency_code"] == COMPANY_CURRENCY and index % 2 == 0:
+            # As in a portal before it turned on more currencies: no code, the portal's own.
+            del values["deal_currency_code"]
         if rand() < 0.9:
             values["amount"] = str((5 + draw.below(1995)) * 50)
         if rand() < 0.7:

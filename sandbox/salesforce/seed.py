@@ -21,6 +21,8 @@ from sandbox.salesforce.schema import (
     ACCOUNT_TYPES,
     CALL_TYPES,
     COLORS,
+    CONVERSION_RATES,
+    CORPORATE_CURRENCY,
     CURRENCIES,
     INDUSTRIES,
     LEAD_SOURCES,
@@ -155,6 +157,7 @@ def populate(
     with gc_paused():
         users = _seed_users(store)
         admin = users[0]
+        _seed_setup(store, admin)
         accounts = _seed(store, "Account", companies, draw, users, _account)
         domains = [(r.id, _domain(store, r)) for r in accounts]
         named = [(r.id, store.value(r, "Name")) for r in accounts]
@@ -211,6 +214,30 @@ def _seed_users(store: Store) -> list[str]:
     for _, values in rows:
         values["CreatedById"] = values["LastModifiedById"] = admin
     return [record.id for record in store.load("User", rows)]
+
+
+def _seed_setup(store: Store, admin: str) -> None:
+    """The org's stages (from the Opportunity StageName picklist), its one opportunity sales
+    process, and its currencies."""
+    stamp = format_datetime(SEED_START)
+    audit = {"CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp,
+             "CreatedById": admin, "LastModifiedById": admin, "IsDeleted": False}
+    store.load("OpportunityStage", [
+        (first_number("OpportunityStage") + order,
+         {"MasterLabel": name, "ApiName": name, "IsActive": True, "SortOrder": order + 1,
+          "IsClosed": closed, "IsWon": won, "ForecastCategoryName": forecast,
+          "DefaultProbability": probability, **audit})
+        for order, (name, probability, forecast, closed, won) in enumerate(OPPORTUNITY_STAGES)
+    ])
+    store.load("BusinessProcess", [(first_number("BusinessProcess"), {
+        "Name": "Standard Sales Process", "TableEnumOrId": "Opportunity", "IsActive": True,
+        "Description": "The stages every opportunity moves through", **audit})])
+    store.load("CurrencyType", [
+        (first_number("CurrencyType") + index,
+         {"IsoCode": code, "ConversionRate": rate, "DecimalPlaces": 2, "IsActive": True,
+          "IsCorporate": code == CORPORATE_CURRENCY, **audit})
+        for index, (code, rate) in enumerate(CONVERSION_RATES.items())
+    ])
 
 
 def _seed(

@@ -29,10 +29,16 @@ from sandbox.salesforce.values import datetime_to_epoch, format_datetime
 FRAGMENT_CACHES = 8  # (object, selection, version) caches kept (~45 MB per 100,000 contacts)
 
 
+# Objects in the order their id counters were first laid out: ids of these never move when
+# objects are added (they come after, in name order).
+_FIRST_OBJECTS = ("Account", "Contact", "Event", "Lead", "Note", "Opportunity", "Task", "User")
+
+
 def first_number(object_name: str) -> int:
     """Where an object's base-62 id counter starts: high enough for mixed-case ids like real
     ones, and different per object so ids of two objects never share their tail."""
-    return 48_000_000 + 7_919_000 * sorted(SCHEMAS).index(object_name)
+    order = [*_FIRST_OBJECTS, *sorted(set(SCHEMAS) - set(_FIRST_OBJECTS))]
+    return 48_000_000 + 7_919_000 * order.index(object_name)
 
 
 class Record:

@@ -425,6 +425,7 @@ ALL_SCOPES = (
     "ZohoCRM.modules.ALL",
     "ZohoCRM.settings.ALL",
     "ZohoCRM.users.READ",
+    "ZohoCRM.org.READ",
     "ZohoSearch.securesearch.READ",
 )
 OPERATIONS = {"GET": "READ", "POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}
