@@ -24,7 +24,7 @@ from engine.store.ducklake import DuckLakeTarget, extension_directory
 from engine.sync import stream as sync_stream
 
 TOKEN = "acme-private-app-token"
-TABLES = ("contacts", "companies", "deals")
+TABLES = ("contacts", "companies", "deals", "owners", "pipelines", "stages")
 
 
 def lake_target(pg_dsn: str, tmp_path: Path) -> DuckLakeTarget:
@@ -91,7 +91,7 @@ def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, lake_read
                     runs = engine.sync("hubspot", "acme", auth_method="private_app",
                                        base_url=running.url, secrets={"token": TOKEN},
                                        full_refresh=step == "full refresh")
-                    assert [r.status for r in runs] == ["succeeded"] * 3, [r.error for r in runs]
+                    assert [r.status for r in runs] == ["succeeded"] * len(TABLES), [r.error for r in runs]
                 for table in TABLES:
                     landed = table_rows(lake, table)
                     assert landed == table_rows(file_engine.store.query, table), (step, table)
@@ -208,7 +208,7 @@ def test_two_processes_landing_at_once_lose_nothing(pg_dsn, services, lake_reade
         assert lake(f"SELECT count(*) - count(DISTINCT (connection, id)) FROM {table}") == [
             (0,)]
     runs = lake("SELECT status, count(*) FROM sync_runs GROUP BY ALL")
-    assert runs == [("succeeded", 18)]
+    assert runs == [("succeeded", 6 * 6)]  # six connections of six streams
 
 
 # The CLI in a subprocess, with batches of 50 records (so a kill can come after a few landed).
