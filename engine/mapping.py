@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import convert
+from engine.associations import Association, Link, link_reader
 from engine.errors import InputError
 from engine.extract import ExpressionFailed, Getter, compile_getter, compile_keys, plain_keys
 from engine.models import Model
@@ -48,8 +49,12 @@ class FieldMapping:
 class ModelMapping:
     def __init__(self, model: Model, fields: list[FieldMapping],
                  custom_path: tuple[str, ...] | None, custom_exclude: Iterable[str] = (),
-                 custom_exclude_prefixes: Iterable[str] = ()):
+                 custom_exclude_prefixes: Iterable[str] = (),
+                 associations: list[Association] | None = None):
         self.model = model
+        # None: the mapping declares no links, and landing leaves the associations table be.
+        self.associations = associations
+        self._links = link_reader(associations) if associations is not None else None
         self.fields = {f.name: f for f in fields}
         self.custom_path = custom_path
         self._readers = [(f.name, f.get, f.read) for f in fields if f.get is not None]
@@ -192,6 +197,10 @@ class ModelMapping:
             customs = [None if c is None else {custom_names.get(k, k): v for k, v in c.items()}
                        for c in customs]
         columns["custom"].extend(customs)
+
+    def read_links(self, records: list[Any]) -> list[list[Link]] | None:
+        """Each record's links (to_model, to_id, label), or None if the mapping declares none."""
+        return self._links(records) if self._links is not None else None
 
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
         """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`

@@ -64,6 +64,18 @@ CREATE TABLE IF NOT EXISTS sync_state (
     updated TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (connection, stream)
 );
+-- Links between records (mappings' `associations:`): one row per link, landed with the record
+-- it is from (`from_model`, `from_id`), which replaces its links each time it lands.
+CREATE TABLE IF NOT EXISTS associations (
+    connector VARCHAR NOT NULL,
+    connection VARCHAR NOT NULL,
+    from_model VARCHAR NOT NULL,
+    from_id VARCHAR NOT NULL,
+    to_model VARCHAR NOT NULL,
+    to_id VARCHAR NOT NULL,
+    label VARCHAR,
+    synced_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS action_log (
     logged TIMESTAMPTZ NOT NULL,
     connector VARCHAR NOT NULL,
@@ -84,6 +96,41 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
         return None
     last = {record_id: i for i, record_id in enumerate(ids)}
     return sorted(last.values())
+
+
+def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun) -> None:
+    """The batch's records' links replace the links they had (a record landing again may have
+    lost some). Within a batch, the last occurrence of an id wins, as for its columns."""
+    assert batch.links is not None
+    latest: dict[str, list[Any]] = {}
+    for record_id, links in zip(batch.columns["id"], batch.links, strict=True):
+        if record_id is not None:
+            latest[str(record_id)] = links
+    if not latest:
+        return
+    model = batch.model.name
+    con.execute("DELETE FROM associations WHERE connection = ? AND from_model = ? AND from_id IN "
+                "(SELECT unnest(?::VARCHAR[]))", [run.connection, model, list(latest)])
+    rows = [(from_id, *link) for from_id, links in latest.items() for link in links]
+    if rows:
+        from_ids, to_models, to_ids, labels = (list(column) for column in zip(*rows, strict=True))
+        con.execute(
+            "INSERT INTO associations SELECT ?, ?, ?, unnest(?::VARCHAR[]), "
+            "unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?",
+            [run.connector, run.connection, model, from_ids, to_models, to_ids, labels,
+             utc_now()])
+
+
+def _drop_links_of_deleted(con: duckdb.DuckDBPyConnection, model: Model,
+                           connection: str) -> None:
+    """A deleted record links nowhere, and nothing links to it any more (the CRMs drop both
+    sides); its row stays, marked deleted."""
+    deleted = (f"(SELECT id FROM {model.table} WHERE connection = $connection "
+               f"AND is_deleted)")
+    con.execute(f"DELETE FROM associations WHERE connection = $connection AND "
+                f"((from_model = $model AND from_id IN {deleted}) OR "
+                f"(to_model = $model AND to_id IN {deleted}))",
+                {"connection": connection, "model": model.name})
 
 
 def _struct_literal(types: dict[str, str]) -> str:
@@ -228,11 +275,16 @@ class DuckDBStore:
                     f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
                     [run.connector, run.connection, utc_now(), path],
                 )
+                if batch.links is not None:
+                    _replace_links(con, batch, run)
                 if sweep_before is not None:
-                    run.deleted += con.execute(
+                    swept = con.execute(
                         f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
                         f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
                         f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
+                    run.deleted += swept
+                    if swept:
+                        _drop_links_of_deleted(con, model, run.connection)
                 if state is not None:
                     self._save_state(con, run, state)
                 self._save_run(con, run)
@@ -264,6 +316,8 @@ class DuckDBStore:
                     f"AS d WHERE t.connection = ? AND t.id = d.id AND d.deleted_at IS NOT NULL "
                     f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", [run.connection])
                 con.execute("DROP TABLE deletions")
+                if marked:
+                    _drop_links_of_deleted(con, model, run.connection)
             run.deleted += marked
             if state is not None:
                 self._save_state(con, run, state)

@@ -82,7 +82,8 @@ class HubSpotSandbox(Emulator):
     name = "hubspot"
     # A budget large enough for a fast demo sync that still sends real X-HubSpot-RateLimit-*
     # headers for the engine to follow.
-    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0)}
+    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0),
+                                              "tasks": 300, "calls": 200, "notes": 200}
     TOKEN_SCOPES = ALL_SCOPES
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {
         "contacts": "contacts",
