@@ -105,7 +105,8 @@ class ZohoSandbox(Emulator):
 
     name = "zoho"
     # An Enterprise-sized credit budget and concurrency.
-    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20}
+    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20,
+                                              "tasks": 300, "calls": 200, "notes": 200}
     TOKEN_SCOPES = ALL_SCOPES
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {
         "contacts": "Contacts",
