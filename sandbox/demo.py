@@ -28,8 +28,18 @@ import sandbox  # the package only: its EMULATORS load on first use, not when th
 from engine.connections import Connection
 from engine.engine import Engine
 from engine.errors import CrmError
+from engine.models import unified_models
 from engine.progress import progress_for
 from engine.spec import Connector
+
+# README.md "Contacts per company, through associations" (tests/test_readme_associations.py).
+CONTACTS_PER_COMPANY = (
+    "SELECT co.connector, co.id, co.name AS company, count(DISTINCT a.from_id) AS contacts "
+    "FROM associations a JOIN companies co ON co.connection = a.connection AND co.id = a.to_id "
+    "WHERE a.from_model = 'contact' AND a.to_model = 'company' AND NOT co.is_deleted "
+    "GROUP BY co.connector, co.id, co.name "
+    "QUALIFY row_number() OVER (PARTITION BY co.connector ORDER BY contacts DESC, co.id) = 1 "
+    "ORDER BY co.connector")
 
 EXAMPLE_SQL = [
     ("Contacts per connection",
@@ -40,6 +50,15 @@ EXAMPLE_SQL = [
     ("Vendor fields the mappings do not name, kept in `custom`",
      "SELECT connector, count(*) FILTER (WHERE json_keys(custom) <> []) AS with_custom, "
      "max(json_keys(custom)) AS some_keys FROM contacts GROUP BY connector ORDER BY 1"),
+    ("Activities and links per connection (links: the associations table)",
+     "SELECT connector, (SELECT count(*) FROM tasks t WHERE t.connector = c.connector) AS tasks, "
+     "(SELECT count(*) FROM calls t WHERE t.connector = c.connector) AS calls, "
+     "(SELECT count(*) FROM meetings t WHERE t.connector = c.connector) AS meetings, "
+     "(SELECT count(*) FROM notes t WHERE t.connector = c.connector) AS notes, "
+     "(SELECT count(*) FROM associations t WHERE t.connector = c.connector) AS links "
+     "FROM (SELECT DISTINCT connector FROM contacts) c ORDER BY 1"),
+    ("Contacts per company through associations: each CRM's company with the most",
+     CONTACTS_PER_COMPANY),
     ("Sync runs",
      "SELECT connection, stream, status, records, pages, requests, retries, "
      "round(epoch(finished) - epoch(started), 2) AS seconds FROM sync_runs ORDER BY started"),
@@ -115,6 +134,8 @@ def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
                     ok = ok and outcome.startswith("ok")
         print(f"\n== DuckDB file: {db_path}\n")
         assert engine.store is not None
+        for model in unified_models().values():  # the queries name tables some CRMs lack
+            engine.store.ensure_table(model)
         for title, sql in EXAMPLE_SQL:
             print(f"-- {title}\n{sql};")
             for row in engine.store.query(sql):
