@@ -13,9 +13,11 @@ import pytest
 from engine.engine import PROJECT_ROOT
 from engine.errors import SpecError
 from engine.loader import load_connector, load_mapping
+from sandbox.demo import connect_oauth
+from sandbox.kit import serve
+from sandbox.salesforce import SalesforceSandbox
 from tests.support import connector_yaml, write_specs
-from tests.test_incremental import STREAM, ChangesServer, sync  # noqa: F401  (server fixture)
-from tests.test_incremental import server  # noqa: F401
+from tests.test_incremental import STREAM, ChangesServer, sync
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -43,12 +45,22 @@ def link_rows(engine) -> int:
 
 
 @pytest.fixture
+def changes():
+    server = ChangesServer()
+    running = serve(server.app)
+    server.url = running.url  # type: ignore[attr-defined]
+    yield server
+    running.close()
+
+
+@pytest.fixture
 def engine(tmp_path, make_engine):
     return make_engine(write_specs(tmp_path, connector_yaml(STREAM.replace("LOOKBACK", "0")),
                                    MAPPING))
 
 
-def test_links_land_with_their_record_and_are_replaced_when_it_lands_again(engine, server):
+def test_links_land_with_their_record_and_are_replaced_when_it_lands_again(engine, changes):
+    server = changes
     server.put(3)
     server.records["000000"]["companies"] = [{"id": 7, "role": "Primary"}, {"id": "8"}]
     server.records["000001"]["companies"] = {"id": "9", "role": "Billing"}  # one, not a list
@@ -68,7 +80,8 @@ def test_links_land_with_their_record_and_are_replaced_when_it_lands_again(engin
                              ("contact", "000002", "contact", "000000", None)}
 
 
-def test_a_deleted_record_keeps_no_links_from_or_to_it(engine, server):
+def test_a_deleted_record_keeps_no_links_from_or_to_it(engine, changes):
+    server = changes
     server.put(3)
     server.records["000000"]["companies"] = [{"id": "7"}]
     server.records["000002"]["referred_by"] = "000000"
@@ -84,7 +97,8 @@ def test_a_deleted_record_keeps_no_links_from_or_to_it(engine, server):
     assert links(engine) == set()
 
 
-def test_a_failed_run_lands_its_links_once_when_rerun(engine, server):
+def test_a_failed_run_lands_its_links_once_when_rerun(engine, changes):
+    server = changes
     server.put(25)
     for i, record in enumerate(server.records.values()):
         record["companies"] = [{"id": str(i % 4)}, {"id": "shared", "role": "Partner"}]
@@ -166,3 +180,22 @@ def test_a_spec_error_names_the_connectors_mapping(tmp_path):
                              MAPPING.replace("to: company,", "to: firm,"))
     with pytest.raises(SpecError, match="unknown unified model 'firm'"):
         load_connector(connectors / "acme.yaml")
+
+
+def test_salesforce_deals_link_every_contact_role(make_engine):
+    """Opportunity contact roles (a subquery of the deals query) land as deal -> contact
+    links labelled with the role, one per role the org holds."""
+    emulator = SalesforceSandbox(contacts=40, companies=10, deals=30, leads=0)
+    store = emulator.store
+    truth = {(store.value(r, "OpportunityId"), store.value(r, "ContactId"),
+              store.value(r, "Role")) for r in store.records("OpportunityContactRole")}
+    assert len({deal for deal, _, _ in truth}) > 1 and len(truth) > 10
+    with emulator.start() as running:
+        engine = make_engine(PROJECT_ROOT / "connectors")
+        connect_oauth(engine, "salesforce", emulator, running.url, "sf")
+        [run] = engine.sync("salesforce", "sf", streams=["deals"])
+    assert run.status == "succeeded", run.error
+    landed = set(engine.store.query(
+        "SELECT from_id, to_id, label FROM associations WHERE from_model = 'deal' "
+        "AND to_model = 'contact'"))
+    assert landed == truth
