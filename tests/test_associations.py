@@ -14,9 +14,8 @@ from engine.engine import PROJECT_ROOT
 from engine.errors import SpecError
 from engine.loader import load_connector, load_mapping
 from sandbox.demo import connect_oauth
-from sandbox.kit import serve
 from sandbox.salesforce import SalesforceSandbox
-from tests.support import connector_yaml, write_specs
+from tests.support import connector_yaml, serving, write_specs
 from tests.test_incremental import STREAM, ChangesServer, sync
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -46,11 +45,7 @@ def link_rows(engine) -> int:
 
 @pytest.fixture
 def changes():
-    server = ChangesServer()
-    running = serve(server.app)
-    server.url = running.url  # type: ignore[attr-defined]
-    yield server
-    running.close()
+    yield from serving(ChangesServer())
 
 
 @pytest.fixture
