@@ -46,7 +46,7 @@ class Association:
 
 
 def _text(value: Any) -> str | None:
-    """Ids and labels land as text: Pipedrive ids are numbers; an empty string is no value."""
+    """Ids and labels land as text (some CRMs number their ids); an empty string is no value."""
     if value is None or value == "" or isinstance(value, (dict, list)):
         return None
     if isinstance(value, bool):
