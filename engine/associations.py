@@ -30,7 +30,13 @@ class Association:
 
     def links(self, record: Any) -> list[Link]:
         try:
-            items = self.each(record) if self.each is not None else record
+            if self.each is None:  # the record is the one item (a lookup field): most common
+                linked = _text(self.id(record))
+                if linked is None:
+                    return []
+                return [(self.to, linked,
+                         _text(self.label(record)) if self.label is not None else None)]
+            items = self.each(record)
             if items is None:
                 return []
             out = []
@@ -61,13 +67,13 @@ LinkReader = Callable[[list[Any]], list[list[Link]]]
 
 def link_reader(associations: list[Association]) -> LinkReader:
     """Per page: each record's links, deduplicated, in declaration order."""
-    def read(records: list[Any]) -> list[list[Link]]:
-        out = []
-        for record in records:
-            links: dict[Link, None] = {}
-            for association in associations:
-                links.update(dict.fromkeys(association.links(record)))
-            out.append(list(links))
-        return out
+    if len(associations) == 1:
+        only = associations[0].links
+        return lambda records: [_unique(only(record)) for record in records]
+    return lambda records: [
+        _unique([link for association in associations for link in association.links(record)])
+        for record in records]
 
-    return read
+
+def _unique(links: list[Link]) -> list[Link]:
+    return links if len(links) < 2 else list(dict.fromkeys(links))
