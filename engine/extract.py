@@ -177,7 +177,10 @@ def compile_getter(expression: str) -> Getter:
                 raise ExpressionProblem(f"unknown function {name}() in {expression!r} (known: "
                                         f"{', '.join(sorted(_KNOWN_FUNCTIONS))})")
     except JMESPathError as exc:
-        raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {exc}") from None
+        # jmespath draws a caret under the expression on further lines: one line says it.
+        first_line = str(exc).splitlines()[0]
+        raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {first_line}"
+                                ) from None
 
     def search(obj: Any) -> Any:
         try:

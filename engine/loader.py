@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 
 from engine import schema_check
+from engine.associations import Association
 from engine.authkinds import AUTH_KINDS, AuthMethod
 from engine.convert import DURATION_FORMATS
 from engine.errors import Problem, SpecError
@@ -190,8 +191,33 @@ def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Proble
         custom_path = None
         if custom_from is not None:
             custom_path = () if custom_from == "@" else tuple(custom_from.split("."))
-        out[key] = ModelMapping(model, fields, custom_path, exclude, prefixes, merge)
+        associations = None
+        if "associations" in spec:
+            associations = _associations(checker, base + ("associations",), model_name,
+                                         spec["associations"], models)
+        out[key] = ModelMapping(model, fields, custom_path, exclude, prefixes, merge,
+                                associations)
     return out, checker.problems
+
+
+def _associations(checker: _Checker, path: YamlPath, model_name: str, entries: list[Any],
+                  models: dict[str, Model]) -> list[Association]:
+    """A mapping's `associations:` entries, checked: `to` names a unified model, and every
+    expression compiles."""
+    out = []
+    for i, entry in enumerate(entries):
+        where = path + (i,)
+        if entry["to"] not in models:
+            checker.add(where + ("to",), f"unknown unified model {entry['to']!r} "
+                                         f"(known: {', '.join(models)})")
+            continue
+        getters = {key: checker.getter(where + (key,), entry[key])
+                   for key in ("id", "each", "label") if key in entry}
+        if None in getters.values():
+            continue
+        out.append(Association(entry["to"], getters["id"], getters.get("each"),
+                               getters.get("label"), f"{model_name}.associations[{i}]"))
+    return out
 
 
 def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spec: Any,
@@ -418,6 +444,9 @@ def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
         return None
     stream = StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
                         custom_names)
+    enrich = [_compile_enrich(c, path + ("enrich", i), step, roots)
+              for i, step in enumerate(spec.get("enrich") or [])]
+    stream.enrich = [step for step in enrich if step is not None]
     if "incremental" in spec:
         stream.incremental = _compile_incremental(c, path + ("incremental",), spec["incremental"],
                                                   stream, roots)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import convert
+from engine.associations import Association, Link, link_reader
 from engine.errors import InputError
 from engine.extract import (
     ExpressionFailed,
@@ -105,8 +106,12 @@ class ModelMapping:
     def __init__(self, model: Model, fields: list[FieldMapping],
                  custom_path: tuple[str, ...] | None, custom_exclude: Iterable[str] = (),
                  custom_exclude_prefixes: Iterable[str] = (),
-                 custom_merge: Iterable[tuple[str, ...]] = ()):
+                 custom_merge: Iterable[tuple[str, ...]] = (),
+                 associations: list[Association] | None = None):
         self.model = model
+        # None: the mapping declares no links, and landing leaves the associations table be.
+        self.associations = associations
+        self._links = link_reader(associations) if associations is not None else None
         self.fields = {f.name: f for f in fields}
         self.custom_path = custom_path
         self._lookups = [f for f in fields if f.lookup is not None and f.get is not None]
@@ -299,6 +304,10 @@ class ModelMapping:
         for i in range(len(out) - count, len(out)):
             if out[i] is None:
                 out[i] = value
+
+    def read_links(self, records: list[Any]) -> list[list[Link]] | None:
+        """Each record's links (to_model, to_id, label), or None if the mapping declares none."""
+        return self._links(records) if self._links is not None else None
 
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
         """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`

@@ -122,6 +122,7 @@ class StreamSpec:
     custom_names: FieldNamesSpec | None = None
     incremental: IncrementalSpec | None = None
     deletes: DeletesSpec | None = None
+    enrich: list[EnrichSpec] = field(default_factory=list)  # every page, whichever read
     sweeps: bool = True  # a full refresh may mark rows it did not see deleted (own table)
 
     @property

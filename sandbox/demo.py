@@ -28,12 +28,20 @@ import sandbox  # the package only: its EMULATORS load on first use, not when th
 from engine.connections import Connection
 from engine.engine import Engine
 from engine.errors import CrmError
+from engine.models import unified_models
 from engine.progress import progress_for
 from engine.spec import Connector
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # Printed after the README's queries.
 DEMO_SQL = [
+    ("Activities and links per connection (links: the associations table)",
+     "SELECT connector, (SELECT count(*) FROM tasks t WHERE t.connector = c.connector) AS tasks, "
+     "(SELECT count(*) FROM calls t WHERE t.connector = c.connector) AS calls, "
+     "(SELECT count(*) FROM meetings t WHERE t.connector = c.connector) AS meetings, "
+     "(SELECT count(*) FROM notes t WHERE t.connector = c.connector) AS notes, "
+     "(SELECT count(*) FROM associations t WHERE t.connector = c.connector) AS links "
+     "FROM (SELECT DISTINCT connector FROM contacts) c ORDER BY 1"),
     ("Sync runs",
      "SELECT connection, stream, status, records, pages, requests, retries, "
      "round(epoch(finished) - epoch(started), 2) AS seconds FROM sync_runs ORDER BY started"),
@@ -128,6 +136,8 @@ def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
                     ok = ok and outcome.startswith("ok")
         print(f"\n== DuckDB file: {db_path}\n")
         assert engine.store is not None
+        for model in unified_models().values():  # the queries name tables some CRMs lack
+            engine.store.ensure_table(model)
         for title, sql in [*readme_queries(), *DEMO_SQL]:
             print(f"-- {title}\n{sql};")
             for row in engine.store.query(sql):

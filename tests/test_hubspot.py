@@ -48,9 +48,9 @@ def count(engine, sql, *params):
 def test_sync_lands_every_stream_completely(engine, hubspot):
     emulator, _ = hubspot
     runs = engine.sync("hubspot", "acct")
-    # Reference tables land before the deals that look into them.
-    streams = ["contacts", "companies", "pipelines", "stages", "deals", "owners"]
-    assert [(r.stream, r.status) for r in runs] == [(stream, "succeeded") for stream in streams]
+    assert [(r.stream, r.status) for r in runs] == [
+        (stream, "succeeded") for stream in
+        ("contacts", "companies", "deals", "tasks", "calls", "notes", "meetings")]
     contacts = emulator.store.count("contacts")
     assert runs[0].records == contacts and runs[0].pages == 3  # 100 per page
     for table in ("contacts", "companies", "deals"):
@@ -59,8 +59,9 @@ def test_sync_lands_every_stream_completely(engine, hubspot):
     row = engine.store.query(
         "SELECT run_id, status, records, pages, requests, retries, error FROM sync_runs "
         "WHERE stream = 'contacts'")[0]
-    # Three pages of contacts, then one page of archived contacts (none).
-    assert row[1:] == ("succeeded", contacts, 3, 4, 0, None)
+    # Three pages of contacts, each with its v4 read of companies, then one page of archived
+    # contacts (none).
+    assert row[1:] == ("succeeded", contacts, 3, 7, 0, None)
 
 
 def test_records_are_typed_utc_and_keep_unmapped_properties_in_custom(engine, hubspot):

@@ -197,6 +197,55 @@ def check_sync_runs(rows: list[Row], emulators: dict[str, Any]) -> None:
     assert {connector for connector, _ in streams} == set(EMULATORS)
 
 
+# The CRM's own links from each contact to companies, read from the emulator's store: the
+# demo seeds every emulator the same way for the same options (seed 42).
+def _hubspot(emulator: Any) -> Counter:
+    store = emulator.store
+    return Counter(str(company) for record in store.active_records("contacts")
+                   for company in set(store.associated_ids("contacts", record.id, "companies"))
+                   if store.get("companies", company) is not None)
+
+
+def _salesforce(emulator: Any) -> Counter:
+    store = emulator.store
+    return Counter(store.value(r, "AccountId") for r in store.records("Contact")
+                   if store.value(r, "AccountId") and store.get("Account", store.value(
+                       r, "AccountId")) is not None)
+
+
+def _pipedrive(emulator: Any) -> Counter:
+    store = emulator.store
+    return Counter(str(p["org_id"]) for p in store.active_records("persons")
+                   if p["org_id"] is not None and store.get("organizations", p["org_id"]))
+
+
+def _zoho(emulator: Any) -> Counter:
+    store = emulator.store
+    links = Counter()
+    for contact_id in store.ids("Contacts"):
+        account = (store.get("Contacts", contact_id) or {}).get("Account_Name")
+        if account and store.get("Accounts", account["id"]) is not None:
+            links[account["id"]] += 1
+    return links
+
+
+CONTACT_COMPANY_LINKS: dict[str, Callable[[Any], Counter]] = {
+    "hubspot": _hubspot, "salesforce": _salesforce, "pipedrive": _pipedrive, "zoho": _zoho}
+
+
+def check_contacts_per_company(rows: list[Row], emulators: dict[str, Any]) -> None:
+    """Each CRM's company with the most contacts (ties: the lowest id), as many as the CRM
+    itself links to it."""
+    found = {row[0]: row[1:] for row in rows}
+    assert set(found) == set(CONTACT_COMPANY_LINKS)
+    for connector, links_of in CONTACT_COMPANY_LINKS.items():
+        linked = links_of(emulators[connector])
+        company_id, _name, contacts = found[connector]
+        most = max(linked.values())
+        assert (contacts, linked[company_id]) == (most, most), connector
+        assert company_id == min(c for c, n in linked.items() if n == most), connector
+
+
 # Each README query, by its title, and how its answer is checked. A query the README adds
 # without a check here fails the test below.
 CHECKS: dict[str, Callable[[list[Row], dict[str, Any]], None]] = {
@@ -205,6 +254,8 @@ CHECKS: dict[str, Callable[[list[Row], dict[str, Any]], None]] = {
     "won and open amounts per currency (never adding USD to EUR)": check_currencies,
     "deals per owner, by name": check_owners,
     "a custom field the mapping does not name, by its name in each CRM": check_tiers,
+    "contacts per company, through associations: each CRM's company with the most contacts":
+        check_contacts_per_company,
     "how did the last syncs go?": check_sync_runs,
 }
 

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.associations import Link
 from engine.clock import utc_now
 from engine.models import Model, unified_models
 
@@ -31,6 +32,9 @@ class Batch:
 
     model: Model
     columns: dict[str, list[Any]] = field(default_factory=dict)
+    # Each record's links (to_model, to_id, label), beside its columns; None when the mapping
+    # declares no associations (landing then leaves the associations table be).
+    links: list[list[Link]] | None = None
 
     def __post_init__(self) -> None:
         self.clear()
@@ -39,6 +43,13 @@ class Batch:
         # `raw` joins the columns when the mapping is asked to keep raw records.
         self.columns = {name: [] for name in self.model.fields}
         self.columns["custom"] = []
+        self.links = None
+
+    def add_links(self, links: list[list[Link]]) -> None:
+        """The links of the records just added to the columns (one list per record)."""
+        if self.links is None:
+            self.links = []
+        self.links.extend(links)
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -95,13 +106,15 @@ class Store(Protocol):
         `append`: the connection has no rows in the table yet, so a plain insert may do (the
         store falls back to an upsert if an id is there after all); returns whether it did.
         `sweep_before`: a full refresh ends here; rows of the connection it did not land since
-        that moment are marked deleted."""
+        that moment are marked deleted. With `batch.links`, each landed record's links replace
+        the ones it had; links from or to the rows a sweep marks deleted are dropped."""
         ...
 
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
                      state: dict[str, Any] | None = None) -> int:
-        """Mark rows deleted (kept, with `is_deleted` and `deleted_at`), with the run and the
-        state, in one transaction; returns how many rows were not marked before."""
+        """Mark rows deleted (kept, with `is_deleted` and `deleted_at`), and drop the links
+        from or to them, with the run and the state, in one transaction; returns how many rows
+        were not marked before."""
         ...
 
     def start_run(self, run: SyncRun) -> None: ...

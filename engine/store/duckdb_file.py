@@ -68,6 +68,18 @@ CREATE TABLE IF NOT EXISTS sync_state (
     updated TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (connection, stream)
 );
+-- Links between records (mappings' `associations:`): one row per link, landed with the record
+-- it is from (`from_model`, `from_id`), which replaces its links each time it lands.
+CREATE TABLE IF NOT EXISTS associations (
+    connector VARCHAR NOT NULL,
+    connection VARCHAR NOT NULL,
+    from_model VARCHAR NOT NULL,
+    from_id VARCHAR NOT NULL,
+    to_model VARCHAR NOT NULL,
+    to_id VARCHAR NOT NULL,
+    label VARCHAR,
+    synced_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS action_log (
     logged TIMESTAMPTZ NOT NULL,
     connector VARCHAR NOT NULL,
@@ -93,6 +105,62 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
 def one_line(exc: BaseException) -> str:
     """A database error as one line, with any secret (a catalog password) masked."""
     return secrets.redact(" ".join(str(exc).split()))
+
+
+def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
+    """Columns as one JSON object in a temporary file (its path and size), for read_json:
+    DuckDB reads it in C++ with the GIL released, faster than Python lists as parameters."""
+    encoded = orjson.dumps(data, default=str)
+    handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
+    with os.fdopen(handle, "wb") as out:
+        out.write(encoded)
+    return path, len(encoded)
+
+
+_LINK_COLUMNS = ("from_id", "to_model", "to_id", "label")
+
+
+def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
+                   first: bool) -> None:
+    """The batch's records' links replace the links they had (a record landing again may have
+    lost some); `first`: the connection has no rows of this model yet, so no links from them
+    either. Within a batch, the last occurrence of an id wins, as for its columns."""
+    assert batch.links is not None
+    latest: dict[str, list[Any]] = {}
+    for record_id, links in zip(batch.columns["id"], batch.links, strict=True):
+        if record_id is not None:
+            latest[str(record_id)] = links
+    model = batch.model.name
+    if latest and not first:
+        con.execute("DELETE FROM associations WHERE connection = ? AND from_model = ? AND "
+                    "from_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [run.connection, model, list(latest)])
+    rows = [(from_id, *link) for from_id, links in latest.items() for link in links]
+    if not rows:
+        return
+    path, size = _json_file(dict(zip(_LINK_COLUMNS, map(list, zip(*rows, strict=True)),
+                                     strict=True)))
+    try:
+        con.execute(
+            f"INSERT INTO associations SELECT ?, ?, ?, {', '.join(_LINK_COLUMNS)}, ? FROM "
+            f"(SELECT {', '.join(f'unnest({c}) AS {c}' for c in _LINK_COLUMNS)} FROM read_json(?, "
+            f"columns = {_struct_literal(dict.fromkeys(_LINK_COLUMNS, 'VARCHAR[]'))}, "
+            f"maximum_object_size = {size + 1024}))",
+            [run.connector, run.connection, model, utc_now(), path])
+    finally:
+        os.unlink(path)
+
+
+def _drop_links_of_deleted(con: duckdb.DuckDBPyConnection, model: Model,
+                           connection: str) -> None:
+    """A deleted record links nowhere, and nothing links to it any more (the CRMs drop both
+    sides); its row stays, marked deleted."""
+    deleted = (f"(SELECT id FROM {model.table} WHERE connection = $connection "
+               f"AND is_deleted)")
+    con.execute(f"DELETE FROM associations WHERE connection = $connection AND "
+                f"((from_model = $model AND from_id IN {deleted}) OR "
+                f"(to_model = $model AND to_id IN {deleted}))",
+                {"connection": connection, "model": model.name})
 
 
 def _struct_literal(types: dict[str, str]) -> str:
@@ -257,11 +325,8 @@ class DuckDBStore:
         names = [*batch.model.fields, "custom", *(["raw"] if "raw" in columns else [])]
         data = {name: columns[name] if keep is None else [columns[name][i] for i in keep]
                 for name in names}
-        encoded = orjson.dumps(data, default=str)
-        handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
-        with os.fdopen(handle, "wb") as out:
-            out.write(encoded)
-        return path, len(encoded), names
+        path, size = _json_file(data)
+        return path, size, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
@@ -292,11 +357,16 @@ class DuckDBStore:
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(sql, [run.connector, run.connection, utc_now(), path])
+            if batch.links is not None:
+                _replace_links(con, batch, run, first=append)
             if sweep_before is not None:
-                run.deleted = deleted_before + con.execute(
+                swept = con.execute(
                     f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
                     f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
                     f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
+                run.deleted = deleted_before + swept
+                if swept:
+                    _drop_links_of_deleted(con, model, run.connection)
             if state is not None:
                 self._save_state(con, run, state)
             self._save_run(con, run)
@@ -334,6 +404,8 @@ class DuckDBStore:
                     f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM {found} "
                     f"WHERE t.connection = $3 AND t.id = d.id AND d.deleted_at IS NOT NULL "
                     f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", listed)
+                if marked:
+                    _drop_links_of_deleted(con, model, run.connection)
             run.deleted = deleted_before + marked
             if state is not None:
                 self._save_state(con, run, state)

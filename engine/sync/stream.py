@@ -121,6 +121,9 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             with warnings_to(run.warn):  # values that could not be read, on this run
                 stream.mapping.read_columns(position.page.records, batch.columns,
                                             context=context)
+                links = stream.mapping.read_links(position.page.records)
+            if links is not None:
+                batch.add_links(links)
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before

@@ -5,10 +5,10 @@
         httpx.get(running.url + "/crm/v3/objects/contacts",
                   headers={"Authorization": "Bearer sandbox-private-app-token"})
 
-Objects: contacts, companies, deals, tasks, calls, notes (list, get, create, update, archive,
-search), associations v4 batch read (associations.py), owners, deal pipelines and account
-details (pipelines.py), and the OAuth 2.0 endpoints (oauth.py). Records live in store.py,
-seed data in seed.py, search in search.py.
+Objects: contacts, companies, deals, tasks, calls, notes, meetings (list, get, create, update,
+archive, search), associations v4 batch read (associations.py), owners, deal pipelines and
+account details (pipelines.py), and the OAuth 2.0 endpoints (oauth.py). Records live in
+store.py, seed data in seed.py, search in search.py.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ class HubSpotSandbox(Emulator):
     name = "hubspot"
     # A budget large enough for a fast demo sync that still sends real X-HubSpot-RateLimit-*
     # headers for the engine to follow.
-    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0)}
+    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0),
+                                              "tasks": 300, "calls": 200, "notes": 200,
+                                              "meetings": 100}
     TOKEN_SCOPES = ALL_SCOPES
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {
         "contacts": "contacts",
@@ -101,6 +103,7 @@ class HubSpotSandbox(Emulator):
         tasks: int = 0,
         calls: int = 0,
         notes: int = 0,
+        meetings: int = 0,
         rate_limit: tuple[int, float] | None = (100, 10.0),
         search_rate_limit: tuple[int, float] | None = (5, 1.0),
         search_max_sorts: int = 1,
@@ -133,6 +136,7 @@ class HubSpotSandbox(Emulator):
             tasks=tasks,
             calls=calls,
             notes=notes,
+            meetings=meetings,
         )
         if burst_same_timestamp:
             # N records of each of contacts, companies and deals share one modification time.

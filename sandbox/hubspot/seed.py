@@ -134,6 +134,7 @@ def populate(
     tasks: int = 0,
     calls: int = 0,
     notes: int = 0,
+    meetings: int = 0,
 ) -> None:
     draw = Draw(seed)
     with gc_paused():
@@ -148,6 +149,7 @@ def populate(
             ("tasks", tasks, _task_values),
             ("calls", calls, _call_values),
             ("notes", notes, _note_values),
+            ("meetings", meetings, _meeting_values),  # last: the others stay as they were
         ):
             _seed_activities(store, draw, object_type, count, make, contact_ids, deal_ids)
 
@@ -317,6 +319,23 @@ def _note_values(draw: Draw, created: str) -> dict[str, str]:
     return _without_nulls(
         {
             "hs_note_body": draw.pick(NOTE_BODIES),
+            "hs_timestamp": created,
+            "hubspot_owner_id": draw.maybe(0.9, draw.pick(OWNER_IDS)),
+        }
+    )
+
+
+def _meeting_values(draw: Draw, created: str) -> dict[str, str]:
+    hours = 1 + draw.below(2)
+    end = created[:11] + f"{min(int(created[11:13]) + hours, 23):02d}" + created[13:]
+    return _without_nulls(
+        {
+            "hs_meeting_title": f"{draw.pick(CALL_TITLES)} (meeting)",
+            "hs_meeting_body": draw.maybe(0.6, draw.pick(NOTE_BODIES)),
+            "hs_meeting_location": draw.maybe(0.5, draw.pick(("Zoom", "Office", "Client site"))),
+            "hs_meeting_outcome": draw.pick(("SCHEDULED", "COMPLETED", "CANCELED")),
+            "hs_meeting_start_time": created,
+            "hs_meeting_end_time": end,
             "hs_timestamp": created,
             "hubspot_owner_id": draw.maybe(0.9, draw.pick(OWNER_IDS)),
         }

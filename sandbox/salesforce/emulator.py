@@ -92,6 +92,7 @@ class SalesforceSandbox(Emulator):
         "leads": 50,
         "tasks": 200,
         "events": 100,
+        "notes": 100,
     }
     # A session, and a refresh token because the scopes allow one (oauth.py).
     TOKEN_SCOPES = DEFAULT_SCOPES

@@ -373,6 +373,30 @@ _register(ObjectSchema("CurrencyType", "Currency Type", "Currency Types", "02D",
 CORPORATE_CURRENCY = "USD"
 CONVERSION_RATES = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79}
 
+# A deal's contacts and their roles (Salesforce's standard Role picklist). Read through the
+# Opportunity's child relationship `OpportunityContactRoles` in a SOQL subquery, or directly.
+OPPORTUNITY_CONTACT_ROLES = (
+    "Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator",
+    "Executive Sponsor", "Influencer", "Technical Buyer", "Other",
+)  # fmt: skip
+_register(ObjectSchema("OpportunityContactRole", "Opportunity Contact Role",
+                       "Opportunity Contact Role", "00K", _system((
+    _ref("OpportunityId", "Opportunity ID", ("Opportunity",), "Opportunity", required=True),
+    _ref("ContactId", "Contact ID", ("Contact",), "Contact", required=True),
+), (
+    _pick("Role", "Role", OPPORTUNITY_CONTACT_ROLES),
+    Field("IsPrimary", "boolean", "Primary"),
+), owner=False)))  # fmt: skip
+
+# Parent-to-child relationships a SOQL subquery may name in its FROM:
+# (parent object, relationship name lower-cased) -> (relationship name, child object, lookup).
+CHILD_RELATIONSHIPS = {
+    ("Opportunity", "opportunitycontactroles"):
+        ("OpportunityContactRoles", "OpportunityContactRole", "OpportunityId"),
+}
+# Objects added after the first ones: their id counters come after, so earlier ids stay put.
+LATER_OBJECTS = ("OpportunityContactRole",)
+
 # Key prefix (first three id characters) -> object name.
 PREFIXES = {schema.key_prefix: name for name, schema in SCHEMAS.items()}
 # Object names are case-insensitive in SOQL FROM and in sobjects/{Type} URLs.

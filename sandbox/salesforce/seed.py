@@ -27,6 +27,7 @@ from sandbox.salesforce.schema import (
     INDUSTRIES,
     LEAD_SOURCES,
     LEAD_STATUSES,
+    OPPORTUNITY_CONTACT_ROLES,
     OPPORTUNITY_STAGES,
     OPPORTUNITY_TYPES,
     RATINGS,
@@ -179,7 +180,29 @@ def populate(
         _seed(store, "Event", events, draw, users, lambda d, i: _event(d, i, who, what))
         parents = [r.id for r in contact_rows] + what
         _seed(store, "Note", notes, draw, users, lambda d, i: _note(d, i, parents))
+        # A draw of their own: the records above stay as they were before contact roles.
+        roles_draw = Draw(seed + 1)
+        roles = _contact_roles(roles_draw, store, opportunities, contact_rows)
+        _seed(store, "OpportunityContactRole", len(roles), roles_draw, users,
+              lambda d, i: roles[i])
     return admin
+
+
+def _contact_roles(draw: Draw, store: Store, opportunities: list, contacts: list) -> list[dict]:
+    """The opportunity's ContactId as its primary contact role; about half the deals also
+    name another contact, in a role of its own."""
+    roles = []
+    for opportunity in opportunities:
+        primary = store.value(opportunity, "ContactId")
+        if primary:
+            roles.append({"OpportunityId": opportunity.id, "ContactId": primary,
+                          "Role": draw.pick(("Decision Maker", "Economic Buyer")),
+                          "IsPrimary": True})
+        other = draw.pick(contacts).id if contacts and draw.random() < 0.5 else None
+        if other and other != primary:
+            roles.append({"OpportunityId": opportunity.id, "ContactId": other,
+                          "Role": draw.pick(OPPORTUNITY_CONTACT_ROLES), "IsPrimary": False})
+    return roles
 
 
 def first_id(object_name: str) -> str:

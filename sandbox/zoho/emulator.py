@@ -7,9 +7,9 @@
 
 One server plays a data centre's accounts server (OAuth, oauth.py) and its API host: the
 token response's ``api_domain`` is this server's URL. Modules Contacts, Accounts, Deals, Tasks,
-Calls and Notes: list (page, then page_token; paging.py), get, create, update, upsert, delete,
-deleted records and search (criteria parsed in criteria.py); users. Records live in store.py,
-seed data in seed.py, writes in records.py, limits in limits.py.
+Calls, Notes and Events: list (page, then page_token; paging.py), get, create, update, upsert,
+delete, deleted records and search (criteria parsed in criteria.py); users. Records live in
+store.py, seed data in seed.py, writes in records.py, limits in limits.py.
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ class ZohoSandbox(Emulator):
 
     name = "zoho"
     # An Enterprise-sized credit budget and concurrency.
-    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20}
+    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20,
+                                              "tasks": 300, "calls": 200, "notes": 200,
+                                              "events": 100}
     TOKEN_SCOPES = ALL_SCOPES
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {
         "contacts": "Contacts",
@@ -131,6 +133,7 @@ class ZohoSandbox(Emulator):
         tasks: int = 0,
         calls: int = 0,
         notes: int = 0,
+        events: int = 0,
         org_offset: str = "+03:00",
         data_centre: str = "us",
         credits_per_day: int = 50_000,
@@ -178,6 +181,7 @@ class ZohoSandbox(Emulator):
             tasks=tasks,
             calls=calls,
             notes=notes,
+            events=events,
         )
         self.writer = Writer(self.store, self.org, self.clock)
         self._revision = 0  # numbers the values /__sandbox/mutate writes
