@@ -12,7 +12,7 @@ import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,15 +128,21 @@ class CredentialStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# A lock per connection name held while its token is refreshed: by default the credential
+# store's own; a distributed worker passes one every machine sees.
+RefreshLock = Callable[[str], AbstractContextManager[None]]
+
+
 class StoredTokens:
     """One stored connection's credentials as the refresh logic's `TokenStore`."""
 
-    def __init__(self, store: CredentialStore, name: str):
+    def __init__(self, store: CredentialStore, name: str, lock: RefreshLock | None = None):
         self._store = store
         self._name = name
+        self._lock = lock or store.locked
 
     def locked(self) -> AbstractContextManager[None]:
-        return self._store.locked(self._name)
+        return self._lock(self._name)
 
     def load(self) -> Credentials | None:
         connection = self._store.load(self._name)
