@@ -5,7 +5,10 @@ only by its holder, with a lease so a killed holder's lock frees itself)."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -38,7 +41,8 @@ class SharedState:
         lease = self.settings.unit_lease
         lock = self.client.lock(f"{PREFIX}:unit:{{{connection}:{stream}}}", timeout=lease,
                                 blocking=False, thread_local=False)
-        if not lock.acquire():
+        # The lock's value names its holder, for whoever asks which worker runs a unit.
+        if not lock.acquire(token=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"):
             yield False
             return
         stop = threading.Event()

@@ -65,14 +65,17 @@ class Runtime:
         self.connectors_dir = connectors_dir
         self.shared = shared or SharedState.connect(settings)
         self.budgets = RedisBudgets(self.shared.client, Clock())
+        self._specs = Engine(connectors_dir=connectors_dir)  # connector specs, loaded once
 
     def engine_for(self, unit: Unit) -> Engine:
         """An Engine landing the unit's stream. Until the DuckLake store lands, each unit has
         a DuckDB file of its own under the target folder (one writer per file: the unit's
         lock is that writer's)."""
         path = self.target / unit.connection / f"{unit.stream}.duckdb"
-        return Engine(db=path, connectors_dir=self.connectors_dir, budgets=self.budgets,
-                      refresh_lock=self.shared.refresh_lock)
+        engine = Engine(db=path, connectors_dir=self.connectors_dir, budgets=self.budgets,
+                        refresh_lock=self.shared.refresh_lock)
+        engine._connectors = self._specs._connectors  # a spec loads in ~0.5s: share them
+        return engine
 
     def connection(self, name: str) -> ProjectConnection:
         if name not in self.project.connections:

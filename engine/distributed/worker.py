@@ -23,7 +23,9 @@ from engine.project import Project
 log = logging.getLogger("crm_engine.distributed")
 SYNC_UNIT = "crm_engine.sync_unit"
 QUEUE = "crm-engine"
-BUSY_RETRY_SECONDS = 30.0  # a delivery of a unit that runs elsewhere looks again this late
+# A delivery of a unit that runs elsewhere looks again this late (within the visibility
+# timeout, else the broker would hand the waiting copy out again meanwhile).
+BUSY_RETRY_SECONDS = 30.0
 
 _runtime: Runtime | None = None  # set in each worker process by `serve`
 
@@ -49,6 +51,9 @@ def make_app(settings: Settings) -> Celery:
             # Look for abandoned tasks often enough to meet a short visibility timeout.
             "unacked_restore_interval": max(1, min(10, int(settings.visibility_timeout / 4))),
             "unacked_restore_throttle": 1,
+            # The sweep holds a mutex in Redis; a worker killed while holding it would stop
+            # every sweep for kombu's default 300s.
+            "unacked_mutex_expire": max(1, min(300, int(settings.visibility_timeout / 2))),
         },
     )
 
@@ -61,8 +66,9 @@ def make_app(settings: Settings) -> Celery:
         try:
             run = _runtime.run(unit, self.request.id, full_refresh=full_refresh)
         except UnitBusy as busy:
-            log.info("%s; trying again in %.0fs", busy, BUSY_RETRY_SECONDS)
-            raise self.retry(countdown=BUSY_RETRY_SECONDS) from None
+            wait = min(BUSY_RETRY_SECONDS, settings.visibility_timeout / 2)
+            log.info("%s; trying again in %.0fs", busy, wait)
+            raise self.retry(countdown=wait) from None
         if run is None:
             return None
         summary = run_summary(run)
