@@ -167,6 +167,7 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
     assert {n for n, s in statuses.items() if any(k >= 400 for k in s)} <= {EXPIRING}
     # One refresh for the one expiry, whichever worker noticed it first; the rotated refresh
     # token is the one stored.
+    assert statuses[EXPIRING][401] >= 1  # the expiry was noticed (by each unit under way)
     assert expiring.app.stats.count("oauth.token") == 1
     stored = Engine(home=home).credentials.load(EXPIRING)
     assert expiring.oauth.refresh_token_info(stored.credentials.refresh_token) is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,12 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     streams = [s.strip() for s in args.streams.split(",") if s.strip()] if args.streams \
         else None
     chosen = units.units(project, engine, args.names or None, streams)
-    ids = worker.enqueue(settings.Settings.from_env(), chosen, full_refresh=args.full_refresh)
+    try:
+        ids = worker.enqueue(settings.Settings.from_env(), chosen,
+                             full_refresh=args.full_refresh)
+    except worker.BrokerUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"enqueued {len(ids)} units of {len({u.connection for u in chosen})} "
               f"connections")

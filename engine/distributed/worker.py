@@ -14,6 +14,8 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.schedules import crontab
+from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from engine.distributed.settings import Settings
 from engine.distributed.units import Runtime, Unit, UnitBusy, run_summary
@@ -89,12 +91,20 @@ def serve(runtime: Runtime, *, concurrency: int, loglevel: str = "INFO") -> None
                      "--without-mingle"])
 
 
+class BrokerUnreachable(RuntimeError):
+    """The Redis broker did not answer (after kombu's own retries)."""
+
+
 def enqueue(settings: Settings, units: list[Unit], *, full_refresh: bool = False) -> list[str]:
     """One task per unit on the broker; returns the task ids."""
     app = make_app(settings)
-    with app.producer_or_acquire() as producer:
-        return [app.send_task(SYNC_UNIT, args=[u.connection, u.stream, full_refresh],
-                              producer=producer).id for u in units]
+    try:
+        with app.producer_or_acquire() as producer:
+            return [app.send_task(SYNC_UNIT, args=[u.connection, u.stream, full_refresh],
+                                  producer=producer).id for u in units]
+    except OperationalError as exc:
+        raise BrokerUnreachable(f"cannot reach the Redis broker at "
+                                f"{maybe_sanitize_url(settings.redis_url)}: {exc}") from None
 
 
 def cron(expression: str, where: str) -> crontab:
@@ -119,7 +129,8 @@ def beat_schedule(project: Project, units: list[Unit]) -> dict[str, dict[str, An
         if conn.schedule:
             schedule[f"{unit.connection}/{unit.stream}"] = {
                 "task": SYNC_UNIT, "args": [unit.connection, unit.stream],
-                "schedule": cron(conn.schedule, f"connections.{conn.name}.schedule")}
+                "schedule": cron(conn.schedule,
+                                 f"{project.file}: connections.{conn.name}.schedule")}
     return schedule
 
 
