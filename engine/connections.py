@@ -8,6 +8,7 @@ else `~/.config/crm-engine`), mode 0600, written atomically (write, fsync, renam
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -56,6 +57,24 @@ class Connection:
         )
 
 
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid connection name {name!r}: use letters, digits, _ . -")
+    return name
+
+
+class ConnectionStore(Protocol):
+    """Where connections and their credentials are kept: `CredentialStore` (files, the
+    default) or engine.shared_credentials.PostgresCredentialStore (shared, encrypted)."""
+
+    def load(self, name: str) -> Connection | None: ...
+    def names(self) -> list[str]: ...
+    def save(self, connection: Connection) -> None: ...
+    def delete(self, name: str) -> bool: ...
+    def update_credentials(self, name: str, credentials: Credentials) -> None: ...
+    def locked(self, name: str) -> AbstractContextManager[None]: ...
+
+
 def default_home() -> Path:
     if os.environ.get("CRM_ENGINE_HOME"):
         return Path(os.environ["CRM_ENGINE_HOME"])
@@ -68,9 +87,7 @@ class CredentialStore:
         self.directory = Path(home or default_home()) / "connections"
 
     def _file(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise ValueError(f"invalid connection name {name!r}: use letters, digits, _ . -")
-        return self.directory / f"{name}.json"
+        return self.directory / f"{check_name(name)}.json"
 
     def load(self, name: str) -> Connection | None:
         path = self._file(name)
@@ -128,21 +145,26 @@ class CredentialStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# A lock per connection name held while its token is refreshed: by default the credential
-# store's own; a distributed worker passes one every machine sees.
+# A lock per connection name held while its token is refreshed, in front of the credential
+# store's own: a distributed worker passes one every worker sees (Redis).
 RefreshLock = Callable[[str], AbstractContextManager[None]]
 
 
 class StoredTokens:
     """One stored connection's credentials as the refresh logic's `TokenStore`."""
 
-    def __init__(self, store: CredentialStore, name: str, lock: RefreshLock | None = None):
+    def __init__(self, store: ConnectionStore, name: str, lock: RefreshLock | None = None):
         self._store = store
         self._name = name
-        self._lock = lock or store.locked
+        self._lock = lock
 
-    def locked(self) -> AbstractContextManager[None]:
-        return self._lock(self._name)
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with contextlib.ExitStack() as held:
+            if self._lock is not None:
+                held.enter_context(self._lock(self._name))
+            held.enter_context(self._store.locked(self._name))
+            yield
 
     def load(self) -> Credentials | None:
         connection = self._store.load(self._name)

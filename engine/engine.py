@@ -19,14 +19,20 @@ from engine.actions import run_action
 from engine.auth import Credentials
 from engine.authkinds import AuthMethod, AuthRuntime, OAuth2
 from engine.clock import Clock
-from engine.connections import Connection, CredentialStore, RefreshLock, StoredTokens
+from engine.connections import (
+    Connection,
+    ConnectionStore,
+    CredentialStore,
+    RefreshLock,
+    StoredTokens,
+)
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
 from engine.mapping import ModelMapping
 from engine.ratelimit import Budgets, LocalBudgets
 from engine.render import render_call
 from engine.spec import Connector
-from engine.store import DuckDBStore, Store, SyncRun
+from engine.store import DuckDBStore, Store, StoreTarget, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
@@ -122,14 +128,15 @@ def api_base_url(connector: Connector, context: dict[str, Any], override: str | 
 class Engine:
     """Runs syncs and actions. Thread-safe; one Engine can serve many connections."""
 
-    def __init__(self, db: str | Path | None = None, *, connectors_dir: str | Path | None = None,
-                 home: str | Path | None = None, clock: Clock | None = None,
-                 transport: httpx.BaseTransport | None = None, budgets: Budgets | None = None,
+    def __init__(self, db: str | Path | StoreTarget | None = None, *,
+                 connectors_dir: str | Path | None = None, home: str | Path | None = None,
+                 clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
+                 credentials: ConnectionStore | None = None, budgets: Budgets | None = None,
                  refresh_lock: RefreshLock | None = None):
         self.connectors_dir = Path(connectors_dir) if connectors_dir else default_connectors_dir()
         self._db = db
         self._store: Store | None = None
-        self.credentials = CredentialStore(home)
+        self.credentials: ConnectionStore = credentials or CredentialStore(home)
         self.clock = clock or Clock()
         self._transport = transport
         self._connectors: dict[str, Connector] = {}
@@ -146,10 +153,12 @@ class Engine:
 
     @property
     def store(self) -> Store | None:
-        """The DuckDB file, opened on first use (a broken spec never creates it)."""
+        """The DuckDB file (or another target's store), opened on first use (a broken spec
+        never creates it)."""
         with self._lock:
             if self._store is None and self._db is not None:
-                self._store = DuckDBStore(self._db)
+                self._store = (DuckDBStore(self._db) if isinstance(self._db, str | Path)
+                               else self._db.open())
         return self._store
 
     # -- specs -----------------------------------------------------------------------------

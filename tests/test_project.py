@@ -64,6 +64,41 @@ def test_an_inline_secret_is_an_error_that_never_echoes_it(tmp_path):
     assert "environment references" in problem and "very-secret" not in problem
 
 
+def test_a_ducklake_target_takes_its_catalog_password_only_from_the_environment(tmp_path):
+    path = write(tmp_path, """\
+        target:
+          ducklake:
+            catalog: "postgres:host=db.internal dbname=lake user=crm password=hunter2-lake"
+            data_path: lake
+        credentials:
+          postgres: "host=db.internal dbname=lake password=hunter2-creds"
+          key: {env: CRM_KEY}
+        connections:
+          acme: {connector: hubspot}
+        """)
+    found = sorted(problems(path), key=lambda p: "credentials" in p)
+    assert [p.split(": ", 1)[0] for p in found] == [
+        f"{path}:3 at target.ducklake.catalog", f"{path}:6 at credentials.postgres"]
+    assert "password: {env: VARIABLE}" in found[0] and not any("hunter2" in p for p in found)
+
+    path = write(tmp_path, """\
+        target:
+          ducklake:
+            catalog: "postgres:host=db.internal dbname=lake user=crm"
+            password: {env: LAKE_PASSWORD}
+            data_path: lake
+        connections:
+          acme: {connector: hubspot}
+        """)
+    target = load_project(path).target
+    assert (target.catalog, target.data_path, target.password_env) == (
+        "host=db.internal dbname=lake user=crm".join(["postgres:", ""]), str(tmp_path / "lake"),
+        "LAKE_PASSWORD")
+    both = write(tmp_path, path.read_text() + "database: crm.duckdb\n", name="both.yaml")
+    assert problems(both) == [f"{both}:1 at target: give `database` (a DuckDB file) or "
+                              f"`target`, not both"]
+
+
 def test_a_misspelt_key_says_did_you_mean(tmp_path):
     path = write(tmp_path, """\
         database: crm.duckdb

@@ -3,7 +3,9 @@
 A store keeps the unified tables (one per model), `sync_runs`, `sync_state` and `action_log`.
 Every call that changes records also saves the run's counters and, when given, the stream's
 state, in one transaction: a kill at any moment leaves rows and state in step, so a rerun
-neither duplicates nor skips. `DuckDBStore` (one DuckDB file) is the embedded default.
+neither duplicates nor skips. `DuckDBStore` (one DuckDB file) is the embedded default;
+`engine.store.ducklake.DuckLakeStore` (DuckLake: a PostgreSQL catalog and Parquet files, many
+writers) is the distributed one, imported only when a project targets it.
 """
 
 from __future__ import annotations
@@ -114,7 +116,18 @@ class Store(Protocol):
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]: ...
 
+    def compact(self, keep: dt.timedelta | None = None) -> dict[str, Any]:
+        """Merge small files, drop what no snapshot younger than `keep` needs; returns what it
+        did."""
+        ...
+
     def close(self) -> None: ...
+
+
+class StoreTarget(Protocol):
+    """Where a project lands, other than a DuckDB file (engine.store.ducklake.DuckLakeTarget)."""
+
+    def open(self) -> Store: ...
 
 
 def unified_tables() -> list[str]:
@@ -123,5 +136,5 @@ def unified_tables() -> list[str]:
 
 from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
 
-__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "SyncRun",
+__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "StoreTarget", "SyncRun",
            "unified_tables"]

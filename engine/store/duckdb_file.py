@@ -8,20 +8,22 @@ duplicating nor skipping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
 
+from engine import secrets
 from engine.clock import utc_now
 from engine.models import Model
 from engine.store import Batch, Deletion, StoreError, SyncRun
@@ -90,10 +92,11 @@ def _struct_literal(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
 
 
-# Identifies this process in `sync_runs.process`. DuckDB lets one process at a time open a file
-# for writing, so a `running` row of another process, found when we open the file, is a run
-# whose process died (kill -9, a crash, a lost machine): it is marked `abandoned`.
+# Identifies this process in `sync_runs.process` (see DuckDBStore._abandon_dead_runs).
 PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+ABANDONED = "its process ended without finishing (killed or crashed); a rerun repairs it"
+_PRIMARY_KEY = re.compile(r",\s*PRIMARY KEY \([^)]*\)| PRIMARY KEY")
+T = TypeVar("T")
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -116,13 +119,15 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
 
 class DuckDBStore:
     """One DuckDB file (the `Store` interface). Safe to share between threads: writes are
-    serialized on one connection."""
+    serialized on one connection. `DuckLakeStore` (engine.store.ducklake) derives from it and
+    overrides the hooks marked below: how to connect, the DDL, the upsert, the write retry."""
+
+    # The DuckDB file enforces primary keys; a DuckLake table cannot (none are declared there).
+    PRIMARY_KEYS = True
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = connect(self.path)
+        self._con = self._connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
         # stay flat however many records land. Spilled blocks are re-read from the file.
@@ -130,15 +135,45 @@ class DuckDBStore:
         self._con.execute(f"SET memory_limit = '{memory}'")
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
-        self._con.execute(BOOKKEEPING_DDL)
+        self._con.execute(self._ddl(BOOKKEEPING_DDL))
         # Files written by older versions gain the newer columns.
         for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR",
                        "deleted BIGINT DEFAULT 0"):
             self._con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
+        self._abandon_dead_runs()
+
+    def __str__(self) -> str:
+        return self.path
+
+    # -- hooks (overridden by DuckLakeStore) -----------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return connect(self.path)
+
+    def _ddl(self, sql: str) -> str:
+        """CREATE TABLE statements as this store declares them."""
+        return sql if self.PRIMARY_KEYS else _PRIMARY_KEY.sub("", sql)
+
+    def _abandon_dead_runs(self) -> None:
+        """One process at a time writes a DuckDB file, so a `running` row of another process,
+        found when we open the file, is a run whose process died (kill -9, a crash, a lost
+        machine): it is marked `abandoned`."""
         self._con.execute(
-            "UPDATE sync_runs SET status = 'abandoned', finished = ?, error = coalesce(error, "
-            "'its process ended without finishing (killed or crashed); a rerun repairs it') "
-            "WHERE status = 'running' AND process IS DISTINCT FROM ?", [utc_now(), PROCESS])
+            f"UPDATE sync_runs SET status = 'abandoned', finished = ?, error = coalesce(error, "
+            f"'{ABANDONED}') WHERE status = 'running' AND process IS DISTINCT FROM ?",
+            [utc_now(), PROCESS])
+
+    def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `work` in one transaction and commit it (DuckLake retries it on a conflict, so
+        `work` must set, not accumulate, what it changes outside the database)."""
+        with self._transaction() as con:
+            return work(con)
+
+    def _upsert(self, table: str, key: list[str], columns: list[str], select: str) -> str:
+        """SQL inserting `select`'s rows (named `columns`) into `table`, replacing those whose
+        `key` is there already."""
+        return (f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) {select}")
 
     def close(self) -> None:
         self._con.close()
@@ -150,12 +185,20 @@ class DuckDBStore:
             try:
                 yield self._con
             except duckdb.Error as exc:
-                self._con.rollback()
-                raise StoreError(f"{self.path}: {exc}") from exc
+                self._rollback()
+                raise StoreError(secrets.redact(f"{self}: {exc}")) from exc
             except BaseException:
-                self._con.rollback()
+                self._rollback()
                 raise
-            self._con.commit()
+            try:
+                self._con.commit()
+            except duckdb.Error as exc:
+                self._rollback()
+                raise StoreError(secrets.redact(f"{self}: {exc}")) from exc
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(duckdb.Error):  # a failed commit has ended the transaction
+            self._con.rollback()
 
     # -- unified tables --------------------------------------------------------------------
     def ensure_table(self, model: Model) -> None:
@@ -166,20 +209,24 @@ class DuckDBStore:
         columns += [f"{name} {_SQL_TYPES[f.type]}" for name, f in model.fields.items()
                     if name != "id"]
         columns += ["custom JSON", "synced_at TIMESTAMPTZ NOT NULL", "PRIMARY KEY (connection, id)"]
-        with self._lock:
-            self._con.execute(f"CREATE TABLE IF NOT EXISTS {model.table} ({', '.join(columns)})")
-            self._add_missing_columns(model)
+        ddl = self._ddl(f"CREATE TABLE IF NOT EXISTS {model.table} ({', '.join(columns)})")
+
+        def create(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(ddl)
+            self._add_missing_columns(con, model)
+
+        self._write(create)
         self._ensured.add(model.table)
 
-    def _add_missing_columns(self, model: Model) -> None:
+    @staticmethod
+    def _add_missing_columns(con: duckdb.DuckDBPyConnection, model: Model) -> None:
         """A newer engine may add unified fields; old files gain the columns, nothing is lost."""
-        existing = {row[0] for row in self._con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-            [model.table]).fetchall()}
+        existing = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_catalog = current_database()", [model.table]).fetchall()}
         for name, f in model.fields.items():
             if name not in existing:
-                self._con.execute(
-                    f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
+                con.execute(f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
 
     def _batch_file(self, batch: Batch) -> tuple[str, int, list[str]]:
         """Write the batch as one JSON object of columns; returns its path, size and columns.
@@ -216,26 +263,29 @@ class DuckDBStore:
         json_types["custom"] = "JSON[]"
         unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
         select = ", ".join(n if n in ("id", "custom") else
-                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in names)
-        verb = "INSERT" if append else "INSERT OR REPLACE"
+                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}" for n in names)
+        columns = ["connector", "connection", *names, "synced_at"]
+        rows = (f"SELECT ?::VARCHAR AS connector, ?::VARCHAR AS connection, {select}, "
+                f"?::TIMESTAMPTZ AS synced_at FROM (SELECT {unnest} FROM read_json(?, "
+                f"columns = {_struct_literal(json_types)}, "
+                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL")
+        sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}" if append else
+               self._upsert(model.table, ["connection", "id"], columns, rows))
+        deleted_before = run.deleted
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(sql, [run.connector, run.connection, utc_now(), path])
+            if sweep_before is not None:
+                run.deleted = deleted_before + con.execute(
+                    f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
+                    f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
+                    f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
+            if state is not None:
+                self._save_state(con, run, state)
+            self._save_run(con, run)
+
         try:
-            with self._transaction() as con:
-                con.execute(
-                    f"{verb} INTO {model.table} "
-                    f"(connector, connection, {', '.join(names)}, synced_at) "
-                    f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
-                    f"columns = {_struct_literal(json_types)}, "
-                    f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
-                    [run.connector, run.connection, utc_now(), path],
-                )
-                if sweep_before is not None:
-                    run.deleted += con.execute(
-                        f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
-                        f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
-                        f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
-                if state is not None:
-                    self._save_state(con, run, state)
-                self._save_run(con, run)
+            self._write(work)
         except StoreError as exc:
             if append and isinstance(exc.__cause__, duckdb.ConstraintException):
                 return self.land(batch, run, state=state, sweep_before=sweep_before)
@@ -247,28 +297,33 @@ class DuckDBStore:
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
                      state: dict[str, Any] | None = None) -> int:
         self.ensure_table(model)
-        marked = 0
-        with self._transaction() as con:
+        deleted_before = run.deleted
+
+        def work(con: duckdb.DuckDBPyConnection) -> int:
+            marked = 0
             if deletions:
-                con.execute("CREATE OR REPLACE TEMP TABLE deletions AS SELECT "
-                            "unnest(?::VARCHAR[]) AS id, unnest(?::TIMESTAMPTZ[]) AS deleted_at",
-                            [[d.id for d in deletions], [d.deleted_at for d in deletions]])
+                # Numbered parameters: DuckDB binds an UPDATE's FROM before its SET.
+                found = ("(SELECT unnest($1::VARCHAR[]) AS id, unnest($2::TIMESTAMPTZ[]) AS "
+                         "deleted_at) AS d")
+                listed = [[d.id for d in deletions], [d.deleted_at for d in deletions],
+                          run.connection]
                 marked = con.execute(
                     f"UPDATE {model.table} AS t SET is_deleted = true, "
-                    f"deleted_at = coalesce(d.deleted_at, ?) FROM deletions AS d "
-                    f"WHERE t.connection = ? AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
-                    f"true", [utc_now(), run.connection]).fetchone()[0]
+                    f"deleted_at = coalesce(d.deleted_at, $4) FROM {found} "
+                    f"WHERE t.connection = $3 AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
+                    f"true", [*listed, utc_now()]).fetchone()[0]
                 # A row a full refresh swept has our time; the CRM's own time is better.
                 con.execute(
-                    f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM deletions "
-                    f"AS d WHERE t.connection = ? AND t.id = d.id AND d.deleted_at IS NOT NULL "
-                    f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", [run.connection])
-                con.execute("DROP TABLE deletions")
-            run.deleted += marked
+                    f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM {found} "
+                    f"WHERE t.connection = $3 AND t.id = d.id AND d.deleted_at IS NOT NULL "
+                    f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", listed)
+            run.deleted = deleted_before + marked
             if state is not None:
                 self._save_state(con, run, state)
             self._save_run(con, run)
-        return marked
+            return marked
+
+        return self._write(work)
 
     def has_rows(self, model: Model, connection: str) -> bool:
         self.ensure_table(model)
@@ -279,17 +334,14 @@ class DuckDBStore:
 
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:
-        with self._transaction() as con:
-            con.execute(
-                "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
-                "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
-                 PROCESS],
-            )
+        self._write(lambda con: con.execute(
+            "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
+            "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
+             PROCESS]))
 
     def finish_run(self, run: SyncRun) -> None:
-        with self._transaction() as con:
-            self._save_run(con, run)
+        self._write(lambda con: self._save_run(con, run))
 
     @staticmethod
     def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
@@ -302,11 +354,13 @@ class DuckDBStore:
              orjson.dumps(run.warnings).decode() if run.warnings else None, run.run_id],
         )
 
-    @staticmethod
-    def _save_state(con: duckdb.DuckDBPyConnection, run: SyncRun, state: dict[str, Any]) -> None:
+    def _save_state(self, con: duckdb.DuckDBPyConnection, run: SyncRun,
+                    state: dict[str, Any]) -> None:
         con.execute(
-            "INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
-            "VALUES (?, ?, ?, ?, ?)",
+            self._upsert("sync_state", ["connection", "stream"],
+                         ["connection", "stream", "connector", "state", "updated"],
+                         "SELECT ?::VARCHAR AS connection, ?::VARCHAR AS stream, "
+                         "?::VARCHAR AS connector, ?::JSON AS state, ?::TIMESTAMPTZ AS updated"),
             [run.connection, run.stream, run.connector, orjson.dumps(state).decode(), utc_now()],
         )
 
@@ -346,12 +400,17 @@ class DuckDBStore:
     def log_action(self, *, connector: str, connection: str, action: str, status: str,
                    remote_id: str | None, duration_ms: float, error: str | None,
                    payload: Any = None) -> None:
-        with self._transaction() as con:
-            con.execute(
-                "INSERT INTO action_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [utc_now(), connector, connection, action, status, remote_id, duration_ms, error,
-                 orjson.dumps(payload, default=str).decode() if payload is not None else None],
-            )
+        self._write(lambda con: con.execute(
+            "INSERT INTO action_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [utc_now(), connector, connection, action, status, remote_id, duration_ms, error,
+             orjson.dumps(payload, default=str).decode() if payload is not None else None]))
+
+    def compact(self, keep: dt.timedelta | None = None) -> dict[str, Any]:
+        """Reclaim space: a DuckDB file writes its WAL into the file and frees deleted blocks
+        (DuckLake merges small files and expires snapshots older than `keep` instead)."""
+        with self._lock:
+            self._con.execute("FORCE CHECKPOINT")
+        return {"store": str(self)}
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:
