@@ -262,6 +262,8 @@ class Engine:
                 return cached
             conn = self.resolve_connection(connector, connection, **options)
             if cached is not None:
+                if conn == cached[2]:  # the same again: threads syncing its streams share it
+                    return cached
                 cached[0].close()
             session, context = self._open(connector, conn)
             self._sessions[key] = (session, context, conn)

@@ -9,13 +9,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-import duckdb
 import pytest
 
 import sandbox
 from engine import Engine
 from engine.project import load_project
 from tests.redis_service import redis_server
+from tests.test_ducklake import read_lake
 
 TOKEN = "acme-private-app-token"
 
@@ -104,11 +104,20 @@ def test_enqueue_says_what_is_wrong_in_one_line(tmp_path, project, args, message
 
 
 def test_the_distributed_commands_need_a_project_file(tmp_path):
-    for command in (["worker", "--db", "units"], ["enqueue", "--all"], ["beat"]):
+    for command in (["worker"], ["enqueue", "--all"], ["beat"]):
         result = crm(tmp_path, *command)
         assert result.returncode == 2
         assert result.stderr.strip().startswith("error: --project: the distributed mode "
                                                 "syncs a project file"), result.stderr
+
+
+def test_a_worker_needs_a_ducklake_target(tmp_path, project):
+    pytest.importorskip("celery")
+    result = crm(tmp_path, "worker", "--project", str(project))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: target: {project} has no DuckLake `target`: workers on many machines land in "
+        f"DuckLake (a DuckDB file has one writer: use `crm-engine sync` for it)")
 
 
 def test_a_broker_that_cannot_be_reached_fails_enqueue_loudly(tmp_path, project):
@@ -127,7 +136,9 @@ def hubspot():
         yield running
 
 
-def test_a_unit_runs_once_per_delivery_and_never_beside_itself(tmp_path, hubspot, monkeypatch):
+def test_a_unit_runs_once_per_delivery_and_never_beside_itself(tmp_path, hubspot, monkeypatch,
+                                                              pg_dsn, services):
+    monkeypatch.setenv("CRM_ENGINE_PG_PASSWORD", services["CRM_ENGINE_PG_PASSWORD"])
     with redis_server(tmp_path / "redis") as redis_url:
         from engine.distributed.settings import Settings
         from engine.distributed.shared import SharedState
@@ -135,6 +146,11 @@ def test_a_unit_runs_once_per_delivery_and_never_beside_itself(tmp_path, hubspot
 
         monkeypatch.setenv("ACME_TOKEN", TOKEN)
         path = write_project(tmp_path, f"""\
+            target:
+              ducklake:
+                catalog: "postgres:{pg_dsn}"
+                password: {{env: CRM_ENGINE_PG_PASSWORD}}
+                data_path: lake
             connections:
               acme:
                 connector: hubspot
@@ -142,7 +158,7 @@ def test_a_unit_runs_once_per_delivery_and_never_beside_itself(tmp_path, hubspot
                 base_url: {hubspot.url}
             """)
         settings = Settings(redis_url=redis_url, unit_lease=5)
-        runtime = Runtime(load_project(path), settings, tmp_path / "units")
+        runtime = Runtime(load_project(path), settings)
         unit = Unit("acme", "contacts")
         served = hubspot.emulator.app.stats
 
@@ -164,9 +180,7 @@ def test_a_unit_runs_once_per_delivery_and_never_beside_itself(tmp_path, hubspot
         # landing no duplicate.
         again = runtime.run(unit, "task-2")
         assert (again.status, again.mode) == ("succeeded", "incremental")
-        with duckdb.connect(str(tmp_path / "units" / "acme" / "contacts.duckdb"),
-                            read_only=True) as con:
-            assert con.execute("SELECT count(*), count(DISTINCT id) FROM contacts").fetchone() \
-                == (30, 30)
+        runtime.close()
         other.client.close()
-        runtime.shared.client.close()
+        assert read_lake(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"],
+                         "SELECT count(*), count(DISTINCT id) FROM contacts") == [(30, 30)]

@@ -1,8 +1,9 @@
 """The distributed mode end to end: three `crm-engine worker` processes on a private Redis
-sync 50 connections (each its own account: its own emulator) from `crm-engine enqueue --all`;
-one worker is killed with SIGKILL in the middle of a unit. The landed tables equal a
-single-process `crm-engine sync --all` of the same project, with no duplicate and no gap; no
-emulator answered a 429; the connection whose token expires mid-run refreshed it once."""
+sync 50 connections (each its own account: its own emulator) from `crm-engine enqueue --all`
+into DuckLake; one worker is killed with SIGKILL in the middle of a unit. The DuckLake tables
+equal a single-process `crm-engine sync --all` of the same connections into a DuckDB file,
+with no duplicate and no gap; no emulator answered a 429; the connection whose token expires
+mid-run refreshed it once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from engine import Engine
 from engine.cli import main as cli
 from sandbox.demo import connect_oauth
 from tests.redis_service import redis_server
+from tests.test_ducklake import read_lake
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"contacts": 250, "companies": 60, "deals": 60}
@@ -54,11 +57,13 @@ def rows(con, table: str) -> list[tuple]:
 
 
 @pytest.fixture
-def accounts(tmp_path, monkeypatch):
-    """50 emulated accounts, each connected through its vendor's OAuth flow, and the project
-    file naming them. Yields (emulators by connection, project file, home)."""
+def accounts(tmp_path, monkeypatch, pg_dsn, services):
+    """50 emulated accounts, each connected through its vendor's OAuth flow, and two project
+    files naming them: landing in a DuckDB file, and in DuckLake. Yields (emulators by
+    connection, the file's project, the lake's project, home)."""
     home = tmp_path / "home"
     monkeypatch.setenv("CRM_ENGINE_HOME", str(home))
+    monkeypatch.setenv("CRM_ENGINE_PG_PASSWORD", services["CRM_ENGINE_PG_PASSWORD"])
     emulators, running = {}, []
     engine = Engine(home=home)
     plan = [(EXPIRING, "pipedrive", 60.0)] + [
@@ -70,23 +75,31 @@ def accounts(tmp_path, monkeypatch):
             running.append(served)
             connect_oauth(engine, vendor, emulator, served.url, name)
             emulators[name] = emulator
-        project = tmp_path / "crm-engine.yaml"
-        project.write_text("connections:\n" + "".join(
-            f"  {name}: {{connector: {vendor}}}\n" for name, vendor, _ in plan))
-        yield emulators, project, home
+        connections = "connections:\n" + "".join(
+            f"  {name}: {{connector: {vendor}}}\n" for name, vendor, _ in plan)
+        single = tmp_path / "single.yaml"
+        single.write_text("database: single.duckdb\n" + connections)
+        lake = tmp_path / "lake.yaml"
+        lake.write_text(textwrap.dedent(f"""\
+            target:
+              ducklake:
+                catalog: "postgres:{pg_dsn}"
+                password: {{env: CRM_ENGINE_PG_PASSWORD}}
+                data_path: lake
+            """) + connections)
+        yield emulators, single, lake, home
     finally:
         engine.close()
         for served in running:
             served.close()
 
 
-def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path, monkeypatch):
-    emulators, project, home = accounts
+def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path, pg_dsn,
+                                                              services):
+    emulators, single, project, home = accounts
     # The single-process sync the workers must equal.
-    baseline = tmp_path / "baseline.duckdb"
     started = time.monotonic()
-    assert cli(["sync", "--all", "--project", str(project), "--db", str(baseline), "-q",
-                "--max-concurrency", "4"]) == 0
+    assert cli(["sync", "--all", "--project", str(single), "-q", "--max-concurrency", "4"]) == 0
     for emulator in emulators.values():
         emulator.app.stats.reset()
     print(f"single process: {time.monotonic() - started:.1f}s")
@@ -98,14 +111,14 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
         client = redis.Redis.from_url(redis_url)
         env = {**os.environ, "CRM_ENGINE_REDIS_URL": redis_url, "CRM_ENGINE_HOME": str(home),
                "CRM_ENGINE_VISIBILITY_TIMEOUT": "4", "CRM_ENGINE_UNIT_LEASE": "3",
+               "CRM_ENGINE_PG_PASSWORD": services["CRM_ENGINE_PG_PASSWORD"],
                "PYTHONPATH": str(ROOT)}
-        out = tmp_path / "units"
         logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(WORKERS)]  # noqa: SIM115
         # The first worker, to be killed, syncs one unit at a time: what its log shows after
         # it took a unit's lock is that unit's progress.
         workers = [subprocess.Popen(
-            [sys.executable, "-m", "engine", "worker", "--project", str(project), "--db",
-             str(out), "--concurrency", str(1 if i == 0 else THREADS), "-v"],
+            [sys.executable, "-m", "engine", "worker", "--project", str(project),
+             "--concurrency", str(1 if i == 0 else THREADS), "-v"],
             env=env, stdout=logs[i], stderr=subprocess.STDOUT, cwd=tmp_path)
             for i in range(WORKERS)]
         try:
@@ -172,24 +185,21 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
     stored = Engine(home=home).credentials.load(EXPIRING)
     assert expiring.oauth.refresh_token_info(stored.credentials.refresh_token) is not None
 
-    killed_mid_unit = 0
-    landed: dict[str, list[tuple]] = {t: [] for t in TABLES}
-    for name in emulators:
-        for table in TABLES:
-            with duckdb.connect(str(out / name / f"{table}.duckdb"), read_only=True) as con:
-                landed[table] += rows(con, table)
-                runs = dict(con.execute("SELECT status, count(*) FROM sync_runs "
-                                        "GROUP BY ALL").fetchall())
-                assert runs.get("succeeded", 0) >= 1, (name, table, runs)
-                assert set(runs) <= {"succeeded", "abandoned"}, (name, table, runs)
-                killed_mid_unit += runs.get("abandoned", 0)
-    assert killed_mid_unit >= 1  # the SIGKILL hit a unit, and another worker finished it
+    def lake(sql: str) -> list[tuple]:
+        return read_lake(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"], sql)
 
-    with duckdb.connect(str(baseline), read_only=True) as con:
+    runs = lake("SELECT connection, stream, status, count(*) FROM sync_runs GROUP BY ALL")
+    assert {(c, s) for c, s, status, _ in runs if status == "succeeded"} == {
+        (name, table) for name in emulators for table in TABLES}
+    assert {status for *_, status, _ in runs} <= {"succeeded", "abandoned"}, runs
+    # The SIGKILL hit a unit (its run was left `running`), and another worker finished it.
+    assert sum(n for *_, status, n in runs if status == "abandoned") >= 1, runs
+
+    with duckdb.connect(str(tmp_path / "single.duckdb"), read_only=True) as con:
         for table in TABLES:
             expected = rows(con, table)
-            got = sorted(landed[table], key=lambda r: (r[1], r[2]))
-            keys = [(r[1], r[2]) for r in got]
-            assert len(keys) == len(set(keys)), f"{table}: duplicates"
             assert {r[1] for r in expected} == set(emulators), table  # every connection
-            assert got == expected, table
+            landed = lake(f"SELECT * EXCLUDE (synced_at) FROM {table} ORDER BY connection, id")
+            keys = [(r[1], r[2]) for r in landed]
+            assert len(keys) == len(set(keys)), f"{table}: duplicates"
+            assert landed == expected, table

@@ -25,11 +25,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def register_worker(commands: Any) -> None:
     p = commands.add_parser("worker", help="run a Celery worker that syncs the units its "
-                                           "Redis broker hands out")
+                                           "Redis broker hands out into the project's "
+                                           "DuckLake target")
     p.add_argument("--concurrency", type=int, default=4, metavar="N",
                    help="units synced at once by this worker (threads; default 4)")
-    p.add_argument("--db", required=True, metavar="FOLDER",
-                   help="where units land: a folder of one DuckDB file per unit")
     _common(p)
     p.set_defaults(handler=cmd_worker)
 
@@ -83,10 +82,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise InputError("--concurrency", "must be at least 1")
     project, _ = _load(args)
-    runtime = units.Runtime(project, settings.Settings.from_env(), args.db,
+    runtime = units.Runtime(project, settings.Settings.from_env(),
                             connectors_dir=args.connectors_dir)
     logging.getLogger("crm_engine").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    worker.serve(runtime, concurrency=args.concurrency, loglevel=_loglevel(args))
+    try:
+        worker.serve(runtime, concurrency=args.concurrency, loglevel=_loglevel(args))
+    finally:
+        runtime.close()
     return 0
 
 

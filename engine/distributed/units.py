@@ -55,27 +55,27 @@ def units(project: Project, engine: Engine, names: list[str] | None = None,
 
 
 class Runtime:
-    """What one worker process holds: the project, the shared state and the budgets."""
+    """What one worker process holds: the project, one Engine landing in the project's
+    DuckLake target (its threads share it), the shared state and the budgets."""
 
-    def __init__(self, project: Project, settings: Settings, target: str | Path, *,
+    def __init__(self, project: Project, settings: Settings, *,
                  connectors_dir: str | Path | None = None, shared: SharedState | None = None):
+        if project.target is None:
+            raise InputError("target", f"{project.file} has no DuckLake `target`: workers on "
+                                       f"many machines land in DuckLake (a DuckDB file has one "
+                                       f"writer: use `crm-engine sync` for it)")
         self.project = project
         self.settings = settings
-        self.target = Path(target)
-        self.connectors_dir = connectors_dir
         self.shared = shared or SharedState.connect(settings)
-        self.budgets = RedisBudgets(self.shared.client, Clock())
-        self._specs = Engine(connectors_dir=connectors_dir)  # connector specs, loaded once
+        self.engine = Engine(
+            db=project.target, connectors_dir=connectors_dir,
+            credentials=project.credentials.open() if project.credentials else None,
+            budgets=RedisBudgets(self.shared.client, Clock()),
+            refresh_lock=self.shared.refresh_lock)
 
-    def engine_for(self, unit: Unit) -> Engine:
-        """An Engine landing the unit's stream. Until the DuckLake store lands, each unit has
-        a DuckDB file of its own under the target folder (one writer per file: the unit's
-        lock is that writer's)."""
-        path = self.target / unit.connection / f"{unit.stream}.duckdb"
-        engine = Engine(db=path, connectors_dir=self.connectors_dir, budgets=self.budgets,
-                        refresh_lock=self.shared.refresh_lock)
-        engine._connectors = self._specs._connectors  # a spec loads in ~0.5s: share them
-        return engine
+    def close(self) -> None:
+        self.engine.close()
+        self.shared.client.close()
 
     def connection(self, name: str) -> ProjectConnection:
         if name not in self.project.connections:
@@ -93,9 +93,8 @@ class Runtime:
                 log.info("%s/%s: task %s was done already", unit.connection, unit.stream,
                          task_id)
                 return None
-            with self.engine_for(unit) as engine:
-                [run] = engine.sync(conn.connector, conn.name, streams=[unit.stream],
-                                    full_refresh=full_refresh, **conn.options())
+            [run] = self.engine.sync(conn.connector, conn.name, streams=[unit.stream],
+                                     full_refresh=full_refresh, **conn.options())
             if run.status == "succeeded":
                 self.shared.mark_done(task_id)
             return run
