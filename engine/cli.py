@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("status", help="per stream: mode, cursor, last run, deletes")
     p.add_argument("connector", nargs="?", help="only this connector's streams")
     p.add_argument("--connection", help="only this connection")
-    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
+    _db_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--connectors-dir")
+    _project_option(p)
     p.set_defaults(handler=cmd_status)
 
     p = commands.add_parser("action", help="run one action and print its result as JSON")
@@ -562,9 +563,10 @@ def cmd_connections(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if not Path(args.db).exists():
-        raise InputError("--db", f"{args.db} does not exist (nothing has been synced into it)")
-    with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
+    db = _db(args, _project(args))
+    if not _exists(db):
+        raise InputError("--db", f"{db} does not exist (nothing has been synced into it)")
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
         rows = engine.status(args.connector, args.connection)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -16,7 +16,6 @@ in front of it; see docs/deployment.md).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,16 +58,11 @@ class SharedCredentialsTarget:
     password_env: str | None = None
 
     def open(self) -> PostgresCredentialStore:
-        keys = os.environ.get(self.key_env)
-        if not keys:
-            raise InputError(self.key_env, "is not set (the key the shared credentials are "
-                                           "encrypted with)")
-        password = None
-        if self.password_env:
-            password = os.environ.get(self.password_env)
-            if not password:
-                raise InputError(self.password_env, "is not set (the credentials database's "
-                                                    "password)")
+        keys = secrets.from_environment(self.key_env, "the key the shared credentials are "
+                                                      "encrypted with")
+        password = secrets.from_environment(self.password_env, "the credentials database's "
+                                                               "password")
+        assert keys is not None
         return PostgresCredentialStore(self.dsn, keys, password=password, key_env=self.key_env)
 
 

@@ -4,6 +4,7 @@ scripts/services.sh (CI starts it; a developer machine without it skips, saying 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -35,15 +36,36 @@ def catalog_password(services, monkeypatch):
     monkeypatch.setenv("CRM_ENGINE_PG_PASSWORD", services["CRM_ENGINE_PG_PASSWORD"])
 
 
-def read_lake(pg_dsn: str, password: str, sql: str) -> list[tuple[Any, ...]]:
-    """What any DuckDB sees with ATTACH 'ducklake:postgres:...' (a fresh connection)."""
-    with duckdb.connect() as con:
-        con.execute("SET extension_directory = ?", [str(extension_directory())])
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"ATTACH 'ducklake:postgres:{pg_dsn} password={password}' AS lake "
-                    f"(READ_ONLY)")
-        con.execute("USE lake")
-        return con.execute(sql).fetchall()
+class LakeReader:
+    """What any DuckDB sees with ATTACH 'ducklake:postgres:...': one connection of its own,
+    attached on first use, which sees each new commit (a query starts on the latest
+    snapshot)."""
+
+    def __init__(self, pg_dsn: str, password: str):
+        self.catalog = f"postgres:{pg_dsn} password={password}"
+        self.con: duckdb.DuckDBPyConnection | None = None
+
+    def __call__(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.con is None:
+            con = duckdb.connect()
+            try:
+                con.execute("SET extension_directory = ?", [str(extension_directory())])
+                con.execute("SET TimeZone = 'UTC'")
+                con.execute(f"ATTACH 'ducklake:{self.catalog}' AS lake (READ_ONLY)")
+                con.execute("USE lake")
+            except duckdb.Error:
+                con.close()
+                raise
+            self.con = con
+        return self.con.execute(sql).fetchall()
+
+
+@pytest.fixture
+def lake_reader(pg_dsn, services):
+    reader = LakeReader(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"])
+    yield reader
+    if reader.con is not None:
+        reader.con.close()
 
 
 def table_rows(query, table: str) -> list[tuple[Any, ...]]:
@@ -51,50 +73,45 @@ def table_rows(query, table: str) -> list[tuple[Any, ...]]:
     return query(f"SELECT * EXCLUDE (synced_at) FROM {table} ORDER BY connection, id")
 
 
-def sync_all(target: Any, url: str, tmp_path: Path, **options: Any) -> list[SyncRun]:
-    with Engine(db=target, home=tmp_path / "home") as engine:
-        return engine.sync("hubspot", "acme", auth_method="private_app", base_url=url,
-                           secrets={"token": TOKEN}, **options)
-
-
-def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, services, tmp_path,
+def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, lake_reader, tmp_path,
                                                                monkeypatch):
-    monkeypatch.setattr(sync_stream, "BATCH_RECORDS", 40)  # many batches: merges over merges
-    file_db = str(tmp_path / "crm.duckdb")
-    lake = lake_target(pg_dsn, tmp_path)
-    password = services["CRM_ENGINE_PG_PASSWORD"]
-    with sandbox.start("hubspot", contacts=150, companies=12, deals=20,
-                       static_tokens=(TOKEN,)) as running:
-        for step in ("first", "changed", "full refresh"):
-            if step == "changed":  # an incremental run: creates, updates and deletes
-                running.emulator.mutate("contacts", create=7, update=20, delete=5)
-                running.emulator.mutate("deals", update=4, delete=2)
-            refresh = step == "full refresh"
-            for target in (file_db, lake):
-                runs = sync_all(target, running.url, tmp_path, full_refresh=refresh)
-                assert [r.status for r in runs] == ["succeeded"] * 3, [r.error for r in runs]
-            with duckdb.connect(file_db, read_only=True) as con:
+    lake = lake_reader
+    monkeypatch.setattr(sync_stream, "BATCH_RECORDS", 40)  # several batches: merges over merges
+    engines = [Engine(db=target, home=tmp_path / "home")
+               for target in (str(tmp_path / "crm.duckdb"), lake_target(pg_dsn, tmp_path))]
+    file_engine, lake_engine = engines
+    try:
+        with sandbox.start("hubspot", contacts=100, companies=8, deals=12,
+                           static_tokens=(TOKEN,)) as running:
+            for step in ("first", "changed", "full refresh"):
+                if step == "changed":  # an incremental run: creates, updates and deletes
+                    running.emulator.mutate("contacts", create=7, update=20, delete=5)
+                    running.emulator.mutate("deals", update=4, delete=2)
+                for engine in engines:
+                    runs = engine.sync("hubspot", "acme", auth_method="private_app",
+                                       base_url=running.url, secrets={"token": TOKEN},
+                                       full_refresh=step == "full refresh")
+                    assert [r.status for r in runs] == ["succeeded"] * 3, [r.error for r in runs]
                 for table in TABLES:
-                    expected = table_rows(lambda sql, con=con: con.execute(sql).fetchall(),
-                                          table)
-                    landed = table_rows(lambda sql: read_lake(pg_dsn, password, sql), table)
-                    assert landed == expected, (step, table)
+                    landed = table_rows(lake, table)
+                    assert landed == table_rows(file_engine.store.query, table), (step, table)
                     assert len({row[1:3] for row in landed}) == len(landed)  # no duplicate
                 state = "SELECT connection, stream, state->>'cursor' FROM sync_state ORDER BY ALL"
-                assert read_lake(pg_dsn, password, state) == con.execute(state).fetchall()
-        truth = running.emulator.truth("contacts")
-    live = sorted(str(r["id"]) for r in truth["records"] if not r["deleted"])
-    assert len(live) == 150 + 7 - 5
-    assert read_lake(pg_dsn, password, "SELECT id FROM contacts WHERE is_deleted IS NOT true "
-                                       "ORDER BY id") == [(i,) for i in live]
+                assert lake(state) == file_engine.store.query(state)
+            truth = running.emulator.truth("contacts")
+        live = sorted(str(r["id"]) for r in truth["records"] if not r["deleted"])
+        assert len(live) == 100 + 7 - 5
+        assert lake("SELECT id FROM contacts WHERE is_deleted IS NOT true ORDER BY id") == [
+            (i,) for i in live]
 
-    # Compaction merges the many small files each commit left, and changes no row.
-    before = {t: table_rows(lambda sql: read_lake(pg_dsn, password, sql), t) for t in TABLES}
-    with Engine(db=lake) as engine:
-        done = engine.store.compact()
-    assert done["files_after"] < done["files_before"], done
-    assert {t: table_rows(lambda sql: read_lake(pg_dsn, password, sql), t)
-            for t in TABLES} == before
+        # Compaction merges the many small files each commit left, and changes no row.
+        before = {t: table_rows(lake, t) for t in TABLES}
+        done = lake_engine.store.compact()
+        assert done["files_after"] < done["files_before"], done
+        assert {t: table_rows(lake, t) for t in TABLES} == before
+    finally:
+        for engine in engines:
+            engine.close()
 
 
 def test_a_commit_that_loses_a_conflict_is_done_again_and_lands_once(pg_dsn, tmp_path):
@@ -163,7 +180,7 @@ def cli_env(tmp_path: Path, services: dict[str, str]) -> dict[str, str]:
             "CRM_ENGINE_PG_PASSWORD": services["CRM_ENGINE_PG_PASSWORD"]}
 
 
-def test_two_processes_landing_at_once_lose_nothing(pg_dsn, services, tmp_path):
+def test_two_processes_landing_at_once_lose_nothing(pg_dsn, services, lake_reader, tmp_path):
     with (sandbox.start("hubspot", contacts=90, companies=6, deals=8,
                         static_tokens=(TOKEN,)) as acme,
           sandbox.start("hubspot", contacts=70, companies=9, deals=5,
@@ -181,36 +198,44 @@ def test_two_processes_landing_at_once_lose_nothing(pg_dsn, services, tmp_path):
         outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
-    password = services["CRM_ENGINE_PG_PASSWORD"]
+    lake = lake_reader
     expected = {"contacts": (90, 70), "companies": (6, 9), "deals": (8, 5)}
     for table, (acme_count, globex_count) in expected.items():
-        landed = dict(read_lake(pg_dsn, password, f"SELECT connection, count(*) FROM {table} "
-                                                  f"GROUP BY ALL"))
+        landed = dict(lake(f"SELECT connection, count(*) FROM {table} GROUP BY ALL"))
         assert landed == {"acme-1": acme_count, "acme-2": acme_count, "acme-3": acme_count,
                           "globex-1": globex_count, "globex-2": globex_count,
                           "globex-3": globex_count}, table
-        assert read_lake(pg_dsn, password, f"SELECT count(*) - count(DISTINCT (connection, id)) "
-                                           f"FROM {table}") == [(0,)]
-    runs = read_lake(pg_dsn, password, "SELECT status, count(*) FROM sync_runs GROUP BY ALL")
+        assert lake(f"SELECT count(*) - count(DISTINCT (connection, id)) FROM {table}") == [
+            (0,)]
+    runs = lake("SELECT status, count(*) FROM sync_runs GROUP BY ALL")
     assert runs == [("succeeded", 18)]
 
 
-def test_a_killed_sync_resumes_from_its_last_landed_batch(pg_dsn, services, tmp_path):
-    """SIGKILL after the first batch of contacts landed: the rerun marks the dead run
+# The CLI in a subprocess, with batches of 50 records (so a kill can come after a few landed).
+SMALL_BATCHES = """
+import sys
+import engine.sync.stream
+from engine.cli import main
+engine.sync.stream.BATCH_RECORDS = 50
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_sync_resumes_from_its_last_landed_batch(pg_dsn, services, lake_reader,
+                                                          tmp_path):
+    """SIGKILL after the first batches of contacts landed: the rerun marks the dead run
     abandoned, reads on from the saved page (not from the start) and lands every record
     once."""
-    password = services["CRM_ENGINE_PG_PASSWORD"]
-    contacts = 2 * sync_stream.BATCH_RECORDS + 300
-    with sandbox.start("hubspot", contacts=contacts, companies=2, deals=2, latency_ms=15,
+    contacts = 400
+    with sandbox.start("hubspot", contacts=contacts, companies=2, deals=2, latency_ms=40,
                        static_tokens=(TOKEN,)) as running:
-        project = write_project(tmp_path, "crm-engine.yaml", pg_dsn, {"acme": running.url})
-        project.write_text(project.read_text().replace("page_size: 10", "page_size: 100"))
-        argv = [sys.executable, "-m", "engine", "sync", "acme", "--streams", "contacts",
+        write_project(tmp_path, "crm-engine.yaml", pg_dsn, {"acme": running.url})
+        argv = [sys.executable, "-c", SMALL_BATCHES, "sync", "acme", "--streams", "contacts",
                 "--json"]
         env = cli_env(tmp_path, services)
         process = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
-        landed = _wait_for_rows(process, pg_dsn, password)
+        landed = _wait_for_rows(process, lake_reader)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert 0 < landed < contacts
@@ -219,15 +244,32 @@ def test_a_killed_sync_resumes_from_its_last_landed_batch(pg_dsn, services, tmp_
                               timeout=300)
         resumed_requests = running.app.requests_served - served
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = read_lake(pg_dsn, password, "SELECT status, records FROM sync_runs ORDER BY started")
+    runs = lake_reader("SELECT status, records FROM sync_runs ORDER BY started")
     assert [status for status, _ in runs] == ["abandoned", "succeeded"]
-    assert runs[1][1] == contacts - landed  # the rerun landed only what was missing
-    assert resumed_requests < contacts // 100  # it did not read from the first page
-    assert read_lake(pg_dsn, password, "SELECT count(*), count(DISTINCT id) FROM contacts") == [
+    # The rerun read on from the last landed page: it landed only what was missing, and
+    # read no more pages than those (10 records a page), plus the deletes request.
+    assert runs[1][1] <= contacts - landed
+    assert resumed_requests <= (contacts - landed) // 10 + 2, resumed_requests
+    assert lake_reader("SELECT count(*), count(DISTINCT id) FROM contacts") == [
+        (contacts, contacts)]
+
+    # The project's target is where `status` and `compact` look too.
+    status = subprocess.run([sys.executable, "-m", "engine", "status", "--json"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    [row] = json.loads(status.stdout)
+    assert (row["connection"], row["stream"], row["status"]) == ("acme", "contacts",
+                                                                 "succeeded")
+    compact = subprocess.run([sys.executable, "-m", "engine", "compact", "--keep-hours", "0"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert compact.returncode == 0, compact.stderr
+    done = json.loads(compact.stdout)
+    assert done["files_after"] < done["files_before"] and done["snapshots_expired"] > 0, done
+    assert lake_reader("SELECT count(*), count(DISTINCT id) FROM contacts") == [
         (contacts, contacts)]
 
 
-def _wait_for_rows(process: subprocess.Popen[str], pg_dsn: str, password: str) -> int:
+def _wait_for_rows(process: subprocess.Popen[str], lake_reader) -> int:
     """Rows of contacts, once some have landed (the first batch) and the sync is still
     running."""
     deadline = time.monotonic() + 120
@@ -235,7 +277,7 @@ def _wait_for_rows(process: subprocess.Popen[str], pg_dsn: str, password: str) -
         if process.poll() is not None:
             pytest.fail(f"the sync ended before it was killed: {process.stderr.read()[-2000:]}")
         try:
-            [(count,)] = read_lake(pg_dsn, password, "SELECT count(*) FROM contacts")
+            [(count,)] = lake_reader("SELECT count(*) FROM contacts")
         except (duckdb.CatalogException, duckdb.InvalidInputException):  # not created yet
             count = 0
         if count:

@@ -135,12 +135,15 @@ class DuckDBStore:
         self._con.execute(f"SET memory_limit = '{memory}'")
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
-        self._con.execute(self._ddl(BOOKKEEPING_DDL))
+        self._write(self._create_bookkeeping)
+        self._abandon_dead_runs()
+
+    def _create_bookkeeping(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(self._ddl(BOOKKEEPING_DDL))
         # Files written by older versions gain the newer columns.
         for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR",
                        "deleted BIGINT DEFAULT 0"):
-            self._con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
-        self._abandon_dead_runs()
+            con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
 
     def __str__(self) -> str:
         return self.path

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -32,14 +31,14 @@ import duckdb
 
 from engine import secrets
 from engine.clock import utc_now
-from engine.errors import InputError
 from engine.store import Batch, StoreError, SyncRun
 from engine.store.duckdb_file import ABANDONED, PROCESS, DuckDBStore
 
 log = logging.getLogger("crm_engine.sync")
 T = TypeVar("T")
 ALIAS = "lake"
-EXTENSION_PACKAGES = {"ducklake": "duckdb-ext-ducklake", "postgres_scanner": "duckdb-ext-postgres"}
+EXTENSION_PACKAGES = {"ducklake": "duckdb-ext-ducklake", "postgres_scanner": "duckdb-ext-postgres",
+                      "httpfs": "duckdb-ext-httpfs"}
 MAX_ATTEMPTS = 30  # commits a write tries before failing loudly
 DEFAULT_KEEP = dt.timedelta(hours=1)  # snapshots `compact` keeps, for readers still on them
 
@@ -55,12 +54,7 @@ class DuckLakeTarget:
     password_env: str | None = None
 
     def open(self) -> DuckLakeStore:
-        password = None
-        if self.password_env:
-            password = os.environ.get(self.password_env)
-            if not password:
-                raise InputError(self.password_env, "is not set (the DuckLake catalog's "
-                                                    "password)")
+        password = secrets.from_environment(self.password_env, "the DuckLake catalog's password")
         return DuckLakeStore(self.catalog, self.data_path, password=password)
 
     def __str__(self) -> str:
@@ -116,12 +110,24 @@ class DuckLakeStore(DuckDBStore):
             con.execute("LOAD ducklake")
             con.execute("LOAD postgres")
             data_path = self.data_path
-            if "://" not in data_path:  # a local folder (object storage in production)
+            if "://" in data_path:  # object storage: credentials as DuckDB secrets (see docs)
+                con.execute("LOAD httpfs")
+            else:  # a local or mounted folder
                 Path(data_path).mkdir(parents=True, exist_ok=True)
                 data_path = str(Path(data_path).resolve()) + "/"
             catalog = self.catalog + (f" password={self._password}" if self._password else "")
-            con.execute(f"ATTACH 'ducklake:{_quoted(catalog)}' AS {ALIAS} "
-                        f"(DATA_PATH '{_quoted(data_path)}')")
+            attach = (f"ATTACH 'ducklake:{_quoted(catalog)}' AS {ALIAS} "
+                      f"(DATA_PATH '{_quoted(data_path)}')")
+            for attempt in range(1, 6):
+                try:
+                    con.execute(attach)
+                    break
+                except duckdb.Error as exc:
+                    # Two processes creating a new lake at once: one wins, the other attaches
+                    # to what it created.
+                    if "Failed to initialize DuckLake" not in str(exc) or attempt == 5:
+                        raise
+                    time.sleep(0.2 * attempt)
             con.execute(f"USE {ALIAS}")
         except duckdb.Error as exc:
             con.close()
@@ -177,7 +183,8 @@ class DuckLakeStore(DuckDBStore):
     def compact(self, keep: dt.timedelta | None = None) -> dict[str, Any]:
         """Merge the small files each commit leaves into few large ones, rewrite files most of
         whose rows were replaced, expire snapshots older than `keep` and delete the files only
-        they used. Readers on a snapshot younger than `keep` are unaffected."""
+        they used, and files no commit references. Readers on a snapshot younger than `keep`
+        are unaffected."""
         older_than = utc_now() - (DEFAULT_KEEP if keep is None else keep)
         with self._lock:
             before = self._live_files()
@@ -189,9 +196,14 @@ class DuckLakeStore(DuckDBStore):
             deleted = self._con.execute(
                 f"CALL ducklake_cleanup_old_files('{ALIAS}', older_than => ?)",
                 [older_than]).fetchall()
+            # Files a writer wrote but never committed (it was killed mid-commit).
+            orphans = self._con.execute(
+                f"CALL ducklake_delete_orphaned_files('{ALIAS}', older_than => ?)",
+                [older_than]).fetchall()
             after = self._live_files()
         return {"store": str(self), "files_before": before, "files_after": after,
-                "snapshots_expired": len(expired), "files_deleted": len(deleted)}
+                "snapshots_expired": len(expired), "files_deleted": len(deleted),
+                "orphans_deleted": len(orphans)}
 
     def _live_files(self) -> int:
         return self._con.execute(
