@@ -15,7 +15,7 @@ import sandbox
 from engine import Engine
 from engine.project import load_project
 from tests.redis_service import redis_server
-from tests.test_ducklake import read_lake
+from tests.test_ducklake import LakeReader
 
 TOKEN = "acme-private-app-token"
 
@@ -182,5 +182,6 @@ def test_a_unit_runs_once_per_delivery_and_never_beside_itself(tmp_path, hubspot
         assert (again.status, again.mode) == ("succeeded", "incremental")
         runtime.close()
         other.client.close()
-        assert read_lake(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"],
-                         "SELECT count(*), count(DISTINCT id) FROM contacts") == [(30, 30)]
+        lake = LakeReader(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"])
+        assert lake("SELECT count(*), count(DISTINCT id) FROM contacts") == [(30, 30)]
+        lake.con.close()

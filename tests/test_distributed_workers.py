@@ -23,7 +23,7 @@ from engine import Engine
 from engine.cli import main as cli
 from sandbox.demo import connect_oauth
 from tests.redis_service import redis_server
-from tests.test_ducklake import read_lake
+from tests.test_ducklake import LakeReader, table_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"contacts": 250, "companies": 60, "deals": 60}
@@ -49,11 +49,6 @@ def wait_for(what: str, done, timeout: float, every: float = 0.1) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(every)
-
-
-def rows(con, table: str) -> list[tuple]:
-    return con.execute(f"SELECT * EXCLUDE (synced_at) FROM {table} "
-                       f"ORDER BY connection, id").fetchall()
 
 
 @pytest.fixture
@@ -185,9 +180,7 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
     stored = Engine(home=home).credentials.load(EXPIRING)
     assert expiring.oauth.refresh_token_info(stored.credentials.refresh_token) is not None
 
-    def lake(sql: str) -> list[tuple]:
-        return read_lake(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"], sql)
-
+    lake = LakeReader(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"])
     runs = lake("SELECT connection, stream, status, count(*) FROM sync_runs GROUP BY ALL")
     assert {(c, s) for c, s, status, _ in runs if status == "succeeded"} == {
         (name, table) for name in emulators for table in TABLES}
@@ -197,9 +190,10 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
 
     with duckdb.connect(str(tmp_path / "single.duckdb"), read_only=True) as con:
         for table in TABLES:
-            expected = rows(con, table)
+            expected = table_rows(lambda sql: con.execute(sql).fetchall(), table)
             assert {r[1] for r in expected} == set(emulators), table  # every connection
-            landed = lake(f"SELECT * EXCLUDE (synced_at) FROM {table} ORDER BY connection, id")
+            landed = table_rows(lake, table)
             keys = [(r[1], r[2]) for r in landed]
             assert len(keys) == len(set(keys)), f"{table}: duplicates"
             assert landed == expected, table
+    lake.con.close()

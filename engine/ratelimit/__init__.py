@@ -43,21 +43,34 @@ class Budgets(Protocol):
         group limited apart); the same object for the same key."""
 
 
-class LocalBudgets:
-    """In-process budgets, one per key: the embedded default."""
+class KeyedBudgets:
+    """One budget per (connector, connection, group), made on first use and kept."""
 
-    def __init__(self, clock: Clock):
-        self._clock = clock
-        self._budgets: dict[tuple[str, str, str], RateBudget] = {}
+    def __init__(self) -> None:
+        self._budgets: dict[tuple[str, str, str], Budget] = {}
         self._lock = threading.Lock()
 
     def budget(self, connector: str, connection: str, group: str,
-               spec: RateLimitSpec) -> RateBudget:
+               spec: RateLimitSpec) -> Budget:
         with self._lock:
             key = (connector, connection, group)
             if key not in self._budgets:
-                self._budgets[key] = RateBudget(spec, self._clock)
+                self._budgets[key] = self._make(key, spec)
             return self._budgets[key]
 
+    def _make(self, key: tuple[str, str, str], spec: RateLimitSpec) -> Budget:
+        raise NotImplementedError
 
-__all__ = ["Budget", "Budgets", "Feedback", "LocalBudgets", "RateBudget"]
+
+class LocalBudgets(KeyedBudgets):
+    """In-process budgets: the embedded default."""
+
+    def __init__(self, clock: Clock):
+        super().__init__()
+        self._clock = clock
+
+    def _make(self, key: tuple[str, str, str], spec: RateLimitSpec) -> Budget:
+        return RateBudget(spec, self._clock)
+
+
+__all__ = ["Budget", "Budgets", "Feedback", "KeyedBudgets", "LocalBudgets", "RateBudget"]

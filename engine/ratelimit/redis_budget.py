@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from engine.clock import Clock
+from engine.ratelimit import KeyedBudgets
 from engine.ratelimit.feedback import Feedback
 from engine.spec import RateLimitSpec
 
@@ -149,20 +150,13 @@ class RedisBudget:
         self._correct(keys=self._keys[2:], args=["", "", int(seconds * _US), STATE_TTL_SECONDS])
 
 
-class RedisBudgets:
+class RedisBudgets(KeyedBudgets):
     """`Budgets` in Redis: every process asking for the same key spends the same budget."""
 
     def __init__(self, client: redis.Redis, clock: Clock):
+        super().__init__()
         self._client = client
         self._clock = clock
-        self._budgets: dict[tuple[str, str, str], RedisBudget] = {}
-        self._lock = threading.Lock()
 
-    def budget(self, connector: str, connection: str, group: str,
-               spec: RateLimitSpec) -> RedisBudget:
-        with self._lock:
-            key = (connector, connection, group)
-            if key not in self._budgets:
-                self._budgets[key] = RedisBudget(
-                    self._client, budget_key(connector, connection, group), spec, self._clock)
-            return self._budgets[key]
+    def _make(self, key: tuple[str, str, str], spec: RateLimitSpec) -> RedisBudget:
+        return RedisBudget(self._client, budget_key(*key), spec, self._clock)
