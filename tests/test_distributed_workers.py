@@ -8,6 +8,7 @@ mid-run refreshed it once."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +155,11 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
             wait_for("the first worker to be in the middle of a unit", mid_unit, 60, 0.01)
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
+            victims_log = (tmp_path / "worker0.log").read_text()
+            taken = set(re.findall(r"sync_unit\[([0-9a-f-]+)\] received", victims_log))
+            unfinished = taken - set(re.findall(r"sync_unit\[([0-9a-f-]+)\] succeeded",
+                                                victims_log))
+            assert unfinished  # the task it was running, never acknowledged
 
             wait_for("every unit to be done",
                      lambda: sum(1 for _ in client.scan_iter("crm-engine:done:*")) >= 150,
@@ -187,6 +193,9 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
     assert {status for *_, status, _ in runs} <= {"succeeded", "abandoned"}, runs
     # The SIGKILL hit a unit (its run was left `running`), and another worker finished it.
     assert sum(n for *_, status, n in runs if status == "abandoned") >= 1, runs
+    survivors = (tmp_path / "worker1.log").read_text() + (tmp_path / "worker2.log").read_text()
+    for task in unfinished:  # redelivered to another worker, which finished it
+        assert f"sync_unit[{task}] succeeded" in survivors, task
 
     with duckdb.connect(str(tmp_path / "single.duckdb"), read_only=True) as con:
         for table in TABLES:
