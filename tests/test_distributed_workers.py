@@ -106,7 +106,7 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
 
         client = redis.Redis.from_url(redis_url)
         env = {**os.environ, "CRM_ENGINE_REDIS_URL": redis_url, "CRM_ENGINE_HOME": str(home),
-               "CRM_ENGINE_VISIBILITY_TIMEOUT": "4", "CRM_ENGINE_UNIT_LEASE": "3",
+               "CRM_ENGINE_VISIBILITY_TIMEOUT": "10", "CRM_ENGINE_UNIT_LEASE": "5",
                "CRM_ENGINE_PG_PASSWORD": services["CRM_ENGINE_PG_PASSWORD"],
                "PYTHONPATH": str(ROOT)}
         logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(WORKERS)]  # noqa: SIM115
@@ -163,7 +163,7 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
 
             wait_for("every unit to be done",
                      lambda: sum(1 for _ in client.scan_iter("crm-engine:done:*")) >= 150,
-                     100, 0.25)
+                     300, 0.25)
             print(f"three workers, one killed: {time.monotonic() - started:.1f}s")
         finally:
             for worker in workers:
