@@ -27,7 +27,7 @@ PASSWORD_FILE="$DIR/pg.password"
 
 if [ "$(id -u)" = 0 ]; then
     PGDATA="/var/tmp/crm-engine-pg-$KEY"  # the postgres user must reach it; $ROOT may be closed
-    as_pg() { runuser -u postgres -- "$@"; }
+    as_pg() { (cd / && runuser -u postgres -- "$@"); }
 else
     PGDATA="$DIR/pg"
     as_pg() { "$@"; }

@@ -164,3 +164,51 @@ def test_the_cli_keeps_a_projects_credentials_in_postgresql(pg_dsn, services, ke
                                                                       "connection 'shared'")
 
 
+
+
+SHARED_SYNC = textwrap.dedent("""
+    import os, sys
+    from engine import Engine
+    from engine.clock import FakeClock
+    from engine.shared_credentials import PostgresCredentialStore
+    dsn, db, connectors, later = sys.argv[1:5]
+    store = PostgresCredentialStore(dsn, os.environ["KEYS"], password=os.environ["PGPW"])
+    with Engine(db=db, connectors_dir=connectors, clock=FakeClock(float(later)),
+                credentials=store) as engine:
+        [run] = engine.sync("acme")
+    print(run.status, run.records, run.error)
+""")
+
+
+def test_two_processes_refreshing_at_once_keep_the_rotated_token(pg_dsn, services, keys,
+                                                                 tmp_path, clock):
+    """The shared store's lock and its read-change-write transaction: two processes find the
+    token expired at once; one refreshes (the vendor's refresh tokens are single-use), the
+    other uses what it wrote back."""
+    from tests.support import TEST_MAPPING, serving, write_specs
+    from tests.test_oauth import CONNECTOR, Vendor, connect
+
+    store = open_store(pg_dsn, services, keys[0])
+    connectors = write_specs(tmp_path, CONNECTOR, TEST_MAPPING)
+    for vendor in serving(Vendor()):
+        with Engine(db=tmp_path / "crm.duckdb", connectors_dir=connectors, clock=clock,
+                    credentials=store) as engine:
+            connect(engine, vendor)
+        script = tmp_path / "sync.py"
+        script.write_text(SHARED_SYNC)
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "KEYS": keys[0],
+               "PGPW": services["CRM_ENGINE_PG_PASSWORD"]}
+        later = str(clock.wall() + 600)  # both see an expired token at start
+        processes = [subprocess.Popen(
+            [sys.executable, str(script), pg_dsn, str(tmp_path / f"p{i}.duckdb"),
+             str(connectors), later], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env) for i in range(2)]
+        outputs = [p.communicate(timeout=120) for p in processes]
+        assert [o[0].split()[:2] for o in outputs] == [["succeeded", "30"]] * 2, outputs
+        assert vendor.replayed == 0  # nobody spent a rotated refresh token twice
+        grants = [r for r in vendor.token_requests if r["grant_type"] == "refresh_token"]
+        assert len(grants) == 1  # the second process found the first one's fresh token
+        stored = store.load("acme").credentials.refresh_token
+        assert stored in vendor.refresh_tokens
+        [(_, _, sealed)] = raw_rows(pg_dsn, services)
+        assert stored.encode() not in sealed

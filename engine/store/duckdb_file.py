@@ -88,6 +88,11 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
     return sorted(last.values())
 
 
+def one_line(exc: BaseException) -> str:
+    """A database error as one line, with any secret (a catalog password) masked."""
+    return secrets.redact(" ".join(str(exc).split()))
+
+
 def _struct_literal(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
 
@@ -113,7 +118,11 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
                              f"choose another --db") from None
         if "not a valid DuckDB database file" in text:
             raise StoreError(f"{path} is not a DuckDB database file") from None
-        raise StoreError(f"cannot open {path}: {text}") from None
+        if "created with an newer version of DuckDB" in text:
+            raise StoreError(f"{path} was written by a newer DuckDB than this one "
+                             f"({duckdb.__version__}, which pyproject.toml pins): sync into "
+                             f"another file, or export this one with the newer DuckDB") from None
+        raise StoreError(f"cannot open {path}: {text.splitlines()[0]}") from None
 
 
 
@@ -189,7 +198,7 @@ class DuckDBStore:
                 yield self._con
             except duckdb.Error as exc:
                 self._rollback()
-                raise StoreError(secrets.redact(f"{self}: {exc}")) from exc
+                raise StoreError(f"{self}: {one_line(exc)}") from exc
             except BaseException:
                 self._rollback()
                 raise
@@ -197,7 +206,7 @@ class DuckDBStore:
                 self._con.commit()
             except duckdb.Error as exc:
                 self._rollback()
-                raise StoreError(secrets.redact(f"{self}: {exc}")) from exc
+                raise StoreError(f"{self}: {one_line(exc)}") from exc
 
     def _rollback(self) -> None:
         with contextlib.suppress(duckdb.Error):  # a failed commit has ended the transaction

@@ -32,7 +32,7 @@ import duckdb
 from engine import secrets
 from engine.clock import utc_now
 from engine.store import Batch, StoreError, SyncRun
-from engine.store.duckdb_file import ABANDONED, PROCESS, DuckDBStore
+from engine.store.duckdb_file import ABANDONED, PROCESS, DuckDBStore, one_line
 
 log = logging.getLogger("crm_engine.sync")
 T = TypeVar("T")
@@ -110,7 +110,7 @@ class DuckLakeStore(DuckDBStore):
             con.execute("LOAD ducklake")
             con.execute("LOAD postgres")
             data_path = self.data_path
-            if "://" in data_path:  # object storage: credentials as DuckDB secrets (see docs)
+            if "://" in data_path:  # object storage: httpfs reads the AWS_* variables
                 con.execute("LOAD httpfs")
             else:  # a local or mounted folder
                 Path(data_path).mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ class DuckLakeStore(DuckDBStore):
             con.execute(f"USE {ALIAS}")
         except duckdb.Error as exc:
             con.close()
-            raise StoreError(f"cannot open {self}: {_one_line(exc)}") from None
+            raise StoreError(f"cannot open {self}: {one_line(exc)}") from None
         return con
 
     def _abandon_dead_runs(self) -> None:
@@ -213,7 +213,3 @@ class DuckLakeStore(DuckDBStore):
 
 def _quoted(text: str) -> str:
     return text.replace("'", "''")
-
-
-def _one_line(exc: BaseException) -> str:
-    return secrets.redact(" ".join(str(exc).split()))
