@@ -46,7 +46,7 @@ services:
 services-stop:
 	scripts/services.sh stop
 
-# Mutation testing of engine/{transport,auth,oauth,ratelimit,paginate,mapping,convert}.py
+# Mutation testing of engine/{transport,auth,oauth,ratelimit/local,paginate,mapping,convert}.py
 # ([tool.mutmut] in pyproject.toml; about 40 minutes on 2 cores). Not part of `make test` nor CI.
 # A fresh run each time; `.venv/bin/mutmut browse` shows the mutants afterwards.
 $(VENV)/.mutation-stamp: $(STAMP)

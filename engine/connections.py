@@ -8,11 +8,12 @@ else `~/.config/crm-engine`), mode 0600, written atomically (write, fsync, renam
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,15 +145,26 @@ class CredentialStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# A lock per connection name held while its token is refreshed, in front of the credential
+# store's own: a distributed worker passes one every worker sees (Redis).
+RefreshLock = Callable[[str], AbstractContextManager[None]]
+
+
 class StoredTokens:
     """One stored connection's credentials as the refresh logic's `TokenStore`."""
 
-    def __init__(self, store: ConnectionStore, name: str):
+    def __init__(self, store: ConnectionStore, name: str, lock: RefreshLock | None = None):
         self._store = store
         self._name = name
+        self._lock = lock
 
-    def locked(self) -> AbstractContextManager[None]:
-        return self._store.locked(self._name)
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with contextlib.ExitStack() as held:
+            if self._lock is not None:
+                held.enter_context(self._lock(self._name))
+            held.enter_context(self._store.locked(self._name))
+            yield
 
     def load(self) -> Credentials | None:
         connection = self._store.load(self._name)

@@ -19,12 +19,18 @@ from engine.actions import run_action
 from engine.auth import Credentials
 from engine.authkinds import AuthMethod, AuthRuntime, OAuth2
 from engine.clock import Clock
-from engine.connections import Connection, ConnectionStore, CredentialStore, StoredTokens
+from engine.connections import (
+    Connection,
+    ConnectionStore,
+    CredentialStore,
+    RefreshLock,
+    StoredTokens,
+)
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
 from engine.mapping import ModelMapping, ReadContext
 from engine.models import unified_models
-from engine.ratelimit import RateBudget
+from engine.ratelimit import Budgets, LocalBudgets
 from engine.render import render_call
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, StoreTarget, SyncRun
@@ -127,7 +133,8 @@ class Engine:
     def __init__(self, db: str | Path | StoreTarget | None = None, *,
                  connectors_dir: str | Path | None = None, home: str | Path | None = None,
                  clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
-                 credentials: ConnectionStore | None = None):
+                 credentials: ConnectionStore | None = None, budgets: Budgets | None = None,
+                 refresh_lock: RefreshLock | None = None):
         self.connectors_dir = Path(connectors_dir) if connectors_dir else default_connectors_dir()
         self._db = db
         self._store: Store | None = None
@@ -136,7 +143,10 @@ class Engine:
         self._transport = transport
         self._connectors: dict[str, Connector] = {}
         self._sessions: dict[tuple[str, str], tuple[Session, dict[str, Any], Connection]] = {}
-        self._budgets: dict[tuple[str, str, str], RateBudget] = {}
+        # Where rate budgets live (in this process unless a distributed worker shares them),
+        # and the lock a token refresh holds (the credential store's unless one is given).
+        self.budgets = budgets or LocalBudgets(self.clock)
+        self._refresh_lock = refresh_lock
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
         self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -255,6 +265,8 @@ class Engine:
                 return cached
             conn = self.resolve_connection(connector, connection, **options)
             if cached is not None:
+                if conn == cached[2]:  # the same again: threads syncing its streams share it
+                    return cached
                 cached[0].close()
             session, context = self._open(connector, conn)
             self._sessions[key] = (session, context, conn)
@@ -278,16 +290,15 @@ class Engine:
         auth, hint = method.build(AuthRuntime(
             connector=connector.name, connection=conn.name, context=context, credentials=creds,
             clock=self.clock, is_auth_expired=lambda r: is_auth_expired(connector.errors, r),
-            store=StoredTokens(self.credentials, conn.name) if stored else None,
+            store=StoredTokens(self.credentials, conn.name, self._refresh_lock) if stored
+            else None,
             on_refresh=refreshed))
         headers = {k: str(t.render(context)) for k, t in connector.headers.items()}
         headers.setdefault("User-Agent", "crm-engine")
         budget, groups = None, {}
         if connector.rate_limit is not None:  # one set per connection, shared by its sessions
-            budget = self._budgets.setdefault(
-                (connector.name, conn.name, ""), RateBudget(connector.rate_limit, self.clock))
-            groups = {name: self._budgets.setdefault((connector.name, conn.name, name),
-                                                     RateBudget(spec, self.clock))
+            budget = self.budgets.budget(connector.name, conn.name, "", connector.rate_limit)
+            groups = {name: self.budgets.budget(connector.name, conn.name, name, spec)
                       for name, spec in connector.rate_limit.groups.items()}
         session = Session(connector, base_url=base_url, auth=auth, headers=headers,
                           budget=budget, clock=self.clock, transport=self._transport,

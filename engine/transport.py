@@ -36,7 +36,7 @@ from engine import secrets
 from engine.clock import Clock
 from engine.errors import CrmError
 from engine.extract import ExpressionFailed
-from engine.ratelimit import RateBudget
+from engine.ratelimit import Budget
 from engine.spec import Connector, ErrorSpec, RetrySpec
 
 log = logging.getLogger("crm_engine.http")
@@ -214,9 +214,9 @@ class Session:
     """A connection's HTTP side. Thread-safe; share it between a sync's streams and actions."""
 
     def __init__(self, connector: Connector, *, base_url: str, auth: httpx.Auth,
-                 headers: dict[str, str], budget: RateBudget | None, clock: Clock,
+                 headers: dict[str, str], budget: Budget | None, clock: Clock,
                  transport: httpx.BaseTransport | None = None, rng: random.Random | None = None,
-                 auth_hint: str | None = None, groups: dict[str, RateBudget] | None = None):
+                 auth_hint: str | None = None, groups: dict[str, Budget] | None = None):
         self.connector = connector
         self.base_url = base_url.rstrip("/")
         self.budget = budget

@@ -238,19 +238,25 @@ class FaultInjector:
 
 
 class Stats:
-    """Requests received, in total and per route name (faulted requests included)."""
+    """Requests received, in total and per route name (faulted requests included), and the
+    statuses answered (a test counts the 429s that clients sharing a budget provoked)."""
 
     NOT_FOUND = "<not found>"
 
     def __init__(self) -> None:
         self.requests_served = 0
         self.per_route: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
         self._lock = threading.Lock()
 
     def record(self, route_name: str) -> None:
         with self._lock:
             self.requests_served += 1
             self.per_route[route_name] += 1
+
+    def answered(self, status: int) -> None:
+        with self._lock:
+            self.statuses[status] += 1
 
     def count(self, route_name: str) -> int:
         return self.per_route[route_name]
@@ -259,6 +265,7 @@ class Stats:
         with self._lock:
             self.requests_served = 0
             self.per_route.clear()
+            self.statuses.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,9 +379,10 @@ class App:
             if fault.after_handling:
                 self._call(route, request, params)
             return None
-        if isinstance(fault, Failure):
-            return self._failure_response(fault)
-        return self._call(route, request, params)
+        response = (self._failure_response(fault) if isinstance(fault, Failure)
+                    else self._call(route, request, params))
+        self.stats.answered(response.status)
+        return response
 
     def _call(self, route: Route, request: Request, params: dict[str, str]) -> Response:
         try:

@@ -1,4 +1,4 @@
-"""A request budget per connection, spent before each request so we stay under the limit.
+"""The in-process budget: one per connection, spent before each request so we stay under the limit.
 
 A sliding-window log of send times holds at most `requests` sends per `per_seconds`; the
 vendor's rate-limit headers (named in the YAML) correct it: the advertised limit and window
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.clock import Clock
+from engine.ratelimit.feedback import Feedback
 from engine.spec import RateLimitSpec
 
 
@@ -58,24 +59,20 @@ class RateBudget:
         """Correct the budget from one response's rate-limit headers."""
         if not self.feedback:
             return
-        values = {key: hv.read(headers) for key, hv in self.feedback.items()
-                  if key != "daily_usage"}
-        usage = self.feedback["daily_usage"].read_usage(headers) \
-            if "daily_usage" in self.feedback else None
+        said = Feedback.read(self.feedback, headers)
         with self._lock:
-            if values.get("window"):
-                self.window = values["window"]
-            if values.get("limit"):
-                self.capacity = max(1, int(values["limit"]))
-            remaining = values.get("remaining")
-            if remaining is not None and remaining <= 0:
-                reset = values.get("reset") or self.window
-                self._paused_until = max(self._paused_until, self._clock.monotonic() + reset)
-            if values.get("daily_remaining") is not None:
-                self.daily_remaining = values["daily_remaining"]
-            if usage is not None:
-                self.usage = f"{usage[0]}/{usage[1]}"
-                self.daily_remaining = usage[1] - usage[0]
+            if said.window:
+                self.window = said.window
+            if said.limit:
+                self.capacity = max(1, int(said.limit))
+            pause = said.pause_seconds(self.window)
+            if pause is not None:
+                self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
+            if said.daily_remaining is not None:
+                self.daily_remaining = said.daily_remaining
+            if said.usage is not None:
+                self.usage = f"{said.usage[0]}/{said.usage[1]}"
+                self.daily_remaining = said.usage[1] - said.usage[0]
 
     def pause(self, seconds: float) -> None:
         """Hold every sender back (after a 429 that said how long to wait)."""
