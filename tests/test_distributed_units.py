@@ -55,9 +55,10 @@ def test_units_are_each_connections_streams(project):
     from engine.distributed.units import Unit, units
 
     loaded = load_project(project)
+    pipedrive = ("contacts", "companies", "deals", "owners", "pipelines", "stages", "tasks",
+                 "calls", "meetings", "notes")  # connectors/pipedrive.yaml's streams, in order
     assert units(loaded, Engine()) == [
-        Unit("acme", "contacts"), Unit("globex", "contacts"), Unit("globex", "companies"),
-        Unit("globex", "deals")]
+        Unit("acme", "contacts"), *(Unit("globex", stream) for stream in pipedrive)]
     assert units(loaded, Engine(), ["globex"], ["deals"]) == [Unit("globex", "deals")]
 
 
@@ -94,7 +95,8 @@ def test_a_cron_expression_celery_cannot_read_is_a_one_line_error(tmp_path):
     (["enqueue", "--all", "acme"], "error: --all: give --all or connection names (one of them)"),
     (["enqueue", "initech"], "error: CONNECTION: not connections of {project}: initech"),
     (["enqueue", "acme", "--streams", "leads"],
-     "error: --streams: hubspot has no stream 'leads' (streams: contacts, companies, deals)"),
+     "error: --streams: hubspot has no stream 'leads' (streams: contacts, companies, deals, "
+     "owners, pipelines, stages, tasks, calls, notes, meetings)"),
 ])
 def test_enqueue_says_what_is_wrong_in_one_line(tmp_path, project, args, message):
     pytest.importorskip("celery")
