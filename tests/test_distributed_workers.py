@@ -72,7 +72,8 @@ def accounts(tmp_path, monkeypatch, pg_dsn, services):
             connect_oauth(engine, vendor, emulator, served.url, name)
             emulators[name] = emulator
         connections = "connections:\n" + "".join(
-            f"  {name}: {{connector: {vendor}}}\n" for name, vendor, _ in plan)
+            f"  {name}: {{connector: {vendor}, streams: [{', '.join(TABLES)}]}}\n"
+            for name, vendor, _ in plan)
         single = tmp_path / "single.yaml"
         single.write_text("database: single.duckdb\n" + connections)
         lake = tmp_path / "lake.yaml"

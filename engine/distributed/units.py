@@ -93,8 +93,10 @@ class Runtime:
                 log.info("%s/%s: task %s was done already", unit.connection, unit.stream,
                          task_id)
                 return None
-            [run] = self.engine.sync(conn.connector, conn.name, streams=[unit.stream],
-                                     full_refresh=full_refresh, **conn.options())
+            # A stream's first sync also syncs the reference streams it looks values up in.
+            runs = self.engine.sync(conn.connector, conn.name, streams=[unit.stream],
+                                    full_refresh=full_refresh, **conn.options())
+            run = next(r for r in runs if r.stream == unit.stream)
             if run.status == "succeeded":
                 self.shared.mark_done(task_id)
             return run
