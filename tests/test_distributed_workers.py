@@ -189,8 +189,10 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
 
     lake = LakeReader(pg_dsn, services["CRM_ENGINE_PG_PASSWORD"])
     runs = lake("SELECT connection, stream, status, count(*) FROM sync_runs GROUP BY ALL")
-    assert {(c, s) for c, s, status, _ in runs if status == "succeeded"} == {
-        (name, table) for name in emulators for table in TABLES}
+    succeeded = {(c, s) for c, s, status, _ in runs if status == "succeeded"}
+    assert succeeded >= {(name, table) for name in emulators for table in TABLES}
+    # Deals units also land the reference streams their stage labels are looked up in.
+    assert {s for _, s in succeeded} - set(TABLES) <= {"owners", "pipelines", "stages"}
     assert {status for *_, status, _ in runs} <= {"succeeded", "abandoned"}, runs
     # The SIGKILL hit a unit (its run was left `running`), and another worker finished it.
     assert sum(n for *_, status, n in runs if status == "abandoned") >= 1, runs
