@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from engine import secrets
 from engine.auth import Credentials, OAuth2Auth, updated_credentials
 from engine.clock import FakeClock
 from engine.connections import Connection
@@ -311,3 +312,8 @@ def test_a_token_response_sets_when_the_token_expires(engine, body, lifetime, ex
     new = updated_credentials(old, {"access_token": "a-1", **body}, method, clock)
     assert new.expires_at == (None if expires_in is None else clock.wall() + expires_in)
     assert (new.access_token, new.refresh_token, new.client_id) == ("a-1", "r-0", "cid")
+
+
+def test_credentials_are_redacted_from_the_moment_they_exist():
+    Credentials(access_token="acc-5e1f", refresh_token="ref-5e1f", client_secret="cs-5e1f")
+    assert secrets.redact("acc-5e1f ref-5e1f cs-5e1f") == "*** *** ***"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+
 from engine.loader import load_connector, load_mapping
 
 HUBSPOT = "connectors/hubspot.yaml"
@@ -190,3 +192,21 @@ def test_zoho_pages_read_column_wise_without_system_keys():
     assert columns == rows
     assert columns["custom"] == [{"Lead_Source": "Web"}, None, {}]
     assert columns["company_id"] == ["77", None, None]
+
+
+@pytest.mark.parametrize("vendor", ["hubspot", "salesforce", "pipedrive", "zoho"])
+def test_every_shipped_model_reads_a_page_column_wise_as_record_by_record(vendor):
+    found, problems = load_mapping(f"mappings/{vendor}.yaml")
+    assert problems == []
+    for mapping in found.values():
+        records = [{}, {"id": "1", "name": "x"}, {"properties": {"a": {"b": "c"}}},
+                   # every field, with a value of each kind a vendor sends
+                   *({**dict.fromkeys(_top_keys(mapping), value),
+                      "properties": dict.fromkeys(mapping.vendor_fields("properties"), value)}
+                     for value in ("2026-03-09T20:29:45Z", "12", "HIGH", "true"))]
+        columns, rows = read_both_ways(mapping, records)
+        assert columns == rows, mapping.model.name
+
+
+def _top_keys(mapping):
+    return [key for key in mapping.vendor_fields() if key != "properties"]
