@@ -39,7 +39,7 @@ $(VENV)/.mutation-stamp: $(STAMP)
 mutation: $(VENV)/.mutation-stamp
 	rm -rf mutants
 	$(VENV)/bin/mutmut run
-	@echo "Not killed (tests/mutation-equivalents.md says why each is left):"
+	@echo "Mutants not killed:"
 	@$(VENV)/bin/mutmut results
 
 clean:

@@ -81,22 +81,29 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     full_input = {name: typed.get(name) for name in action.allowed}
     context = {**base_context, "input": full_input,
                "now": format_timestamp(utc_now())}
+    if action.read_first and actions:
+        # The record as it is now, for writes that must resend what the payload leaves out
+        # (a vendor storing one full name, when only the last name changes).
+        context["current"] = run_action(session, actions[action.read_first],
+                                        {"id": typed["id"]}, base_context, actions,
+                                        custom_names).get("record")
     case = choose_case(action, context)
+    # Names first: writing needs them for fields mapped by label, and a lookup that failed
+    # after a create was sent would hide that it was applied.
+    names = custom_names(case.mapping) if custom_names and case.mapping else None
     if case.mapping is not None:
         writable = {k: v for k, v in typed.items() if k != "id"}
-        context["record"] = case.mapping.write(writable,
-                                               apply_defaults=action.input_mode == "create")
+        context["record"] = case.mapping.write(
+            writable, apply_defaults=action.input_mode == "create", custom_names=names)
         context["vendor_fields"] = case.mapping.vendor_fields
     else:
         context["vendor_fields"] = lambda prefix="": []
     call = render_call(case.request, session.base_url, context)
     operation = f"action.{action.name}"
-    # Names first: a lookup that fails after a create was sent would hide that it was applied.
-    names = custom_names(case.mapping) if custom_names and case.mapping else None
     reply = session.send(call, operation)
     try:
         if case.paginate is not None:
-            return _paginated_result(session, case, call, reply, operation, names)
+            return _paginated_result(session, case, call, reply, operation, names, context)
         result = _result(case, reply, context, names)
     except (PaginationError, ExpressionFailed, TemplateFailed) as exc:
         raise _unreadable(session, call, reply, operation,
@@ -122,7 +129,8 @@ def _unreadable(session: Session, call: Call, reply: Reply, operation: str,
 
 
 def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Reply,
-                      operation: str, names: dict[str, str] | None) -> dict[str, Any]:
+                      operation: str, names: dict[str, str] | None,
+                      context: dict[str, Any]) -> dict[str, Any]:
     """Follow the pages of a search, collecting up to `max_records` records."""
     assert case.paginate is not None and case.result.records is not None
     paginator = paginator_for(case.paginate)
@@ -130,7 +138,7 @@ def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Rep
     number = 1
     while True:
         page = read_page(reply.body, case.result.records, number)
-        records.extend(page.records)
+        records.extend(_records(case, page.records, names, context))
         if len(records) >= case.result.max_records:
             del records[case.result.max_records:]
             break
@@ -140,14 +148,16 @@ def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Rep
         call = following
         reply = session.send(call, operation)
         number += 1
-    out = _records(case, records, names)
-    return {"records": out, "id": _first_id(out)}
+    return {"records": records, "id": _first_id(records)}
 
 
-def _records(case: ActionCase, records: list[Any], names: dict[str, str] | None) -> list[Any]:
-    if case.result.raw or case.mapping is None:
-        return records
-    return [jsonable(case.mapping.read(r, names)) for r in records]
+def _records(case: ActionCase, records: list[Any], names: dict[str, str] | None,
+             context: dict[str, Any]) -> list[Any]:
+    if not (case.result.raw or case.mapping is None):
+        records = [jsonable(case.mapping.read(r, names)) for r in records]
+    if case.result.filter is not None:  # near matches from the endpoint: keep the exact ones
+        records = [r for r in records if case.result.filter.render({**context, "record": r})]
+    return records
 
 
 def _first_id(records: list[Any]) -> Any:
@@ -162,7 +172,7 @@ def _result(case: ActionCase, reply: Reply, context: dict[str, Any],
     body = reply.body
     if spec.records is not None:
         records = spec.records(body) if body is not None else None
-        out["records"] = _records(case, list(records or []), names)
+        out["records"] = _records(case, list(records or []), names, context)
         out["id"] = _first_id(out["records"])
     if spec.record is not None and body is not None:
         record = spec.record(body)

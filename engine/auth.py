@@ -1,9 +1,10 @@
-"""Authentication as httpx auth flows.
+"""Authentication as httpx auth flows; engine.authkinds builds them from a connector's YAML.
 
-`TokenAuth` sends a fixed token (API key, private-app or pasted access token). `OAuth2Auth`
-also refreshes: ahead of expiry (5-minute margin), and once when a response is classified as
-`auth_expired` (a 401, or the vendor code the YAML names), after which the request is retried
-once. A second auth failure is returned to the caller as it is: never a loop.
+`StaticAuth` sends fixed headers and query parameters (a bearer token, an API key, a Basic
+header, a custom set, a pasted access token). `OAuth2Auth` also refreshes: ahead of expiry
+(5-minute margin), and once when a response is classified as `auth_expired` (a 401, or the
+vendor code the YAML names), after which the request is retried once. A second auth failure is
+returned to the caller as it is: never a loop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -22,8 +23,10 @@ import orjson
 from engine import secrets
 from engine.clock import Clock
 from engine.errors import CrmError
-from engine.spec import AuthMethod
 from engine.transport import excerpt
+
+if TYPE_CHECKING:
+    from engine.authkinds import OAuth2
 
 REFRESH_MARGIN_SECONDS = 300
 
@@ -38,9 +41,12 @@ class Credentials:
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)  # from the token response
+    # The named secrets of a method without an authorization flow (api_key, username, ...).
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for value in (self.access_token, self.refresh_token, self.client_secret):
+        for value in (self.access_token, self.refresh_token, self.client_secret,
+                      *self.secrets.values()):
             secrets.register(value)
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,35 +57,40 @@ class Credentials:
             "client_id": self.client_id,
             "client_secret": self.client_secret,
             "settings": self.settings,
+            "secrets": self.secrets,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Credentials:
         known = {k: data.get(k) for k in ("access_token", "refresh_token", "expires_at",
                                           "client_id", "client_secret")}
-        return cls(**known, settings=dict(data.get("settings") or {}))
+        return cls(**known, settings=dict(data.get("settings") or {}),
+                   secrets=dict(data.get("secrets") or {}))
 
 
-def apply_token(method: AuthMethod, request: httpx.Request, token: str) -> None:
-    value = method.apply_value.render({"token": token})
-    if method.apply_header:
-        request.headers[method.apply_header] = value
-    else:
-        request.url = request.url.copy_merge_params({method.apply_query: value})
+class StaticAuth(httpx.Auth):
+    """The same headers and query parameters on every request. Their values were rendered from
+    secrets and registered (engine.authkinds); reprs show only their names."""
 
-
-class TokenAuth(httpx.Auth):
-    def __init__(self, method: AuthMethod, token: str):
-        secrets.register(token)
+    def __init__(self, method: str, headers: dict[str, str], params: dict[str, str]):
         self._method = method
-        self._token = token
+        self._headers = {k: secrets.Secret(v) for k, v in headers.items()}
+        self._params = {k: secrets.Secret(v) for k, v in params.items()}
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        apply_token(self._method, request, self._token)
+        for name, value in self._headers.items():
+            request.headers[name] = value
+        if self._params:
+            request.url = request.url.copy_merge_params(self._params)
         yield request
 
     def __repr__(self) -> str:
-        return f"TokenAuth(method={self._method.name!r}, token='***')"
+        return (f"StaticAuth(method={self._method!r}, headers={sorted(self._headers)}, "
+                f"params={sorted(self._params)})")
+
+
+# Puts an access token on a request (the method's `apply`, rendered with the token).
+ApplyToken = Callable[[httpx.Request, str], None]
 
 
 # Decides whether a response means "the access token expired" (the YAML's error rules).
@@ -113,12 +124,13 @@ class MemoryTokenStore:
 class OAuth2Auth(httpx.Auth):
     requires_response_body = True  # vendor codes such as INVALID_SESSION_ID live in the body
 
-    def __init__(self, *, connector: str, method: AuthMethod, credentials: Credentials,
+    def __init__(self, *, connector: str, method: OAuth2, credentials: Credentials,
                  token_url: str, is_auth_expired: AuthExpiredCheck, clock: Clock,
-                 store: TokenStore | None = None,
+                 apply: ApplyToken, store: TokenStore | None = None,
                  on_refresh: Callable[[Credentials], None] | None = None):
         self._connector = connector
         self._method = method
+        self._apply = apply
         self.credentials = credentials
         self._token_url = token_url
         self._is_auth_expired = is_auth_expired
@@ -142,11 +154,11 @@ class OAuth2Auth(httpx.Auth):
         if self._expires_soon() and self._can_refresh():
             yield from self._refresh(self.credentials.access_token)
         used_token = self.credentials.access_token or ""
-        apply_token(self._method, request, used_token)
+        self._apply(request, used_token)
         response = yield request
         if self._is_auth_expired(response) and self._can_refresh():
             yield from self._refresh(used_token)
-            apply_token(self._method, request, self.credentials.access_token or "")
+            self._apply(request, self.credentials.access_token or "")
             yield request  # retried once; a second failure goes back to the caller
 
     def _refresh(self, stale_token: str | None) -> Generator[httpx.Request, httpx.Response, None]:
@@ -179,6 +191,7 @@ class OAuth2Auth(httpx.Auth):
         if self._method.client_auth == "basic":
             pair = f"{creds.client_id or ''}:{creds.client_secret or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+            secrets.register(headers["Authorization"][6:])  # the base64 of the client secret
         else:
             form["client_id"] = creds.client_id or ""
             form["client_secret"] = creds.client_secret or ""
@@ -210,7 +223,7 @@ class OAuth2Auth(httpx.Auth):
         )
 
 
-def updated_credentials(old: Credentials, body: dict[str, Any], method: AuthMethod,
+def updated_credentials(old: Credentials, body: dict[str, Any], method: OAuth2,
                         clock: Clock) -> Credentials:
     """Credentials after a token response. A response without a refresh token (some vendors
     never rotate) keeps the old one; settings such as an API host are re-read every time."""

@@ -26,6 +26,7 @@ Handlers get the same error handling and ``-v`` logging as the built-in commands
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -33,7 +34,8 @@ import os
 import signal
 import sys
 import webbrowser
-from importlib.metadata import entry_points
+from concurrent.futures import ThreadPoolExecutor, wait
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +43,22 @@ from engine import oauth, secrets
 from engine.engine import Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector, load_mapping
-from engine.progress import progress_for
-from engine.store import StoreError
+from engine.progress import LogProgress, progress_for
+from engine.project import (
+    DEFAULT_MAX_CONCURRENCY,
+    PROJECT_FILE,
+    Project,
+    ProjectConnection,
+    find_project,
+    load_project,
+)
+from engine.store import StoreError, SyncRun
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
 COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
+CANCEL_GRACE_SECONDS = 1.5  # running syncs' time to land what they read after a signal
 
 
 class Interrupted(KeyboardInterrupt):
@@ -63,11 +74,14 @@ def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connection", help="connection name (default: the connector's name)")
+def _connection_options(parser: argparse.ArgumentParser, named: bool = True) -> None:
+    if named:
+        parser.add_argument("--connection",
+                            help="connection name (default: the connector's name)")
     parser.add_argument("--base-url", help="API base URL, e.g. a local emulator or a regional host")
-    parser.add_argument("--token", help="a ready access token or API key "
-                        "(better: CRM_ENGINE_<CONNECTOR>_TOKEN, which stays out of shell history)")
+    parser.add_argument("--token", help="a ready access token or API key: the auth method's one "
+                        "secret (better: CRM_ENGINE_<CONNECTOR>_TOKEN, which stays out of shell "
+                        "history; a method with several reads CRM_ENGINE_<CONNECTOR>_<SECRET>)")
     parser.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="connection setting (repeatable)")
@@ -76,12 +90,17 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-engine", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log requests and retries")
+    parser.add_argument("--version", action="version",
+                        version=f"crm-engine {_version()}")
+    _logging_options(parser, argparse.SUPPRESS)
+    _project_option(parser)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("validate", help="check connector and mapping YAML files")
+    p = commands.add_parser("validate", help="check connector and mapping YAML files (and the "
+                                             "project file)")
     p.add_argument("paths", nargs="*", help="files or directories (default: all connectors)")
     p.add_argument("--connectors-dir")
+    _project_option(p)
     p.set_defaults(handler=cmd_validate)
 
     p = commands.add_parser("connectors", help="list connectors, their streams and actions")
@@ -89,12 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_connectors)
 
     p = commands.add_parser("sync", help="sync streams into a DuckDB file")
-    p.add_argument("connector")
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help="connections of the project file (run concurrently), or one connector")
+    p.add_argument("--all", action="store_true", help="every connection of the project file")
     p.add_argument("--streams", help="comma-separated stream names (default: all)")
-    p.add_argument("--full-refresh", action="store_true", help="re-read everything")
-    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
+    p.add_argument("--full-refresh", action="store_true",
+                   help="read the streams again from scratch, forgetting their cursors")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    _db_option(p)
+    _concurrency_option(p)
     _connection_options(p)
+    _project_option(p)
     p.set_defaults(handler=cmd_sync)
+
+    p = commands.add_parser("run-due", help="sync the project's connections whose schedule "
+                                            "is due")
+    p.add_argument("--now", help="ISO time to decide against (default: now)")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    _db_option(p)
+    _concurrency_option(p)
+    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _project_option(p)
+    p.set_defaults(handler=cmd_run_due)
 
     p = commands.add_parser("status", help="per stream: mode, cursor, last run, deletes")
     p.add_argument("connector", nargs="?", help="only this connector's streams")
@@ -114,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(p)
     p.set_defaults(handler=cmd_action)
 
-    p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0 or an API key)")
+    p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0), or store its "
+                                            "secrets (an API key, a username and password)")
     p.add_argument("connector")
     p.add_argument("--connection", help="connection name (default: the connector's name)")
     p.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
@@ -135,8 +171,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connectors-dir")
     p.set_defaults(handler=cmd_disconnect)
 
+    p = commands.add_parser("check", help="one cheap request per connection: credentials "
+                                          "and reachability")
+    p.add_argument("connections", nargs="*", metavar="CONNECTION",
+                   help="stored connections, or connector names with a token in the "
+                        "environment (default: every stored connection)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _connection_options(p, named=False)
+    p.set_defaults(handler=cmd_check)
+
+    p = commands.add_parser("connections", help="stored connections: auth, token expiry, "
+                                                "last sync")
+    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB),
+                   help="read the last syncs from this DuckDB file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    p.set_defaults(handler=cmd_connections)
+
     _add_installed_commands(commands)
+    for subparser in commands.choices.values():  # -v, -q after the command too
+        _logging_options(subparser, argparse.SUPPRESS)
     return parser
+
+
+def _project_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", metavar="FILE", default=argparse.SUPPRESS,
+                        help=f"project file (default: ./{PROJECT_FILE} when present)")
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help=f"DuckDB file (default: $CRM_ENGINE_DB, else the project "
+                                     f"file's database, else {DEFAULT_DB})")
+
+
+def _concurrency_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-concurrency", type=int, metavar="N",
+                        help="connections synced at once (default: the project file's, else "
+                             f"{DEFAULT_MAX_CONCURRENCY})")
+
+
+def _version() -> str:
+    try:
+        return version("crm-engine")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _logging_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-v, -q and --log-format, accepted before the command and after it. SUPPRESS keeps a
+    subcommand's unset option from overwriting the value given before it."""
+    if any("--log-format" in action.option_strings for action in parser._actions):
+        return
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="log requests, retries and progress details")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="print errors only")
+    parser.add_argument("--log-format", choices=("text", "json"), default=default,
+                        help="log lines as text (default) or as JSON objects")
 
 
 def _add_installed_commands(commands: argparse._SubParsersAction) -> None:
@@ -197,6 +288,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             for problem in exc.problems:
                 print(f"error  {problem}", file=sys.stderr)
+    project = find_project(getattr(args, "project", None))
+    if project is not None:
+        try:
+            loaded = load_project(project, Engine(connectors_dir=args.connectors_dir))
+            print(f"ok  {project}: {len(loaded.connections)} connections")
+        except SpecError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(f"error  {problem}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -210,23 +310,188 @@ def cmd_connectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project(args: argparse.Namespace, required: bool = False) -> Project | None:
+    path = find_project(getattr(args, "project", None))
+    if path is None:
+        if required:
+            raise InputError("--project", f"no project file: create ./{PROJECT_FILE} or pass "
+                                          f"--project FILE")
+        return None
+    return load_project(path, Engine(connectors_dir=args.connectors_dir))
+
+
+def _db(args: argparse.Namespace, project: Project | None) -> str:
+    return (args.db or os.environ.get("CRM_ENGINE_DB")
+            or (project.database if project else None) or DEFAULT_DB)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     streams = [s.strip() for s in args.streams.split(",")] if args.streams else None
-    with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
-        runs = engine.sync(args.connector, args.connection, streams=streams,
-                           full_refresh=args.full_refresh, progress=progress_for(sys.stderr),
+    project = _project(args, required=args.all)
+    if args.all or (project and args.names and all(n in project.connections
+                                                   for n in args.names)):
+        assert project is not None
+        if args.all and args.names:
+            raise InputError("--all", "give --all or connection names, not both")
+        given = [o for o, v in (("--connection", args.connection), ("--token", args.token),
+                                ("--base-url", args.base_url), ("--auth", args.auth_method),
+                                ("--config", args.config)) if v]
+        if given:
+            raise InputError(given[0], "is set per connection in the project file")
+        chosen = [project.connections[n] for n in (args.names or project.connections)]
+        return _sync_project(args, project, chosen, streams)
+    if len(args.names) != 1:
+        unknown = [n for n in args.names if not project or n not in project.connections]
+        raise InputError("NAME", "name one connector, or connections of the project file"
+                         + (f" (not connections of it: {', '.join(unknown)})"
+                            if project and unknown else "")
+                         if args.names else "name a connector, or give --all")
+    db = _db(args, project)
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+        runs = engine.sync(args.names[0], args.connection, streams=streams,
+                           full_refresh=args.full_refresh,
+                           progress=None if args.quiet else progress_for(sys.stderr),
                            **_options(args))
-    print(f"{'stream':<14} {'status':<10} {'records':>9} {'pages':>7} {'requests':>9} "
+    return _print_runs(args, runs, db, with_connection=False)
+
+
+def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str,
+                with_connection: bool) -> int:
+    ok = all(r.status == "succeeded" for r in runs)
+    if args.json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
+        return EXIT_OK if ok else EXIT_FAILED
+    first = f"{'connection':<20} " if with_connection else ""
+    print(f"{first}{'stream':<14} {'status':<10} {'records':>9} {'pages':>7} {'requests':>9} "
           f"{'retries':>8}")
     for run in runs:
-        print(f"{run.stream:<14} {run.status:<10} {run.records:>9,} {run.pages:>7,} "
+        first = f"{run.connection:<20} " if with_connection else ""
+        print(f"{first}{run.stream:<14} {run.status:<10} {run.records:>9,} {run.pages:>7,} "
               f"{run.requests:>9,} {run.retries:>8,}")
         for warning in run.warnings:
             print(f"  warning: {warning}")
         if run.error:
             print(f"  error: {run.error}")
-    print(f"database: {args.db}")
-    return EXIT_OK if all(r.status == "succeeded" for r in runs) else EXIT_FAILED
+    print(f"database: {db}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _sync_project(args: argparse.Namespace, project: Project, chosen: list[ProjectConnection],
+                  streams: list[str] | None) -> int:
+    """Sync connections of the project concurrently (each one's streams in turn)."""
+    db = _db(args, project)
+    workers = args.max_concurrency or project.max_concurrency or DEFAULT_MAX_CONCURRENCY
+    if workers < 1:
+        raise InputError("--max-concurrency", "must be at least 1")
+
+    def one(conn: ProjectConnection) -> list[SyncRun]:
+        progress = (None if args.quiet else progress_for(sys.stderr) if len(chosen) == 1
+                    else LogProgress(sys.stderr))
+        try:
+            return engine.sync(conn.connector, conn.name, streams=streams or conn.streams,
+                               full_refresh=args.full_refresh, progress=progress,
+                               **conn.options())
+        except (InputError, SpecError, CrmError, StoreError, TemplateFailed) as exc:
+            # Nothing ran (credentials, settings): one failed row says why, the others go on.
+            run = SyncRun(conn.connector, conn.name, "-", status="failed", error=str(exc))
+            if len(chosen) > 1 and not args.quiet:
+                print(f"sync {conn.name}: failed: {exc}", file=sys.stderr, flush=True)
+            return [run]
+
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+        engine.store  # noqa: B018 - open the database once, before the threads share it
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(chosen)),
+                                  thread_name_prefix="sync")
+        futures = [pool.submit(one, c) for c in chosen]
+        try:
+            results = [future.result() for future in futures]
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: connections not started never start; running ones land what
+            # they read, mark their runs interrupted and stop at their next page.
+            engine.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=CANCEL_GRACE_SECONDS)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    runs = [run for result in results for run in result]
+    return _print_runs(args, runs, db, with_connection=True)
+
+
+def cmd_run_due(args: argparse.Namespace) -> int:
+    project = _project(args, required=True)
+    assert project is not None
+    now = dt.datetime.now(dt.UTC)
+    if args.now:
+        try:
+            now = dt.datetime.fromisoformat(args.now)
+        except ValueError:
+            raise InputError("--now", f"not an ISO time: {args.now!r}") from None
+        now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    db = _db(args, project)
+    last: dict[str, Any] = {}
+    if Path(db).exists():
+        with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+            assert engine.store is not None
+            last = dict(engine.store.query(
+                "SELECT connection, max(started) FROM sync_runs GROUP BY connection"))
+    due = [c for c in project.connections.values() if c.is_due(now, last.get(c.name))]
+    if not due:
+        if args.json:
+            print("[]")
+        else:
+            print("nothing due")
+        return EXIT_OK
+    if not args.json:
+        print(f"due: {', '.join(c.name for c in due)}", flush=True)
+    args.full_refresh = False
+    return _sync_project(args, project, due, None)
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {key: getattr(run, key) for key in (
+        "connector", "connection", "stream", "mode", "status", "records", "pages", "requests",
+        "retries", "deleted", "started", "finished", "error", "warnings", "run_id")}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with Engine(connectors_dir=args.connectors_dir) as engine:
+        names = args.connections or engine.credentials.names()
+        if not names:
+            raise InputError("connections", "no stored connection to check: run `crm-engine "
+                                            "connect`, or name a connector")
+        results = []
+        for name in names:
+            stored = engine.credentials.load(name)
+            connector = stored.connector if stored else name
+            results.append(engine.check(connector, name if stored else None, **_options(args)))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            verdict = f"ok ({r['seconds']:.2f}s)" if r["ok"] else f"FAILED: {r['error']}"
+            print(f"{r['connection']:<24} {r['connector']:<12} {verdict}")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+def cmd_connections(args: argparse.Namespace) -> int:
+    with Engine(db=args.db if Path(args.db).exists() else None,
+                connectors_dir=args.connectors_dir) as engine:
+        rows = engine.connections()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print("no stored connection: `crm-engine connect CONNECTOR` adds one")
+        return EXIT_OK
+    print(f"{'connection':<24} {'connector':<12} {'auth':<22} {'token expires':<26} last sync")
+    for r in rows:
+        auth = f"{r['auth_method']} ({r['auth_kind']})"
+        expires = f"{r['token_expires']:%Y-%m-%d %H:%M:%S}" if r["token_expires"] else "-"
+        synced = (f"{r['last_sync']:%Y-%m-%d %H:%M:%S} {r['last_status']}" if r["last_sync"]
+                  else "never")
+        print(f"{r['connection']:<24} {r['connector']:<12} {auth:<22} {expires:<26} {synced}")
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -276,14 +541,17 @@ def cmd_action(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secret_from_env_or_prompt(variable: str, prompt: str) -> str:
+def _secret_from_env_or_prompt(variables: list[str], prompt: str) -> str:
     """Secrets come from the environment or a no-echo prompt, never from argv."""
-    value = os.environ.get(variable)
-    if value:
-        return value
+    for variable in variables:
+        if os.environ.get(variable):
+            return os.environ[variable]
     if not sys.stdin.isatty():
-        raise InputError(variable, "is not set (and there is no terminal to ask on)")
-    return getpass.getpass(prompt)
+        raise InputError(variables[0], "is not set (and there is no terminal to ask on)")
+    value = getpass.getpass(prompt)
+    if not value:
+        raise InputError(variables[0], "nothing was entered")
+    return value
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -291,17 +559,20 @@ def cmd_connect(args: argparse.Namespace) -> int:
     connector = engine.connector(args.connector)
     prefix = f"CRM_ENGINE_{connector.name.upper()}"
     config = _config_values(args.config)
-    method = connector.auth.get(args.auth_method or "") or next(iter(connector.auth.values()))
-    if method.type == "token":
-        token = _secret_from_env_or_prompt(f"{prefix}_TOKEN", f"{connector.title} API key: ")
-        conn = engine.store_token(connector.name, args.connection, token=token, config=config,
-                                  auth_method=method.name)
+    method = engine.auth_method(connector, args.auth_method)
+    variables = method.env_variables(connector.name)
+    if not method.authorizes:  # the secrets are all there is: ask for each, store them
+        values = {name: _secret_from_env_or_prompt(variables[name],
+                                                   f"{connector.title} {description}: ")
+                  for name, description in method.secrets.items()}
+        conn = engine.store_secrets(connector.name, args.connection, secrets=values,
+                                    config=config, auth_method=method.name)
         print(f"stored {conn.name}: {connector.title} via {method.name}")
         return 0
     client_id = args.client_id or os.environ.get(f"{prefix}_CLIENT_ID")
     if not client_id:
         raise InputError("--client-id", f"give the OAuth client id (or set {prefix}_CLIENT_ID)")
-    secret = _secret_from_env_or_prompt(f"{prefix}_CLIENT_SECRET", "OAuth client secret: ")
+    secret = _secret_from_env_or_prompt(variables["client_secret"], "OAuth client secret: ")
 
     def show(url: str) -> None:
         if args.no_browser or not webbrowser.open(url):
@@ -326,10 +597,30 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
     return 0
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "logger": record.name, "message": record.getMessage()}
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = (logging.ERROR if args.quiet else logging.INFO if args.verbose else logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if args.log_format == "json"
+                         else logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    # A host that configured logging already (an embedding program, a test runner) keeps it.
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    for name, default in (("verbose", False), ("quiet", False), ("log_format", "text")):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    _configure_logging(args)
     secrets.install_log_redaction()
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:

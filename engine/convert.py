@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -23,6 +25,32 @@ _warned: set[str] = set()
 
 class ConversionError(ValueError):
     pass
+
+
+# Where a sync collects data warnings for its run (set while it maps a stream's pages).
+_run_warnings: ContextVar[Callable[[str], None] | None] = ContextVar("run_warnings",
+                                                                     default=None)
+
+
+def warn_once(key: str, message: str) -> None:
+    """A data problem: logged once per field and process, not once per record, and kept on
+    the run that met it (`sync_runs.warnings`)."""
+    sink = _run_warnings.get()
+    if sink is not None:
+        sink(message)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("%s", message)
+
+
+@contextmanager
+def warnings_to(sink: Callable[[str], None]) -> Iterator[None]:
+    """Send the data warnings of the code inside to `sink` (a run's)."""
+    token = _run_warnings.set(sink)
+    try:
+        yield
+    finally:
+        _run_warnings.reset(token)
 
 
 # Durations written as clock strings, read and written as whole seconds.
@@ -140,8 +168,10 @@ def unified_value(type_: str, value: Any) -> Any:
 
 
 def reader(type_: str, formats: tuple[str, ...], scale: float | None,
-           values: dict[Any, Any] | None, field_name: str = "value") -> Converter:
-    """Build vendor -> unified for one field. Empty strings read as null."""
+           values: dict[Any, Any] | None, field_name: str = "value",
+           strict: bool = False) -> Converter:
+    """Build vendor -> unified for one field. Empty strings read as null; with `strict`, so
+    does a vendor value that `values` does not list."""
     translate = dict(values) if values else None
 
     def base(value: Any) -> Any:
@@ -169,13 +199,15 @@ def reader(type_: str, formats: tuple[str, ...], scale: float | None,
             key = value if isinstance(value, str) else str(value)
             if key in translate:
                 return translate[key]
+            if strict:
+                warn_once(field_name, f"{field_name}: vendor value {key!r} is not one the "
+                                      f"mapping knows; stored null (kept in custom)")
+                return None
         try:
             return base(value)
         except (ConversionError, ValueError, TypeError, ArithmeticError) as exc:
             # One malformed value must not stop a sync: it reads as null, and says so once.
-            if field_name not in _warned:
-                _warned.add(field_name)
-                log.warning("cannot read %s as %s (%s); storing null", field_name, type_, exc)
+            warn_once(field_name, f"cannot read {field_name} as {type_} ({exc}); storing null")
             return None
 
     return read
@@ -206,8 +238,9 @@ def _first_format(parse: Callable[[Any, str], Any], value: Any, formats: tuple[s
 
 
 def writer(type_: str, formats: tuple[str, ...], scale: float | None,
-           values: dict[Any, Any] | None) -> Converter:
-    """Build unified -> vendor for one field; the first format is the one written."""
+           values: dict[Any, Any] | None, integer: bool = False) -> Converter:
+    """Build unified -> vendor for one field; the first format is the one written. With
+    `integer`, the (scaled) value is sent as a whole number, rounded half away from zero."""
     fmt = formats[0] if formats else "iso8601"
     translate = dict(values) if values else None
 
@@ -224,8 +257,9 @@ def writer(type_: str, formats: tuple[str, ...], scale: float | None,
             return format_duration(int(value), fmt)
         if scale and isinstance(value, (int, float, Decimal)):
             value = Decimal(str(value)) * Decimal(str(scale))
-            if type_ == "integer":
-                value = value.to_integral_value(ROUND_HALF_UP)
+        if (integer or (scale and type_ == "integer")) and isinstance(value, (int, float,
+                                                                             Decimal)):
+            return int(Decimal(str(value)).to_integral_value(ROUND_HALF_UP))
         if isinstance(value, Decimal):
             return int(value) if value == value.to_integral_value() else float(value)
         return value

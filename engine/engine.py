@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -15,14 +16,16 @@ import httpx
 
 from engine import oauth, secrets
 from engine.actions import run_action
-from engine.auth import Credentials, OAuth2Auth, TokenAuth
+from engine.auth import Credentials
+from engine.authkinds import AuthMethod, AuthRuntime, OAuth2
 from engine.clock import Clock
 from engine.connections import Connection, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
 from engine.mapping import ModelMapping
 from engine.ratelimit import RateBudget
-from engine.spec import AuthMethod, Connector
+from engine.render import render_call
+from engine.spec import Connector
 from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
 from engine.templates import TemplateFailed
@@ -42,9 +45,21 @@ def default_connectors_dir() -> Path:
 
 
 def token_from_env(connector: str) -> str | None:
-    """`CRM_ENGINE_<CONNECTOR>_TOKEN`, then `CRM_ENGINE_TOKEN`, for scripted use."""
+    """`CRM_ENGINE_<CONNECTOR>_TOKEN`, then `CRM_ENGINE_TOKEN`, for scripted use: what
+    `--token` gives, a method's one secret."""
     return (os.environ.get(f"CRM_ENGINE_{connector.upper()}_TOKEN")
             or os.environ.get("CRM_ENGINE_TOKEN"))
+
+
+def secrets_from_env(connector: Connector, method: AuthMethod) -> dict[str, str] | None:
+    """A method's secrets from `CRM_ENGINE_<CONNECTOR>_<SECRET>`, or None unless all are set."""
+    values = {}
+    for name, variables in method.env_variables(connector.name).items():
+        value = next((os.environ[v] for v in variables if os.environ.get(v)), None)
+        if value is None:
+            return None
+        values[name] = value
+    return values
 
 
 def coerce_config(connector: Connector, values: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +136,9 @@ class Engine:
         self._budgets: dict[tuple[str, str, str], RateBudget] = {}
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
         self._lock = threading.Lock()
-        secrets.install_log_redaction(logging.getLogger("crm_engine"))
+        self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
+        for name in secrets.LOGGERS:  # a logger's filter sees only its own records
+            secrets.install_log_redaction(logging.getLogger(name))
 
     @property
     def store(self) -> Store | None:
@@ -151,38 +168,75 @@ class Engine:
     def resolve_connection(self, connector: Connector, name: str | None = None, *,
                            token: str | None = None, base_url: str | None = None,
                            config: dict[str, Any] | None = None,
-                           auth_method: str | None = None) -> Connection:
+                           auth_method: str | None = None,
+                           secrets: dict[str, str] | None = None) -> Connection:
+        """The connection to use: `secrets` (the auth method's, by name) or a ready `token`
+        given, else the stored connection of that name, else secrets in the environment."""
         name = name or connector.name
         stored = self.credentials.load(name)
         if stored is not None and stored.connector != connector.name:
             raise InputError("connection", f"connection {name!r} belongs to {stored.connector}, "
                                            f"not {connector.name}")
-        token = token or (None if stored else token_from_env(connector.name))
-        if token:
-            method = auth_method or next(
-                (m.name for m in connector.auth.values() if m.type == "token"),
-                next(iter(connector.auth)))
-            connection = Connection(name, connector.name, method,
+        if auth_method:
+            self.auth_method(connector, auth_method)  # an unknown name is an error
+        token = token or (None if stored or secrets else token_from_env(connector.name))
+        if secrets:  # held by the caller (a project file's environment references)
+            method = self._secrets_method(connector, auth_method)
+            connection = Connection(name, connector.name, method.name,
                                     dict(stored.config) if stored else {},
                                     stored.base_url if stored else None,
-                                    Credentials(access_token=token))
+                                    method.credentials_from_secrets(secrets))
+        elif token:
+            # A ready token or key: the method named, else the first that takes one secret.
+            method = self.auth_method(connector, auth_method) if auth_method else next(
+                (m for m in connector.auth.values() if not m.authorizes and len(m.secrets) == 1),
+                next(iter(connector.auth.values())))
+            connection = Connection(name, connector.name, method.name,
+                                    dict(stored.config) if stored else {},
+                                    stored.base_url if stored else None,
+                                    method.credentials_from_token(token))
         elif stored is not None:
             connection = stored
         else:
-            raise InputError("connection", (
-                f"no credentials for connection {name!r}: run `crm-engine connect "
-                f"{connector.name} --connection {name}`, or pass --token (or set "
-                f"CRM_ENGINE_{connector.name.upper()}_TOKEN)"))
+            connection = self._connection_from_env(connector, name, auth_method)
         if auth_method:
             connection.auth_method = auth_method
-        if connection.auth_method and connection.auth_method not in connector.auth:
-            raise InputError("auth_method", f"{connector.name} has no auth method "
-                                            f"{connection.auth_method!r} "
-                                            f"(known: {', '.join(connector.auth)})")
+        if connection.auth_method:
+            self.auth_method(connector, connection.auth_method)
         connection.config = {**connection.config, **(config or {})}
         if base_url:
             connection.base_url = base_url
         return connection
+
+    @staticmethod
+    def auth_method(connector: Connector, name: str | None = None) -> AuthMethod:
+        """The auth method of that name, or the connector's first."""
+        if not name:
+            return next(iter(connector.auth.values()))
+        if name not in connector.auth:
+            raise InputError("auth_method", f"{connector.name} has no auth method {name!r} "
+                                            f"(known: {', '.join(connector.auth)})")
+        return connector.auth[name]
+
+    def _connection_from_env(self, connector: Connector, name: str,
+                             auth_method: str | None) -> Connection:
+        """A connection whose secrets are all in the environment: the method named, else the
+        first (without an authorization flow) that finds every one of its secrets there."""
+        methods = ([self.auth_method(connector, auth_method)] if auth_method else
+                   [m for m in connector.auth.values() if not m.authorizes])
+        for method in methods:
+            values = None if method.authorizes else secrets_from_env(connector, method)
+            if values is not None:
+                return Connection(name, connector.name, method.name,
+                                  credentials=method.credentials_from_secrets(values))
+        wanted = "; ".join(
+            f"{m.name}: {', '.join(v[0] for v in m.env_variables(connector.name).values())}"
+            for m in methods)
+        raise InputError("connection", (
+            f"no credentials for connection {name!r}: run `crm-engine connect "
+            f"{connector.name} --connection {name}`, or pass --token (or set "
+            f"CRM_ENGINE_{connector.name.upper()}_TOKEN)"
+            + (f", or set the secrets of a method ({wanted})" if wanted else "")))
 
     def session(self, connector_name: str, connection: str | None = None,
                 **options: Any) -> tuple[Session, dict[str, Any], Connection]:
@@ -205,7 +259,7 @@ class Engine:
         creds = conn.credentials
         context = connector.template_context(config, creds.settings)
         base_url = api_base_url(connector, context, conn.base_url)
-        method = connector.auth[conn.auth_method or next(iter(connector.auth))]
+        method = self.auth_method(connector, conn.auth_method)
         sessions: list[Session] = []  # filled below; a refresh may move the API host
 
         def refreshed(new: Credentials) -> None:
@@ -213,24 +267,13 @@ class Engine:
             if sessions:  # a token response may name a new API host
                 sessions[0].base_url = api_base_url(connector, context, conn.base_url)
 
-        auth: httpx.Auth
-        hint = None
-        if method.type == "oauth2" and creds.refresh_token:
-            stored = self.credentials.load(conn.name) is not None
-            auth = OAuth2Auth(
-                connector=connector.name, method=method, credentials=creds,
-                token_url=method.token_url.render(context),  # type: ignore[union-attr]
-                is_auth_expired=lambda r: is_auth_expired(connector.errors, r),
-                clock=self.clock, on_refresh=refreshed,
-                store=StoredTokens(self.credentials, conn.name) if stored else None,
-            )
-        else:
-            if not creds.access_token:
-                raise InputError("connection", f"connection {conn.name!r} has no access token")
-            auth = TokenAuth(method, creds.access_token)
-            hint = (f"the token was refused; check it (--token, CRM_ENGINE_"
-                    f"{connector.name.upper()}_TOKEN) or run `crm-engine connect "
-                    f"{connector.name}`")
+        # Refreshed tokens persist where the connection is stored (not for a pasted token).
+        stored = creds.refresh_token and self.credentials.load(conn.name) is not None
+        auth, hint = method.build(AuthRuntime(
+            connector=connector.name, connection=conn.name, context=context, credentials=creds,
+            clock=self.clock, is_auth_expired=lambda r: is_auth_expired(connector.errors, r),
+            store=StoredTokens(self.credentials, conn.name) if stored else None,
+            on_refresh=refreshed))
         headers = {k: str(t.render(context)) for k, t in connector.headers.items()}
         headers.setdefault("User-Agent", "crm-engine")
         budget, groups = None, {}
@@ -245,6 +288,11 @@ class Engine:
                           auth_hint=hint, groups=groups)
         sessions.append(session)
         return session, context
+
+    def cancel(self) -> None:
+        """Stop the syncs running in other threads: each lands what it read, marks its run
+        `interrupted` and raises engine.errors.Cancelled (a KeyboardInterrupt)."""
+        self.cancelled.set()
 
     def close(self) -> None:
         with self._lock:
@@ -277,20 +325,37 @@ class Engine:
         return self._store_connection(Connection(connection or connector.name, connector.name,
                                                  method.name, config, credentials=credentials))
 
-    def store_token(self, connector_name: str, connection: str | None = None, *, token: str,
-                    config: dict[str, Any] | None = None,
-                    auth_method: str | None = None) -> Connection:
-        """Store an API key or other long-lived token as a connection."""
+    def store_secrets(self, connector_name: str, connection: str | None = None, *,
+                      secrets: dict[str, str], config: dict[str, Any] | None = None,
+                      auth_method: str | None = None) -> Connection:
+        """Store a connection that authenticates with secrets the user holds (an API key, a
+        username and password): the method named, else the first without an authorization
+        flow. `secrets` gives each of the method's, by name."""
         connector = self.connector(connector_name)
-        methods = [m for m in connector.auth.values() if m.type == "token"]
-        method = connector.auth.get(auth_method or "") or (methods[0] if methods else None)
-        if method is None or method.type != "token":
-            raise InputError("auth_method", f"{connector.name} has no token auth method")
+        method = self._secrets_method(connector, auth_method)
+        credentials = method.credentials_from_secrets(secrets)
         config = dict(config or {})
         coerce_config(connector, config)
         return self._store_connection(Connection(connection or connector.name, connector.name,
-                                                 method.name, config,
-                                                 credentials=Credentials(access_token=token)))
+                                                 method.name, config, credentials=credentials))
+
+    def store_token(self, connector_name: str, connection: str | None = None, *, token: str,
+                    config: dict[str, Any] | None = None,
+                    auth_method: str | None = None) -> Connection:
+        """`store_secrets` for a method with one secret (a token, an API key)."""
+        method = self._secrets_method(self.connector(connector_name), auth_method)
+        return self.store_secrets(connector_name, connection, config=config,
+                                  auth_method=method.name,
+                                  secrets=method.credentials_from_token(token).secrets)
+
+    def _secrets_method(self, connector: Connector, name: str | None) -> AuthMethod:
+        methods = [m for m in connector.auth.values() if not m.authorizes]
+        method = self.auth_method(connector, name) if name else (methods[0] if methods else None)
+        if method is None or method.authorizes:
+            raise InputError("auth_method", f"{connector.name} has no auth method that takes "
+                                            f"secrets{f' named {name!r}' if name else ''}: "
+                                            f"connect through OAuth instead")
+        return method
 
     def _store_connection(self, conn: Connection) -> Connection:
         with self.credentials.locked(conn.name):
@@ -311,12 +376,11 @@ class Engine:
             raise InputError("connection", f"no stored {connector.name} connection {name!r}")
         method = connector.auth.get(stored.auth_method or "")
         revoked = False
-        if method is not None and method.type == "oauth2":
+        if method is not None:
             context = connector.template_context(coerce_config(connector, stored.config),
                                                  stored.credentials.settings)
             with httpx.Client(timeout=30, transport=self._transport) as client:
-                revoked = oauth.revoke(connector, method, context, stored.credentials,
-                                       client=client)
+                revoked = method.disconnect(connector, context, stored.credentials, client)
         with self.credentials.locked(name):
             self.credentials.delete(name)
         with self._lock:
@@ -325,12 +389,12 @@ class Engine:
             cached[0].close()
         return revoked
 
-    @staticmethod
-    def _oauth_method(connector: Connector, name: str | None) -> AuthMethod:
-        methods = [m for m in connector.auth.values() if m.type == "oauth2"]
-        method = connector.auth.get(name or "") or (methods[0] if methods else None)
-        if method is None or method.type != "oauth2":
-            raise InputError("auth_method", f"{connector.name} has no OAuth 2.0 auth method")
+    def _oauth_method(self, connector: Connector, name: str | None) -> OAuth2:
+        methods = [m for m in connector.auth.values() if isinstance(m, OAuth2)]
+        method = self.auth_method(connector, name) if name else (methods[0] if methods else None)
+        if not isinstance(method, OAuth2):
+            raise InputError("auth_method", f"{connector.name} has no OAuth 2.0 auth method"
+                                            f"{f' named {name!r}' if name else ''}")
         return method
 
     # -- operations ------------------------------------------------------------------------
@@ -367,7 +431,7 @@ class Engine:
                                             f"(streams: {', '.join(spec.streams)})")
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
-        ctx = StreamContext(session, self.store, conn.name, context)
+        ctx = StreamContext(session, self.store, conn.name, context, self.cancelled)
         runs = []
         for name in names:
             run = SyncRun(spec.name, conn.name, name)
@@ -380,6 +444,55 @@ class Engine:
                 if exc.kind in STOPS_EVERY_STREAM:
                     break  # the other streams would fail the same way
         return runs
+
+    def check(self, connector: str, connection: str | None = None,
+              **options: Any) -> dict[str, Any]:
+        """One cheap request (the connector's `check`, else its first stream's first page):
+        do the credentials work and does the API answer? Never raises a CrmError: the result
+        says what went wrong."""
+        spec = self.connector(connector)
+        started = time.perf_counter()
+        result: dict[str, Any] = {"connector": spec.name, "connection": connection or spec.name}
+        try:
+            session, context, conn = self.session(connector, connection, **options)
+            result["connection"] = conn.name
+            request = spec.check or next(iter(spec.streams.values())).request
+            call = render_call(request, session.base_url,
+                               {**context, "vendor_fields": lambda *a, **k: [],
+                                "cursor": {"since": None, "slice": False, "after_id": None}})
+            reply = session.send(call, "check")
+            result.update(ok=True, status=reply.status, error=None, kind=None)
+        except CrmError as exc:
+            result.update(ok=False, status=exc.status, error=str(exc), kind=exc.kind)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        return result
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The stored connections: connector, auth method and kind, token expiry, and (with a
+        database) the last sync."""
+        last: dict[str, tuple[Any, Any]] = {}
+        if self._db is not None and Path(self._db).exists():
+            assert self.store is not None
+            last = {row[0]: row[1:] for row in self.store.query(
+                "SELECT connection, max(started), arg_max(status, started) FROM sync_runs "
+                "GROUP BY connection")}
+        out = []
+        for name in self.credentials.names():
+            conn = self.credentials.load(name)
+            if conn is None:
+                continue
+            try:
+                kind = self.auth_method(self.connector(conn.connector), conn.auth_method).type
+            except (InputError, SpecError):
+                kind = None  # a connector that is gone or broken: still listed
+            expires = conn.credentials.expires_at
+            synced, status = last.get(name, (None, None))
+            out.append({"connection": name, "connector": conn.connector,
+                        "auth_method": conn.auth_method, "auth_kind": kind,
+                        "token_expires": dt.datetime.fromtimestamp(expires, dt.UTC)
+                        if expires else None,
+                        "last_sync": synced, "last_status": status})
+        return out
 
     def status(self, connector: str | None = None,
                connection: str | None = None) -> list[dict[str, Any]]:

@@ -89,3 +89,8 @@ class CrmError(Exception):
             "outcome_unknown": self.outcome_unknown,
             "message": self.message,
         }
+
+
+class Cancelled(KeyboardInterrupt):
+    """A sync stopped because its Engine was cancelled (another thread got Ctrl-C or SIGTERM):
+    handled like an interrupt, what was read is landed and the run is `interrupted`."""

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import jmespath
+from jmespath import functions
 from jmespath.exceptions import JMESPathError
 
 Getter = Callable[[Any], Any]
@@ -26,12 +30,96 @@ class ExpressionFailed(ValueError):
     `length(null)` on a response of an unexpected shape)."""
 
 
+class ValueFunctions(functions.Functions):
+    """String and number functions JMESPath lacks, for mappings and error rules. Each takes a
+    null (a missing vendor value) and gives null back, rather than failing the read.
+
+    - `lower(s)`, `upper(s)`, `trim(s)`
+    - `split(s, separator)`: a list of parts; `split('Ada Lovelace', ' ')[0]`
+    - `replace(s, old, new)`
+    - `regex(s, pattern)`: the first match (its first group, if the pattern has one), or null
+    - `url_host(s)`: the bare, lower-case host of a URL or domain: `http://www.Edgecomm.com/x`
+      -> `edgecomm.com`
+    - `number(s)`: a number from text such as `"1,234.50"` or `"$ 99"`, or null
+    """
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_lower(self, s: str | None) -> str | None:
+        return None if s is None else s.lower()
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_upper(self, s: str | None) -> str | None:
+        return None if s is None else s.upper()
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_trim(self, s: str | None) -> str | None:
+        return None if s is None else s.strip()
+
+    @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
+    def _func_split(self, s: str | None, separator: str) -> list[str] | None:
+        return None if s is None else s.split(separator)
+
+    @functions.signature({"types": ["string", "null"]}, {"types": ["string"]},
+                         {"types": ["string"]})
+    def _func_replace(self, s: str | None, old: str, new: str) -> str | None:
+        return None if s is None else s.replace(old, new)
+
+    @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
+    def _func_regex(self, s: str | None, pattern: str) -> str | None:
+        match = _pattern(pattern).search(s) if s is not None else None
+        if match is None:
+            return None
+        return match.group(1) if match.re.groups else match.group(0)
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_url_host(self, s: str | None) -> str | None:
+        if s is None or not s.strip():
+            return None
+        text = s.strip()
+        host = urlsplit(text if "//" in text else f"//{text}").hostname
+        return host.removeprefix("www.") if host else None
+
+    @functions.signature({"types": ["string", "number", "null"]})
+    def _func_number(self, s: str | float | None) -> float | int | None:
+        if s is None or isinstance(s, (int, float)):
+            return s
+        digits = re.sub(r"[^0-9.\-]", "", s)
+        try:
+            value = Decimal(digits)
+        except InvalidOperation:
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+_OPTIONS = jmespath.Options(custom_functions=ValueFunctions())
+_KNOWN_FUNCTIONS = frozenset(ValueFunctions().FUNCTION_TABLE)
+
+
+_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|`(?:[^`\\]|\\.)*`|\"(?:[^\"\\]|\\.)*\"")
+
+
+def _function_names(expression: str) -> set[str]:
+    """The functions an expression calls (names before a parenthesis, outside literals)."""
+    code = _LITERALS.sub("''", expression)
+    return {name for name, _ in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\()", code)}
+
+
 def plain_keys(expression: str) -> tuple[str, ...] | None:
     """The keys of a plain dotted path, or None if it needs jmespath."""
     parts = expression.split(".")
     if all(_PLAIN_KEY.match(p) for p in parts):
         return tuple(parts)
     return None
+
+
+def compile_keys(keys: tuple[str, ...]) -> Getter:
+    """A function reading a path of literal keys (which may contain dots) from a JSON value."""
+    return _dig(keys)
 
 
 def _dig(keys: tuple[str, ...]) -> Getter:
@@ -70,12 +158,16 @@ def compile_getter(expression: str) -> Getter:
         return _dig(keys)
     try:
         compiled = jmespath.compile(expression)
+        for name in _function_names(expression):  # an unknown function fails at load time
+            if name not in _KNOWN_FUNCTIONS:
+                raise ExpressionProblem(f"unknown function {name}() in {expression!r} (known: "
+                                        f"{', '.join(sorted(_KNOWN_FUNCTIONS))})")
     except JMESPathError as exc:
         raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {exc}") from None
 
     def search(obj: Any) -> Any:
         try:
-            return compiled.search(obj)
+            return compiled.search(obj, options=_OPTIONS)
         except JMESPathError as exc:
             raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
 

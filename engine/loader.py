@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 
 from engine import schema_check
+from engine.authkinds import AUTH_KINDS, AuthMethod
 from engine.convert import DURATION_FORMATS
 from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
@@ -24,7 +25,6 @@ from engine.models import FIELD_TYPES, Model, unified_models
 from engine.spec import (
     ActionCase,
     ActionSpec,
-    AuthMethod,
     ConfigSetting,
     Connector,
     DeletesSpec,
@@ -40,7 +40,6 @@ from engine.spec import (
     RequestSpec,
     ResultSpec,
     RetrySpec,
-    RevokeSpec,
     StreamSpec,
 )
 from engine.templates import (
@@ -182,7 +181,8 @@ def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spe
         spec = {"path": spec}
     type_ = model.fields[name].type
     ok = True
-    if "path" in spec and not re.fullmatch(r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
+    if isinstance(spec.get("path"), str) and not re.fullmatch(
+            r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
         checker.add(path + ("path",), f"path must be dotted keys (use `read:` for jmespath): "
                                       f"{spec['path']!r}")
         ok = False
@@ -305,42 +305,15 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
         actions=actions,  # type: ignore[arg-type]
         mappings=mappings,
         mapping_file=mapping_file,
+        check=_compile_request(c, ("check", "request"), data["check"]["request"], base_roots)
+        if "check" in data else None,
     )
 
 
 def _compile_auth(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
-                  roots: dict[str, set[str] | None]) -> AuthMethod:
-    apply = spec["apply"]
-    method = AuthMethod(
-        name=name,
-        type=spec["type"],
-        apply_header=apply.get("header"),
-        apply_query=apply.get("query"),
-        apply_value=c.template(path + ("apply", "value"), apply["value"], {"token": None}),  # type: ignore[arg-type]
-        scopes=list(spec.get("scopes", [])),
-        scope_separator=spec.get("scope_separator", " "),
-        pkce=spec.get("pkce", False),
-        client_auth=spec.get("client_auth", "body"),
-        authorize_params=dict(spec.get("authorize_params") or {}),
-        token_lifetime_seconds=spec.get("token_lifetime_seconds"),
-    )
-    url_roots = {k: roots[k] for k in ("config", "credentials", "constants")}
-    for key in ("authorize_url", "token_url"):
-        if key in spec:
-            setattr(method, key, c.template(path + (key,), spec[key], url_roots))
-    if "revoke" in spec:
-        revoke, roots_with_token = spec["revoke"], {**url_roots, "token": None}
-        url = c.template(path + ("revoke", "url"), revoke["url"], roots_with_token)
-        form = {k: c.template(path + ("revoke", "form", k), v, roots_with_token)
-                for k, v in (revoke.get("form") or {}).items()}
-        if url is not None and all(form.values()):
-            method.revoke = RevokeSpec(revoke["method"], url, form)  # type: ignore[arg-type]
-    method.callback_settings = dict(spec.get("callback_settings") or {})
-    for setting, expr in (spec.get("settings") or {}).items():
-        getter = c.getter(path + ("settings", setting), expr)
-        if getter:
-            method.settings[setting] = getter
-    return method
+                  roots: dict[str, set[str] | None]) -> AuthMethod | None:
+    """One auth method, compiled by its kind (engine.authkinds)."""
+    return AUTH_KINDS[spec["type"]].compile(c, path, name, spec, roots)
 
 
 def _compile_request(c: _Checker, path: YamlPath, spec: dict[str, Any],
@@ -427,7 +400,8 @@ def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stre
         lookback = c.template(path + ("lookback_seconds",), lookback, roots)
     return IncrementalSpec(cursor, pages, lookback if lookback is not None else 0.0,
                            float(spec.get("resolution_seconds", 0.001)), spec.get("result_cap"),
-                           tie_breaker, enrich)  # type: ignore[arg-type]
+                           tie_breaker, enrich,  # type: ignore[arg-type]
+                           spec.get("requery_each_page", False))
 
 
 def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],
@@ -543,6 +517,10 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
                 c.add(path + (key,), f"{model.name} has no field {fname!r}")
                 return None
     input_roots = {**roots, "input": set(allowed), "now": None}
+    if "read_first" in spec:
+        input_roots["current"] = None  # the record as it is, read before writing
+        if "id" not in allowed:
+            c.add(path + ("read_first",), "reading first needs the record's id in the input")
     raw_cases = spec.get("cases") or [{key: spec[key] for key in ("request", "result", "paginate")
                                        if key in spec}]
     cases_path = path + ("cases",) if "cases" in spec else path
@@ -575,7 +553,7 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
     if "example" in spec:
         example = c.structure(path + ("example",), spec["example"], {"results": None})
     action = ActionSpec(name, model, mode, allowed, required, cases, example,
-                        spec.get("description", ""))
+                        spec.get("description", ""), read_first=spec.get("read_first"))
     if own_schema is not None:
         action.input_schema = own_schema
     else:
@@ -587,8 +565,14 @@ def _compile_action(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
 
 def _check_read_backs(c: _Checker, raw: dict[str, Any],
                       actions: dict[str, ActionSpec | None]) -> None:
-    """`result.then` must name an action that takes just an id."""
+    """`result.then` and `read_first` must name an action that takes just an id."""
     for name, action in actions.items():
+        target = action.read_first if action else None
+        if target is not None and (actions.get(target) is None
+                                   or actions[target].input_mode != "id"):  # type: ignore[union-attr]
+            c.add(("actions", name, "read_first"),
+                  f"read_first needs an action of this connector that takes `input: id`, "
+                  f"not {target!r}")
         for i, case in enumerate(action.cases if action else []):
             target = case.result.then
             if target is None:
@@ -611,6 +595,9 @@ def _compile_result(c: _Checker, path: YamlPath, spec: dict[str, Any],
     if "id" in spec:
         result.id = c.template(path + ("id",), spec["id"],
                                {**input_roots, "response": None, "headers": None})
+    if "filter" in spec:
+        result.filter = c.expression(path + ("filter",), spec["filter"],
+                                     {**input_roots, "record": None})
     return result
 
 
@@ -628,7 +615,8 @@ def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSp
         if key == "daily_usage" and (pattern is None or pattern.groups != 2):
             c.add(("rate_limit", "feedback", key, "pattern"),
                   "daily_usage needs a pattern with two groups: used and allowed")
-        feedback[key] = HeaderValue(hv["header"], pattern, hv.get("unit", "s"))
+        names = hv["header"] if isinstance(hv["header"], list) else [hv["header"]]
+        feedback[key] = HeaderValue(tuple(names), pattern, hv.get("unit", "s"))
     groups = {name: RateLimitSpec(g["requests"], float(g["per_seconds"]), g.get("max_concurrent"))
               for name, g in (spec.get("groups") or {}).items()}
     return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),

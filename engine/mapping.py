@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import convert
-from engine.extract import Getter, compile_getter, plain_keys
+from engine.errors import InputError
+from engine.extract import ExpressionFailed, Getter, compile_getter, compile_keys, plain_keys
 from engine.models import Model
 from engine.templates import Template
 
@@ -29,6 +30,19 @@ class FieldMapping:
     default: Any = None
     read_keys: tuple[str, ...] | None = None  # the read path as plain keys, when it is one
     plain_string: bool = False  # a string with no translation: read without a converter call
+    known_values: frozenset[str] | None = None  # strict: vendor values that read as themselves
+    label: str | None = None  # a custom field by its label; its key comes per account
+    under: tuple[str, ...] | None = None  # with label: the object holding custom fields
+
+    def unknown(self, raw: Any) -> bool:
+        """Whether a strict field met a vendor value it does not know (kept in custom)."""
+        return (self.known_values is not None and raw is not None and raw != ""
+                and (raw if isinstance(raw, str) else str(raw)) not in self.known_values)
+
+    @property
+    def custom_key(self) -> str:
+        """Where an unknown vendor value is kept in `custom`."""
+        return self.path[-1] if self.path else self.name
 
 
 class ModelMapping:
@@ -39,9 +53,11 @@ class ModelMapping:
         self.fields = {f.name: f for f in fields}
         self.custom_path = custom_path
         self._readers = [(f.name, f.get, f.read) for f in fields if f.get is not None]
-        read_names = {name for name, _, _ in self._readers}
+        self._labelled = [f for f in fields if f.label is not None]
+        read_names = {name for name, _, _ in self._readers} | {f.name for f in self._labelled}
         self._unread = [name for name in model.fields if name not in read_names]
         self._plan_columns(fields)
+        self._strict = [f for f in fields if f.known_values is not None and f.get is not None]
         # Keys under the custom root that the mapping names are not custom.
         mapped_at_root = set(custom_exclude)
         depth = len(custom_path) if custom_path is not None else 0
@@ -111,7 +127,19 @@ class ModelMapping:
         for name, get, conv in self._readers:
             value = get(record)
             out[name] = conv(value) if value is not None else None
+        if "is_deleted" in out and out["is_deleted"] is None:
+            out["is_deleted"] = False
         custom = self._custom(record)
+        for f, key, holder in self._label_keys(custom_names):
+            container = holder(record)
+            raw = container.get(key) if isinstance(container, dict) and key else None
+            out[f.name] = None if raw is None else f.read(raw)
+            if custom is not None and key and self._custom_holds(f):
+                custom.pop(key, None)
+        for f in self._strict:  # an unknown vendor value: null in the column, kept in custom
+            raw = f.get(record)  # type: ignore[misc]
+            if f.unknown(raw):
+                custom = {**(custom or {}), f.custom_key: raw}
         if custom is not None:
             out["custom"] = ({custom_names.get(k, k): v for k, v in custom.items()}
                              if custom_names else custom)
@@ -136,14 +164,34 @@ class ModelMapping:
             columns[name].extend([None if v is None else conv(v) for v in map(get, records)])
         for name in self._unread:
             columns[name].extend([None] * len(records))
-        if "custom" in columns and self._custom_get is not None:
-            customs = self._customs(records)
-            if custom_names:
-                customs = [None if c is None else {custom_names.get(k, k): v for k, v in c.items()}
-                           for c in customs]
-            columns["custom"].extend(customs)
-        elif "custom" in columns:
-            columns["custom"].extend([None] * len(records))
+        if "is_deleted" in columns:  # never null: a record the CRM lists is not deleted
+            flags = columns["is_deleted"]
+            for i in range(len(flags) - len(records), len(flags)):
+                if flags[i] is None:
+                    flags[i] = False
+        labelled = self._label_keys(custom_names)
+        for f, key, holder in labelled:
+            containers = [holder(r) for r in records] if key else [None] * len(records)
+            columns[f.name].extend([
+                None if (raw := c.get(key) if c.__class__ is dict else None) is None
+                else f.read(raw) for c in containers])
+        if "custom" not in columns:
+            return
+        customs = (self._customs(records) if self._custom_get is not None
+                   else [None] * len(records))
+        for f, key, _ in labelled:  # a custom field the mapping names is not `custom`
+            if key and self._custom_holds(f):
+                for custom in customs:
+                    if custom is not None:
+                        custom.pop(key, None)
+        for f in self._strict:  # an unknown vendor value: null in the column, kept in custom
+            for i, raw in enumerate(map(f.get, records)):  # type: ignore[arg-type]
+                if f.unknown(raw):
+                    customs[i] = {**(customs[i] or {}), f.custom_key: raw}
+        if custom_names:
+            customs = [None if c is None else {custom_names.get(k, k): v for k, v in c.items()}
+                       for c in customs]
+        columns["custom"].extend(customs)
 
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
         """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`
@@ -159,14 +207,51 @@ class ModelMapping:
                 names.append(name)
         return names
 
+    def _label_keys(self, custom_names: dict[str, str] | None
+                    ) -> list[tuple[FieldMapping, str | None, Getter]]:
+        """(field, its key in this account or None, reader of its container) for each field
+        named by a label; `custom_names` maps key -> label, from the field definitions."""
+        if not self._labelled:
+            return []
+        by_label = {label: key for key, label in (custom_names or {}).items()}
+        out = []
+        for f in self._labelled:
+            key = by_label.get(f.label)  # type: ignore[arg-type]
+            if key is None:
+                convert.warn_once(f"{self.model.name}.{f.name}.label",
+                                  f"{self.model.name}.{f.name}: no custom field labelled "
+                                  f"{f.label!r} in this account; stored null")
+            out.append((f, key, self._holder(f)))
+        return out
+
+    def _holder(self, f: FieldMapping) -> Getter:
+        keys = f.under if f.under is not None else self.custom_path or ()
+        return compile_keys(keys) if keys else (lambda record: record)
+
+    def _custom_holds(self, f: FieldMapping) -> bool:
+        """Whether a labelled field's container is where `custom` comes from."""
+        return (f.under if f.under is not None else self.custom_path) == self.custom_path
+
     # -- writing -------------------------------------------------------------------------
-    def write(self, payload: dict[str, Any], *, apply_defaults: bool) -> dict[str, Any]:
+    def write(self, payload: dict[str, Any], *, apply_defaults: bool,
+              custom_names: dict[str, str] | None = None) -> dict[str, Any]:
         """A unified payload (already validated and typed) in the vendor's nested shape.
 
         Only fields present in the payload are written, so an update sends just what changed;
-        `apply_defaults` (creates) fills in the mapping's defaults for absent fields."""
+        `apply_defaults` (creates) fills in the mapping's defaults for absent fields. Fields
+        named by a label are written under this account's key for it (`custom_names`)."""
         out: dict[str, Any] = {}
+        by_label = {label: key for key, label in (custom_names or {}).items()}
         for name, f in self.fields.items():
+            if f.label is not None and name in payload:
+                key = by_label.get(f.label)
+                if key is None:
+                    raise InputError(name, f"this account has no custom field labelled "
+                                           f"{f.label!r}")
+                under = f.under if f.under is not None else self.custom_path or ()
+                value = f.write(payload[name]) if f.write else payload[name]
+                _put(out, (*under, key), value)
+                continue
             if f.write is None or f.path is None:
                 continue
             if name in payload:
@@ -211,22 +296,48 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         read_values = {}
         for unified, vendor in values.items():
             read_values.setdefault(str(vendor), unified)
-    path = tuple(spec["path"].split(".")) if "path" in spec else None
-    read_expr = spec.get("read", spec.get("path"))
-    writable = spec.get("write", True) is not False and path is not None
+    # A value outside an enum can never be right: enum fields are always strict.
+    strict = bool(read_values) and (spec.get("strict", False)
+                                    or model.fields[name].enum is not None)
+    raw_path = spec.get("path")
+    path = (tuple(raw_path) if isinstance(raw_path, list)  # keys that may contain dots
+            else tuple(raw_path.split(".")) if raw_path else None)
+    read_expr = spec.get("read") or (None if isinstance(raw_path, list) else raw_path)
+    label = spec.get("label")
+    writable = spec.get("write", True) is not False and (path is not None or label is not None)
     write_template = spec.get("write") if isinstance(spec.get("write"), str) else None
-    read_keys = plain_keys(read_expr) if read_expr else None
+    read_keys = (path if isinstance(raw_path, list) and "read" not in spec
+                 else plain_keys(read_expr) if read_expr else None)
     return FieldMapping(
         read_keys=read_keys,
         plain_string=type_ == "string" and not values,
         name=name,
         type=type_,
         path=path,
-        get=compile_getter(read_expr) if read_expr else None,
+        get=compile_keys(read_keys) if read_keys else
+        _lenient(compile_getter(read_expr), f"{model.name}.{name}", read_expr)
+        if read_expr else None,
         read=convert.reader(type_, formats, spec.get("scale"), read_values,
-                            f"{model.name}.{name}"),
-        write=convert.writer(type_, formats, spec.get("scale"), values) if writable else None,
+                            f"{model.name}.{name}", strict),
+        write=convert.writer(type_, formats, spec.get("scale"), values,
+                             spec.get("integer", False)) if writable else None,
+        known_values=frozenset(read_values) if strict and read_values else None,
+        label=label,
+        under=tuple(spec["under"].split(".")) if "under" in spec else None,
         write_template=Template(write_template) if write_template else None,
         default=spec.get("default"),
     )
+
+
+def _lenient(get: Getter, field_name: str, expression: str) -> Getter:
+    """A read expression that fails on one record (`join` over a missing list) reads as null
+    and says so once, like a malformed value: one odd record must not stop a sync."""
+    def read(record: Any) -> Any:
+        try:
+            return get(record)
+        except ExpressionFailed as exc:
+            convert.warn_once(field_name, f"cannot read {field_name} ({exc}); storing null")
+            return None
+
+    return read
 

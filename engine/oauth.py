@@ -15,7 +15,7 @@ import secrets as random_secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
@@ -25,7 +25,10 @@ from engine import secrets
 from engine.auth import Credentials, updated_credentials
 from engine.clock import Clock
 from engine.errors import CrmError
-from engine.spec import AuthMethod, Connector
+from engine.spec import Connector
+
+if TYPE_CHECKING:
+    from engine.authkinds import OAuth2
 
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
@@ -38,7 +41,7 @@ class AuthorizationRequest:
     code_verifier: str | None = field(default=None, repr=False)
 
 
-def authorization_request(method: AuthMethod, context: dict[str, Any], *, client_id: str,
+def authorization_request(method: OAuth2, context: dict[str, Any], *, client_id: str,
                           redirect_uri: str) -> AuthorizationRequest:
     state = random_secrets.token_urlsafe(24)
     params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
@@ -74,24 +77,25 @@ def parse_callback(request: AuthorizationRequest, callback_url: str) -> dict[str
     return query
 
 
-def callback_settings(method: AuthMethod, query: dict[str, str]) -> dict[str, str]:
+def callback_settings(method: OAuth2, query: dict[str, str]) -> dict[str, str]:
     return {name: query[param] for name, param in method.callback_settings.items()
             if query.get(param)}
 
 
-def _client_auth(method: AuthMethod, form: dict[str, str], client_id: str,
+def _client_auth(method: OAuth2, form: dict[str, str], client_id: str,
                  client_secret: str) -> dict[str, str]:
     """Headers for the vendor's client-authentication rule (the form is completed in place)."""
     headers = {"Accept": "application/json"}
     if method.client_auth == "basic":
         pair = f"{client_id}:{client_secret}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        secrets.register(headers["Authorization"][6:])  # the base64 of the client secret
     else:
         form.update(client_id=client_id, client_secret=client_secret)
     return headers
 
 
-def exchange_code(connector: Connector, method: AuthMethod, context: dict[str, Any], *,
+def exchange_code(connector: Connector, method: OAuth2, context: dict[str, Any], *,
                   client: httpx.Client, client_id: str, client_secret: str, code: str,
                   request: AuthorizationRequest, clock: Clock,
                   settings: dict[str, str] | None = None) -> Credentials:
@@ -119,7 +123,7 @@ def exchange_code(connector: Connector, method: AuthMethod, context: dict[str, A
     return updated_credentials(start, body, method, clock)
 
 
-def revoke(connector: Connector, method: AuthMethod, context: dict[str, Any],
+def revoke(connector: Connector, method: OAuth2, context: dict[str, Any],
            credentials: Credentials, *, client: httpx.Client) -> bool:
     """Revoke the refresh token (else the access token) where the vendor offers it."""
     if method.revoke is None:
@@ -193,7 +197,7 @@ class LoopbackCallback:
         return self._received[0]
 
 
-def connect(connector: Connector, method: AuthMethod, context: dict[str, Any], *,
+def connect(connector: Connector, method: OAuth2, context: dict[str, Any], *,
             client_id: str, client_secret: str, clock: Clock,
             redirect_uri: str = DEFAULT_REDIRECT_URI,
             open_url: Callable[[str], None], timeout: float = 300.0,

@@ -81,6 +81,12 @@ class Paginator:
     def advance(self, call: Call, page: Page) -> Call | None:
         raise NotImplementedError
 
+    def resumable(self, call: Call) -> bool:
+        """Whether `call` may be sent again later to go on from where it pointed: true for a
+        cursor or link the server keeps, false for offsets and page numbers, which shift when
+        records are deleted in between."""
+        return True
+
     def _more(self, page: Page, full_page_size: int | None) -> bool:
         """The `more` flag when declared; otherwise a full page means there may be more."""
         more = self.get.get("more")
@@ -127,6 +133,9 @@ class NextUrlPagination(Paginator):
 class OffsetPagination(Paginator):
     """`offset_param` / `limit_param`, with the next offset from the body when it gives one."""
 
+    def resumable(self, call: Call) -> bool:
+        return False
+
     def first(self, call: Call) -> Call:
         params = {**call.params, self.options["offset_param"]: 0,
                   self.options["limit_param"]: self.options["limit"]}
@@ -144,6 +153,10 @@ class OffsetPagination(Paginator):
 
 class PagePagination(Paginator):
     """Page numbers; optionally switching to a page token once numbers hit their cap."""
+
+    def resumable(self, call: Call) -> bool:
+        token = self.options.get("token")
+        return token is not None and token["param"] in call.params
 
     def first(self, call: Call) -> Call:
         params = {**call.params, self.options["page_param"]: self.options.get("first_page", 1)}

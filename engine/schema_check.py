@@ -18,7 +18,7 @@ SCHEMA_DIR = Path(__file__).with_name("schemas")
 
 @cache
 def schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema for `connector` or `mapping` files."""
+    """The JSON Schema for `connector`, `mapping` or `project` files."""
     return yaml.safe_load((SCHEMA_DIR / f"{kind}.schema.yaml").read_text(encoding="utf-8"))
 
 
@@ -40,6 +40,10 @@ def check(kind: str, data: Any, loc: Locator) -> list[Problem]:
 
 def _explain(error: jsonschema.ValidationError, loc: Locator) -> list[Problem]:
     path = tuple(error.absolute_path)
+    custom = error.schema.get("x-message") if isinstance(error.schema, dict) else None
+    if custom and error.validator != "additionalProperties":
+        # A schema's own wording (and never the offending value, which may be a secret).
+        return [loc.problem(path, custom)]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = list(error.schema.get("properties", {}))
         out = []
@@ -57,6 +61,8 @@ def _explain(error: jsonschema.ValidationError, loc: Locator) -> list[Problem]:
         if len(deepest.absolute_path) > len(error.absolute_path):
             return _explain(deepest, loc)
         return [loc.problem(path, _oneof_message(error))]
+    if error.validator == "oneOf":  # valid under more than one branch: keys that exclude
+        return [loc.problem(path, _oneof_message(error))]  # each other, both given
     if error.validator == "required":
         return [loc.problem(path, error.message.replace("is a required property", "is required"))]
     if error.validator == "enum":

@@ -1,7 +1,9 @@
 """Keep secrets out of logs, errors, reprs and the database.
 
-Every token, client secret or API key the engine learns is registered here; `redact` replaces
-any registered value in a string. Values are wrapped in `Secret` so a stray repr shows `***`.
+Every token, client secret or API key the engine learns is registered here, and so is every
+value computed from one (a Basic header's base64, a header that embeds a key: engine.authkinds
+registers what it renders); `redact` replaces any registered value in a string, in the forms it
+takes in a URL too. Values are wrapped in `Secret` so a stray repr shows `***`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 _lock = threading.Lock()
 _known: set[str] = set()
 MASK = "***"
+MIN_LENGTH = 4  # shorter values would mask ordinary text
+# The engine's loggers, and httpx's (it logs each request's URL, query string included).
+LOGGERS = ("crm_engine", "crm_engine.http", "crm_engine.sync", "crm_engine.convert", "httpx")
 
 
 class Secret(str):
@@ -23,10 +29,19 @@ class Secret(str):
 
 
 def register(value: Any) -> None:
-    """Remember a secret value so `redact` hides it from now on."""
-    if isinstance(value, str) and len(value) >= 4:
-        with _lock:
-            _known.add(str(value))
+    """Remember a secret value so `redact` hides it from now on, as it is and as it reads in a
+    URL (a key in a query string is percent-encoded: `+` as %2B, a space as +)."""
+    if not isinstance(value, str) or len(value) < MIN_LENGTH:
+        return
+    value = str(value)
+    forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
+    with _lock:
+        _known.update(forms)
+
+
+def is_registered(value: str) -> bool:
+    with _lock:
+        return value in _known
 
 
 def redact(text: Any) -> Any:
@@ -64,6 +79,8 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Scrub one logger's records (default: the root's) and its handlers'. A logger's filters
+    see only the records it creates itself, not its children's: see LOGGERS."""
     target = logger or logging.getLogger()
     if not any(isinstance(f, RedactingFilter) for f in target.filters):
         target.addFilter(RedactingFilter())

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.extract import Getter
 from engine.mapping import ModelMapping
 from engine.models import Model
 from engine.templates import Expression, Structure, Template
+
+if TYPE_CHECKING:
+    from engine.authkinds import AuthMethod  # the auth kinds build httpx auth: not spec data
 
 DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0)
 
@@ -86,6 +89,7 @@ class IncrementalSpec:
     result_cap: int | None = None
     tie_breaker: Getter | None = None
     enrich: list[EnrichSpec] = field(default_factory=list)
+    requery_each_page: bool = False  # the next page is an offset: query again from the cursor
 
     def lookback(self, context: dict[str, Any]) -> float:
         value = self.lookback_seconds
@@ -129,6 +133,7 @@ class ResultSpec:
     raw: bool = False  # records as the CRM sent them, not mapped
     max_records: int = 10_000  # when paginating
     then: str | None = None  # an `id`-input action to run with the result's id (a read-back)
+    filter: Expression | None = None  # keeps the records it is true for (over record, input)
 
     @property
     def names_id(self) -> bool:
@@ -157,43 +162,31 @@ class ActionSpec:
     description: str = ""
     input_schema: dict[str, Any] = field(default_factory=dict)
     validator: Any = None  # the input schema's compiled jsonschema validator
-
-
-@dataclass
-class RevokeSpec:
-    method: str
-    url: Template
-    form: dict[str, Template]
-
-
-@dataclass
-class AuthMethod:
-    name: str
-    type: str  # oauth2 | token
-    apply_header: str | None
-    apply_query: str | None
-    apply_value: Template
-    authorize_url: Template | None = None
-    token_url: Template | None = None
-    revoke: RevokeSpec | None = None
-    scopes: list[str] = field(default_factory=list)
-    scope_separator: str = " "
-    pkce: bool = False
-    client_auth: str = "body"
-    authorize_params: dict[str, str] = field(default_factory=dict)
-    token_lifetime_seconds: int | None = None
-    settings: dict[str, Getter] = field(default_factory=dict)
-    callback_settings: dict[str, str] = field(default_factory=dict)  # setting -> query param
+    read_first: str | None = None  # an `input: id` action whose record templates see as current
 
 
 @dataclass
 class HeaderValue:
-    header: str
+    """A number in a response header. `headers` lists the names it may come under (a current
+    and a legacy name): the first one present wins."""
+
+    headers: tuple[str, ...]
     pattern: re.Pattern[str] | None
     unit: str  # s | ms
 
+    def __post_init__(self) -> None:
+        if isinstance(self.headers, str):
+            self.headers = (self.headers,)
+
+    def raw(self, headers: Any) -> str | None:
+        for name in self.headers:
+            value = headers.get(name)
+            if value is not None:
+                return value
+        return None
+
     def read(self, headers: Any) -> float | None:
-        raw = headers.get(self.header)
+        raw = self.raw(headers)
         if raw is None:
             return None
         if self.pattern is not None:
@@ -209,7 +202,7 @@ class HeaderValue:
 
     def read_usage(self, headers: Any) -> tuple[int, int] | None:
         """(used, allowed) from a header whose pattern has two groups."""
-        raw = headers.get(self.header)
+        raw = self.raw(headers)
         match = self.pattern.search(raw) if raw is not None and self.pattern else None
         if match is None or match.re.groups < 2:
             return None
@@ -307,10 +300,11 @@ class Connector:
     actions: dict[str, ActionSpec]
     mappings: dict[str, ModelMapping]
     mapping_file: str
+    check: RequestSpec | None = None  # a cheap request proving credentials and reachability
 
     @property
     def credential_settings(self) -> set[str]:
-        return {s for m in self.auth.values() for s in [*m.settings, *m.callback_settings]}
+        return {s for m in self.auth.values() for s in m.credential_settings}
 
     def template_context(self, config: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         """What every template of this connector may read; unset settings are None."""

@@ -23,6 +23,9 @@ import html
 import logging
 import random
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +72,22 @@ class Reply:
 class Counters:
     requests: int = 0
     retries: int = 0
+
+
+# The counters of the run in progress in this context (a stream's run sets its own), so that
+# streams sharing one connection's session, concurrently, each count their own requests.
+run_counters: ContextVar[Counters | None] = ContextVar("run_counters", default=None)
+
+
+@contextmanager
+def counting(counters: Counters) -> Iterator[Counters]:
+    """Count the requests sent in this context (and threads started from a copy of it) in
+    `counters` too."""
+    token = run_counters.set(counters)
+    try:
+        yield counters
+    finally:
+        run_counters.reset(token)
 
 
 @dataclass(frozen=True)
@@ -244,6 +263,8 @@ class Session:
                 log.info("%s %s: %s; retrying in %.1fs", self.connector.name, operation,
                          error.message, seconds)
                 self.counters.retries += 1
+                if (counters := run_counters.get()) is not None:
+                    counters.retries += 1
                 self._clock.sleep(seconds)
 
     def _attempt(self, call: Call, operation: str) -> Reply:
@@ -252,6 +273,8 @@ class Session:
         for budget in budgets:
             budget.acquire()
         self.counters.requests += 1
+        if (counters := run_counters.get()) is not None:
+            counters.requests += 1
         try:
             response = self._client.request(
                 call.method, call.url, params=call.params or None, json=call.json,
@@ -277,6 +300,8 @@ class Session:
 
     # -- errors ----------------------------------------------------------------------------
     def _error(self, operation: str, message: str, **fields: Any) -> CrmError:
+        if fields.get("code"):  # read from the response, which may echo what it was sent
+            fields["code"] = secrets.redact(fields["code"])
         return CrmError(self.connector.name, operation, secrets.redact(message), **fields)
 
     def _ambiguous(self, call: Call, operation: str, what: str, **fields: Any) -> CrmError:

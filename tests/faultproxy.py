@@ -30,9 +30,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from sandbox.kit.core import TrackingServer
 
 
 class Fault(StrEnum):
@@ -331,27 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
 
 
-class _ProxyServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _ProxyServer(TrackingServer):
     def __init__(self, address: tuple[str, int], proxy: FaultProxy):
         self.proxy = proxy
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def track(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.add(connection)
-
-    def untrack(self, connection: socket.socket) -> None:
-        with self._connections_lock:
-            self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        """Idle keep-alive connections would otherwise keep their threads waiting in recv."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)

@@ -35,8 +35,7 @@ def connector_yaml(streams: str, *, extra: str = "") -> str:
     """A minimal token-auth connector around the given `streams:` block."""
     return (
         "name: acme\ntitle: Acme test API\nbase_url: http://unused.invalid\n"
-        "auth:\n  token:\n    type: token\n"
-        "    apply: {header: Authorization, value: 'Bearer {{ token }}'}\n"
+        "auth:\n  token:\n    type: bearer\n"
         + textwrap.dedent(extra)
         + "streams:\n"
         + textwrap.indent(textwrap.dedent(streams).strip() + "\n", "  ")

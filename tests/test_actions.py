@@ -14,7 +14,7 @@ name: acme
 title: Acme
 base_url: http://unused.invalid
 auth:
-  token: {type: token, apply: {header: Authorization, value: "Bearer {{ token }}"}}
+  token: {type: bearer}
 actions:
   create_contact:
     model: contact
@@ -56,6 +56,25 @@ actions:
     input: id
     request: {method: GET, path: "/contacts/{{ input.id }}"}
     result: {record: "@"}
+  rename_contact:
+    description: the vendor keeps one full name; an update of one part resends the other
+    model: contact
+    input: {fields: [id, first_name, last_name], required: [id]}
+    read_first: get_contact
+    request:
+      method: PATCH
+      path: "/contacts/{{ input.id }}"
+      body:
+        Name: "{{ (input.first_name or current.first_name) ~ ' '
+                  ~ (input.last_name or current.last_name) }}"
+    result: {id: "{{ input.id }}"}
+  search_by_last_name:
+    model: contact
+    input: {fields: [last_name]}
+    request: {method: GET, path: /contacts/search, params: {q: "{{ input.last_name }}"}}
+    result:
+      records: data
+      filter: "(record.last_name or '') | lower == input.last_name | lower"
 """
 MAPPING = """
 models:
@@ -106,6 +125,10 @@ def server():
     app.add_route("POST", "/leads", create("leads"))
     app.add_route("POST", "/contacts", create("contacts"))
     app.add_route("PATCH", r"/contacts/(?P<record_id>[^/]+)", patch)
+    # A search that answers near matches, as some vendors' `equals` does.
+    app.add_route("GET", "/contacts/search", lambda request: Response(200, {"data": [
+        {"Id": "1", "LastName": "Burns"}, {"Id": "2", "LastName": "Burnside"},
+        {"Id": "3", "LastName": "BURNS"}]}))
     app.add_route("GET", r"/contacts/(?P<record_id>[^/]+)", lambda request, record_id: Response(
         200, {"Id": record_id, "FirstName": "Ada", "LastName": "Lovelace"}))
     running = serve(app)
@@ -179,3 +202,26 @@ def test_a_read_back_must_name_an_id_action(tmp_path):
     connectors = write_specs(tmp_path, bad, MAPPING)
     with pytest.raises(SpecError, match="create_contact must take `input: id`"):
         load_connector(connectors / "acme.yaml")
+
+
+def test_a_result_filter_keeps_only_what_matches_the_input(engine):
+    result = engine.action("acme", "search_by_last_name", {"last_name": "burns"})
+    assert [r["id"] for r in result["records"]] == ["1", "3"] and result["id"] == "1"
+
+
+def test_read_first_lets_an_update_resend_what_the_payload_leaves_out(engine, server):
+    result = engine.action("acme", "rename_contact", {"id": "C9", "last_name": "King"})
+    assert result["id"] == "C9"
+    method, path, body, _ = server.received[-1]
+    assert (method, path, body) == ("PATCH", "/contacts/C9", {"Name": "Ada King"})
+
+
+def test_read_first_must_name_an_action_that_takes_an_id(tmp_path):
+    from engine.errors import SpecError
+    from engine.loader import load_connector
+
+    broken = CONNECTOR.replace("read_first: get_contact", "read_first: update_contact")
+    with pytest.raises(SpecError) as info:
+        load_connector(write_specs(tmp_path, broken, MAPPING) / "acme.yaml")
+    [problem] = info.value.problems
+    assert problem.path == "actions.rename_contact.read_first"

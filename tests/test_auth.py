@@ -225,8 +225,13 @@ def refreshing_client(engine, clock, token_reply: httpx.Response):
                       credentials=Credentials(access_token="a-old", refresh_token="r-0",
                                               expires_at=clock.wall() + 10, client_id="cid",
                                               client_secret="csecret-value"),
-                      is_auth_expired=lambda response: response.status_code == 401, clock=clock)
+                      is_auth_expired=lambda response: response.status_code == 401, clock=clock,
+                      apply=bearer)
     return httpx.Client(auth=auth, transport=httpx.MockTransport(handler)), token_requests
+
+
+def bearer(request: httpx.Request, token: str) -> None:
+    request.headers["Authorization"] = f"Bearer {token}"
 
 
 def test_a_refresh_asks_for_json_with_the_client_in_basic_auth(engine, clock):

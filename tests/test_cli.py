@@ -116,7 +116,7 @@ def test_connectors_lists_auth_streams_and_actions(tmp_path):
         # The README's actions (aliases such as Pipedrive's create_person may come on top).
         assert set(block["actions"]) >= COMMON_ACTIONS | EXTRA_ACTIONS.get(name, set()), name
         assert any(method.endswith("(oauth2)") for method in block["auth"]), name
-    assert "api_token (token)" in blocks["pipedrive"]["auth"]  # the API-key alternative
+    assert "api_token (api_key)" in blocks["pipedrive"]["auth"]  # the API-key alternative
 
 
 # -- sandbox ---------------------------------------------------------------------------------

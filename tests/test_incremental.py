@@ -38,6 +38,7 @@ class ChangesServer:
         self.log: list[dict[str, str]] = []
         self.shuffle = False
         self.fail_at_offset: int | None = None
+        self.expired: set[int] = set()  # offsets refused once, as an expired cursor would be
         self.garbage: list[dict[str, Any]] = []  # records added to every page as they are
         self.app = App()
         self.app.add_route("GET", "/changes", self.changes)
@@ -61,6 +62,9 @@ class ChangesServer:
         if offset >= CAP:
             return Response(400, {"message": "paging past the result cap"})
         if self.fail_at_offset is not None and offset >= self.fail_at_offset:
+            return Response(400, {"message": "cursor expired"})
+        if offset in self.expired:
+            self.expired.discard(offset)
             return Response(400, {"message": "cursor expired"})
         rows = sorted(self.records.values(), key=lambda r: (instant(r["updated"]), r["id"]))
         if "since" in args:
@@ -223,6 +227,20 @@ def test_a_stopped_full_refresh_goes_on_from_its_last_page(tmp_path, make_engine
     assert run.status == "succeeded" and run.mode == "full_refresh"
     assert [q.get("offset") for q in server.log] == ["20", "30"]  # went on; did not restart
     assert len(landed(engine)) == 35 and state(engine)["resume"] is None
+
+
+def test_a_full_refresh_whose_saved_cursor_expired_starts_again(tmp_path, make_engine,
+                                                                 server):
+    server.put(35)
+    engine = engine_for(tmp_path, make_engine)
+    server.fail_at_offset = 20
+    assert sync(engine, server).status == "failed"
+    server.fail_at_offset, server.expired, server.log = None, {20}, []
+    run = sync(engine, server)
+    assert run.status == "succeeded" and len(landed(engine)) == 35
+    assert [q.get("offset") for q in server.log] == ["20", None, "10", "20", "30"]
+    [warning] = run.warnings
+    assert warning.startswith("could not resume the full refresh") and "HTTP 400" in warning
 
 
 def test_full_refresh_forgets_the_cursor_and_sweeps_rows_it_did_not_see(tmp_path, make_engine,

@@ -74,8 +74,51 @@ def test_round_trip_through_both_directions():
 def test_translation_reads_back_the_first_unified_value():
     task = mappings()["task"]
     assert task.read({"properties": {"hs_task_priority": "HIGH"}})["priority"] == "high"
-    # Values the mapping does not know are kept as the vendor sent them.
-    assert task.read({"properties": {"hs_task_priority": "CRITICAL"}})["priority"] == "CRITICAL"
+    # A value the mapping does not know never enters an enum column: null there, and kept
+    # as the vendor sent it in custom.
+    row = task.read({"properties": {"hs_task_priority": "CRITICAL"}})
+    assert row["priority"] is None and row["custom"]["hs_task_priority"] == "CRITICAL"
+
+
+STRICT = """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      stage: {path: stage, values: {won: W, lost: L}}          # no enum: passes unknowns on
+      pipeline: {path: pipe, values: {sales: S}, strict: true}  # strict: never
+      status: {path: state, values: {open: o, won: w, lost: l}} # an enum: always strict
+      amount: {path: cents, scale: 100, integer: true}
+"""
+
+
+def test_strict_value_maps_and_whole_cents(tmp_path):
+    from engine.convert import warnings_to
+    from engine.store import Batch
+
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text(STRICT)
+    found, problems = load_mapping(path)
+    assert problems == []
+    deal = found["deal"]
+    records = [{"id": "1", "stage": "Q", "pipe": "X", "state": "frozen", "cents": 123450},
+               {"id": "2", "stage": "W", "pipe": "S", "state": "w", "cents": "99"}]
+    batch = Batch(deal.model)
+    seen: list[str] = []
+    with warnings_to(seen.append):
+        deal.read_columns(records, batch.columns)
+    assert batch.columns["stage"] == ["Q", "won"]
+    assert batch.columns["pipeline"] == [None, "sales"]
+    assert batch.columns["status"] == [None, "won"]
+    assert batch.columns["custom"] == [{"pipe": "X", "state": "frozen"}, {}]
+    assert batch.columns["amount"] == [Decimal("1234.50"), Decimal("0.99")]
+    assert any("'frozen'" in m for m in seen) and any("'X'" in m for m in seen)
+    # Writing: amounts go out in whole cents, halves rounded away from zero.
+    assert deal.write({"amount": Decimal("12.345")}, apply_defaults=False) == {"cents": 1235}
+    assert deal.write({"amount": Decimal("-12.345")}, apply_defaults=False) == {"cents": -1235}
+    assert deal.write({"amount": Decimal("12.344")}, apply_defaults=False) == {"cents": 1234}
 
 
 def test_template_looking_data_is_never_rendered():
@@ -94,6 +137,57 @@ def test_vendor_fields_lists_requested_properties():
     names = connector.mappings["contact"].vendor_fields("properties")
     assert {"firstname", "lastname", "email", "phone", "hubspot_owner_id"} <= set(names)
     assert len(names) == len(set(names)) and all("." not in name for name in names)
+
+
+VALUE_FUNCTIONS = """
+models:
+  contact:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      first_name: {read: "split(trim(name), ' ')[0]"}
+      last_name: {read: "join(' ', split(trim(name), ' ')[1:])"}
+      email: {read: "lower(trim(email))"}
+      company_name: {read: "replace(org, ' Inc.', '')"}
+      phone: {read: "regex(phone_text, '(\\\\+?[0-9][0-9 ]+)')"}
+  company:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      domain: {read: "url_host(website)"}
+      phone: {read: "to_string(number(employees))"}
+"""
+
+
+def test_value_functions_split_names_and_take_hosts_from_urls(tmp_path):
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text(VALUE_FUNCTIONS)
+    found, problems = load_mapping(path)
+    assert problems == []
+    contact = found["contact"].read({"id": "1", "name": "  Ada King Lovelace ",
+                                     "email": " Ada@Example.COM", "org": "Analytical Inc.",
+                                     "phone_text": "call +44 20 7946 0000 after 5"})
+    assert (contact["first_name"], contact["last_name"]) == ("Ada", "King Lovelace")
+    assert contact["email"] == "ada@example.com" and contact["company_name"] == "Analytical"
+    assert contact["phone"] == "+44 20 7946 0000 "
+    nobody = found["contact"].read({"id": "2"})  # null in, null out: no failed read
+    assert (nobody["first_name"], nobody["email"], nobody["phone"]) == (None, None, None)
+    company = found["company"].read({"id": "3", "website": "http://www.EdgeComm.com/about",
+                                     "employees": "1,250"})
+    assert company["domain"] == "edgecomm.com" and company["phone"] == "1250"
+    assert found["company"].read({"id": "4", "website": "edgecomm.com"})["domain"] == \
+        "edgecomm.com"
+
+
+def test_an_unknown_function_is_found_at_load_time(tmp_path):
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text(VALUE_FUNCTIONS.replace("url_host(website)", "hostname(website)"))
+    _, problems = load_mapping(path)
+    [problem] = problems
+    assert problem.path == "models.company.fields.domain.read"
+    assert "unknown function hostname()" in problem.message and "url_host" in problem.message
 
 
 def test_a_write_leaves_out_read_only_fields_even_when_the_payload_has_them():

@@ -206,6 +206,63 @@ def test_first_sync_appends_and_an_id_seen_again_in_a_later_batch_is_upserted(
     assert again.status == "succeeded" and len(_ids(engine_)) == 29
 
 
+LABELLED = """
+models:
+  contact:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      first_name: name
+      email: email
+      job_title: {label: Favourite colour}   # whatever key this account gives that field
+"""
+
+
+def test_a_field_mapped_by_label_reads_this_accounts_key(tmp_path, make_engine):
+    streams = STYLES["cursor"] + """
+          custom_names:
+            request: {method: GET, path: /fields}
+            records: data
+            key: key
+            name: name
+    """
+    with ItemsServer(3) as server:
+        engine = make_engine(write_specs(tmp_path, connector_yaml(streams), LABELLED))
+        [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
+    assert run.status == "succeeded"
+    rows = engine.store.query("SELECT job_title, custom FROM contacts")
+    # The field the label names is mapped, so it is not also in custom.
+    assert {(title, json.loads(custom).get("colour")) for title, custom in rows} == {
+        ("blue", None)}
+    mapping = engine.connector("acme").mappings["contact"]
+    names = {"cf_81": "Favourite colour"}  # another account, another key
+    assert mapping.write({"job_title": "red"}, apply_defaults=False, custom_names=names) == {
+        "cf_81": "red"}
+    with pytest.raises(InputError) as info:
+        mapping.write({"job_title": "red"}, apply_defaults=False, custom_names={})
+    assert info.value.field == "job_title" and "Favourite colour" in info.value.message
+
+
+def test_a_path_given_as_keys_may_hold_dots(tmp_path):
+    from engine.loader import load_mapping
+
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir()
+    path.write_text("""
+models:
+  contact:
+    fields:
+      id: {path: id, write: false}
+      job_title: {path: [custom, cf.title]}
+""")
+    found, problems = load_mapping(path)
+    assert problems == []
+    contact = found["contact"]
+    assert contact.read({"id": "1", "custom": {"cf.title": "CTO"}})["job_title"] == "CTO"
+    assert contact.write({"job_title": "CEO"}, apply_defaults=False) == {
+        "custom": {"cf.title": "CEO"}}
+
+
 # -- each style's next request, from one page, without a server ---------------------------------
 
 def paginator(style: str, records: str = "data", **options):

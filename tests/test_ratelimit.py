@@ -47,6 +47,37 @@ def test_headers_correct_limit_and_window():
     assert clock.sleeps == [2.0]
 
 
+def test_a_header_may_come_under_a_current_or_a_legacy_name():
+    clock = FakeClock()
+    b = budget(clock, requests=100, remaining=(("RateLimit-Remaining", "X-RateLimit-Remaining"),
+                                               "s"), reset=("RateLimit-Reset", "s"))
+    b.acquire()
+    b.observe({"X-RateLimit-Remaining": "0", "RateLimit-Reset": "2"})  # the legacy name
+    b.acquire()
+    assert clock.sleeps == [2.0]
+    # Both present: the first listed wins.
+    b.observe({"RateLimit-Remaining": "5", "X-RateLimit-Remaining": "0", "RateLimit-Reset": "9"})
+    b.acquire()
+    assert clock.sleeps == [2.0]
+
+
+def test_feedback_headers_load_as_a_list(tmp_path):
+    extra = """
+        rate_limit:
+          requests: 10
+          per_seconds: 1
+          feedback:
+            remaining: {header: [RateLimit-Remaining, X-RateLimit-Remaining]}
+            limit: {header: X-Max}
+    """
+    stream = "items: {model: contact, request: {method: GET, path: /cursor}, records: items}"
+    connectors = write_specs(tmp_path, connector_yaml(stream, extra=extra))
+    feedback = load_connector(connectors / "acme.yaml").rate_limit.feedback
+    assert feedback["remaining"].headers == ("RateLimit-Remaining", "X-RateLimit-Remaining")
+    assert feedback["limit"].headers == ("X-Max",)
+    assert feedback["remaining"].read({"X-RateLimit-Remaining": "4"}) == 4.0
+
+
 def test_zero_remaining_pauses_until_reset():
     clock = FakeClock()
     b = budget(clock, requests=100, remaining=("X-Remaining", "s"), reset=("X-Reset", "s"))

@@ -55,7 +55,7 @@ class Window:
 class Resume:
     """Where a full refresh goes on: the request after the last landed page."""
 
-    call: Call
+    call: Call | None  # None: paged by offsets, which shift; the full refresh starts again
     pages: int  # pages read so far (paginators that count pages need it)
     started: dt.datetime  # when this full refresh began (our clock)
     high: dt.datetime | None = None  # the highest cursor value read so far
@@ -63,14 +63,16 @@ class Resume:
 
     def to_json(self) -> dict[str, Any]:
         c = self.call
-        return {"call": {"method": c.method, "url": c.url, "params": c.params, "json": c.json,
-                         "headers": c.headers, "idempotent": c.idempotent},
+        return {"call": None if c is None else {
+                    "method": c.method, "url": c.url, "params": c.params, "json": c.json,
+                    "headers": c.headers, "idempotent": c.idempotent, "budget": c.budget},
                 "pages": self.pages, "started": _text(self.started), "high": _text(self.high),
                 "server_started": _text(self.server_started)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Resume:
-        return cls(Call(**data["call"]), int(data["pages"]), parse_timestamp(data["started"]),
+        return cls(Call(**data["call"]) if data.get("call") else None, int(data["pages"]),
+                   parse_timestamp(data["started"]),
                    _time(data.get("high")), _time(data.get("server_started")))
 
 

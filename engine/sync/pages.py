@@ -8,6 +8,7 @@ in a worker thread, so the network wait for page n+1 overlaps the mapping and la
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from engine.errors import CrmError
+from engine.errors import Cancelled, CrmError
 from engine.extract import ExpressionFailed
 from engine.paginate import Page, PaginationError, paginator_for, read_page
 from engine.render import render_call
@@ -32,6 +33,11 @@ class StreamContext:
     store: Any  # engine.store.Store; None where only reading (an action's field names)
     connection: str
     template_context: dict[str, Any]
+    cancelled: threading.Event | None = None  # set: stop at the next page (the Engine's)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise Cancelled("the sync was cancelled")
 
 
 @dataclass
@@ -80,8 +86,9 @@ def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
         yield Fetched(page, call, following, reply)
 
 
-def prefetched(items: Iterator[T]) -> Iterator[T]:
-    """Iterate `items` in a worker thread, one item ahead of the consumer."""
+def prefetched(items: Iterator[T], cancelled: threading.Event | None = None) -> Iterator[T]:
+    """Iterate `items` in a worker thread, one item ahead of the consumer; stop waiting for it
+    when `cancelled` is set (the worker may be asleep on a rate budget)."""
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -95,11 +102,19 @@ def prefetched(items: Iterator[T]) -> Iterator[T]:
         except BaseException as exc:  # handed to the consumer, which re-raises it
             handoff.put(("error", exc))
 
-    worker = threading.Thread(target=work, name="page-fetcher", daemon=True)
+    # The worker runs in a copy of this context: its requests count on this run's counters.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(work,), name="page-fetcher",
+                              daemon=True)
     worker.start()
     try:
         while True:
-            kind, item = handoff.get()
+            try:
+                kind, item = handoff.get(timeout=0.2)
+            except queue.Empty:
+                if cancelled is not None and cancelled.is_set():
+                    raise Cancelled("the sync was cancelled") from None
+                continue
             if kind == "item":
                 yield item
             elif kind == "error":

@@ -25,12 +25,13 @@ from engine.clock import utc_now
 from engine.convert import ConversionError, parse_timestamp
 from engine.errors import CrmError
 from engine.extract import ExpressionFailed
-from engine.paginate import Page
+from engine.paginate import Page, paginator_for
 from engine.render import render_call
 from engine.spec import EnrichSpec, IncrementalSpec, StreamSpec
 from engine.store import Deletion
 from engine.sync.checkpoint import Checkpoint, Resume, Window
 from engine.sync.pages import StreamContext, fetch_pages, first_call
+from engine.transport import Call
 
 VendorFields = Callable[..., list[str]]
 Warn = Callable[[str], None]
@@ -79,15 +80,22 @@ def _server_time(headers: Any) -> dt.datetime | None:
 def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, operation: str,
                  vendor_fields: VendorFields, warn: Warn) -> Iterator[Position]:
     resume = checkpoint.resume
-    if resume is not None:
+    if resume is not None and resume.call is not None:
+        resume = replace(resume, call=_on_base(resume.call, ctx.session.base_url))
+        pages = _full_refresh_from(stream, ctx, checkpoint, resume, operation)
         try:
-            yield from _full_refresh_from(stream, ctx, checkpoint, resume, operation)
+            first = next(pages)
+        except StopIteration:
             return
         except CrmError as exc:
             if exc.kind != "fatal":
                 raise
-            # A saved page cursor can expire (Salesforce query locators do): start over.
+            # A saved page cursor can expire (some query locators live minutes): start over.
             warn(f"could not resume the full refresh ({exc}); started it again")
+        else:
+            yield first
+            yield from pages
+            return
     call = first_call(stream.pages, ctx, vendor_fields=vendor_fields)
     yield from _full_refresh_from(stream, ctx, checkpoint,
                                   Resume(call, 0, utc_now(), None), operation)
@@ -96,9 +104,15 @@ def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
 def _full_refresh_from(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
                        resume: Resume, operation: str) -> Iterator[Position]:
     high, server_started = resume.high, resume.server_started
+    paginator = paginator_for(stream.paginate)
+    assert resume.call is not None
     for fetched in fetch_pages(stream.pages, ctx, operation, resume.call, resume.pages):
         if fetched.error is not None:  # land the page, stay where we were, stop
-            yield Position(fetched.page, replace(checkpoint, resume=resume))
+            # A rerun reads this page again (its records land twice: upserts absorb that).
+            here = Resume(_off_base(fetched.call, ctx.session.base_url)
+                          if paginator.resumable(fetched.call) else None,
+                          fetched.page.number - 1, resume.started, high, server_started)
+            yield Position(fetched.page, replace(checkpoint, resume=here))
             raise fetched.error
         if server_started is None:
             server_started = _server_time(fetched.reply.headers) or resume.started
@@ -106,20 +120,37 @@ def _full_refresh_from(stream: StreamSpec, ctx: StreamContext, checkpoint: Check
             high = _latest(high, *_cursor_values(stream.incremental, fetched.page.records,
                                                  operation, ctx))
         if fetched.following is not None:
-            saved = Resume(fetched.following, fetched.page.number, resume.started, high,
-                           server_started)
+            # Page numbers and offsets shift when records are deleted meanwhile: a full refresh
+            # paged by them starts again rather than resume (and maybe skip).
+            going_on = (_off_base(fetched.following, ctx.session.base_url)
+                        if paginator.resumable(fetched.following) else None)
+            saved = Resume(going_on, fetched.page.number, resume.started, high, server_started)
             yield Position(fetched.page, replace(checkpoint, resume=saved))
             continue
         # Complete. Changes made while it ran carry times after it started, so the first
         # incremental run reads from the earlier of that and the newest value it saw.
         cursor = None
         if stream.incremental is not None:
-            cursor = min(v for v in (high, server_started) if v is not None) \
-                if high is not None else server_started
+            cursor = server_started if high is None else min(high, server_started)
         done = replace(checkpoint, cursor=cursor, window=None, resume=None,
                        deletes_cursor=checkpoint.deletes_cursor or cursor,
                        last_full_refresh=utc_now())
         yield Position(fetched.page, done, sweep_before=resume.started)
+
+
+def _off_base(call: Call, base_url: str) -> Call:
+    """A request to save: its URL relative to the API base, which may move (a new instance
+    host after a refresh, another --base-url) before the run is resumed."""
+    if call.url.startswith(base_url + "/"):
+        return replace(call, url=call.url[len(base_url):])
+    return call
+
+
+def _on_base(call: Call, base_url: str) -> Call:
+    """A saved request, on the API base of today."""
+    if call.url.startswith("/"):
+        return replace(call, url=base_url + call.url)
+    return call
 
 
 # -- incremental --------------------------------------------------------------------------------
@@ -153,6 +184,10 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
                                    ) if window.slice else None
             elif spec.result_cap and in_window + len(records) > spec.result_cap:
                 following = _past_the_cap(window, last, spec, operation, ctx)
+            elif spec.requery_each_page and _going_on(window, last) != window:
+                # The next page is an offset: records changed meanwhile would shift it. A new
+                # query from the last value read cannot skip any.
+                following = _going_on(window, last)
             else:
                 yield Position(fetched.page, replace(checkpoint,
                                                      window=_going_on(window, last)))

@@ -13,6 +13,7 @@ import logging
 from typing import Protocol
 
 from engine.clock import utc_now
+from engine.convert import warnings_to
 from engine.errors import CrmError
 from engine.spec import StreamSpec
 from engine.store import Batch, StoreError, SyncRun
@@ -20,6 +21,7 @@ from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
 from engine.sync.writer import BatchWriter
+from engine.transport import Counters, counting
 
 log = logging.getLogger("crm_engine.sync")
 BATCH_RECORDS = 5000
@@ -76,6 +78,13 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: P
                full_refresh: bool = False) -> SyncRun:
     """Sync one stream into the store. The run row records success or the error;
     `full_refresh` forgets the stream's cursor and any run in progress first."""
+    counters = Counters()  # this run's requests, whatever else shares the session
+    with counting(counters):
+        return _run_stream(stream, ctx, run, progress, full_refresh, counters)
+
+
+def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress,
+                full_refresh: bool, counters: Counters) -> SyncRun:
     store, session = ctx.store, ctx.session
     model = stream.mapping.model
     store.ensure_table(model)
@@ -87,15 +96,13 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: P
     run.mode = "incremental" if incremental else "full_refresh"
     store.start_run(run)
     progress.stream_started(run)
-    counters_before = (session.counters.requests, session.counters.retries)
     operation = f"sync.{stream.name}"
     batch = Batch(model)
     writer = BatchWriter(store, run, model)
     landed_state = checkpoint  # the state that goes with the batch being built
 
     def account() -> None:
-        run.requests = session.counters.requests - counters_before[0]
-        run.retries = session.counters.retries - counters_before[1]
+        run.requests, run.retries = counters.requests, counters.retries
         if session.budget is not None:
             run.api_usage = session.budget.usage
 
@@ -107,9 +114,11 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: P
                      reads.full_refresh(stream, ctx, checkpoint, operation, vendor_fields,
                                         run.warn))
         sweep_before = None
-        for position in prefetched(positions):
-            stream.mapping.read_columns(position.page.records, batch.columns,
-                                        custom_names=names)
+        for position in prefetched(positions, ctx.cancelled):
+            ctx.check_cancelled()
+            with warnings_to(run.warn):  # values that could not be read, on this run
+                stream.mapping.read_columns(position.page.records, batch.columns,
+                                            custom_names=names)
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before

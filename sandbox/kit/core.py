@@ -581,15 +581,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return b""
 
 
-class _Server(ThreadingHTTPServer):
+class TrackingServer(ThreadingHTTPServer):
+    """A threaded HTTP server that can close its open keep-alive connections when it stops
+    (its handlers call `track` and `untrack`)."""
+
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
-        self.app = app
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, _RequestHandler)
+        super().__init__(address, handler)
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -606,6 +608,12 @@ class _Server(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(TrackingServer):
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        super().__init__(address, _RequestHandler)
 
 
 class RunningSandbox:

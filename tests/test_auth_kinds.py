@@ -1,0 +1,411 @@
+"""Auth kinds (engine.authkinds): what each sends, what its templates see, how a connection
+gets its secrets (connect, the environment, --token, never argv), and that nothing computed
+from a secret leaks into logs, errors, reprs or the DuckDB file."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sys
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import pytest
+import yaml
+
+from engine import secrets
+from engine.auth import Credentials
+from engine.authkinds import AUTH_KINDS
+from engine.cli import main
+from engine.connections import Connection
+from engine.errors import CrmError, InputError, SpecError
+from engine.loader import load_connector
+from engine.schema_check import schema
+from tests.support import App, Request, Response, cursor_page, items, serving, write_specs
+
+# Every secret below is used by this module only (the registry of secrets is process-wide).
+API_KEY = "kinds-key+/=9Zq"  # `+`, `/` and `=` change when percent-encoded in a URL
+USERNAME = "kinds-user@example.com"
+PASSWORD = "kinds-pass-w0rd"
+ACCOUNT = "acct-kinds-0042"  # a setting, not a secret: it must stay readable
+
+CONNECTOR = """
+name: acme
+title: Acme
+base_url: "{{ config.url }}"
+config:
+  url: {default: "http://unset.invalid"}
+  account: {default: acct-kinds-0042}
+  region: {default: eu}
+constants:
+  hosts: {eu: eu.acme.example, us: us.acme.example}
+auth:
+  key_as_user:
+    type: basic
+    username: "{{ api_key }}"
+    password: ""
+    secrets: {api_key: API key (Settings > API)}
+  user_password:
+    type: basic
+  header_key:
+    type: api_key
+    header: X-Api-Key
+  query_key:
+    type: api_key
+    query: api_key
+  token_scheme:
+    type: bearer
+    scheme: Token
+  custom_set:
+    type: custom
+    headers:
+      X-Auth: "Key {{ api_key }}; account={{ config.account }}"
+      X-Account: "{{ config.account }}"
+      X-Host: "{{ constants.hosts[config.region] }}"
+    query: {sig: "{{ api_key }}"}
+    secrets: {api_key: API key}
+  oauth_query:
+    type: oauth2
+    authorize_url: "{{ config.url }}/authorize"
+    token_url: "{{ config.url }}/token"
+    apply: {query: access_token, value: "{{ config.account }}:{{ token }}"}
+errors:
+  message: error.message
+streams:
+  items:
+    model: contact
+    request: {method: GET, path: /items}
+    records: items
+    paginate: {style: cursor, cursor: next, param: after}
+actions:
+  create_contact:
+    model: contact
+    input: create
+    request: {method: POST, path: /items, body: "{{ record }}"}
+    result: {record: "@"}
+"""
+
+
+class EchoServer:
+    """Items; records what each request carried. With `reject`, answers 401 with a body that
+    echoes every credential it was sent (as careless APIs do)."""
+
+    def __init__(self) -> None:
+        self.app = App()
+        self.reject = False
+        self.seen: list[Request] = []
+        self.app.add_route("GET", "/items", self.items)
+        self.app.add_route("POST", "/items", self.items)
+
+    def items(self, request: Request) -> Response:
+        self.seen.append(request)
+        if self.reject:
+            sent = {k: v for k, v in request.headers.items()
+                    if k.lower() in ("authorization", "x-api-key", "x-auth")}
+            query = {k: v[0] for k, v in request.query.items()}
+            return Response(401, {"error": {
+                "message": f"refused {sent} {query} {request.path}?"
+                           + "&".join(f"{k}={quote_plus(v)}" for k, v in query.items()),
+                "headers": sent, "query": query}})
+        if request.method == "POST":
+            return Response(201, {"id": "n1", **(request.json() or {})})
+        return cursor_page(items(12), request)
+
+    @property
+    def last(self) -> Request:
+        return self.seen[-1]
+
+
+@pytest.fixture
+def server():
+    yield from serving(EchoServer())
+
+
+@pytest.fixture
+def connectors(tmp_path):
+    return write_specs(tmp_path, CONNECTOR)
+
+
+def connect(engine, method: str, server, **values: str) -> None:
+    engine.store_secrets("acme", method, secrets=values, auth_method=method,
+                         config={"url": server.url})
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- what each kind sends ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "values", "header", "expected"), [
+    ("key_as_user", {"api_key": API_KEY}, "authorization", basic(API_KEY, "")),
+    ("user_password", {"username": USERNAME, "password": PASSWORD}, "authorization",
+     basic(USERNAME, PASSWORD)),
+    ("header_key", {"api_key": API_KEY}, "x-api-key", API_KEY),
+    ("token_scheme", {"token": API_KEY}, "authorization", f"Token {API_KEY}"),
+])
+def test_each_kind_sends_its_header(make_engine, connectors, server, method, values, header,
+                                    expected):
+    engine = make_engine(connectors)
+    connect(engine, method, server, **values)
+    [run] = engine.sync("acme", method)
+    assert run.status == "succeeded" and run.records == 12, run.error
+    assert {r.headers.get(header) for r in server.seen} == {expected}
+
+
+def test_an_api_key_in_the_query(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    connect(engine, "query_key", server, api_key=API_KEY)
+    [run] = engine.sync("acme", "query_key")
+    assert run.status == "succeeded"
+    assert all(r.arg("api_key") == API_KEY and "authorization" not in r.headers
+               for r in server.seen)
+    assert server.seen[1].arg("after") == "10"  # pagination's own parameters kept
+
+
+def test_custom_headers_see_config_constants_and_the_secrets(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    connect(engine, "custom_set", server, api_key=API_KEY)
+    [run] = engine.sync("acme", "custom_set")
+    assert run.status == "succeeded"
+    sent = server.last
+    assert sent.headers.get("x-auth") == f"Key {API_KEY}; account={ACCOUNT}"
+    assert sent.headers.get("x-account") == ACCOUNT
+    assert sent.headers.get("x-host") == "eu.acme.example"
+    assert sent.arg("sig") == API_KEY
+    # A setting a template reads is not a secret: only what reads a secret is registered.
+    assert secrets.redact(f"account {ACCOUNT}") == f"account {ACCOUNT}"
+    assert secrets.is_registered(f"Key {API_KEY}; account={ACCOUNT}")
+
+
+def test_connection_config_reaches_auth_templates(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    engine.store_secrets("acme", "us", secrets={"api_key": API_KEY}, auth_method="custom_set",
+                         config={"url": server.url, "region": "us", "account": "acct-us-77"})
+    engine.sync("acme", "us")
+    assert server.last.headers.get("x-host") == "us.acme.example"
+    assert server.last.headers.get("x-account") == "acct-us-77"
+
+
+def test_an_oauth_token_may_go_in_the_query_and_its_template_sees_config(make_engine,
+                                                                        connectors, server):
+    engine = make_engine(connectors)
+    [run] = engine.sync("acme", token="kinds-pasted-access", auth_method="oauth_query",
+                        config={"url": server.url})
+    assert run.status == "succeeded"
+    assert server.last.arg("access_token") == f"{ACCOUNT}:kinds-pasted-access"
+    assert secrets.is_registered(f"{ACCOUNT}:kinds-pasted-access")
+
+
+def test_a_connection_stored_before_secrets_had_names_still_works(make_engine, connectors,
+                                                                  server):
+    engine = make_engine(connectors)
+    engine.credentials.save(Connection("old", "acme", "token_scheme", {"url": server.url},
+                                       credentials=Credentials(access_token=API_KEY)))
+    [run] = engine.sync("acme", "old")
+    assert run.status == "succeeded" and server.last.headers["authorization"] == f"Token {API_KEY}"
+
+
+# -- where secrets come from ---------------------------------------------------------------------
+
+
+def test_token_fills_a_methods_one_secret(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    [run] = engine.sync("acme", token=API_KEY, auth_method="key_as_user",
+                        config={"url": server.url})
+    assert run.status == "succeeded"
+    assert server.last.headers["authorization"] == basic(API_KEY, "")
+
+
+def test_token_cannot_stand_for_two_secrets(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    with pytest.raises(InputError, match="needs username and password, not one token"):
+        engine.sync("acme", token=API_KEY, auth_method="user_password")
+
+
+def test_secrets_from_the_environment(make_engine, connectors, server, monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_ACME_USERNAME", USERNAME)
+    monkeypatch.setenv("CRM_ENGINE_ACME_PASSWORD", PASSWORD)
+    engine = make_engine(connectors)
+    [run] = engine.sync("acme", auth_method="user_password", config={"url": server.url})
+    assert run.status == "succeeded"
+    assert server.last.headers["authorization"] == basic(USERNAME, PASSWORD)
+
+
+def test_without_secrets_the_error_names_the_variables(make_engine, connectors):
+    engine = make_engine(connectors)
+    with pytest.raises(InputError) as info:
+        engine.sync("acme", auth_method="user_password")
+    assert "CRM_ENGINE_ACME_USERNAME, CRM_ENGINE_ACME_PASSWORD" in str(info.value)
+
+
+def test_store_secrets_wants_exactly_the_methods_secrets(make_engine, connectors):
+    engine = make_engine(connectors)
+    with pytest.raises(InputError, match="needs password"):
+        engine.store_secrets("acme", secrets={"username": USERNAME},
+                             auth_method="user_password")
+    with pytest.raises(InputError, match="not token"):
+        engine.store_secrets("acme", secrets={"api_key": API_KEY, "token": "x" * 8},
+                             auth_method="header_key")
+    with pytest.raises(InputError, match="no auth method 'nope'"):
+        engine.store_secrets("acme", secrets={}, auth_method="nope")
+
+
+class Terminal:
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_connect_asks_for_each_secret_without_echo(connectors, server, tmp_path,
+                                                       monkeypatch, capsys):
+    asked: list[str] = []
+    answers = {"Acme username: ": USERNAME, "Acme password: ": PASSWORD}
+    monkeypatch.setattr("engine.cli.getpass.getpass", lambda p: asked.append(p) or answers[p])
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "cli-home"))
+    assert main(["connect", "acme", "--auth", "user_password", "--connectors-dir",
+                 str(connectors), "--config", f"url={server.url}"]) == 0
+    assert asked == ["Acme username: ", "Acme password: "]
+    assert "stored acme: Acme via user_password" in capsys.readouterr().out
+    assert main(["sync", "acme", "--connectors-dir", str(connectors),
+                 "--db", str(tmp_path / "cli.duckdb")]) == 0
+    assert server.last.headers["authorization"] == basic(USERNAME, PASSWORD)
+
+
+def test_cli_connect_takes_secrets_from_the_environment(connectors, server, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "cli-home"))
+    monkeypatch.setenv("CRM_ENGINE_ACME_API_KEY", API_KEY)
+    assert main(["connect", "acme", "--auth", "key_as_user", "--connection", "k",
+                 "--connectors-dir", str(connectors), "--config", f"url={server.url}"]) == 0
+    stored = yaml.safe_load((tmp_path / "cli-home/connections/k.json").read_text())
+    assert stored["auth_method"] == "key_as_user"
+    assert stored["credentials"]["secrets"] == {"api_key": API_KEY}
+
+
+def test_cli_connect_without_a_terminal_stores_nothing(connectors, tmp_path, monkeypatch,
+                                                       capsys):
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "cli-home"))
+    monkeypatch.setenv("CRM_ENGINE_ACME_USERNAME", USERNAME)
+    assert main(["connect", "acme", "--auth", "user_password",
+                 "--connectors-dir", str(connectors)]) == 2
+    assert "CRM_ENGINE_ACME_PASSWORD: is not set" in capsys.readouterr().err
+    assert not list((tmp_path / "cli-home").glob("connections/*.json"))
+
+
+def test_cli_connect_refuses_an_unknown_auth_method(connectors, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CRM_ENGINE_HOME", str(tmp_path / "cli-home"))
+    assert main(["connect", "acme", "--auth", "nope", "--connectors-dir", str(connectors)]) == 2
+    assert "acme has no auth method 'nope'" in capsys.readouterr().err
+
+
+# -- redaction ---------------------------------------------------------------------------------
+
+
+def leaks(text: str) -> list[str]:
+    """Which forms of this module's secrets appear in `text`."""
+    forms = {
+        "api key": API_KEY, "encoded api key": quote_plus(API_KEY), "password": PASSWORD,
+        "basic(key)": base64.b64encode(f"{API_KEY}:".encode()).decode(),
+        "basic(user, password)": base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode(),
+    }
+    return [name for name, form in forms.items() if form in text]
+
+
+def database_text(path: Path) -> str:
+    data = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    return data.decode("latin-1")
+
+
+@pytest.mark.parametrize(("method", "values"), [
+    ("key_as_user", {"api_key": API_KEY}),
+    ("user_password", {"username": USERNAME, "password": PASSWORD}),
+    ("query_key", {"api_key": API_KEY}),
+    ("custom_set", {"api_key": API_KEY}),
+])
+def test_nothing_derived_from_a_secret_leaks(make_engine, connectors, server, tmp_path, caplog,
+                                              method, values):
+    caplog.set_level(logging.DEBUG)
+    engine = make_engine(connectors, db="leak.duckdb")
+    connect(engine, method, server, **values)
+    server.reject = True  # every answer echoes the credentials it got
+
+    [run] = engine.sync("acme", method)
+    assert run.status == "failed" and "HTTP 401" in run.error
+    echoed = str(server.last.headers.get("authorization") or "") + str(server.last.query)
+    assert leaks(echoed) or (method == "custom_set" and API_KEY in server.last.headers["x-auth"])
+    with pytest.raises(CrmError) as info:
+        engine.action("acme", "create_contact", {"first_name": "Ada"}, method)
+    error = info.value
+    assert error.status == 401 and "refused" in error.message
+    session, _, connection = engine.session("acme", method)
+    shown = [str(error), repr(error), str(error.raw_body), repr(error.to_dict()), run.error,
+             repr(session.auth), repr(connection), repr(connection.credentials), caplog.text]
+    assert [leaks(text) for text in shown] == [[]] * len(shown)
+    assert "***" in error.message and "HTTP Request: GET" in caplog.text  # httpx's log lines
+    rows = engine.store.query("SELECT error FROM sync_runs UNION ALL SELECT error FROM action_log")
+    assert len(rows) == 2 and all("***" in row[0] and not leaks(row[0]) for row in rows)
+    engine.close()
+    assert leaks(database_text(tmp_path / "leak.duckdb")) == []
+
+
+def test_a_refused_secret_says_where_it_came_from(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    connect(engine, "user_password", server, username=USERNAME, password=PASSWORD)
+    server.reject = True
+    [run] = engine.sync("acme", "user_password")
+    assert ("the credentials were refused; check them (CRM_ENGINE_ACME_USERNAME, "
+            "CRM_ENGINE_ACME_PASSWORD)") in run.error
+    connect(engine, "header_key", server, api_key=API_KEY)
+    [run] = engine.sync("acme", "header_key")
+    assert "the API key was refused; check it (--token, CRM_ENGINE_ACME_API_KEY)" in run.error
+
+
+def test_url_forms_of_a_secret_are_redacted():
+    secrets.register("kinds-url key/+=")
+    assert secrets.redact("GET /x?k=kinds-url+key%2F%2B%3D") == "GET /x?k=***"
+    assert secrets.redact("GET /x/kinds-url%20key%2F%2B%3D") == "GET /x/***"
+
+
+# -- the language --------------------------------------------------------------------------------
+
+
+def test_the_registry_and_the_schema_name_the_same_kinds():
+    assert set(AUTH_KINDS) == set(schema("connector")["$defs"]["auth_method"]["properties"]
+                                  ["type"]["enum"])
+
+
+def auth_problems(tmp_path, auth: str) -> list[str]:
+    spec = ("name: acme\ntitle: Acme\nbase_url: http://x.invalid\nconfig: {account: {}}\n"
+            "auth:\n" + auth + "streams: {}\n")
+    connectors = write_specs(tmp_path, spec)
+    with pytest.raises(SpecError) as info:
+        load_connector(connectors / "acme.yaml")
+    return [f"{p.path}: {p.message}" for p in info.value.problems]
+
+
+@pytest.mark.parametrize(("auth", "problem"), [
+    ("  a: {type: token, apply: {header: X, value: '{{ token }}'}}\n",
+     "auth.a.type: 'token' is not one of 'oauth2', 'bearer', 'api_key', 'basic', 'custom'"),
+    ("  a: {type: basic, usernme: x}\n",
+     "auth.a.usernme: unknown key 'usernme' (did you mean 'username'?)"),
+    ("  a: {type: basic, username: '{{ api_key }}', password: ''}\n",
+     "auth.a.username: undefined variable 'api_key' in template"),
+    ("  a: {type: basic, username: '{{ key }}', password: '', secrets: {key: k, other: o}}\n",
+     "auth.a.secrets.other: secret 'other' is declared but no template of this method reads it"),
+    ("  a: {type: custom, headers: {X: '{{ config }}'}, secrets: {config: c}}\n",
+     "auth.a.secrets.config: 'config' cannot name a secret"),
+    ("  a: {type: api_key, header: X, secrets: {a: a, b: b}}\n",
+     "auth.a: `value` is required when a method has more than one secret"),
+    ("  a: {type: api_key, header: X, query: y}\n",
+     "auth.a: expected exactly one of: header; query"),
+    ("  a: {type: bearer, secrets: {a: a, b: b}}\n",
+     "auth.a.secrets: {'a': 'a', 'b': 'b'} has too many properties"),
+    ("  a: {type: custom, secrets: {k: k}}\n", "auth.a: "),
+    ("  a: {type: custom, headers: {X: '{{ config.acount }}'}, secrets: {k: k}}\n",
+     "auth.a.headers.X: undefined variable 'config.acount'"),
+])
+def test_auth_problems_are_located(tmp_path, auth, problem):
+    problems = auth_problems(tmp_path, auth)
+    assert any(p.startswith(problem) for p in problems), problems

@@ -1,0 +1,75 @@
+"""Command-line conventions: --version, -v/-q after the command, JSON logs and output, and the
+check and connections commands. Real subprocesses against a local emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import sandbox
+
+
+@pytest.fixture(scope="module")
+def hubspot():
+    with sandbox.start("hubspot", contacts=30, companies=5, deals=5) as running:
+        yield running
+
+
+def crm(tmp_path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CRM_ENGINE_HOME": str(tmp_path / "home")}
+    env.pop("CRM_ENGINE_HUBSPOT_TOKEN", None)
+    if token:
+        env["CRM_ENGINE_HUBSPOT_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_version(tmp_path):
+    result = crm(tmp_path, "--version")
+    assert result.returncode == 0 and result.stdout.startswith("crm-engine 0.")
+
+
+def test_check_says_whether_credentials_work(tmp_path, hubspot):
+    good = crm(tmp_path, "check", "hubspot", "--base-url", hubspot.url, "--json",
+               token=hubspot.emulator.static_token)
+    [result] = json.loads(good.stdout)
+    assert good.returncode == 0 and result["ok"] and result["status"] == 200
+    bad = crm(tmp_path, "check", "hubspot", "--base-url", hubspot.url, token="wrong-token")
+    assert bad.returncode == 1 and "FAILED" in bad.stdout and "401" in bad.stdout
+
+
+def test_connections_lists_stored_ones_with_their_last_sync(tmp_path, hubspot):
+    env_token = hubspot.emulator.static_token
+    stored = subprocess.run(
+        [sys.executable, "-m", "engine", "connect", "hubspot", "--auth", "private_app",
+         "--connection", "acme", "--config", f"api_url={hubspot.url}"],
+        env={**os.environ, "CRM_ENGINE_HOME": str(tmp_path / "home"),
+             "CRM_ENGINE_HUBSPOT_TOKEN": env_token}, capture_output=True, text=True,
+        timeout=60, stdin=subprocess.DEVNULL)
+    assert stored.returncode == 0, stored.stderr
+    synced = crm(tmp_path, "sync", "hubspot", "--connection", "acme", "--streams", "contacts",
+                 "--db", "crm.duckdb", "-q", "--json")
+    [run] = json.loads(synced.stdout)
+    assert synced.returncode == 0 and run["status"] == "succeeded" and run["records"] == 30
+    assert synced.stderr == ""  # -q after the command: no progress lines
+    listed = crm(tmp_path, "connections", "--db", "crm.duckdb", "--json")
+    [row] = json.loads(listed.stdout)
+    assert (row["connection"], row["connector"], row["auth_kind"]) == ("acme", "hubspot",
+                                                                        "bearer")
+    assert row["last_status"] == "succeeded" and row["last_sync"]
+    checked = crm(tmp_path, "check", "--json")  # every stored connection
+    assert [r["connection"] for r in json.loads(checked.stdout)] == ["acme"]
+
+
+def test_log_lines_as_json(tmp_path):
+    result = crm(tmp_path, "sync", "hubspot", "--base-url", "http://127.0.0.1:9", "--db",
+                 "x.duckdb", "--streams", "contacts", "-v", "--log-format", "json",
+                 token="t0ken-value")
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines and {"time", "level", "logger", "message"} <= set(lines[0])
+    assert any("retrying" in line["message"] for line in lines)
