@@ -3,7 +3,6 @@ HTTP to a local test server, with a fake clock: nothing here really sleeps."""
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
 import logging
 import random
@@ -823,24 +822,6 @@ def test_a_whitespace_body_is_an_empty_body(mock_session):
 def test_a_body_that_is_not_json_fails_the_operation_that_sent_it(mock_session):
     error = send(mock_session(answering(200, b"{cut")))
     assert error.operation == "contacts.list" and error.status == 200
-
-
-def test_an_api_key_in_the_query_keeps_the_requests_own_parameters(mock_session):
-    """Pipedrive's v1 API token travels as `?api_token=` (CONTRACTS 3.2)."""
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"items": []})
-
-    connector = mock_session(handler).connector
-    method = dataclasses.replace(connector.auth["token"], apply_header=None,
-                                 apply_query="api_token")
-    with httpx.Client(auth=TokenAuth(method, TOKEN),
-                      transport=httpx.MockTransport(handler)) as client:
-        client.get("http://127.0.0.1:9/persons", params={"limit": 5})
-    assert dict(seen[0].url.params) == {"limit": "5", "api_token": f"Bearer {TOKEN}"}
-    assert "authorization" not in seen[0].headers
 
 
 def test_the_connectors_headers_go_with_every_request(tmp_path, make_engine):
