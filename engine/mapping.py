@@ -243,14 +243,13 @@ class ModelMapping:
         out: dict[str, Any] = {}
         by_label = {label: key for key, label in (custom_names or {}).items()}
         for name, f in self.fields.items():
-            if f.label is not None and name in payload:
+            if f.label is not None and name in payload and f.write is not None:
                 key = by_label.get(f.label)
                 if key is None:
                     raise InputError(name, f"this account has no custom field labelled "
                                            f"{f.label!r}")
                 under = f.under if f.under is not None else self.custom_path or ()
-                value = f.write(payload[name]) if f.write else payload[name]
-                _put(out, (*under, key), value)
+                _put(out, (*under, key), f.write(payload[name]))
                 continue
             if f.write is None or f.path is None:
                 continue

@@ -409,3 +409,51 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
 def test_auth_problems_are_located(tmp_path, auth, problem):
     problems = auth_problems(tmp_path, auth)
     assert any(p.startswith(problem) for p in problems), problems
+
+
+# -- each kind's side of a connection, called directly ----------------------------------------
+
+
+def load_auth(tmp_path, auth: str) -> dict:
+    spec = ("name: acme\ntitle: Acme\nbase_url: http://x.invalid\nconfig: {account: {}}\n"
+            "auth:\n" + auth + "streams: {}\n")
+    return load_connector(write_specs(tmp_path, spec) / "acme.yaml").auth
+
+
+THREE_SECRETS = ("  three:\n    type: custom\n    secrets: {app: app, key: key, sig: sig}\n"
+                 "    headers: {X-App: '{{ app }}', X-Key: '{{ key }}', X-Sig: '{{ sig }}'}\n")
+
+
+def test_what_a_method_lacks_is_named_in_a_list(tmp_path):
+    method = load_auth(tmp_path, THREE_SECRETS)["three"]
+    with pytest.raises(InputError) as info:
+        method.credentials_from_secrets({"key": "k"})
+    assert (info.value.field, info.value.message) == (
+        "secrets", "auth method 'three' needs app and sig")
+    with pytest.raises(InputError) as info:
+        method.credentials_from_token("t")
+    assert (info.value.field, info.value.message) == (
+        "token", "auth method 'three' needs app, key and sig, not one token")
+    assert method.env_variables("acme") == {
+        "app": ["CRM_ENGINE_ACME_APP"], "key": ["CRM_ENGINE_ACME_KEY"],
+        "sig": ["CRM_ENGINE_ACME_SIG"]}
+
+
+def test_an_oauth_method_takes_its_client_secret_not_secrets(tmp_path, connectors):
+    """`connect` reads the OAuth app's secret from CRM_ENGINE_<CONNECTOR>_CLIENT_SECRET (the
+    README's environment variables); the method has no secrets of its own to store."""
+    method = load_connector(connectors / "acme.yaml").auth["oauth_query"]
+    assert method.env_variables("acme") == {"client_secret": ["CRM_ENGINE_ACME_CLIENT_SECRET"]}
+    with pytest.raises(InputError) as info:
+        method.credentials_from_secrets({"token": "t"})
+    assert (info.value.field, info.value.message) == (
+        "auth_method", "'oauth_query' is OAuth 2.0: run `crm-engine connect` to authorize it")
+
+
+def test_disconnecting_a_key_connection_revokes_nothing_and_forgets_it(make_engine, connectors,
+                                                                       server):
+    engine = make_engine(connectors)
+    connect(engine, "header_key", server, api_key=API_KEY)
+    assert engine.disconnect("acme", "header_key") is False
+    with pytest.raises(InputError, match="no credentials for connection 'header_key'"):
+        engine.session("acme", "header_key")
