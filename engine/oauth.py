@@ -126,9 +126,9 @@ def exchange_code(connector: Connector, method: OAuth2, context: dict[str, Any],
 def revoke(connector: Connector, method: OAuth2, context: dict[str, Any],
            credentials: Credentials, *, client: httpx.Client) -> bool:
     """Revoke the refresh token (else the access token) where the vendor offers it."""
-    if method.revoke is None:
+    token = credentials.refresh_token or credentials.access_token
+    if method.revoke is None or not token:
         return False
-    token = credentials.refresh_token or credentials.access_token or ""
     token_context = {**context, "token": token}
     form = {k: str(t.render(token_context)) for k, t in method.revoke.form.items()}
     headers = {"Accept": "application/json"}

@@ -434,6 +434,10 @@ def test_what_a_method_lacks_is_named_in_a_list(tmp_path):
         method.credentials_from_token("t")
     assert (info.value.field, info.value.message) == (
         "token", "auth method 'three' needs app, key and sig, not one token")
+    with pytest.raises(InputError) as info:
+        method.credentials_from_secrets({"app": "a", "key": "k", "sig": "s", "token": "t"})
+    assert (info.value.field, info.value.message) == (
+        "secrets", "auth method 'three' takes app, key and sig, not token")
     assert method.env_variables("acme") == {
         "app": ["CRM_ENGINE_ACME_APP"], "key": ["CRM_ENGINE_ACME_KEY"],
         "sig": ["CRM_ENGINE_ACME_SIG"]}

@@ -336,21 +336,23 @@ BUDGET, SIGNED, CURRENCY, PIPELINE, REGION = HASHES
 
 def test_a_labelled_field_reads_and_writes_its_key_in_the_object_it_names(tmp_path):
     deal = load_text(tmp_path, LABELS_UNDER)["deal"]
-    record = {"id": 7, "title": "Big", "custom_fields": {BUDGET: 1200.5, SIGNED: "2026-05-15",
-                                                         PIPELINE: "B2B"},
-              CURRENCY: "EUR", REGION: "EMEA",
-              BUDGET: "a root key of that name is not the custom field"}
-    columns, rows = read_both_ways(deal, [record], HASHES)
+    records = [{"id": 7, "title": "Big",
+                "custom_fields": {BUDGET: 1200.5, SIGNED: "2026-05-15", PIPELINE: "B2B"},
+                CURRENCY: "EUR", REGION: "EMEA",
+                BUDGET: "a root key of that name is not the custom field"},
+               {"id": 8, "title": "Small", "custom_fields": None}]
+    columns, rows = read_both_ways(deal, records, HASHES)
     assert columns == rows
-    assert columns["amount"] == [Decimal("1200.5")]
-    assert columns["close_date"] == [dt.date(2026, 5, 15)]
-    assert columns["currency"] == ["EUR"]
-    assert columns["pipeline"] == ["B2B"]
+    assert columns["amount"] == [Decimal("1200.5"), None]
+    assert columns["close_date"] == [dt.date(2026, 5, 15), None]
+    assert columns["currency"] == ["EUR", None]
+    assert columns["pipeline"] == ["B2B", None]
     # Custom holds the root's unmapped keys, renamed by their definitions; the currency's key
     # is mapped, and the budget's key here is not the budget field (that one is under
     # custom_fields), so it stays.
     assert columns["custom"] == [{"Region": "EMEA",
-                                  "Budget": "a root key of that name is not the custom field"}]
+                                  "Budget": "a root key of that name is not the custom field"},
+                                 {}]
     body = deal.write({"name": "Big", "amount": Decimal("99.90"),
                        "close_date": dt.date(2026, 6, 1), "currency": "USD",
                        "pipeline": "read-only"}, apply_defaults=False, custom_names=HASHES)
@@ -373,11 +375,12 @@ models:
 def test_a_labelled_field_defaults_to_the_custom_root(tmp_path):
     contact = load_text(tmp_path, LABELS_IN_PROPERTIES)["contact"]
     names = {"x_role_12": "Job role"}
-    record = {"id": "1", "x_role_12": "root", "properties": {"firstname": "Ada",
-                                                             "x_role_12": "CTO", "tier": "1"}}
-    columns, rows = read_both_ways(contact, [record], names)
+    records = [{"id": "1", "x_role_12": "root", "properties": {"firstname": "Ada",
+                                                               "x_role_12": "CTO", "tier": "1"}},
+               {"id": "2", "properties": {"firstname": "Bo"}}]
+    columns, rows = read_both_ways(contact, records, names)
     assert columns == rows
-    assert columns["job_title"] == ["CTO"] and columns["custom"] == [{"tier": "1"}]
+    assert columns["job_title"] == ["CTO", None] and columns["custom"] == [{"tier": "1"}, {}]
     assert contact.write({"job_title": "CEO"}, apply_defaults=False, custom_names=names) == {
         "properties": {"x_role_12": "CEO"}}
 
@@ -403,3 +406,20 @@ def test_a_strict_field_knows_its_values_whatever_their_json_type(tmp_path):
     assert columns["pipeline"] == ["renewals", "sales", None, None]
     # Only the unknown value is kept in custom; an empty one is no value at all.
     assert columns["custom"] == [{}, {}, {}, {"pipeline_id": 9}]
+
+
+def test_vendor_fields_below_a_nested_object():
+    """Salesforce reads related records' fields by dotted path (`Account.Owner.Name`)."""
+    from engine.mapping import ModelMapping, build_field
+    from engine.models import unified_models
+
+    model = unified_models()["contact"]
+    contact = ModelMapping(model, [
+        build_field(model, "id", {"path": "Id", "write": False}),
+        build_field(model, "company_name", {"path": "Account.Name", "write": False}),
+        build_field(model, "owner_id", {"path": "Account.Owner.Id", "write": False}),
+        build_field(model, "job_title", {"path": "Account.Owner.Title", "write": False})],
+        custom_path=None)
+    assert contact.vendor_fields("Account.Owner") == ["Id", "Title"]
+    assert contact.vendor_fields("Account.Owner", full=True) == ["Id", "Title"]
+    assert contact.vendor_fields("Account", full=True) == ["Name", "Owner.Id", "Owner.Title"]

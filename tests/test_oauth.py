@@ -80,6 +80,7 @@ class Vendor:
         self.token_queries: list[dict[str, str]] = []  # the token URL's query
         self.replayed = 0
         self.counter = 0
+        self.revoke_status = 200
         self.instance_url: str | None = None  # the API host tokens name; None: this server
         self.lock = threading.Lock()
         self.records = items(30)
@@ -130,6 +131,8 @@ class Vendor:
 
     def revoke(self, request: Request) -> Response:
         token = request.form().get("token", "")
+        if self.revoke_status != 200:
+            return Response(self.revoke_status, {"error": "temporarily_unavailable"})
         self.revoked.append(token)
         self.refresh_tokens.discard(token)
         return Response(200, {})
@@ -214,6 +217,20 @@ def test_rotated_refresh_token_is_persisted(engine, vendor, clock):
 
 def test_revoke_on_disconnect(engine, vendor):
     connect(engine, vendor)
+    assert engine.disconnect("acme") is True
+    assert vendor.revoked == ["ref-1"] and engine.credentials.load("acme") is None
+
+
+def test_a_refused_revocation_keeps_the_connection_so_disconnect_can_be_run_again(engine,
+                                                                                   vendor):
+    connect(engine, vendor)
+    vendor.revoke_status = 503
+    with pytest.raises(CrmError) as info:
+        engine.disconnect("acme")
+    assert (info.value.connector, info.value.operation, info.value.status) == (
+        "acme", "oauth.revoke", 503)
+    assert engine.credentials.load("acme") is not None
+    vendor.revoke_status = 200
     assert engine.disconnect("acme") is True
     assert vendor.revoked == ["ref-1"] and engine.credentials.load("acme") is None
 
@@ -385,6 +402,15 @@ def test_a_refused_revocation_is_a_crm_error(engine):
     error = info.value
     assert (error.connector, error.operation, error.status, error.message) == (
         "acme", "oauth.revoke", 400, "revocation failed with HTTP 400")
+
+
+def test_credentials_without_a_token_have_nothing_to_revoke(engine):
+    connector, method, context = acme_oauth(engine)
+    seen: list[httpx.Request] = []
+    with answered_by(httpx.Response(200, json={}), seen) as client:
+        assert revoke(connector, method, context, Credentials(client_id="cid"),
+                      client=client) is False
+    assert seen == []
 
 
 def test_a_vendor_without_revocation_revokes_nothing(engine):
