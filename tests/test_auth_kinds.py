@@ -435,9 +435,10 @@ def test_what_a_method_lacks_is_named_in_a_list(tmp_path):
     assert (info.value.field, info.value.message) == (
         "token", "auth method 'three' needs app, key and sig, not one token")
     with pytest.raises(InputError) as info:
-        method.credentials_from_secrets({"app": "a", "key": "k", "sig": "s", "token": "t"})
+        method.credentials_from_secrets({"app": "a", "key": "k", "sig": "s", "token": "t",
+                                         "api_key": "k"})
     assert (info.value.field, info.value.message) == (
-        "secrets", "auth method 'three' takes app, key and sig, not token")
+        "secrets", "auth method 'three' takes app, key and sig, not api_key, token")
     assert method.env_variables("acme") == {
         "app": ["CRM_ENGINE_ACME_APP"], "key": ["CRM_ENGINE_ACME_KEY"],
         "sig": ["CRM_ENGINE_ACME_SIG"]}
@@ -461,3 +462,4 @@ def test_disconnecting_a_key_connection_revokes_nothing_and_forgets_it(make_engi
     assert engine.disconnect("acme", "header_key") is False
     with pytest.raises(InputError, match="no credentials for connection 'header_key'"):
         engine.session("acme", "header_key")
+

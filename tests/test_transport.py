@@ -295,6 +295,13 @@ def test_secrets_never_reach_errors_or_logs(session, server, caplog):
     assert "***" in str(info.value)
 
 
+def test_an_error_code_that_echoes_the_token_is_redacted(session, server):
+    server.app.fail_next(1, 400, body={"code": f"INVALID_KEY:{TOKEN}", "message": "refused"})
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    assert (info.value.code, info.value.message) == ("INVALID_KEY:***", "refused")
+
+
 USAGE = """
 rate_limit:
   requests: 100
