@@ -395,7 +395,13 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
     ("  a: {type: basic, username: '{{ key }}', password: '', secrets: {key: k, other: o}}\n",
      "auth.a.secrets.other: secret 'other' is declared but no template of this method reads it"),
     ("  a: {type: custom, headers: {X: '{{ config }}'}, secrets: {config: c}}\n",
-     "auth.a.secrets.config: 'config' cannot name a secret"),
+     "auth.a.secrets.config: 'config' cannot name a secret: auth templates read config, "
+     "constants, credentials by that name"),
+    # `escapes` and the template functions are names every template reads too.
+    ("  a: {type: custom, headers: {X: '{{ escapes }}'}, secrets: {escapes: c}}\n",
+     "auth.a.secrets.escapes: 'escapes' cannot name a secret"),
+    ("  a: {type: custom, headers: {X: '{{ range }}'}, secrets: {range: c}}\n",
+     "auth.a.secrets.range: 'range' cannot name a secret"),
     ("  a: {type: api_key, header: X, secrets: {a: a, b: b}}\n",
      "auth.a: `value` is required when a method has more than one secret"),
     ("  a: {type: api_key, header: X, query: y}\n",
@@ -463,3 +469,47 @@ def test_disconnecting_a_key_connection_revokes_nothing_and_forgets_it(make_engi
     with pytest.raises(InputError, match="no credentials for connection 'header_key'"):
         engine.session("acme", "header_key")
 
+
+
+ALL_KINDS = """\
+  o:
+    type: oauth2
+    description: the OAuth app
+    authorize_url: "https://login.example/authorize"
+    token_url: "https://login.example/token"
+  b:
+    type: bearer
+    description: a personal token
+  k:
+    type: api_key
+    description: an API key
+    header: X-Key
+  u:
+    type: basic
+    description: a login
+  c:
+    type: custom
+    description: a signed header
+    secrets: {key: signing key}
+    headers: {X-Sig: "{{ key }}"}
+"""
+
+
+def test_each_kind_compiles_its_description_and_defaults(tmp_path):
+    """What a method leaves out takes the documented default (docs/spec-language.md): a
+    Bearer header, the prompts `connect` shows for each secret, OAuth without PKCE, its client
+    in the form and scopes separated by spaces."""
+    auth = load_auth(tmp_path, ALL_KINDS)
+    assert {name: m.description for name, m in auth.items()} == {
+        "o": "the OAuth app", "b": "a personal token", "k": "an API key", "u": "a login",
+        "c": "a signed header"}
+    assert {name: m.secrets for name, m in auth.items()} == {
+        "o": {}, "b": {"token": "access token"}, "k": {"api_key": "API key"},
+        "u": {"username": "username", "password": "password"}, "c": {"key": "signing key"}}
+    assert auth["b"].render({"token": "t0k3n-b"}) == ({"Authorization": "Bearer t0k3n-b"}, {})
+    oauth = auth["o"]
+    assert (oauth.scopes, oauth.scope_separator, oauth.pkce, oauth.client_auth,
+            oauth.authorize_params, oauth.token_lifetime_seconds, oauth.revoke,
+            oauth.settings, oauth.callback_settings) == ([], " ", False, "body", {}, None, None,
+                                                         {}, {})
+    assert oauth.apply.render({"token": "t0k3n-o"}) == ({"Authorization": "Bearer t0k3n-o"}, {})
