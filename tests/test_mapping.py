@@ -385,8 +385,8 @@ def test_a_labelled_field_defaults_to_the_custom_root(tmp_path):
         "properties": {"x_role_12": "CEO"}}
 
 
-# Pipedrive's option fields carry integer option ids (CONTRACTS 3.3); HubSpot sends an empty
-# string for a property with no value (CONTRACTS 1.3).
+# Pipedrive v2 sends ids as plain integers, v1 often as strings (CONTRACTS 3.3); an empty string
+# is no value at all (the mapping reads it as null), not an unknown one.
 STRICT_IDS = """
 models:
   deal:
