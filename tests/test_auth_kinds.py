@@ -503,6 +503,9 @@ def test_each_kind_compiles_its_description_and_defaults(tmp_path):
     assert {name: m.description for name, m in auth.items()} == {
         "o": "the OAuth app", "b": "a personal token", "k": "an API key", "u": "a login",
         "c": "a signed header"}
+    undescribed = load_auth(tmp_path / "bare", "\n".join(
+        line for line in ALL_KINDS.splitlines() if "description:" not in line) + "\n")
+    assert {m.description for m in undescribed.values()} == {""}
     assert {name: m.secrets for name, m in auth.items()} == {
         "o": {}, "b": {"token": "access token"}, "k": {"api_key": "API key"},
         "u": {"username": "username", "password": "password"}, "c": {"key": "signing key"}}

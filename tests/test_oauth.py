@@ -423,6 +423,26 @@ def test_a_vendor_without_revocation_revokes_nothing(engine):
     assert seen == []
 
 
+def test_each_authorization_request_has_fresh_state_and_a_pkce_verifier(engine):
+    """`state`: 24 random bytes, 32 URL-safe characters; the PKCE verifier: 48 random bytes,
+    64 characters (RFC 7636 4.1 allows 43 to 128), sent as its S256 challenge."""
+    _, method, context = acme_oauth(engine)
+    requests = [authorization_request(method, context, client_id="cid",
+                                      redirect_uri="http://127.0.0.1:8765/callback")
+                for _ in range(2)]
+    for request in requests:
+        assert (len(request.state), len(request.code_verifier)) == (32, 64)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        digest = hashlib.sha256(request.code_verifier.encode()).digest()
+        assert query == {
+            "response_type": "code", "client_id": "cid", "state": request.state,
+            "redirect_uri": "http://127.0.0.1:8765/callback", "scope": "read,write,offline",
+            "access_type": "offline", "code_challenge_method": "S256",
+            "code_challenge": base64.urlsafe_b64encode(digest).rstrip(b"=").decode()}
+    assert requests[0].state != requests[1].state
+    assert requests[0].code_verifier != requests[1].code_verifier
+
+
 def test_scopes_are_separated_by_percent_20_and_a_query_in_the_authorize_url_is_kept(engine):
     """HubSpot documents space-separated scopes encoded as %20 (CONTRACTS 1.1); an authorize
     URL with a query of its own gets ours after an `&`."""
