@@ -397,6 +397,12 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
     ("  a: {type: custom, headers: {X: '{{ config }}'}, secrets: {config: c}}\n",
      "auth.a.secrets.config: 'config' cannot name a secret: auth templates read config, "
      "constants, credentials by that name"),
+    ("  a: {type: basic, username: '{{ constants }}', password: '', secrets: {constants: c}}\n",
+     "auth.a.secrets.constants: 'constants' cannot name a secret"),
+    ("  a: {type: bearer, secrets: {credentials: c}}\n",
+     "auth.a.secrets.credentials: 'credentials' cannot name a secret"),
+    ("  a: {type: api_key, header: X, secrets: {config: c}}\n",
+     "auth.a.secrets.config: 'config' cannot name a secret"),
     # `escapes` and the template functions are names every template reads too.
     ("  a: {type: custom, headers: {X: '{{ escapes }}'}, secrets: {escapes: c}}\n",
      "auth.a.secrets.escapes: 'escapes' cannot name a secret"),
