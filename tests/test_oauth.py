@@ -358,13 +358,15 @@ def test_a_failed_code_exchange_is_a_crm_error_naming_the_vendors_reason(engine,
 def test_a_client_secret_echoed_by_a_failing_token_endpoint_is_redacted(engine, clock):
     connector, method, context = acme_oauth(engine)
     request = AuthorizationRequest("u", "http://127.0.0.1:0/callback", "s" * 32)
+    basic = "Basic " + base64.b64encode(b"cid:echo-secret-7f3a").decode()  # client_auth: basic
     echo = httpx.Response(401, json={"error": "bad client echo-secret-7f3a",
-                                     "client_secret": "echo-secret-7f3a"})
+                                     "client_secret": "echo-secret-7f3a", "sent": basic})
     with answered_by(echo, []) as client, pytest.raises(CrmError) as info:
         exchange_code(connector, method, context, client=client, client_id="cid",
                       client_secret="echo-secret-7f3a", code="c-1", request=request, clock=clock)
     assert info.value.message == "code exchange failed: bad client ***"
-    assert info.value.raw_body == {"error": "bad client ***", "client_secret": "***"}
+    assert info.value.raw_body == {"error": "bad client ***", "client_secret": "***",
+                                   "sent": "Basic ***"}
 
 
 def test_revoke_sends_the_refresh_token_else_the_access_token(engine):
