@@ -403,6 +403,10 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
      "auth.a.secrets.credentials: 'credentials' cannot name a secret"),
     ("  a: {type: api_key, header: X, secrets: {config: c}}\n",
      "auth.a.secrets.config: 'config' cannot name a secret"),
+    ("  a: {type: api_key, header: X, value: '{{ api_ky }}'}\n",
+     "auth.a.value: undefined variable 'api_ky' in template"),
+    ("  a: {type: api_key, header: X, value: '{{ a }}', secrets: {a: a, b: b}}\n",
+     "auth.a.secrets.b: secret 'b' is declared but no template of this method reads it"),
     # `escapes` and the template functions are names every template reads too.
     ("  a: {type: custom, headers: {X: '{{ escapes }}'}, secrets: {escapes: c}}\n",
      "auth.a.secrets.escapes: 'escapes' cannot name a secret"),
@@ -522,3 +526,13 @@ def test_each_kind_compiles_its_description_and_defaults(tmp_path):
             oauth.settings, oauth.callback_settings) == ([], " ", False, "body", {}, None, None,
                                                          {}, {})
     assert oauth.apply.render({"token": "t0k3n-o"}) == ({"Authorization": "Bearer t0k3n-o"}, {})
+
+
+def test_an_api_key_value_may_combine_secrets(tmp_path):
+    auth = ("  signed_key:\n    type: api_key\n    header: X-Api-Key\n"
+            "    value: '{{ account_id }}:{{ api_key }}'\n"
+            "    secrets: {account_id: account id, api_key: API key}\n")
+    method = load_auth(tmp_path, auth)["signed_key"]
+    assert method.render({"account_id": "a-17", "api_key": "k-kinds-77"}) == (
+        {"X-Api-Key": "a-17:k-kinds-77"}, {})
+    assert secrets.is_registered("a-17:k-kinds-77")
