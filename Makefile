@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench validate mutation clean
+.PHONY: demo test lint bench validate mutation clean distributed services services-stop
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -29,6 +29,23 @@ validate: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/sync_contacts.py
 
+# The distributed mode (docs/deployment.md): the `distributed` extra (Celery, Redis, psycopg,
+# cryptography, the DuckLake and PostgreSQL extensions of DuckDB), then PostgreSQL and Redis from
+# Debian's packages, started as local processes of this checkout (scripts/services.sh; data in
+# out/services/, loopback ports). `eval "$$(scripts/services.sh env)"` points a shell at them.
+$(VENV)/.distributed-stamp: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,distributed]'
+	@touch $@
+
+distributed: $(VENV)/.distributed-stamp services
+
+services:
+	scripts/services.sh install
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
+
 # Mutation testing of engine/{transport,auth,authkinds,oauth,ratelimit,paginate,mapping,convert}.py
 # ([tool.mutmut] in pyproject.toml; an hour or more on 2 busy cores). Not part of `make test`
 # nor CI. A fresh run each time; the summary counts tests/mutation-equivalents.md apart;
@@ -42,5 +59,5 @@ mutation: $(VENV)/.mutation-stamp
 	$(VENV)/bin/mutmut run
 	@$(PY) tests/mutation_summary.py
 
-clean:
+clean: services-stop
 	rm -rf out .pytest_cache mutants

@@ -13,7 +13,7 @@ from engine.clock import utc_now
 from engine.convert import ConversionError, format_timestamp, unified_value
 from engine.errors import CrmError, InputError
 from engine.extract import ExpressionFailed
-from engine.mapping import ModelMapping
+from engine.mapping import ModelMapping, ReadContext
 from engine.paginate import PaginationError, paginator_for, read_page
 from engine.render import render_call
 from engine.spec import ActionCase, ActionSpec
@@ -69,13 +69,14 @@ def choose_case(action: ActionSpec, context: dict[str, Any]) -> ActionCase:
     raise InputError("", f"{action.name}: no case matches this payload (conditions: {conditions})")
 
 
-# The names of a mapping's custom fields, where its stream declares `custom_names`.
-CustomNames = Callable[[ModelMapping], dict[str, str] | None]
+# What reading a mapping's records needs (custom-field names, reference rows for lookups), per
+# connection: the Engine's.
+ReadContexts = Callable[[ModelMapping], ReadContext | None]
 
 
 def run_action(session: Session, action: ActionSpec, payload: Any,
                base_context: dict[str, Any], actions: dict[str, ActionSpec] | None = None,
-               custom_names: CustomNames | None = None) -> dict[str, Any]:
+               read_contexts: ReadContexts | None = None) -> dict[str, Any]:
     """Run `action`; `actions` (the connector's) serve a `result.then` read-back."""
     typed = validate_payload(action, payload)
     full_input = {name: typed.get(name) for name in action.allowed}
@@ -86,11 +87,12 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
         # (a vendor storing one full name, when only the last name changes).
         context["current"] = run_action(session, actions[action.read_first],
                                         {"id": typed["id"]}, base_context, actions,
-                                        custom_names).get("record")
+                                        read_contexts).get("record")
     case = choose_case(action, context)
     # Names first: writing needs them for fields mapped by label, and a lookup that failed
     # after a create was sent would hide that it was applied.
-    names = custom_names(case.mapping) if custom_names and case.mapping else None
+    reading = read_contexts(case.mapping) if read_contexts and case.mapping else None
+    names = reading.custom_names if reading is not None else None
     if case.mapping is not None:
         writable = {k: v for k, v in typed.items() if k != "id"}
         context["record"] = case.mapping.write(
@@ -103,8 +105,8 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
     reply = session.send(call, operation)
     try:
         if case.paginate is not None:
-            return _paginated_result(session, case, call, reply, operation, names, context)
-        result = _result(case, reply, context, names)
+            return _paginated_result(session, case, call, reply, operation, reading, context)
+        result = _result(case, reply, context, reading)
     except (PaginationError, ExpressionFailed, TemplateFailed) as exc:
         raise _unreadable(session, call, reply, operation,
                           f"cannot read the response: {exc}") from None
@@ -112,7 +114,7 @@ def run_action(session: Session, action: ActionSpec, payload: Any,
         raise _unreadable(session, call, reply, operation, "the response carries no record id")
     if case.result.then and actions and result["id"] is not None:
         return run_action(session, actions[case.result.then], {"id": result["id"]},
-                          base_context, actions, custom_names)
+                          base_context, actions, read_contexts)
     return result
 
 
@@ -129,7 +131,7 @@ def _unreadable(session: Session, call: Call, reply: Reply, operation: str,
 
 
 def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Reply,
-                      operation: str, names: dict[str, str] | None,
+                      operation: str, reading: ReadContext | None,
                       context: dict[str, Any]) -> dict[str, Any]:
     """Follow the pages of a search, collecting up to `max_records` records."""
     assert case.paginate is not None and case.result.records is not None
@@ -138,7 +140,7 @@ def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Rep
     number = 1
     while True:
         page = read_page(reply.body, case.result.records, number)
-        records.extend(_records(case, page.records, names, context))
+        records.extend(_records(case, page.records, reading, context))
         if len(records) >= case.result.max_records:
             del records[case.result.max_records:]
             break
@@ -151,10 +153,10 @@ def _paginated_result(session: Session, case: ActionCase, call: Call, reply: Rep
     return {"records": records, "id": _first_id(records)}
 
 
-def _records(case: ActionCase, records: list[Any], names: dict[str, str] | None,
+def _records(case: ActionCase, records: list[Any], reading: ReadContext | None,
              context: dict[str, Any]) -> list[Any]:
     if not (case.result.raw or case.mapping is None):
-        records = [jsonable(case.mapping.read(r, names)) for r in records]
+        records = [jsonable(case.mapping.read(r, context=reading)) for r in records]
     if case.result.filter is not None:  # near matches from the endpoint: keep the exact ones
         records = [r for r in records if case.result.filter.render({**context, "record": r})]
     return records
@@ -166,19 +168,19 @@ def _first_id(records: list[Any]) -> Any:
 
 
 def _result(case: ActionCase, reply: Reply, context: dict[str, Any],
-            names: dict[str, str] | None = None) -> dict[str, Any]:
+            reading: ReadContext | None = None) -> dict[str, Any]:
     spec = case.result
     out: dict[str, Any] = {}
     body = reply.body
     if spec.records is not None:
         records = spec.records(body) if body is not None else None
-        out["records"] = _records(case, list(records or []), names, context)
+        out["records"] = _records(case, list(records or []), reading, context)
         out["id"] = _first_id(out["records"])
     if spec.record is not None and body is not None:
         record = spec.record(body)
         if record is not None:
             out["record"] = (record if spec.raw or case.mapping is None
-                             else jsonable(case.mapping.read(record, names)))
+                             else jsonable(case.mapping.read(record, context=reading)))
             out["id"] = out["record"].get("id") if isinstance(out["record"], dict) else None
     if spec.id is not None:
         rendered = spec.id.render({**context, "response": body, "headers": dict(reply.headers)})

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import oauth, secrets
+from engine.connections import ConnectionStore
 from engine.engine import Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector, load_mapping
@@ -52,7 +53,7 @@ from engine.project import (
     find_project,
     load_project,
 )
-from engine.store import StoreError, SyncRun
+from engine.store import StoreError, StoreTarget, SyncRun
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
@@ -134,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("status", help="per stream: mode, cursor, last run, deletes")
     p.add_argument("connector", nargs="?", help="only this connector's streams")
     p.add_argument("--connection", help="only this connection")
-    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB))
+    _db_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--connectors-dir")
+    _project_option(p)
     p.set_defaults(handler=cmd_status)
 
     p = commands.add_parser("action", help="run one action and print its result as JSON")
@@ -187,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--connectors-dir", help="directory of connector YAML files")
     p.set_defaults(handler=cmd_connections)
+
+    p = commands.add_parser("compact", help="merge the small files many commits leave and "
+                                            "drop old snapshots (DuckLake; a DuckDB file "
+                                            "checkpoints)")
+    _db_option(p)
+    p.add_argument("--keep-hours", type=float, default=1.0, metavar="H",
+                   help="keep DuckLake snapshots this recent, for readers on them (default 1)")
+    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _project_option(p)
+    p.set_defaults(handler=cmd_compact)
+
+    p = commands.add_parser("rotate-key", help="re-encrypt the project's shared credentials "
+                                               "with the first key of its key variable")
+    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _project_option(p)
+    p.set_defaults(handler=cmd_rotate_key)
 
     _add_installed_commands(commands)
     for subparser in commands.choices.values():  # -v, -q after the command too
@@ -320,9 +338,30 @@ def _project(args: argparse.Namespace, required: bool = False) -> Project | None
     return load_project(path, Engine(connectors_dir=args.connectors_dir))
 
 
-def _db(args: argparse.Namespace, project: Project | None) -> str:
-    return (args.db or os.environ.get("CRM_ENGINE_DB")
-            or (project.database if project else None) or DEFAULT_DB)
+def _db(args: argparse.Namespace, project: Project | None) -> str | StoreTarget:
+    """--db, else $CRM_ENGINE_DB, else the project's target or database, else crm.duckdb."""
+    given = args.db or os.environ.get("CRM_ENGINE_DB")
+    if given:
+        return given
+    if project is not None and project.target is not None:
+        return project.target
+    return (project.database if project else None) or DEFAULT_DB
+
+
+def _exists(db: str | StoreTarget) -> bool:
+    """Whether anything was synced there yet (a DuckLake target always answers)."""
+    return not isinstance(db, str) or Path(db).exists()
+
+
+def _credentials(project: Project | None) -> ConnectionStore | None:
+    """The project's shared credential store, else None (files in $CRM_ENGINE_HOME)."""
+    if project is None or project.credentials is None:
+        return None
+    return project.credentials.open()
+
+
+def _project_credentials(args: argparse.Namespace) -> ConnectionStore | None:
+    return _credentials(_project(args))
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -347,7 +386,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
                             if project and unknown else "")
                          if args.names else "name a connector, or give --all")
     db = _db(args, project)
-    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+    with Engine(db=db, connectors_dir=args.connectors_dir,
+                credentials=_credentials(project)) as engine:
         runs = engine.sync(args.names[0], args.connection, streams=streams,
                            full_refresh=args.full_refresh,
                            progress=None if args.quiet else progress_for(sys.stderr),
@@ -355,7 +395,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return _print_runs(args, runs, db, with_connection=False)
 
 
-def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str,
+def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str | StoreTarget,
                 with_connection: bool) -> int:
     ok = all(r.status == "succeeded" for r in runs)
     if args.json:
@@ -398,7 +438,8 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
                 print(f"sync {conn.name}: failed: {exc}", file=sys.stderr, flush=True)
             return [run]
 
-    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+    with Engine(db=db, connectors_dir=args.connectors_dir,
+                credentials=_credentials(project)) as engine:
         engine.store  # noqa: B018 - open the database once, before the threads share it
         pool = ThreadPoolExecutor(max_workers=min(workers, len(chosen)),
                                   thread_name_prefix="sync")
@@ -430,7 +471,7 @@ def cmd_run_due(args: argparse.Namespace) -> int:
         now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
     db = _db(args, project)
     last: dict[str, Any] = {}
-    if Path(db).exists():
+    if _exists(db):
         with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
             assert engine.store is not None
             last = dict(engine.store.query(
@@ -448,6 +489,31 @@ def cmd_run_due(args: argparse.Namespace) -> int:
     return _sync_project(args, project, due, None)
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    db = _db(args, _project(args))
+    if not _exists(db):
+        raise InputError("--db", f"{db} does not exist (nothing has been synced into it)")
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+        assert engine.store is not None
+        if args.keep_hours < 0:
+            raise InputError("--keep-hours", "must be 0 or more")
+        done = engine.store.compact(dt.timedelta(hours=args.keep_hours))
+    print(json.dumps(done, default=str))
+    return EXIT_OK
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    project = _project(args, required=True)
+    assert project is not None
+    if project.credentials is None:
+        raise InputError("credentials", f"{project.file} keeps no shared credentials (its "
+                                        f"connections' are files in $CRM_ENGINE_HOME)")
+    rotated = project.credentials.open().rotate()
+    print(f"re-encrypted {rotated} connection(s) with the first key of "
+          f"{project.credentials.key_env}")
+    return EXIT_OK
+
+
 def _run_json(run: Any) -> dict[str, Any]:
     return {key: getattr(run, key) for key in (
         "connector", "connection", "stream", "mode", "status", "records", "pages", "requests",
@@ -455,7 +521,8 @@ def _run_json(run: Any) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    with Engine(connectors_dir=args.connectors_dir) as engine:
+    with Engine(connectors_dir=args.connectors_dir,
+                credentials=_project_credentials(args)) as engine:
         names = args.connections or engine.credentials.names()
         if not names:
             raise InputError("connections", "no stored connection to check: run `crm-engine "
@@ -476,7 +543,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_connections(args: argparse.Namespace) -> int:
     with Engine(db=args.db if Path(args.db).exists() else None,
-                connectors_dir=args.connectors_dir) as engine:
+                connectors_dir=args.connectors_dir,
+                credentials=_project_credentials(args)) as engine:
         rows = engine.connections()
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -495,9 +563,10 @@ def cmd_connections(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if not Path(args.db).exists():
-        raise InputError("--db", f"{args.db} does not exist (nothing has been synced into it)")
-    with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
+    db = _db(args, _project(args))
+    if not _exists(db):
+        raise InputError("--db", f"{db} does not exist (nothing has been synced into it)")
+    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
         rows = engine.status(args.connector, args.connection)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -555,7 +624,7 @@ def _secret_from_env_or_prompt(variables: list[str], prompt: str) -> str:
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
-    engine = Engine(connectors_dir=args.connectors_dir)
+    engine = Engine(connectors_dir=args.connectors_dir, credentials=_project_credentials(args))
     connector = engine.connector(args.connector)
     prefix = f"CRM_ENGINE_{connector.name.upper()}"
     config = _config_values(args.config)
@@ -590,7 +659,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 
 def cmd_disconnect(args: argparse.Namespace) -> int:
-    engine = Engine(connectors_dir=args.connectors_dir)
+    engine = Engine(connectors_dir=args.connectors_dir, credentials=_project_credentials(args))
     revoked = engine.disconnect(args.connector, args.connection)
     name = args.connection or args.connector
     print(f"disconnected {name}" + (" (tokens revoked)" if revoked else ""))

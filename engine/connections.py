@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -56,6 +56,24 @@ class Connection:
         )
 
 
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid connection name {name!r}: use letters, digits, _ . -")
+    return name
+
+
+class ConnectionStore(Protocol):
+    """Where connections and their credentials are kept: `CredentialStore` (files, the
+    default) or engine.shared_credentials.PostgresCredentialStore (shared, encrypted)."""
+
+    def load(self, name: str) -> Connection | None: ...
+    def names(self) -> list[str]: ...
+    def save(self, connection: Connection) -> None: ...
+    def delete(self, name: str) -> bool: ...
+    def update_credentials(self, name: str, credentials: Credentials) -> None: ...
+    def locked(self, name: str) -> AbstractContextManager[None]: ...
+
+
 def default_home() -> Path:
     if os.environ.get("CRM_ENGINE_HOME"):
         return Path(os.environ["CRM_ENGINE_HOME"])
@@ -68,9 +86,7 @@ class CredentialStore:
         self.directory = Path(home or default_home()) / "connections"
 
     def _file(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise ValueError(f"invalid connection name {name!r}: use letters, digits, _ . -")
-        return self.directory / f"{name}.json"
+        return self.directory / f"{check_name(name)}.json"
 
     def load(self, name: str) -> Connection | None:
         path = self._file(name)
@@ -131,7 +147,7 @@ class CredentialStore:
 class StoredTokens:
     """One stored connection's credentials as the refresh logic's `TokenStore`."""
 
-    def __init__(self, store: CredentialStore, name: str):
+    def __init__(self, store: ConnectionStore, name: str):
         self._store = store
         self._name = name
 

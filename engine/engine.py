@@ -19,15 +19,17 @@ from engine.actions import run_action
 from engine.auth import Credentials
 from engine.authkinds import AuthMethod, AuthRuntime, OAuth2
 from engine.clock import Clock
-from engine.connections import Connection, CredentialStore, StoredTokens
+from engine.connections import Connection, ConnectionStore, CredentialStore, StoredTokens
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
-from engine.mapping import ModelMapping
+from engine.mapping import ModelMapping, ReadContext
+from engine.models import unified_models
 from engine.ratelimit import RateBudget
 from engine.render import render_call
 from engine.spec import Connector
-from engine.store import DuckDBStore, Store, SyncRun
+from engine.store import DuckDBStore, Store, StoreTarget, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
+from engine.sync.context import ordered, reference_rows, skipped, unread_references
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
 
@@ -122,19 +124,21 @@ def api_base_url(connector: Connector, context: dict[str, Any], override: str | 
 class Engine:
     """Runs syncs and actions. Thread-safe; one Engine can serve many connections."""
 
-    def __init__(self, db: str | Path | None = None, *, connectors_dir: str | Path | None = None,
-                 home: str | Path | None = None, clock: Clock | None = None,
-                 transport: httpx.BaseTransport | None = None):
+    def __init__(self, db: str | Path | StoreTarget | None = None, *,
+                 connectors_dir: str | Path | None = None, home: str | Path | None = None,
+                 clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
+                 credentials: ConnectionStore | None = None):
         self.connectors_dir = Path(connectors_dir) if connectors_dir else default_connectors_dir()
         self._db = db
         self._store: Store | None = None
-        self.credentials = CredentialStore(home)
+        self.credentials: ConnectionStore = credentials or CredentialStore(home)
         self.clock = clock or Clock()
         self._transport = transport
         self._connectors: dict[str, Connector] = {}
         self._sessions: dict[tuple[str, str], tuple[Session, dict[str, Any], Connection]] = {}
         self._budgets: dict[tuple[str, str, str], RateBudget] = {}
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
         for name in secrets.LOGGERS:  # a logger's filter sees only its own records
@@ -142,10 +146,12 @@ class Engine:
 
     @property
     def store(self) -> Store | None:
-        """The DuckDB file, opened on first use (a broken spec never creates it)."""
+        """The DuckDB file (or another target's store), opened on first use (a broken spec
+        never creates it)."""
         with self._lock:
             if self._store is None and self._db is not None:
-                self._store = DuckDBStore(self._db)
+                self._store = (DuckDBStore(self._db) if isinstance(self._db, str | Path)
+                               else self._db.open())
         return self._store
 
     # -- specs -----------------------------------------------------------------------------
@@ -415,6 +421,29 @@ class Engine:
 
         return names_for
 
+    def _read_contexts_for(self, spec: Connector, session: Session, context: dict[str, Any],
+                           conn: Connection) -> Callable[[ModelMapping], ReadContext]:
+        """What action results are read with: custom-field names, and the reference rows
+        their lookups need (landed by a sync, else read once from the CRM and kept)."""
+        names_for = self._custom_names_for(spec, session, context, conn)
+        ctx = StreamContext(session, self.store, conn.name, context)
+
+        def reading(mapping: ModelMapping) -> ReadContext:
+            references = {}
+            for model in {f.lookup.model for f in mapping.fields.values() if f.lookup}:
+                key = (spec.name, conn.name, model)
+                rows = self._references.get(key)
+                if rows is None:
+                    rows = reference_rows(spec, model, ctx)
+                    if self.store is None or not self.store.has_rows(
+                            unified_models()[model], conn.name):
+                        self._references[key] = rows  # read from the CRM: keep them
+                references[model] = rows
+            return ReadContext(custom_names=names_for(mapping), references=references,
+                               phone_region=context["config"].get("phone_region"))
+
+        return reading
+
     def sync(self, connector: str, connection: str | None = None, *,
              streams: Iterable[str] | None = None, full_refresh: bool = False,
              progress: Progress | None = None, **options: Any) -> list[SyncRun]:
@@ -431,11 +460,20 @@ class Engine:
                                             f"(streams: {', '.join(spec.streams)})")
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
-        ctx = StreamContext(session, self.store, conn.name, context, self.cancelled)
-        runs = []
-        for name in names:
+        store, models = self.store, unified_models()
+        ctx = StreamContext(session, store, conn.name, context, self.cancelled)
+        runs: list[SyncRun] = []
+        # Reference tables (stages, ...) land before the streams that look into them.
+        for name in ordered(spec.streams, names,
+                            lambda model: store.has_rows(models[model], conn.name)):
             run = SyncRun(spec.name, conn.name, name)
             runs.append(run)
+            failed = unread_references(spec.streams, name, runs)
+            if failed:
+                # Its rows would land without what they look up there: not a success.
+                skipped(store, run, f"not run: it reads {failed[0]}, whose stream failed in "
+                                    f"this sync; a rerun repairs it")
+                continue
             try:
                 run_stream(spec.streams[name], ctx, run, progress or NoProgress(),
                            full_refresh=full_refresh)
@@ -528,7 +566,7 @@ class Engine:
         status, remote_id, error = "succeeded", None, None
         try:
             result = run_action(session, spec.actions[action], payload, context, spec.actions,
-                                self._custom_names_for(spec, session, context, conn))
+                                self._read_contexts_for(spec, session, context, conn))
             remote_id = result.get("id")
             return result
         except (CrmError, InputError) as exc:

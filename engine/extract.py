@@ -11,11 +11,12 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import jmespath
 from jmespath import functions
 from jmespath.exceptions import JMESPathError
+
+from engine.normalize import url_host
 
 Getter = Callable[[Any], Any]
 _PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
@@ -41,6 +42,8 @@ class ValueFunctions(functions.Functions):
     - `url_host(s)`: the bare, lower-case host of a URL or domain: `http://www.Edgecomm.com/x`
       -> `edgecomm.com`
     - `number(s)`: a number from text such as `"1,234.50"` or `"$ 99"`, or null
+    - `with_parent(parents, key, name)`: the items of each parent's `key` list, each with its
+      parent (less that list) set under `name`: stages listed inside their pipelines
     """
 
     @functions.signature({"types": ["string", "null"]})
@@ -73,11 +76,22 @@ class ValueFunctions(functions.Functions):
 
     @functions.signature({"types": ["string", "null"]})
     def _func_url_host(self, s: str | None) -> str | None:
-        if s is None or not s.strip():
+        return url_host(s)
+
+    @functions.signature({"types": ["array", "null"]}, {"types": ["string"]},
+                         {"types": ["string"]})
+    def _func_with_parent(self, parents: list[Any] | None, key: str,
+                          name: str) -> list[Any] | None:
+        if parents is None:
             return None
-        text = s.strip()
-        host = urlsplit(text if "//" in text else f"//{text}").hostname
-        return host.removeprefix("www.") if host else None
+        out = []
+        for parent in parents:
+            if not isinstance(parent, dict):
+                continue
+            rest = {k: v for k, v in parent.items() if k != key}  # not every sibling again
+            out += [{**child, name: rest} for child in (parent.get(key) or ())
+                    if isinstance(child, dict)]
+        return out
 
     @functions.signature({"types": ["string", "number", "null"]})
     def _func_number(self, s: str | float | None) -> float | int | None:
@@ -163,7 +177,10 @@ def compile_getter(expression: str) -> Getter:
                 raise ExpressionProblem(f"unknown function {name}() in {expression!r} (known: "
                                         f"{', '.join(sorted(_KNOWN_FUNCTIONS))})")
     except JMESPathError as exc:
-        raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {exc}") from None
+        # jmespath draws a caret under the expression on further lines: one line says it.
+        first_line = str(exc).splitlines()[0]
+        raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {first_line}"
+                                ) from None
 
     def search(obj: Any) -> Any:
         try:
@@ -172,3 +189,55 @@ def compile_getter(expression: str) -> Getter:
             raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
 
     return search
+
+
+# AST nodes whose first child is evaluated against the current value and the rest against
+# what the first child gives (a path, a projection, a filter, an index, a pipe).
+_CHAINS = frozenset({"projection", "value_projection", "filter_projection",
+                     "index_expression", "pipe", "flatten"})
+# Bare words that mappings write meaning JSON literals (jmespath reads them as keys).
+_LITERAL_WORDS = frozenset({"null", "true", "false"})
+
+
+def read_paths(expression: str) -> frozenset[tuple[str, ...]]:
+    """The key paths an expression reads from the value it is given: `IsWon && 'won'` reads
+    (IsWon,); `join(' ', [properties.city, properties.zip])` reads (properties, city) and
+    (properties, zip); `emails[?primary].value` reads (emails,). For telling which vendor
+    fields a mapping uses. Invalid expressions read nothing (the loader reports them)."""
+    keys = plain_keys(expression)
+    if keys is not None:
+        return frozenset({keys})
+    try:
+        tree = jmespath.compile(expression).parsed
+    except JMESPathError:
+        return frozenset()
+    found: set[tuple[str, ...]] = set()
+
+    def chain(node: Any) -> tuple[str, ...] | None:
+        """The keys of a plain path (a.b.c), or None."""
+        if node.get("type") == "field":
+            return (node["value"],)
+        if node.get("type") == "subexpression":
+            parts = [chain(child) for child in node.get("children") or []]
+            if all(p is not None for p in parts):
+                return tuple(k for p in parts for k in p)  # type: ignore[union-attr]
+        return None
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        path = chain(node)
+        if path is not None:
+            if path[0] not in _LITERAL_WORDS:
+                found.add(path)
+            return
+        children = node.get("children") or []
+        if node.get("type") in _CHAINS or node.get("type") == "subexpression":
+            if children:
+                walk(children[0])  # the rest reads what the first part gives
+            return
+        for child in children:
+            walk(child)
+
+    walk(tree)
+    return frozenset(found)

@@ -16,13 +16,16 @@ from typing import Any
 import jsonschema
 
 from engine import schema_check
+from engine.associations import Association
 from engine.authkinds import AUTH_KINDS, AuthMethod
 from engine.convert import DURATION_FORMATS
 from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
 from engine.mapping import ModelMapping, build_field
 from engine.models import FIELD_TYPES, Model, unified_models
+from engine.normalize import PHONE_REGIONS
 from engine.spec import (
+    AccountFact,
     ActionCase,
     ActionSpec,
     ConfigSetting,
@@ -131,6 +134,16 @@ class _Checker:
                 self.add(path, f"undefined variable '{root}.{chain[1]}' (known: {known})")
 
 
+# Settings every connector's connections have, whatever its file declares.
+EVERY_CONNECTOR = (
+    ConfigSetting("raw_records", "boolean", False, description=(
+        "Also land each vendor record as the CRM sent it, in the tables' `raw` JSON column.")),
+    ConfigSetting("phone_region", "string", None, enum=list(PHONE_REGIONS), description=(
+        "Where phone numbers written without a country code are (ISO 3166 code, e.g. US): "
+        "phone_e164 reads them as numbers there.")),
+)
+
+
 def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Problem]]:
     """Load one mapping file; returns its model mappings and any problems."""
     data, loc = load(path)
@@ -156,31 +169,81 @@ def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Proble
                 known = ", ".join(model.fields)
                 checker.add(fpath, f"{model_name} has no field {fname!r} (fields: {known})")
                 continue
-            if not _check_field(checker, fpath, model, fname, fspec):
+            derive = model.fields[fname].derive
+            if derive is not None:
+                checker.add(fpath, f"{model_name}.{fname} is computed from {derive.source}; "
+                                   f"a mapping does not name it")
+                continue
+            if not _check_field(checker, fpath, model, fname, fspec, models):
                 continue
             try:
                 fields.append(build_field(model, fname, fspec))
             except (TemplateSyntaxProblem, ExpressionProblem) as exc:
                 checker.add(fpath, str(exc))
         custom = spec.get("custom")
-        custom_from, exclude, prefixes = None, (), ()
+        custom_from, exclude, prefixes, merge = None, (), (), ()
         if isinstance(custom, str):
             custom_from = custom
         elif isinstance(custom, dict):
             custom_from = custom["from"]
             exclude, prefixes = custom.get("exclude", ()), custom.get("exclude_prefixes", ())
+            merge = tuple(tuple(m.split(".")) for m in custom.get("merge", ()))
         custom_path = None
         if custom_from is not None:
             custom_path = () if custom_from == "@" else tuple(custom_from.split("."))
-        out[key] = ModelMapping(model, fields, custom_path, exclude, prefixes)
+        associations = None
+        if "associations" in spec:
+            associations = _associations(checker, base + ("associations",), model_name,
+                                         spec["associations"], models)
+        out[key] = ModelMapping(model, fields, custom_path, exclude, prefixes, merge,
+                                associations)
     return out, checker.problems
 
 
-def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spec: Any) -> bool:
+def _associations(checker: _Checker, path: YamlPath, model_name: str, entries: list[Any],
+                  models: dict[str, Model]) -> list[Association]:
+    """A mapping's `associations:` entries, checked: `to` names a unified model, and every
+    expression compiles."""
+    out = []
+    for i, entry in enumerate(entries):
+        where = path + (i,)
+        if entry["to"] not in models:
+            checker.add(where + ("to",), f"unknown unified model {entry['to']!r} "
+                                         f"(known: {', '.join(models)})")
+            continue
+        getters = {key: checker.getter(where + (key,), entry[key])
+                   for key in ("id", "each", "label") if key in entry}
+        if None in getters.values():
+            continue
+        out.append(Association(entry["to"], getters["id"], getters.get("each"),
+                               getters.get("label"), f"{model_name}.associations[{i}]"))
+    return out
+
+
+def _check_field(checker: _Checker, path: YamlPath, model: Model, name: str, spec: Any,
+                 models: dict[str, Model]) -> bool:
     if isinstance(spec, str):
         spec = {"path": spec}
     type_ = model.fields[name].type
     ok = True
+    lookup = spec.get("lookup")
+    if lookup is not None:
+        target = models.get(lookup["model"])
+        if target is None:
+            checker.add(path + ("lookup", "model"), f"unknown unified model {lookup['model']!r} "
+                                                    f"(known: {', '.join(models)})")
+            ok = False
+        elif lookup.get("by", "id") not in target.fields:
+            checker.add(path + ("lookup", "by"), f"{target.name} has no field "
+                                                 f"{lookup['by']!r} (fields: "
+                                                 f"{', '.join(target.fields)})")
+            ok = False
+        if checker.getter(path + ("lookup", "value"), lookup["value"]) is None:
+            ok = False
+        if isinstance(spec.get("write"), str):
+            checker.add(path + ("write",), "a looked-up field is read-only: write the field "
+                                           "that holds the key instead")
+            ok = False
     if isinstance(spec.get("path"), str) and not re.fullmatch(
             r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", spec["path"]):
         checker.add(path + ("path",), f"path must be dotted keys (use `read:` for jmespath): "
@@ -256,6 +319,11 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
         problem = setting.problem(setting.default)
         if problem:
             c.add(("config", name, "default"), problem)
+    for setting in EVERY_CONNECTOR:
+        if setting.name in config:
+            c.add(("config", setting.name), f"{setting.name} is a setting of every "
+                                            f"connector; choose another name")
+        config[setting.name] = setting
     settings = {s for m in data["auth"].values()
                 for s in [*(m.get("settings") or {}), *(m.get("callback_settings") or {})]}
     constants = data.get("constants") or {}
@@ -280,6 +348,19 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
     for stream in streams.values():
         if stream is not None:  # another stream's rows in the same table are not ours to sweep
             stream.sweeps = tables.count(stream.table) == 1
+
+    account = {}
+    for name, spec in (data.get("account") or {}).items():
+        request = _compile_request(c, ("account", name, "request"), spec["request"], base_roots)
+        value = c.getter(("account", name, "value"), spec["value"])
+        if request is not None and value is not None:
+            account[name] = AccountFact(request, value)
+    for key, mapping in mappings.items():
+        for f in mapping.fields.values():
+            if f.fallback is not None and f.fallback not in (data.get("account") or {}):
+                c.add(("account",) if "account" in data else ("name",),
+                      f"mapping {key}.{f.name} falls back on the account fact {f.fallback!r}, "
+                      f"which this connector's `account:` does not declare")
 
     actions = {}
     for name, spec in (data.get("actions") or {}).items():
@@ -307,6 +388,7 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
         mapping_file=mapping_file,
         check=_compile_request(c, ("check", "request"), data["check"]["request"], base_roots)
         if "check" in data else None,
+        account=account,
     )
 
 
@@ -362,6 +444,9 @@ def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
         return None
     stream = StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
                         custom_names)
+    enrich = [_compile_enrich(c, path + ("enrich", i), step, roots)
+              for i, step in enumerate(spec.get("enrich") or [])]
+    stream.enrich = [step for step in enrich if step is not None]
     if "incremental" in spec:
         stream.incremental = _compile_incremental(c, path + ("incremental",), spec["incremental"],
                                                   stream, roots)

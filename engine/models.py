@@ -33,11 +33,21 @@ _JSON_TYPES = {
 
 
 @dataclass(frozen=True)
+class Derivation:
+    """A read-only field computed from another field of the same record."""
+
+    source: str  # the field it is computed from
+    kind: str  # how (engine.normalize.DERIVATIONS)
+
+
+@dataclass(frozen=True)
 class ModelField:
     name: str
     type: str
     enum: tuple[str, ...] | None = None
     extra_schema: dict[str, Any] = field(default_factory=dict)
+    format: str | None = None  # values are normalized on reading (engine.normalize.FORMATS)
+    derive: Derivation | None = None
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,14 @@ class Model:
 
     @property
     def data_fields(self) -> list[str]:
-        """The model's own fields (not id, timestamps, is_deleted)."""
-        return [n for n in self.fields if n not in SYSTEM_FIELDS]
+        """The model's own fields that a payload may set (not id, timestamps, is_deleted,
+        nor derived fields)."""
+        return [n for n, f in self.fields.items()
+                if n not in SYSTEM_FIELDS and f.derive is None]
+
+    @property
+    def derived(self) -> list[ModelField]:
+        return [f for f in self.fields.values() if f.derive is not None]
 
     def input_schema(self, *, allowed: list[str], required: list[str]) -> dict[str, Any]:
         """JSON Schema for an action payload: only `allowed` fields, `required` ones present."""
@@ -82,9 +98,12 @@ def _load(path: Path) -> dict[str, Model]:
     for name, spec in raw.items():
         fields = {n: ModelField(n, t) for n, t in SYSTEM_FIELDS.items()}
         for fname, fspec in spec["fields"].items():
-            extra = {k: v for k, v in fspec.items() if k not in ("type", "enum")}
+            extra = {k: v for k, v in fspec.items() if k not in ("type", "enum", "derive")}
             enum = tuple(fspec["enum"]) if "enum" in fspec else None
-            fields[fname] = ModelField(fname, fspec["type"], enum, extra)
+            derive = (Derivation(fspec["derive"]["from"], fspec["derive"]["as"])
+                      if "derive" in fspec else None)
+            fields[fname] = ModelField(fname, fspec["type"], enum, extra, fspec.get("format"),
+                                       derive)
         models[name] = Model(name, spec["table"], fields, tuple(spec.get("required_on_create", ())))
     return models
 

@@ -1,7 +1,9 @@
 """The project file, `crm-engine.yaml`: the connections one installation syncs (connector, auth
-method, config, secrets as environment-variable references), the DuckDB file they land in, and
-their cron schedules. `load_project` checks it against `schemas/project.schema.yaml`, then its
-meaning against the connectors, and reports every problem with file, line and YAML path."""
+method, config, secrets as environment-variable references), where they land (a DuckDB file, or
+a DuckLake `target`), where their credentials are kept (`credentials`, when shared in
+PostgreSQL) and their cron schedules. `load_project` checks it against
+`schemas/project.schema.yaml`, then its meaning against the connectors, and reports every
+problem with file, line and YAML path."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from cronsim import CronSim, CronSimError
 
 from engine import schema_check
 from engine.errors import InputError, Problem, SpecError
+from engine.shared_credentials import SharedCredentialsTarget
+from engine.store.ducklake import DuckLakeTarget
 from engine.yamlsource import Locator, load
 
 if TYPE_CHECKING:
@@ -85,6 +89,8 @@ class Project:
     database: str | None
     max_concurrency: int | None
     connections: dict[str, ProjectConnection]
+    target: DuckLakeTarget | None = None  # instead of `database`
+    credentials: SharedCredentialsTarget | None = None  # instead of files in the home
 
 
 def find_project(path: str | Path | None) -> Path | None:
@@ -120,10 +126,31 @@ def load_project(path: str | Path, engine: Engine | None = None) -> Project:
         problems.extend(_check_connection(connections[name], engine, loc))
     if problems:
         raise SpecError(problems)
+    if "database" in data and "target" in data:
+        raise SpecError([loc.problem(("target",), "give `database` (a DuckDB file) or `target`, "
+                                                  "not both")])
     database = data.get("database")
     if database is not None:
-        database = str(path.parent / database) if path.parent != Path() else database
-    return Project(path, database, data.get("max_concurrency"), connections)
+        database = _relative(path, database)
+    target = None
+    if "target" in data:
+        lake = data["target"]["ducklake"]
+        data_path = lake["data_path"]
+        target = DuckLakeTarget(lake["catalog"].removeprefix("ducklake:"),
+                                data_path if "://" in data_path else _relative(path, data_path),
+                                (lake.get("password") or {}).get("env"))
+    credentials = None
+    if "credentials" in data:
+        shared = data["credentials"]
+        credentials = SharedCredentialsTarget(shared["postgres"], shared["key"]["env"],
+                                              (shared.get("password") or {}).get("env"))
+    return Project(path, database, data.get("max_concurrency"), connections, target,
+                   credentials)
+
+
+def _relative(project_file: Path, path: str) -> str:
+    """A path in the project file is relative to the file."""
+    return str(project_file.parent / path) if project_file.parent != Path() else path
 
 
 def _check_connection(conn: ProjectConnection, engine: Engine, loc: Locator) -> list[Problem]:

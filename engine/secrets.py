@@ -9,9 +9,12 @@ takes in a URL too. Values are wrapped in `Secret` so a stray repr shows `***`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
+
+from engine.errors import InputError
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -37,6 +40,18 @@ def register(value: Any) -> None:
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
     with _lock:
         _known.update(forms)
+
+
+def from_environment(variable: str | None, what: str) -> str | None:
+    """A secret read from an environment variable (None when no variable is named), registered
+    for redaction; an unset one is an error naming the variable and `what` it holds."""
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise InputError(variable, f"is not set ({what})")
+    register(value)
+    return value
 
 
 def is_registered(value: str) -> bool:

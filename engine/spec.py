@@ -97,6 +97,14 @@ class IncrementalSpec:
 
 
 @dataclass
+class AccountFact:
+    """A fact about the account (its default currency), read once per connection and sync."""
+
+    request: RequestSpec
+    value: Getter
+
+
+@dataclass
 class DeletesSpec:
     pages: Pages
     id: Getter
@@ -114,6 +122,7 @@ class StreamSpec:
     custom_names: FieldNamesSpec | None = None
     incremental: IncrementalSpec | None = None
     deletes: DeletesSpec | None = None
+    enrich: list[EnrichSpec] = field(default_factory=list)  # every page, whichever read
     sweeps: bool = True  # a full refresh may mark rows it did not see deleted (own table)
 
     @property
@@ -301,6 +310,7 @@ class Connector:
     mappings: dict[str, ModelMapping]
     mapping_file: str
     check: RequestSpec | None = None  # a cheap request proving credentials and reachability
+    account: dict[str, AccountFact] = field(default_factory=dict)
 
     @property
     def credential_settings(self) -> set[str]:

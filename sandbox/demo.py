@@ -28,23 +28,44 @@ import sandbox  # the package only: its EMULATORS load on first use, not when th
 from engine.connections import Connection
 from engine.engine import Engine
 from engine.errors import CrmError
+from engine.models import unified_models
 from engine.progress import progress_for
 from engine.spec import Connector
 
-EXAMPLE_SQL = [
-    ("Contacts per connection",
-     "SELECT connector, connection, count(*) AS contacts FROM contacts GROUP BY ALL ORDER BY 1"),
-    ("Open pipeline by stage",
-     "SELECT connector, stage, count(*) AS deals, sum(amount) AS amount FROM deals "
-     "GROUP BY ALL ORDER BY amount DESC LIMIT 5"),
-    ("Vendor fields the mappings do not name, kept in `custom`",
-     "SELECT connector, count(*) FILTER (WHERE json_keys(custom) <> []) AS with_custom, "
-     "max(json_keys(custom)) AS some_keys FROM contacts GROUP BY connector ORDER BY 1"),
+README = Path(__file__).resolve().parent.parent / "README.md"
+# Printed after the README's queries.
+DEMO_SQL = [
+    ("Activities and links per connection (links: the associations table)",
+     "SELECT connector, (SELECT count(*) FROM tasks t WHERE t.connector = c.connector) AS tasks, "
+     "(SELECT count(*) FROM calls t WHERE t.connector = c.connector) AS calls, "
+     "(SELECT count(*) FROM meetings t WHERE t.connector = c.connector) AS meetings, "
+     "(SELECT count(*) FROM notes t WHERE t.connector = c.connector) AS notes, "
+     "(SELECT count(*) FROM associations t WHERE t.connector = c.connector) AS links "
+     "FROM (SELECT DISTINCT connector FROM contacts) c ORDER BY 1"),
     ("Sync runs",
      "SELECT connection, stream, status, records, pages, requests, retries, "
      "round(epoch(finished) - epoch(started), 2) AS seconds FROM sync_runs ORDER BY started"),
     ("Action log", "SELECT connection, action, status, remote_id FROM action_log ORDER BY logged"),
 ]
+
+
+def readme_queries() -> list[tuple[str, str]]:
+    """(title, SQL) of each statement in the README's example SQL block (section "The DuckDB
+    file"); the title is the comment line above it. tests/test_readme_sql.py checks each."""
+    if not README.exists():  # an installed copy without the README: just the demo's own
+        return []
+    text = README.read_text(encoding="utf-8")
+    block = text.split("## The DuckDB file", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    queries, title, lines = [], "", []
+    for line in block.splitlines():
+        if line.startswith("--"):
+            title = line.removeprefix("--").strip()
+            continue
+        lines.append(line)
+        if line.rstrip().endswith(";"):
+            queries.append((title, "\n".join(lines).rstrip().removesuffix(";")))
+            lines = []
+    return queries
 
 
 def _emulators(engine: Engine, only: list[str] | None) -> dict[str, type]:
@@ -115,7 +136,9 @@ def run_demo(db: str, *, contacts: int, only: list[str] | None = None) -> int:
                     ok = ok and outcome.startswith("ok")
         print(f"\n== DuckDB file: {db_path}\n")
         assert engine.store is not None
-        for title, sql in EXAMPLE_SQL:
+        for model in unified_models().values():  # the queries name tables some CRMs lack
+            engine.store.ensure_table(model)
+        for title, sql in [*readme_queries(), *DEMO_SQL]:
             print(f"-- {title}\n{sql};")
             for row in engine.store.query(sql):
                 print("   ", " | ".join("" if v is None else str(v) for v in row))

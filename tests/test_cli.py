@@ -160,7 +160,8 @@ def test_demo_syncs_every_sandbox_into_the_database(tmp_path):
         runs = con.execute("SELECT connector, stream, status FROM sync_runs "
                            "ORDER BY connector, stream").fetchall()
         assert runs == [(name, stream, "succeeded") for name in connectors
-                        for stream in ("companies", "contacts", "deals")]
+                        for stream in ("calls", "companies", "contacts", "deals", "meetings",
+                                       "notes", "owners", "pipelines", "stages", "tasks")]
         failed = con.execute("SELECT count(*) FROM action_log WHERE status <> 'succeeded'")
         assert failed.fetchone()[0] == 0
         per_connector = dict(con.execute(

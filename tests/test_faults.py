@@ -41,7 +41,8 @@ from engine.errors import CrmError
 from engine.store import SyncRun
 from tests.faultproxy import ALL_FAULTS, AMBIGUOUS_FAULTS, Fault, FaultPlan, FaultProxy
 
-STREAMS = ("contacts", "companies", "deals")
+# (Deals read their stage labels and status from the stages and pipelines tables.)
+STREAMS = ("contacts", "companies", "pipelines", "stages", "deals")
 FAULT_RATE = 0.45  # of responses; a run's share varies with its seed, so aim above 30%
 MIN_FAULT_SHARE = 0.30
 MIN_SEEDS, MAX_SEEDS = 3, 8  # seeds run until every fault kind was injected at least once

@@ -49,7 +49,8 @@ def test_sync_lands_every_stream_completely(engine, hubspot):
     emulator, _ = hubspot
     runs = engine.sync("hubspot", "acct")
     assert [(r.stream, r.status) for r in runs] == [
-        ("contacts", "succeeded"), ("companies", "succeeded"), ("deals", "succeeded")]
+        (stream, "succeeded") for stream in
+        ("contacts", "companies", "deals", "tasks", "calls", "notes", "meetings")]
     contacts = emulator.store.count("contacts")
     assert runs[0].records == contacts and runs[0].pages == 3  # 100 per page
     for table in ("contacts", "companies", "deals"):
@@ -58,8 +59,9 @@ def test_sync_lands_every_stream_completely(engine, hubspot):
     row = engine.store.query(
         "SELECT run_id, status, records, pages, requests, retries, error FROM sync_runs "
         "WHERE stream = 'contacts'")[0]
-    # Three pages of contacts, then one page of archived contacts (none).
-    assert row[1:] == ("succeeded", contacts, 3, 4, 0, None)
+    # Three pages of contacts, each with its v4 read of companies, then one page of archived
+    # contacts (none).
+    assert row[1:] == ("succeeded", contacts, 3, 7, 0, None)
 
 
 def test_records_are_typed_utc_and_keep_unmapped_properties_in_custom(engine, hubspot):
@@ -151,14 +153,18 @@ def test_deal_actions(engine, hubspot):
     emulator, _ = hubspot
     company = first_id(emulator, "companies")
     created = engine.action("hubspot", "create_deal", {
-        "name": "Mainframe", "amount": "1234.56", "stage": "appointmentscheduled",
-        "pipeline": "default", "close_date": "2026-12-31", "company_id": company}, "acct")
+        "name": "Mainframe", "amount": "1234.56", "stage_id": "appointmentscheduled",
+        "pipeline_id": "default", "close_date": "2026-12-31", "company_id": company}, "acct")
     deal_id = created["id"]
     assert created["record"]["amount"] == "1234.56"
     assert emulator.store.associated_ids("deals", int(deal_id), "companies") == [int(company)]
     updated = engine.action("hubspot", "update_deal",
-                            {"id": deal_id, "stage": "closedwon", "amount": 1300}, "acct")
-    assert updated["record"]["stage"] == "closedwon" and updated["record"]["amount"] == "1300"
+                            {"id": deal_id, "stage_id": "closedwon", "amount": 1300}, "acct")
+    assert updated["record"]["stage_id"] == "closedwon" and updated["record"]["amount"] == "1300"
+    assert emulator.store.get("deals", deal_id)["properties"]["dealstage"] == "closedwon"
+    # HubSpot's dealstage is an id: the label is read from the stages table, never written.
+    with pytest.raises(InputError, match=r"stage: .*write stage_id instead"):
+        engine.action("hubspot", "update_deal", {"id": deal_id, "stage": "Closed Won"}, "acct")
     got = engine.action("hubspot", "get_deal", {"id": deal_id}, "acct")
     assert got["record"]["close_date"] == "2026-12-31" and got["record"]["company_id"] == company
 
@@ -238,8 +244,10 @@ def test_cli_action_prints_the_unified_result(hubspot, tmp_path, capsys, monkeyp
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["id"] == contact
-    assert result["record"]["email"] == emulator.store.get("contacts", contact)["properties"][
-        "email"]
+    # The unified email is the vendor's, trimmed and lower-cased (this one is stored "Charles...").
+    stored = emulator.store.get("contacts", contact)["properties"]["email"]
+    assert stored != stored.lower()
+    assert result["record"]["email"] == stored.lower()
     code = main(["action", "hubspot", "get_contact", "--data", '{"id": "999999999"}',
                  "--base-url", running.url])
     assert code == 1

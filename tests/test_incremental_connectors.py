@@ -103,13 +103,13 @@ VENDORS = [
     # HubSpot: list pages of 100 (config page_size), search pages of 200 (fixed in the YAML).
     # An emulator rate limit far above the YAML's 100 per 10 s: the engine paces itself by the
     # X-HubSpot-RateLimit-* headers, so syncs run at full speed.
-    # Per search page: + 2 for deals (the v4 association batch reads for companies and contacts,
-    # which search results lack). Besides pages: the archived list (100 a page), which has no
-    # time filter, so it reads every archived record each run.
+    # Per page, list or search: + 1 for contacts, + 2 for deals (the v4 association batch
+    # reads: companies; companies and contacts). Besides pages: the archived list (100 a page),
+    # which has no time filter, so it reads every archived record each run.
     Vendor("hubspot", {"rate_limit": (100_000, 10.0), "search_rate_limit": None,
                        "daily_limit": None},
            {"page_size": 100}, page=200, list_page=100, resolution=0.001,
-           per_page=lambda stream: 3 if stream == "deals" else 1,
+           per_page=lambda stream: {"contacts": 2, "deals": 3}.get(stream, 1),
            fixed=lambda stream, deleted, archived, changed: _pages(archived, 100)),
     # Salesforce: query pages of batch_size=200 (its minimum). Besides pages: one queryAll for
     # the rows deleted since the last check (200 a page).
@@ -283,7 +283,9 @@ def request_bound(vendor: Vendor, stream: str, matched: int, truth: dict[str, di
     """At most: the pages of what the window matches (one request for an empty answer), each
     costing `per_page` requests, plus the vendor's fixed requests (see VENDORS)."""
     archived = sum(1 for t in truth.values() if t["deleted"])
-    return (vendor.per_page(stream) * _pages(matched, vendor.page)
+    # Deals fall back on the account's default currency: one request per sync reads it.
+    account_facts = 1 if stream == "deals" else 0
+    return (account_facts + vendor.per_page(stream) * _pages(matched, vendor.page)
             + vendor.fixed(stream, deleted_since(truth, deletes_cursor, vendor.resolution),
                            archived, matched))
 
@@ -692,8 +694,11 @@ def test_full_refresh_sweeps_rows_it_did_not_see(vendor: Vendor, tmp_path: Path)
                 assert (run.mode, run.status, run.error) == ("full_refresh", "succeeded", None)
                 assert run.records == seeds[stream] + 4 - 9
                 assert run.deleted == 9, stream
-                # Only pages were requested (and Pipedrive's custom-field names).
-                assert run.requests == run.pages + (vendor.name == "pipedrive"), stream
+                # Only pages (with their association reads) were requested (and Pipedrive's
+                # custom-field names, and for deals the account's default currency).
+                expected = (run.pages * vendor.per_page(stream) + (vendor.name == "pipedrive")
+                            + (stream == "deals"))
+                assert run.requests == expected, stream
                 rows = table_rows(query, stream)
                 assert {i for i, r in rows.items() if r["is_deleted"] is True} == deleted[stream]
                 check_against_truth(rows, emu.truth(stream), f"{stream} swept",

@@ -38,8 +38,9 @@ def test_read_converts_types_and_keeps_unmapped_fields_in_custom():
     assert row["updated_at"] == dt.datetime(2026, 3, 9, 18, 29, 45, 981000, tzinfo=dt.UTC)
     assert row["company_id"] == "77" and row["contact_id"] is None
     assert row["is_deleted"] is False
-    assert row["custom"] == {"hs_object_id": "479475667160",
-                             "hs_lastmodifieddate": "2026-03-09T20:29:45.981Z"}
+    # hs_object_id and hs_lastmodifieddate repeat id and updated_at: not custom.
+    assert row["custom"] == {}
+    assert row["stage_id"] == "appointmentscheduled" and row["pipeline_id"] == "default"
 
 
 def test_write_builds_the_nested_vendor_shape_with_translations_and_defaults():
@@ -272,7 +273,7 @@ def test_a_page_read_column_wise_equals_each_record_read_alone():
     assert columns["phone"] == ["4420", None, None, None]
     assert columns["id"] == ["1", "2", "3", "4"]
     assert columns["custom"][0] == {"Customer tier": "gold"}
-    assert columns["custom"][1:3] == [None, None]
+    assert columns["custom"][1:3] == [{}, {}]  # never null: nothing unmapped is {}
 
 
 def test_zoho_pages_read_column_wise_without_system_keys():
@@ -284,7 +285,7 @@ def test_zoho_pages_read_column_wise_without_system_keys():
                {"id": "2", "Full_Name": "B", "$approved": True}]
     columns, rows = read_both_ways(contact, records)
     assert columns == rows
-    assert columns["custom"] == [{"Lead_Source": "Web"}, None, {}]
+    assert columns["custom"] == [{"Lead_Source": "Web"}, {}, {}]
     assert columns["company_id"] == ["77", None, None]
 
 

@@ -64,6 +64,41 @@ def test_an_inline_secret_is_an_error_that_never_echoes_it(tmp_path):
     assert "environment references" in problem and "very-secret" not in problem
 
 
+def test_a_ducklake_target_takes_its_catalog_password_only_from_the_environment(tmp_path):
+    path = write(tmp_path, """\
+        target:
+          ducklake:
+            catalog: "postgres:host=db.internal dbname=lake user=crm password=hunter2-lake"
+            data_path: lake
+        credentials:
+          postgres: "host=db.internal dbname=lake password=hunter2-creds"
+          key: {env: CRM_KEY}
+        connections:
+          acme: {connector: hubspot}
+        """)
+    found = sorted(problems(path), key=lambda p: "credentials" in p)
+    assert [p.split(": ", 1)[0] for p in found] == [
+        f"{path}:3 at target.ducklake.catalog", f"{path}:6 at credentials.postgres"]
+    assert "password: {env: VARIABLE}" in found[0] and not any("hunter2" in p for p in found)
+
+    path = write(tmp_path, """\
+        target:
+          ducklake:
+            catalog: "postgres:host=db.internal dbname=lake user=crm"
+            password: {env: LAKE_PASSWORD}
+            data_path: lake
+        connections:
+          acme: {connector: hubspot}
+        """)
+    target = load_project(path).target
+    assert (target.catalog, target.data_path, target.password_env) == (
+        "host=db.internal dbname=lake user=crm".join(["postgres:", ""]), str(tmp_path / "lake"),
+        "LAKE_PASSWORD")
+    both = write(tmp_path, path.read_text() + "database: crm.duckdb\n", name="both.yaml")
+    assert problems(both) == [f"{both}:1 at target: give `database` (a DuckDB file) or "
+                              f"`target`, not both"]
+
+
 def test_a_misspelt_key_says_did_you_mean(tmp_path):
     path = write(tmp_path, """\
         database: crm.duckdb
@@ -281,7 +316,9 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
         while (acme.app.requests_served < 2 or globex.app.requests_served < 2) \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.5)  # both now wait on their budgets for the third page
+        # Two requests: a page of contacts and its v4 company read; both now wait on their
+        # budgets for the second page.
+        time.sleep(0.5)
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
@@ -292,5 +329,5 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
                            "ORDER BY connection").fetchall()
         landed = dict(con.execute("SELECT connection, count(*) FROM contacts GROUP BY ALL"
                                   ).fetchall())
-    assert runs == [("acme", "interrupted", 200), ("globex", "interrupted", 200)], err
-    assert landed == {"acme": 200, "globex": 200}
+    assert runs == [("acme", "interrupted", 100), ("globex", "interrupted", 100)], err
+    assert landed == {"acme": 100, "globex": 100}

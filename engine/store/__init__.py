@@ -3,7 +3,9 @@
 A store keeps the unified tables (one per model), `sync_runs`, `sync_state` and `action_log`.
 Every call that changes records also saves the run's counters and, when given, the stream's
 state, in one transaction: a kill at any moment leaves rows and state in step, so a rerun
-neither duplicates nor skips. `DuckDBStore` (one DuckDB file) is the embedded default.
+neither duplicates nor skips. `DuckDBStore` (one DuckDB file) is the embedded default;
+`engine.store.ducklake.DuckLakeStore` (DuckLake: a PostgreSQL catalog and Parquet files, many
+writers) is the distributed one, imported only when a project targets it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.associations import Link
 from engine.clock import utc_now
 from engine.models import Model, unified_models
 
@@ -29,13 +32,24 @@ class Batch:
 
     model: Model
     columns: dict[str, list[Any]] = field(default_factory=dict)
+    # Each record's links (to_model, to_id, label), beside its columns; None when the mapping
+    # declares no associations (landing then leaves the associations table be).
+    links: list[list[Link]] | None = None
 
     def __post_init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
+        # `raw` joins the columns when the mapping is asked to keep raw records.
         self.columns = {name: [] for name in self.model.fields}
         self.columns["custom"] = []
+        self.links = None
+
+    def add_links(self, links: list[list[Link]]) -> None:
+        """The links of the records just added to the columns (one list per record)."""
+        if self.links is None:
+            self.links = []
+        self.links.extend(links)
 
     def __len__(self) -> int:
         return len(self.columns["id"])
@@ -81,19 +95,26 @@ class Store(Protocol):
 
     def has_rows(self, model: Model, connection: str) -> bool: ...
 
+    def rows(self, model: Model, connection: str) -> list[dict[str, Any]]:
+        """The connection's live rows of a model's table, as unified dicts (for lookups into
+        reference tables, which are small)."""
+        ...
+
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
         """Upsert a batch, with the run's counters and the stream's state, in one transaction.
         `append`: the connection has no rows in the table yet, so a plain insert may do (the
         store falls back to an upsert if an id is there after all); returns whether it did.
         `sweep_before`: a full refresh ends here; rows of the connection it did not land since
-        that moment are marked deleted."""
+        that moment are marked deleted. With `batch.links`, each landed record's links replace
+        the ones it had; links from or to the rows a sweep marks deleted are dropped."""
         ...
 
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
                      state: dict[str, Any] | None = None) -> int:
-        """Mark rows deleted (kept, with `is_deleted` and `deleted_at`), with the run and the
-        state, in one transaction; returns how many rows were not marked before."""
+        """Mark rows deleted (kept, with `is_deleted` and `deleted_at`), and drop the links
+        from or to them, with the run and the state, in one transaction; returns how many rows
+        were not marked before."""
         ...
 
     def start_run(self, run: SyncRun) -> None: ...
@@ -114,7 +135,18 @@ class Store(Protocol):
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]: ...
 
+    def compact(self, keep: dt.timedelta | None = None) -> dict[str, Any]:
+        """Merge small files, drop what no snapshot younger than `keep` needs; returns what it
+        did."""
+        ...
+
     def close(self) -> None: ...
+
+
+class StoreTarget(Protocol):
+    """Where a project lands, other than a DuckDB file (engine.store.ducklake.DuckLakeTarget)."""
+
+    def open(self) -> Store: ...
 
 
 def unified_tables() -> list[str]:
@@ -123,5 +155,5 @@ def unified_tables() -> list[str]:
 
 from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
 
-__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "SyncRun",
+__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "StoreTarget", "SyncRun",
            "unified_tables"]

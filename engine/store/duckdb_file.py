@@ -8,20 +8,22 @@ duplicating nor skipping.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
 
+from engine import secrets
 from engine.clock import utc_now
 from engine.models import Model
 from engine.store import Batch, Deletion, StoreError, SyncRun
@@ -35,6 +37,8 @@ _SQL_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMPTZ",
 }
+
+_JSON_COLUMNS = ("custom", "raw")  # besides the model's fields
 
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -64,6 +68,18 @@ CREATE TABLE IF NOT EXISTS sync_state (
     updated TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (connection, stream)
 );
+-- Links between records (mappings' `associations:`): one row per link, landed with the record
+-- it is from (`from_model`, `from_id`), which replaces its links each time it lands.
+CREATE TABLE IF NOT EXISTS associations (
+    connector VARCHAR NOT NULL,
+    connection VARCHAR NOT NULL,
+    from_model VARCHAR NOT NULL,
+    from_id VARCHAR NOT NULL,
+    to_model VARCHAR NOT NULL,
+    to_id VARCHAR NOT NULL,
+    label VARCHAR,
+    synced_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS action_log (
     logged TIMESTAMPTZ NOT NULL,
     connector VARCHAR NOT NULL,
@@ -86,14 +102,76 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
     return sorted(last.values())
 
 
+def one_line(exc: BaseException) -> str:
+    """A database error as one line, with any secret (a catalog password) masked."""
+    return secrets.redact(" ".join(str(exc).split()))
+
+
+def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
+    """Columns as one JSON object in a temporary file (its path and size), for read_json:
+    DuckDB reads it in C++ with the GIL released, faster than Python lists as parameters."""
+    encoded = orjson.dumps(data, default=str)
+    handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
+    with os.fdopen(handle, "wb") as out:
+        out.write(encoded)
+    return path, len(encoded)
+
+
+_LINK_COLUMNS = ("from_id", "to_model", "to_id", "label")
+
+
+def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
+                   first: bool) -> None:
+    """The batch's records' links replace the links they had (a record landing again may have
+    lost some); `first`: the connection has no rows of this model yet, so no links from them
+    either. Within a batch, the last occurrence of an id wins, as for its columns."""
+    assert batch.links is not None
+    latest: dict[str, list[Any]] = {}
+    for record_id, links in zip(batch.columns["id"], batch.links, strict=True):
+        if record_id is not None:
+            latest[str(record_id)] = links
+    model = batch.model.name
+    if latest and not first:
+        con.execute("DELETE FROM associations WHERE connection = ? AND from_model = ? AND "
+                    "from_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [run.connection, model, list(latest)])
+    rows = [(from_id, *link) for from_id, links in latest.items() for link in links]
+    if not rows:
+        return
+    path, size = _json_file(dict(zip(_LINK_COLUMNS, map(list, zip(*rows, strict=True)),
+                                     strict=True)))
+    try:
+        con.execute(
+            f"INSERT INTO associations SELECT ?, ?, ?, {', '.join(_LINK_COLUMNS)}, ? FROM "
+            f"(SELECT {', '.join(f'unnest({c}) AS {c}' for c in _LINK_COLUMNS)} FROM read_json(?, "
+            f"columns = {_struct_literal(dict.fromkeys(_LINK_COLUMNS, 'VARCHAR[]'))}, "
+            f"maximum_object_size = {size + 1024}))",
+            [run.connector, run.connection, model, utc_now(), path])
+    finally:
+        os.unlink(path)
+
+
+def _drop_links_of_deleted(con: duckdb.DuckDBPyConnection, model: Model,
+                           connection: str) -> None:
+    """A deleted record links nowhere, and nothing links to it any more (the CRMs drop both
+    sides); its row stays, marked deleted."""
+    deleted = (f"(SELECT id FROM {model.table} WHERE connection = $connection "
+               f"AND is_deleted)")
+    con.execute(f"DELETE FROM associations WHERE connection = $connection AND "
+                f"((from_model = $model AND from_id IN {deleted}) OR "
+                f"(to_model = $model AND to_id IN {deleted}))",
+                {"connection": connection, "model": model.name})
+
+
 def _struct_literal(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
 
 
-# Identifies this process in `sync_runs.process`. DuckDB lets one process at a time open a file
-# for writing, so a `running` row of another process, found when we open the file, is a run
-# whose process died (kill -9, a crash, a lost machine): it is marked `abandoned`.
+# Identifies this process in `sync_runs.process` (see DuckDBStore._abandon_dead_runs).
 PROCESS = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+ABANDONED = "its process ended without finishing (killed or crashed); a rerun repairs it"
+_PRIMARY_KEY = re.compile(r",\s*PRIMARY KEY \([^)]*\)| PRIMARY KEY")
+T = TypeVar("T")
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -110,19 +188,25 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
                              f"choose another --db") from None
         if "not a valid DuckDB database file" in text:
             raise StoreError(f"{path} is not a DuckDB database file") from None
-        raise StoreError(f"cannot open {path}: {text}") from None
+        if "created with an newer version of DuckDB" in text:
+            raise StoreError(f"{path} was written by a newer DuckDB than this one "
+                             f"({duckdb.__version__}, which pyproject.toml pins): sync into "
+                             f"another file, or export this one with the newer DuckDB") from None
+        raise StoreError(f"cannot open {path}: {text.splitlines()[0]}") from None
 
 
 
 class DuckDBStore:
     """One DuckDB file (the `Store` interface). Safe to share between threads: writes are
-    serialized on one connection."""
+    serialized on one connection. `DuckLakeStore` (engine.store.ducklake) derives from it and
+    overrides the hooks marked below: how to connect, the DDL, the upsert, the write retry."""
+
+    # The DuckDB file enforces primary keys; a DuckLake table cannot (none are declared there).
+    PRIMARY_KEYS = True
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._con = connect(self.path)
+        self._con = self._connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
         # stay flat however many records land. Spilled blocks are re-read from the file.
@@ -130,15 +214,48 @@ class DuckDBStore:
         self._con.execute(f"SET memory_limit = '{memory}'")
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
-        self._con.execute(BOOKKEEPING_DDL)
+        self._write(self._create_bookkeeping)
+        self._abandon_dead_runs()
+
+    def _create_bookkeeping(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(self._ddl(BOOKKEEPING_DDL))
         # Files written by older versions gain the newer columns.
         for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR",
                        "deleted BIGINT DEFAULT 0"):
-            self._con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
+            con.execute(f"ALTER TABLE sync_runs ADD COLUMN IF NOT EXISTS {column}")
+
+    def __str__(self) -> str:
+        return self.path
+
+    # -- hooks (overridden by DuckLakeStore) -----------------------------------------------
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        return connect(self.path)
+
+    def _ddl(self, sql: str) -> str:
+        """CREATE TABLE statements as this store declares them."""
+        return sql if self.PRIMARY_KEYS else _PRIMARY_KEY.sub("", sql)
+
+    def _abandon_dead_runs(self) -> None:
+        """One process at a time writes a DuckDB file, so a `running` row of another process,
+        found when we open the file, is a run whose process died (kill -9, a crash, a lost
+        machine): it is marked `abandoned`."""
         self._con.execute(
-            "UPDATE sync_runs SET status = 'abandoned', finished = ?, error = coalesce(error, "
-            "'its process ended without finishing (killed or crashed); a rerun repairs it') "
-            "WHERE status = 'running' AND process IS DISTINCT FROM ?", [utc_now(), PROCESS])
+            f"UPDATE sync_runs SET status = 'abandoned', finished = ?, error = coalesce(error, "
+            f"'{ABANDONED}') WHERE status = 'running' AND process IS DISTINCT FROM ?",
+            [utc_now(), PROCESS])
+
+    def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `work` in one transaction and commit it (DuckLake retries it on a conflict, so
+        `work` must set, not accumulate, what it changes outside the database)."""
+        with self._transaction() as con:
+            return work(con)
+
+    def _upsert(self, table: str, key: list[str], columns: list[str], select: str) -> str:
+        """SQL inserting `select`'s rows (named `columns`) into `table`, replacing those whose
+        `key` is there already."""
+        return (f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) {select}")
 
     def close(self) -> None:
         self._con.close()
@@ -150,12 +267,20 @@ class DuckDBStore:
             try:
                 yield self._con
             except duckdb.Error as exc:
-                self._con.rollback()
-                raise StoreError(f"{self.path}: {exc}") from exc
+                self._rollback()
+                raise StoreError(f"{self}: {one_line(exc)}") from exc
             except BaseException:
-                self._con.rollback()
+                self._rollback()
                 raise
-            self._con.commit()
+            try:
+                self._con.commit()
+            except duckdb.Error as exc:
+                self._rollback()
+                raise StoreError(f"{self}: {one_line(exc)}") from exc
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(duckdb.Error):  # a failed commit has ended the transaction
+            self._con.rollback()
 
     # -- unified tables --------------------------------------------------------------------
     def ensure_table(self, model: Model) -> None:
@@ -165,21 +290,28 @@ class DuckDBStore:
                    "id VARCHAR NOT NULL"]
         columns += [f"{name} {_SQL_TYPES[f.type]}" for name, f in model.fields.items()
                     if name != "id"]
-        columns += ["custom JSON", "synced_at TIMESTAMPTZ NOT NULL", "PRIMARY KEY (connection, id)"]
-        with self._lock:
-            self._con.execute(f"CREATE TABLE IF NOT EXISTS {model.table} ({', '.join(columns)})")
-            self._add_missing_columns(model)
+        columns += ["custom JSON", "raw JSON", "synced_at TIMESTAMPTZ NOT NULL",
+                    "PRIMARY KEY (connection, id)"]
+        ddl = self._ddl(f"CREATE TABLE IF NOT EXISTS {model.table} ({', '.join(columns)})")
+
+        def create(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(ddl)
+            self._add_missing_columns(con, model)
+
+        self._write(create)
         self._ensured.add(model.table)
 
-    def _add_missing_columns(self, model: Model) -> None:
+    @staticmethod
+    def _add_missing_columns(con: duckdb.DuckDBPyConnection, model: Model) -> None:
         """A newer engine may add unified fields; old files gain the columns, nothing is lost."""
-        existing = {row[0] for row in self._con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-            [model.table]).fetchall()}
+        existing = {row[0] for row in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_catalog = current_database()", [model.table]).fetchall()}
         for name, f in model.fields.items():
             if name not in existing:
-                self._con.execute(
-                    f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
+                con.execute(f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
+        if "raw" not in existing:
+            con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
     def _batch_file(self, batch: Batch) -> tuple[str, int, list[str]]:
         """Write the batch as one JSON object of columns; returns its path, size and columns.
@@ -190,14 +322,11 @@ class DuckDBStore:
         columns = batch.columns
         ids = columns["id"]
         keep = _last_occurrences(ids)
-        names = [*batch.model.fields, "custom"]
+        names = [*batch.model.fields, "custom", *(["raw"] if "raw" in columns else [])]
         data = {name: columns[name] if keep is None else [columns[name][i] for i in keep]
                 for name in names}
-        encoded = orjson.dumps(data, default=str)
-        handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
-        with os.fdopen(handle, "wb") as out:
-            out.write(encoded)
-        return path, len(encoded), names
+        path, size = _json_file(data)
+        return path, size, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
@@ -210,32 +339,40 @@ class DuckDBStore:
         self.ensure_table(model)
         path, size, names = self._batch_file(batch)
         # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
-        json_types = {n: ("VARCHAR" if model.fields[n].type == "decimal"
-                          else _SQL_TYPES[model.fields[n].type]) + "[]"
-                      for n in names if n != "custom"}
-        json_types["custom"] = "JSON[]"
+        json_types = {n: "JSON[]" if n in _JSON_COLUMNS else
+                      ("VARCHAR" if model.fields[n].type == "decimal"
+                       else _SQL_TYPES[model.fields[n].type]) + "[]"
+                      for n in names}
         unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
-        select = ", ".join(n if n in ("id", "custom") else
-                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in names)
-        verb = "INSERT" if append else "INSERT OR REPLACE"
+        select = ", ".join(n if n == "id" or n in _JSON_COLUMNS else
+                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}" for n in names)
+        columns = ["connector", "connection", *names, "synced_at"]
+        rows = (f"SELECT ?::VARCHAR AS connector, ?::VARCHAR AS connection, {select}, "
+                f"?::TIMESTAMPTZ AS synced_at FROM (SELECT {unnest} FROM read_json(?, "
+                f"columns = {_struct_literal(json_types)}, "
+                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL")
+        sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}" if append else
+               self._upsert(model.table, ["connection", "id"], columns, rows))
+        deleted_before = run.deleted
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(sql, [run.connector, run.connection, utc_now(), path])
+            if batch.links is not None:
+                _replace_links(con, batch, run, first=append)
+            if sweep_before is not None:
+                swept = con.execute(
+                    f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
+                    f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
+                    f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
+                run.deleted = deleted_before + swept
+                if swept:
+                    _drop_links_of_deleted(con, model, run.connection)
+            if state is not None:
+                self._save_state(con, run, state)
+            self._save_run(con, run)
+
         try:
-            with self._transaction() as con:
-                con.execute(
-                    f"{verb} INTO {model.table} "
-                    f"(connector, connection, {', '.join(names)}, synced_at) "
-                    f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
-                    f"columns = {_struct_literal(json_types)}, "
-                    f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
-                    [run.connector, run.connection, utc_now(), path],
-                )
-                if sweep_before is not None:
-                    run.deleted += con.execute(
-                        f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
-                        f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
-                        f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
-                if state is not None:
-                    self._save_state(con, run, state)
-                self._save_run(con, run)
+            self._write(work)
         except StoreError as exc:
             if append and isinstance(exc.__cause__, duckdb.ConstraintException):
                 return self.land(batch, run, state=state, sweep_before=sweep_before)
@@ -247,28 +384,35 @@ class DuckDBStore:
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
                      state: dict[str, Any] | None = None) -> int:
         self.ensure_table(model)
-        marked = 0
-        with self._transaction() as con:
+        deleted_before = run.deleted
+
+        def work(con: duckdb.DuckDBPyConnection) -> int:
+            marked = 0
             if deletions:
-                con.execute("CREATE OR REPLACE TEMP TABLE deletions AS SELECT "
-                            "unnest(?::VARCHAR[]) AS id, unnest(?::TIMESTAMPTZ[]) AS deleted_at",
-                            [[d.id for d in deletions], [d.deleted_at for d in deletions]])
+                # Numbered parameters: DuckDB binds an UPDATE's FROM before its SET.
+                found = ("(SELECT unnest($1::VARCHAR[]) AS id, unnest($2::TIMESTAMPTZ[]) AS "
+                         "deleted_at) AS d")
+                listed = [[d.id for d in deletions], [d.deleted_at for d in deletions],
+                          run.connection]
                 marked = con.execute(
                     f"UPDATE {model.table} AS t SET is_deleted = true, "
-                    f"deleted_at = coalesce(d.deleted_at, ?) FROM deletions AS d "
-                    f"WHERE t.connection = ? AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
-                    f"true", [utc_now(), run.connection]).fetchone()[0]
+                    f"deleted_at = coalesce(d.deleted_at, $4) FROM {found} "
+                    f"WHERE t.connection = $3 AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
+                    f"true", [*listed, utc_now()]).fetchone()[0]
                 # A row a full refresh swept has our time; the CRM's own time is better.
                 con.execute(
-                    f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM deletions "
-                    f"AS d WHERE t.connection = ? AND t.id = d.id AND d.deleted_at IS NOT NULL "
-                    f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", [run.connection])
-                con.execute("DROP TABLE deletions")
-            run.deleted += marked
+                    f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM {found} "
+                    f"WHERE t.connection = $3 AND t.id = d.id AND d.deleted_at IS NOT NULL "
+                    f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", listed)
+                if marked:
+                    _drop_links_of_deleted(con, model, run.connection)
+            run.deleted = deleted_before + marked
             if state is not None:
                 self._save_state(con, run, state)
             self._save_run(con, run)
-        return marked
+            return marked
+
+        return self._write(work)
 
     def has_rows(self, model: Model, connection: str) -> bool:
         self.ensure_table(model)
@@ -277,19 +421,25 @@ class DuckDBStore:
                 f"SELECT EXISTS (SELECT 1 FROM {model.table} WHERE connection = ?)",
                 [connection]).fetchone()[0]
 
+    def rows(self, model: Model, connection: str) -> list[dict[str, Any]]:
+        self.ensure_table(model)
+        names = list(model.fields)
+        with self._lock:
+            found = self._con.execute(
+                f"SELECT {', '.join(names)} FROM {model.table} WHERE connection = ? "
+                f"AND is_deleted IS DISTINCT FROM true ORDER BY id", [connection]).fetchall()
+        return [dict(zip(names, row, strict=True)) for row in found]
+
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:
-        with self._transaction() as con:
-            con.execute(
-                "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
-                "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
-                 PROCESS],
-            )
+        self._write(lambda con: con.execute(
+            "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
+            "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
+             PROCESS]))
 
     def finish_run(self, run: SyncRun) -> None:
-        with self._transaction() as con:
-            self._save_run(con, run)
+        self._write(lambda con: self._save_run(con, run))
 
     @staticmethod
     def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
@@ -302,11 +452,13 @@ class DuckDBStore:
              orjson.dumps(run.warnings).decode() if run.warnings else None, run.run_id],
         )
 
-    @staticmethod
-    def _save_state(con: duckdb.DuckDBPyConnection, run: SyncRun, state: dict[str, Any]) -> None:
+    def _save_state(self, con: duckdb.DuckDBPyConnection, run: SyncRun,
+                    state: dict[str, Any]) -> None:
         con.execute(
-            "INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
-            "VALUES (?, ?, ?, ?, ?)",
+            self._upsert("sync_state", ["connection", "stream"],
+                         ["connection", "stream", "connector", "state", "updated"],
+                         "SELECT ?::VARCHAR AS connection, ?::VARCHAR AS stream, "
+                         "?::VARCHAR AS connector, ?::JSON AS state, ?::TIMESTAMPTZ AS updated"),
             [run.connection, run.stream, run.connector, orjson.dumps(state).decode(), utc_now()],
         )
 
@@ -346,12 +498,17 @@ class DuckDBStore:
     def log_action(self, *, connector: str, connection: str, action: str, status: str,
                    remote_id: str | None, duration_ms: float, error: str | None,
                    payload: Any = None) -> None:
-        with self._transaction() as con:
-            con.execute(
-                "INSERT INTO action_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [utc_now(), connector, connection, action, status, remote_id, duration_ms, error,
-                 orjson.dumps(payload, default=str).decode() if payload is not None else None],
-            )
+        self._write(lambda con: con.execute(
+            "INSERT INTO action_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [utc_now(), connector, connection, action, status, remote_id, duration_ms, error,
+             orjson.dumps(payload, default=str).decode() if payload is not None else None]))
+
+    def compact(self, keep: dt.timedelta | None = None) -> dict[str, Any]:
+        """Reclaim space: a DuckDB file writes its WAL into the file and frees deleted blocks
+        (DuckLake merges small files and expires snapshots older than `keep` instead)."""
+        with self._lock:
+            self._con.execute("FORCE CHECKPOINT")
+        return {"store": str(self)}
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from engine.errors import Cancelled, CrmError
@@ -34,6 +34,7 @@ class StreamContext:
     connection: str
     template_context: dict[str, Any]
     cancelled: threading.Event | None = None  # set: stop at the next page (the Engine's)
+    account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():

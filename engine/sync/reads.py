@@ -107,6 +107,8 @@ def _full_refresh_from(stream: StreamSpec, ctx: StreamContext, checkpoint: Check
     paginator = paginator_for(stream.paginate)
     assert resume.call is not None
     for fetched in fetch_pages(stream.pages, ctx, operation, resume.call, resume.pages):
+        for step in stream.enrich:  # before landing, even a page followed by an error
+            _enrich(step, fetched.page.records, ctx, f"{operation}.enrich")
         if fetched.error is not None:  # land the page, stay where we were, stop
             # A rerun reads this page again (its records land twice: upserts absorb that).
             here = Resume(_off_base(fetched.call, ctx.session.base_url)
@@ -168,12 +170,12 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
         call = first_call(spec.pages, ctx, cursor=window.as_template(),
                           vendor_fields=vendor_fields)
         for fetched in fetch_pages(spec.pages, ctx, operation, call):
+            records = fetched.page.records
+            for step in (*stream.enrich, *spec.enrich):  # before landing, even a page
+                _enrich(step, records, ctx, f"{operation}.enrich")  # followed by an error
             if fetched.error is not None:  # land the page, stay where we were, stop
                 yield Position(fetched.page, replace(checkpoint, window=window))
                 raise fetched.error
-            records = fetched.page.records
-            for step in spec.enrich:
-                _enrich(step, records, ctx, f"{operation}.enrich")
             values = _cursor_values(spec, records, operation, ctx)
             last = _check_order(window, last, values, records, spec, operation, ctx)
             high = _latest(high, last[0] if last else None)

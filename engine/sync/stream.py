@@ -19,6 +19,7 @@ from engine.spec import StreamSpec
 from engine.store import Batch, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
+from engine.sync.context import read_context
 from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
 from engine.sync.writer import BatchWriter
 from engine.transport import Counters, counting
@@ -108,6 +109,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
 
     try:
         names = _optional_field_names(stream, ctx, run)
+        context = read_context(stream, ctx, run, names)
         vendor_fields = stream.mapping.vendor_fields
         positions = (reads.incremental(stream, ctx, checkpoint, operation, vendor_fields)
                      if incremental else
@@ -118,7 +120,10 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             ctx.check_cancelled()
             with warnings_to(run.warn):  # values that could not be read, on this run
                 stream.mapping.read_columns(position.page.records, batch.columns,
-                                            custom_names=names)
+                                            context=context)
+                links = stream.mapping.read_links(position.page.records)
+            if links is not None:
+                batch.add_links(links)
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before

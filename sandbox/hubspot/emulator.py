@@ -5,9 +5,10 @@
         httpx.get(running.url + "/crm/v3/objects/contacts",
                   headers={"Authorization": "Bearer sandbox-private-app-token"})
 
-Objects: contacts, companies, deals, tasks, calls, notes (list, get, create, update, archive,
-search), associations v4 batch read (associations.py), owners, and the OAuth 2.0 endpoints
-(oauth.py). Records live in store.py, seed data in seed.py, search in search.py.
+Objects: contacts, companies, deals, tasks, calls, notes, meetings (list, get, create, update,
+archive, search), associations v4 batch read (associations.py), owners, deal pipelines and
+account details (pipelines.py), and the OAuth 2.0 endpoints (oauth.py). Records live in
+store.py, seed data in seed.py, search in search.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sandbox.hubspot import associations
+from sandbox.hubspot import associations, pipelines
 from sandbox.hubspot.errors import (
     HubSpotError,
     conflict,
@@ -82,7 +83,9 @@ class HubSpotSandbox(Emulator):
     name = "hubspot"
     # A budget large enough for a fast demo sync that still sends real X-HubSpot-RateLimit-*
     # headers for the engine to follow.
-    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0)}
+    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"rate_limit": (10_000, 10.0),
+                                              "tasks": 300, "calls": 200, "notes": 200,
+                                              "meetings": 100}
     TOKEN_SCOPES = ALL_SCOPES
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {
         "contacts": "contacts",
@@ -100,6 +103,7 @@ class HubSpotSandbox(Emulator):
         tasks: int = 0,
         calls: int = 0,
         notes: int = 0,
+        meetings: int = 0,
         rate_limit: tuple[int, float] | None = (100, 10.0),
         search_rate_limit: tuple[int, float] | None = (5, 1.0),
         search_max_sorts: int = 1,
@@ -132,6 +136,7 @@ class HubSpotSandbox(Emulator):
             tasks=tasks,
             calls=calls,
             notes=notes,
+            meetings=meetings,
         )
         if burst_same_timestamp:
             # N records of each of contacts, companies and deals share one modification time.
@@ -224,6 +229,20 @@ class HubSpotSandbox(Emulator):
             r"/crm/v3/owners/?",
             self._guarded(self._owners, "crm.objects.owners.read"),
             name="owners.list",
+        )
+        self.app.add_route(
+            "GET",
+            r"/crm/v3/pipelines/deals/?",
+            self._guarded(lambda request: Response(
+                200, {"results": pipelines.deal_pipelines(iso_ms(SEED_START_MS))}),
+                "crm.objects.deals.read"),
+            name="pipelines.deals",
+        )
+        self.app.add_route(
+            "GET",
+            r"/account-info/v3/details/?",
+            self._guarded(lambda request: Response(200, pipelines.account_details()), None),
+            name="account_info.details",
         )
 
     def _object_route(self, handler: ObjectHandler, write: bool, search: bool) -> Callable:

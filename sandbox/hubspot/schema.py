@@ -177,8 +177,29 @@ NOTES = ObjectSchema(
     url_prefix=f"{APP_BASE_URL}/contacts/{HUB_ID}/record/0-46/",
 )
 
+# Meetings are not in CONTRACTS 1.3: the object, its properties and its association type ids
+# below are HubSpot's public meetings API as widely used (UNCONFIRMED here).
+MEETINGS = ObjectSchema(
+    name="meetings",
+    singular="meeting",
+    type_id="0-47",
+    properties=_kinds(
+        "hs_meeting_title hs_meeting_body hs_meeting_location hs_meeting_outcome",
+        numbers="hs_object_id hubspot_owner_id",
+        datetimes="hs_createdate hs_lastmodifieddate hs_timestamp hs_meeting_start_time "
+        "hs_meeting_end_time",
+    ),
+    defaults=(),
+    created_property="hs_createdate",
+    modified_property="hs_lastmodifieddate",
+    scope="crm.objects.contacts",
+    required_on_create=("hs_timestamp",),
+    url_prefix=f"{APP_BASE_URL}/contacts/{HUB_ID}/record/0-47/",
+)
+
 SCHEMAS: dict[str, ObjectSchema] = {
-    schema.name: schema for schema in (CONTACTS, COMPANIES, DEALS, TASKS, CALLS, NOTES)
+    schema.name: schema
+    for schema in (CONTACTS, COMPANIES, DEALS, TASKS, CALLS, NOTES, MEETINGS)
 }
 # CONTRACTS 1.3: the spec writes deals as /crm/v3/objects/0-3; type ids work like names.
 OBJECT_TYPE_ALIASES: dict[str, str] = {
@@ -205,6 +226,9 @@ ASSOCIATION_TYPES: dict[int, tuple[str, str]] = {
     194: ("calls", "contacts"),
     182: ("calls", "companies"),
     206: ("calls", "deals"),
+    200: ("meetings", "contacts"),  # meetings: UNCONFIRMED (see MEETINGS)
+    188: ("meetings", "companies"),
+    212: ("meetings", "deals"),
 }
 PRIMARY_COMPANY_ASSOCIATION = 1  # sets the contact's associatedcompanyid, as in HubSpot
 PRIMARY_DEAL_COMPANY_ASSOCIATION = 5  # marks the deal's primary company

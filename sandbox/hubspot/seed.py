@@ -11,6 +11,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 
+from sandbox.hubspot.pipelines import COMPANY_CURRENCY
 from sandbox.hubspot.schema import (
     CUSTOMER_TIERS,
     DEAL_STAGES,
@@ -133,6 +134,7 @@ def populate(
     tasks: int = 0,
     calls: int = 0,
     notes: int = 0,
+    meetings: int = 0,
 ) -> None:
     draw = Draw(seed)
     with gc_paused():
@@ -147,6 +149,7 @@ def populate(
             ("tasks", tasks, _task_values),
             ("calls", calls, _call_values),
             ("notes", notes, _note_values),
+            ("meetings", meetings, _meeting_values),  # last: the others stay as they were
         ):
             _seed_activities(store, draw, object_type, count, make, contact_ids, deal_ids)
 
@@ -232,6 +235,9 @@ def _seed_deals(
             "dealstage": pick(DEAL_STAGES),
             "pipeline": "default",
         }
+        if values["deal_currency_code"] == COMPANY_CURRENCY and index % 2 == 0:
+            # As in a portal before it turned on more currencies: no code, the portal's own.
+            del values["deal_currency_code"]
         if rand() < 0.9:
             values["amount"] = str((5 + draw.below(1995)) * 50)
         if rand() < 0.7:
@@ -313,6 +319,23 @@ def _note_values(draw: Draw, created: str) -> dict[str, str]:
     return _without_nulls(
         {
             "hs_note_body": draw.pick(NOTE_BODIES),
+            "hs_timestamp": created,
+            "hubspot_owner_id": draw.maybe(0.9, draw.pick(OWNER_IDS)),
+        }
+    )
+
+
+def _meeting_values(draw: Draw, created: str) -> dict[str, str]:
+    hours = 1 + draw.below(2)
+    end = created[:11] + f"{min(int(created[11:13]) + hours, 23):02d}" + created[13:]
+    return _without_nulls(
+        {
+            "hs_meeting_title": f"{draw.pick(CALL_TITLES)} (meeting)",
+            "hs_meeting_body": draw.maybe(0.6, draw.pick(NOTE_BODIES)),
+            "hs_meeting_location": draw.maybe(0.5, draw.pick(("Zoom", "Office", "Client site"))),
+            "hs_meeting_outcome": draw.pick(("SCHEDULED", "COMPLETED", "CANCELED")),
+            "hs_meeting_start_time": created,
+            "hs_meeting_end_time": end,
             "hs_timestamp": created,
             "hubspot_owner_id": draw.maybe(0.9, draw.pick(OWNER_IDS)),
         }

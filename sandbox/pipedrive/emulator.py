@@ -110,6 +110,8 @@ class PipedriveSandbox(Emulator):
     DEMO_OPTIONS: ClassVar[dict[str, Any]] = {
         "rate_limit": (10_000, 2.0),
         "daily_token_budget": 50_000_000,
+        "activities": 600,
+        "notes": 200,
     }
     TOKEN_SCOPES = tuple(GRANTED_SCOPES.split(","))
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {

@@ -40,6 +40,9 @@ ORGANIZATION = {
     "is_deleted": False,
     "visible_to": 3,
     "address": None,  # {value, country, admin_area_level_1, ..., postal_code}
+    # A standard organization field of Pipedrive's (its organizationFields list it; where v2
+    # puts it is UNCONFIRMED: at the top, like address).
+    "website": None,
     "label_ids": (),
     "custom_fields": None,
 }

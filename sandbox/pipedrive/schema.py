@@ -265,6 +265,7 @@ _FIELD_SPECS: dict[str, tuple] = {  # (key, name, field_type, options)
         ("label", "Label", "enum", _options(ORG_LABELS)),
         ("owner_id", "Owner", "user", None),
         ("address", "Address", "address", None),
+        ("website", "Website", "varchar", None),
         ("people_count", "People", "int", None),
         ("add_time", "Organization created", "date", None),
         ("update_time", "Update time", "date", None),

@@ -140,6 +140,9 @@ def _organizations(draw: Draw, count: int) -> list[dict]:
                 "update_time": updated,
                 "visible_to": 3 if rand() < 0.9 else 1,
                 "address": address,
+                # (no draw: the rest of the seed stays as it was)
+                "website": f"https://www.{head.lower().replace(' ', '')}{index}.example.com"
+                if index % 4 else None,
                 "label_ids": [pick(ORG_LABEL_IDS)] if rand() < 0.4 else (),
                 "custom_fields": {ORG_REGION: pick(REGIONS) if rand() < 0.7 else None},
             }

@@ -41,7 +41,9 @@ V2_FIELDS = {
         "name", "owner_id", "org_id", "emails", "phones", "visible_to", "label_ids",
         "marketing_status", "custom_fields", "first_name", "last_name",
     },
-    "organizations": {"name", "owner_id", "address", "visible_to", "label_ids", "custom_fields"},
+    "organizations": {
+        "name", "owner_id", "address", "website", "visible_to", "label_ids", "custom_fields",
+    },
     "deals": {
         "title", "value", "currency", "person_id", "org_id", "stage_id", "pipeline_id",
         "status", "owner_id", "expected_close_date", "probability", "lost_reason",
@@ -300,6 +302,8 @@ def organization_changes(c: Changes) -> dict[str, Any]:
             c.out["address"] = _address(raw)
         else:
             raise c.fail("address", "must be " + ("object" if c.version == 2 else "string"))
+    if c.has("website"):
+        c.out["website"] = c.string("website") or None
     c.visibility()
     c.labels()
     c.custom_fields()

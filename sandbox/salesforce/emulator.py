@@ -92,6 +92,7 @@ class SalesforceSandbox(Emulator):
         "leads": 50,
         "tasks": 200,
         "events": 100,
+        "notes": 100,
     }
     # A session, and a refresh token because the scopes allow one (oauth.py).
     TOKEN_SCOPES = DEFAULT_SCOPES
@@ -188,7 +189,8 @@ class SalesforceSandbox(Emulator):
         """connectors/salesforce.yaml settings for this sandbox: it is the OAuth host; the API
         host comes from the token response's instance_url (this same URL). Its Contact custom
         fields are worth syncing."""
-        return {"login_url": url, "extra_fields": ["Favorite_Color__c", "Customer_Tier__c"]}
+        return {"login_url": url, "extra_fields": ["Favorite_Color__c", "Customer_Tier__c"],
+                "phone_region": "US"}  # the org's phones are US numbers like (991) 555-6759
 
     def describe(self) -> dict[str, str]:
         """What a person needs to point a client at this sandbox (printed by the CLI)."""

@@ -22,8 +22,10 @@ from sandbox.kit.core import Clock, LruCache
 from sandbox.salesforce.errors import bad_request
 from sandbox.salesforce.ids import make_id, normalize_id
 from sandbox.salesforce.schema import (
+    CHILD_RELATIONSHIPS,
     ID_TYPES,
     NUMBER_TYPES,
+    SCHEMAS,
     STRING_TYPES,
     Field,
     ObjectSchema,
@@ -39,9 +41,10 @@ from sandbox.salesforce.soql import (
     Query,
     SoqlError,
     StringValue,
+    SubQuery,
     parse,
 )
-from sandbox.salesforce.store import FieldPath, PathError, Record, Selection, Store
+from sandbox.salesforce.store import Child, FieldPath, PathError, Record, Selection, Store
 from sandbox.salesforce.values import format_datetime, parse_date, parse_datetime
 
 # System fields every record has: sorting on them needs no null handling.
@@ -333,7 +336,26 @@ class Compiler:
                 raise field_error(f"duplicate field selected: {path.dotted}", ref.position)
             seen.add(key)
             paths.append(path)
-        return Selection(self.store, self.schema, paths)
+        return Selection(self.store, self.schema, paths,
+                         tuple(self._child(sub) for sub in query.subqueries))
+
+    def _child(self, sub: SubQuery) -> Child:
+        found = CHILD_RELATIONSHIPS.get((self.schema.name, sub.relationship.name.lower()))
+        if found is None:
+            # Choice (UNCONFIRMED wording): what Salesforce says for an unknown relationship.
+            raise field_error(f"Didn't understand relationship '{sub.relationship.name}' in "
+                              f"FROM part of query call.", sub.relationship.position)
+        name, child_object, lookup = found
+        child_schema = SCHEMAS[child_object]
+        paths = []
+        for ref in sub.fields:
+            try:
+                paths.append(self.store.resolve(child_schema, ref.name))
+            except PathError as error:
+                template = _MISSING_FIELD if error.kind == "column" else _BAD_RELATIONSHIP
+                raise field_error(template.format(name=error.name, entity=error.entity),
+                                  ref.position) from None
+        return Child(name, Selection(self.store, child_schema, paths), lookup)
 
     # -- WHERE -----------------------------------------------------------------------------
 

@@ -336,6 +336,67 @@ _register(ObjectSchema("Note", "Note", "Notes", "002", _system((
     _long_text("Body", "Body"),
 ))))  # fmt: skip
 
+# Setup objects read by syncs (read-only): the stages (with their closed/won flags), the
+# opportunity sales processes, and the org's currencies (a multicurrency org: CurrencyType
+# exists there, with one corporate currency). Field lists follow the field reference; like the
+# other objects here they carry IsDeleted and the audit fields (OpportunityStage and
+# CurrencyType have no IsDeleted in a real org: a sync must not select it).
+_register(ObjectSchema("OpportunityStage", "Opportunity Stage", "Opportunity Stages", "01J",
+                       _system((), (
+    _text("MasterLabel", "Master Label", 255),
+    _text("ApiName", "Api Name", 255),
+    Field("IsActive", "boolean", "Active"),
+    Field("SortOrder", "int", "Sort Order"),
+    Field("IsClosed", "boolean", "Closed"),
+    Field("IsWon", "boolean", "Won"),
+    _pick("ForecastCategoryName", "Forecast Category",
+          ("Omitted", "Pipeline", "Best Case", "Commit", "Closed")),
+    Field("DefaultProbability", "percent", "Default Probability (%)"),
+    _text("Description", "Description", 255),
+), owner=False), writable=False))  # fmt: skip
+
+_register(ObjectSchema("BusinessProcess", "Business Process", "Business Processes", "019",
+                       _system((), (
+    _text("Name", "Name", 80),
+    _text("Description", "Description", 255),
+    _pick("TableEnumOrId", "Entity Enumeration Or ID", ("Opportunity", "Lead", "Case")),
+    Field("IsActive", "boolean", "Active"),
+), owner=False), writable=False))  # fmt: skip
+
+_register(ObjectSchema("CurrencyType", "Currency Type", "Currency Types", "02D", _system((), (
+    _pick("IsoCode", "Currency ISO Code", CURRENCIES),
+    Field("ConversionRate", "double", "Conversion Rate"),
+    Field("DecimalPlaces", "int", "Decimal Places"),
+    Field("IsActive", "boolean", "Active"),
+    Field("IsCorporate", "boolean", "Corporate Currency"),
+), owner=False), writable=False))  # fmt: skip
+CORPORATE_CURRENCY = "USD"
+CONVERSION_RATES = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79}
+
+# A deal's contacts and their roles (Salesforce's standard Role picklist). Read through the
+# Opportunity's child relationship `OpportunityContactRoles` in a SOQL subquery, or directly.
+OPPORTUNITY_CONTACT_ROLES = (
+    "Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator",
+    "Executive Sponsor", "Influencer", "Technical Buyer", "Other",
+)  # fmt: skip
+_register(ObjectSchema("OpportunityContactRole", "Opportunity Contact Role",
+                       "Opportunity Contact Role", "00K", _system((
+    _ref("OpportunityId", "Opportunity ID", ("Opportunity",), "Opportunity", required=True),
+    _ref("ContactId", "Contact ID", ("Contact",), "Contact", required=True),
+), (
+    _pick("Role", "Role", OPPORTUNITY_CONTACT_ROLES),
+    Field("IsPrimary", "boolean", "Primary"),
+), owner=False)))  # fmt: skip
+
+# Parent-to-child relationships a SOQL subquery may name in its FROM:
+# (parent object, relationship name lower-cased) -> (relationship name, child object, lookup).
+CHILD_RELATIONSHIPS = {
+    ("Opportunity", "opportunitycontactroles"):
+        ("OpportunityContactRoles", "OpportunityContactRole", "OpportunityId"),
+}
+# Objects added after the first ones: their id counters come after, so earlier ids stay put.
+LATER_OBJECTS = ("OpportunityContactRole",)
+
 # Key prefix (first three id characters) -> object name.
 PREFIXES = {schema.key_prefix: name for name, schema in SCHEMAS.items()}
 # Object names are case-insensitive in SOQL FROM and in sobjects/{Type} URLs.

@@ -21,10 +21,13 @@ from sandbox.salesforce.schema import (
     ACCOUNT_TYPES,
     CALL_TYPES,
     COLORS,
+    CONVERSION_RATES,
+    CORPORATE_CURRENCY,
     CURRENCIES,
     INDUSTRIES,
     LEAD_SOURCES,
     LEAD_STATUSES,
+    OPPORTUNITY_CONTACT_ROLES,
     OPPORTUNITY_STAGES,
     OPPORTUNITY_TYPES,
     RATINGS,
@@ -155,6 +158,7 @@ def populate(
     with gc_paused():
         users = _seed_users(store)
         admin = users[0]
+        _seed_setup(store, admin)
         accounts = _seed(store, "Account", companies, draw, users, _account)
         domains = [(r.id, _domain(store, r)) for r in accounts]
         named = [(r.id, store.value(r, "Name")) for r in accounts]
@@ -176,7 +180,29 @@ def populate(
         _seed(store, "Event", events, draw, users, lambda d, i: _event(d, i, who, what))
         parents = [r.id for r in contact_rows] + what
         _seed(store, "Note", notes, draw, users, lambda d, i: _note(d, i, parents))
+        # A draw of their own: the records above stay as they were before contact roles.
+        roles_draw = Draw(seed + 1)
+        roles = _contact_roles(roles_draw, store, opportunities, contact_rows)
+        _seed(store, "OpportunityContactRole", len(roles), roles_draw, users,
+              lambda d, i: roles[i])
     return admin
+
+
+def _contact_roles(draw: Draw, store: Store, opportunities: list, contacts: list) -> list[dict]:
+    """The opportunity's ContactId as its primary contact role; about half the deals also
+    name another contact, in a role of its own."""
+    roles = []
+    for opportunity in opportunities:
+        primary = store.value(opportunity, "ContactId")
+        if primary:
+            roles.append({"OpportunityId": opportunity.id, "ContactId": primary,
+                          "Role": draw.pick(("Decision Maker", "Economic Buyer")),
+                          "IsPrimary": True})
+        other = draw.pick(contacts).id if contacts and draw.random() < 0.5 else None
+        if other and other != primary:
+            roles.append({"OpportunityId": opportunity.id, "ContactId": other,
+                          "Role": draw.pick(OPPORTUNITY_CONTACT_ROLES), "IsPrimary": False})
+    return roles
 
 
 def first_id(object_name: str) -> str:
@@ -211,6 +237,30 @@ def _seed_users(store: Store) -> list[str]:
     for _, values in rows:
         values["CreatedById"] = values["LastModifiedById"] = admin
     return [record.id for record in store.load("User", rows)]
+
+
+def _seed_setup(store: Store, admin: str) -> None:
+    """The org's stages (from the Opportunity StageName picklist), its one opportunity sales
+    process, and its currencies."""
+    stamp = format_datetime(SEED_START)
+    audit = {"CreatedDate": stamp, "LastModifiedDate": stamp, "SystemModstamp": stamp,
+             "CreatedById": admin, "LastModifiedById": admin, "IsDeleted": False}
+    store.load("OpportunityStage", [
+        (first_number("OpportunityStage") + order,
+         {"MasterLabel": name, "ApiName": name, "IsActive": True, "SortOrder": order + 1,
+          "IsClosed": closed, "IsWon": won, "ForecastCategoryName": forecast,
+          "DefaultProbability": probability, **audit})
+        for order, (name, probability, forecast, closed, won) in enumerate(OPPORTUNITY_STAGES)
+    ])
+    store.load("BusinessProcess", [(first_number("BusinessProcess"), {
+        "Name": "Standard Sales Process", "TableEnumOrId": "Opportunity", "IsActive": True,
+        "Description": "The stages every opportunity moves through", **audit})])
+    store.load("CurrencyType", [
+        (first_number("CurrencyType") + index,
+         {"IsoCode": code, "ConversionRate": rate, "DecimalPlaces": 2, "IsActive": True,
+          "IsCorporate": code == CORPORATE_CURRENCY, **audit})
+        for index, (code, rate) in enumerate(CONVERSION_RATES.items())
+    ])
 
 
 def _seed(

@@ -1,6 +1,7 @@
 """SOQL: a tokenizer and a recursive-descent parser for the subset the emulator serves.
 
-    SELECT field, Relationship.Field, ... | COUNT() | FIELDS(ALL|STANDARD|CUSTOM)
+    SELECT field, Relationship.Field, (SELECT field, ... FROM ChildRelationship), ...
+         | COUNT() | FIELDS(ALL|STANDARD|CUSTOM)
     FROM Object
     [WHERE condition]  [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST], ...]
     [LIMIT n] [OFFSET n]
@@ -132,9 +133,18 @@ class OrderItem:
     nulls_first: bool | None = None  # None: Salesforce default (nulls first)
 
 
+@dataclass(frozen=True)
+class SubQuery:
+    """`(SELECT fields FROM ChildRelationship)` in a select list."""
+
+    relationship: FieldRef
+    fields: tuple[FieldRef, ...]
+
+
 @dataclass
 class Query:
     fields: list[FieldRef] = field(default_factory=list)
+    subqueries: list[SubQuery] = field(default_factory=list)
     count_only: bool = False
     fields_function: tuple[str, int] | None = None  # ("ALL"|"STANDARD"|"CUSTOM", position)
     object_name: FieldRef | None = None
@@ -329,6 +339,10 @@ class Parser:
                 self.advance()
                 self.expect_punct(")")
                 query.fields_function = (kind.text.upper(), token.position)
+            elif token.kind == "punct" and token.text == "(" and self.peek().text == "SELECT":
+                if query.count_only:
+                    raise self.unexpected()
+                query.subqueries.append(self._subquery())
             else:
                 if query.count_only:
                     raise self.unexpected()
@@ -336,6 +350,18 @@ class Parser:
             if not self.at_punct(","):
                 return
             self.advance()
+
+    def _subquery(self) -> SubQuery:
+        self.expect_punct("(")
+        self.expect_keyword("SELECT")
+        fields = [self.identifier()]
+        while self.at_punct(","):
+            self.advance()
+            fields.append(self.identifier())
+        self.expect_keyword("FROM")
+        relationship = self.identifier()
+        self.expect_punct(")")
+        return SubQuery(relationship, tuple(fields))
 
     def _condition(self) -> Condition:
         """A chain joined by one connector; SOQL rejects ``a AND b OR c`` (unexpected OR)."""

@@ -18,6 +18,7 @@ from typing import Any
 from sandbox.kit.core import encode_json
 from sandbox.salesforce.ids import make_id, normalize_id
 from sandbox.salesforce.schema import (
+    LATER_OBJECTS,
     PREFIXES,
     SCHEMAS,
     STAGE_INFO,
@@ -29,10 +30,17 @@ from sandbox.salesforce.values import datetime_to_epoch, format_datetime
 FRAGMENT_CACHES = 8  # (object, selection, version) caches kept (~45 MB per 100,000 contacts)
 
 
+# Objects in the order their id counters were first laid out: ids of these never move when
+# objects are added (they come after, in name order).
+_FIRST_OBJECTS = ("Account", "Contact", "Event", "Lead", "Note", "Opportunity", "Task", "User")
+
+
 def first_number(object_name: str) -> int:
     """Where an object's base-62 id counter starts: high enough for mixed-case ids like real
     ones, and different per object so ids of two objects never share their tail."""
-    return 48_000_000 + 7_919_000 * sorted(SCHEMAS).index(object_name)
+    order = [*_FIRST_OBJECTS, *sorted(set(SCHEMAS) - set(_FIRST_OBJECTS) - set(LATER_OBJECTS)),
+             *LATER_OBJECTS]
+    return 48_000_000 + 7_919_000 * order.index(object_name)
 
 
 class Record:
@@ -349,16 +357,41 @@ class Store:
             self._written(record)
 
 
+class Child:
+    """A subquery of a parent-to-child relationship: `(SELECT ContactId, Role FROM
+    OpportunityContactRoles)` renders, per parent, null when it has no such children, else
+    {"totalSize", "done": true, "records": [...]} (every child, never paged here)."""
+
+    def __init__(self, name: str, selection: Selection, lookup: str) -> None:
+        self.name = name
+        self.selection = selection
+        slot = selection.schema.index[lookup]
+        # Indexed once per query: a query's result is what the data was when it ran.
+        self._by_parent: dict[str, list[Record]] = {}
+        for record in selection.store.records(selection.schema.name):
+            self._by_parent.setdefault(record.values[slot], []).append(record)
+
+    def render(self, parent: Record, version: str) -> dict | None:
+        children = self._by_parent.get(parent.id)
+        if not children:
+            return None
+        return {"totalSize": len(children), "done": True,
+                "records": [self.selection.render(child, version) for child in children]}
+
+
 class Selection:
     """Renders records of one object with the chosen field paths, ``attributes`` first."""
 
-    def __init__(self, store: Store, schema: ObjectSchema, paths: list[FieldPath]) -> None:
+    def __init__(self, store: Store, schema: ObjectSchema, paths: list[FieldPath],
+                 children: tuple[Child, ...] = ()) -> None:
         self.store = store
         self.schema = schema
         self.paths = paths
+        self.children = children
         self.key = tuple(path.dotted for path in paths)
-        self.has_relationships = any(path.hops for path in paths)
-        plain = all(path.slot is not None and not path.field.compound for path in paths)
+        self.has_relationships = any(path.hops for path in paths) or bool(children)
+        plain = not children and all(
+            path.slot is not None and not path.field.compound for path in paths)
         self._plain_keys = tuple(path.names[0] for path in paths) if plain and paths else None
         # values tuple -> {field: value}: a generated dict display (one BUILD_CONST_KEY_MAP,
         # presized) is ~30% faster than dict(zip()); keys are schema names, slots are ints.
@@ -380,6 +413,8 @@ class Selection:
             document.update(self._plain_document(record.values))
         elif self.paths:
             _fill(document, record, self._tree, version)
+        for child in self.children:
+            document[child.name] = child.render(record, version)
         return document
 
     def fragments(self, records: list[Record], version: str) -> list[bytes]:

@@ -7,9 +7,9 @@
 
 One server plays a data centre's accounts server (OAuth, oauth.py) and its API host: the
 token response's ``api_domain`` is this server's URL. Modules Contacts, Accounts, Deals, Tasks,
-Calls and Notes: list (page, then page_token; paging.py), get, create, update, upsert, delete,
-deleted records and search (criteria parsed in criteria.py); users. Records live in store.py,
-seed data in seed.py, writes in records.py, limits in limits.py.
+Calls, Notes and Events: list (page, then page_token; paging.py), get, create, update, upsert,
+delete, deleted records and search (criteria parsed in criteria.py); users. Records live in
+store.py, seed data in seed.py, writes in records.py, limits in limits.py.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sandbox.kit.core import (
 )
 from sandbox.kit.emulator import Emulator
 from sandbox.zoho import errors as errors
+from sandbox.zoho import settings
 from sandbox.zoho.criteria import CriteriaError, compile_criteria, parse
 from sandbox.zoho.errors import ZohoError
 from sandbox.zoho.limits import ConcurrencyApp, CreditLedger, InFlight, write_cost
@@ -82,6 +83,13 @@ VERSION = r"/crm/(?P<version>v[2-8]|v2\.1)"
 # The field /__sandbox/mutate changes on an update, per module.
 MUTATED_FIELD = {"Contacts": "Title", "Accounts": "Description", "Deals": "Next_Step"}
 MODULE = r"/(?P<module>[A-Za-z][A-Za-z0-9_]*)"
+# Routes outside the modules, by the scopes they accept (CONTRACTS 4.1 lists the families).
+SETTINGS, ORG = "SETTINGS", "ORG"
+_USER_SCOPES = ("ZohoCRM.users.READ", "ZohoCRM.users.ALL")
+MODULELESS_SCOPES = {
+    SETTINGS: ("ZohoCRM.settings.READ", "ZohoCRM.settings.ALL", "ZohoCRM.settings.fields.READ"),
+    ORG: ("ZohoCRM.org.READ", "ZohoCRM.org.ALL"),
+}
 RECORD = r"/(?P<record_id>[^/]+)"
 
 
@@ -105,7 +113,9 @@ class ZohoSandbox(Emulator):
 
     name = "zoho"
     # An Enterprise-sized credit budget and concurrency.
-    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20}
+    DEMO_OPTIONS: ClassVar[dict[str, Any]] = {"credits_per_day": 2_000_000, "max_concurrent": 20,
+                                              "tasks": 300, "calls": 200, "notes": 200,
+                                              "events": 100}
     TOKEN_SCOPES = ALL_SCOPES
     CONTROL_STREAMS: ClassVar[dict[str, str]] = {
         "contacts": "Contacts",
@@ -123,6 +133,7 @@ class ZohoSandbox(Emulator):
         tasks: int = 0,
         calls: int = 0,
         notes: int = 0,
+        events: int = 0,
         org_offset: str = "+03:00",
         data_centre: str = "us",
         credits_per_day: int = 50_000,
@@ -170,6 +181,7 @@ class ZohoSandbox(Emulator):
             tasks=tasks,
             calls=calls,
             notes=notes,
+            events=events,
         )
         self.writer = Writer(self.store, self.org, self.clock)
         self._revision = 0  # numbers the values /__sandbox/mutate writes
@@ -302,6 +314,8 @@ class ZohoSandbox(Emulator):
         read, create, update, delete = "READ", "CREATE", "UPDATE", "DELETE"
         routes: list[tuple[str, str, str, Handler, str | None]] = [
             ("GET", VERSION + "/users", "users.list", self._users, None),
+            ("GET", VERSION + "/settings/fields", "settings.fields", self._fields_meta, SETTINGS),
+            ("GET", VERSION + "/org", "org.get", self._organization, ORG),
             ("GET", module + "/search", "records.search", self._search, "SEARCH"),
             ("GET", module + "/deleted", "records.deleted", self._deleted, read),
             ("POST", module + "/upsert", "records.upsert", self._upsert, create),
@@ -359,8 +373,8 @@ class ZohoSandbox(Emulator):
         scopes = token.scopes
         if scopes is None:  # static tokens are unrestricted
             return
-        if call.module is None:  # /users
-            allowed = scope_ok(scopes, "ZohoCRM.users.READ", "ZohoCRM.users.ALL")
+        if call.module is None:  # /users, /settings, /org
+            allowed = scope_ok(scopes, *MODULELESS_SCOPES.get(operation or "", _USER_SCOPES))
         elif operation == "SEARCH":
             # CONTRACTS 4.1: search also needs ZohoSearch.securesearch.READ.
             allowed = module_scope_ok(scopes, call.module.lower(), "READ") and scope_ok(
@@ -696,6 +710,18 @@ class ZohoSandbox(Emulator):
             found = [i for i in reversed(table.ids) if predicate(records[i])]
         self._searches.put(cache_key, found)
         return found
+
+    # -- org metadata ------------------------------------------------------------------------
+
+    def _fields_meta(self, request: Request, call: Call) -> Response:
+        module = canonical_module(request.arg("module") or "")
+        if module is None:
+            raise errors.required_param_missing("module")
+        fields = settings.deal_fields() if module == "Deals" else []
+        return Response(200, {"fields": fields})
+
+    def _organization(self, request: Request, call: Call) -> Response:
+        return Response(200, {"org": [settings.organization("Africa/Nairobi")]})
 
     # -- users -------------------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ def populate(
     tasks: int = 0,
     calls: int = 0,
     notes: int = 0,
+    events: int = 0,
 ) -> None:
     draw = Draw(seed)
     with gc_paused():
@@ -132,6 +133,9 @@ def populate(
                 module, _activity_rows(draw, org, module, count, make_doc, people, firms, sales)
             )
         store.load("Notes", _note_rows(draw, org, notes, people, firms, sales))
+        # Last, so the records above stay as they were before events.
+        store.load("Events", _activity_rows(draw, org, "Events", events, _event_doc, people,
+                                            firms, sales))
 
 
 def _audit(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, Any]:
@@ -341,6 +345,21 @@ def _call_doc(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str
     }
     if call_type != "Missed" and draw.random() < 0.8:
         doc["Call_Result"] = draw.pick(CALL_RESULTS)
+    return doc
+
+
+def _event_doc(draw: Draw, org: OrgTime, created: int, modified: int) -> dict[str, Any]:
+    start = created + draw.below(30) * 86400
+    doc: dict[str, Any] = {
+        "Event_Title": f"{draw.pick(CALL_TITLES)} (meeting)",
+        "Start_DateTime": org.format(start),
+        "End_DateTime": org.format(start + (1 + draw.below(3)) * 1800),
+        "All_day": False,
+    }
+    if draw.random() < 0.5:
+        doc["Venue"] = draw.pick(("Zoom", "Office", "Client site"))
+    if draw.random() < 0.5:
+        doc["Description"] = "Agenda:\n- pricing\n- next steps"
     return doc
 
 

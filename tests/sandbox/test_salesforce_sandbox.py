@@ -120,7 +120,7 @@ def test_public_interface_and_describe() -> None:
     )
     assert emulator.connection_config("http://127.0.0.1:9") == {
         "login_url": "http://127.0.0.1:9",
-        "extra_fields": ["Favorite_Color__c", "Customer_Tier__c"]}
+        "extra_fields": ["Favorite_Color__c", "Customer_Tier__c"], "phone_region": "US"}
     assert SalesforceSandbox.DEMO_OPTIONS["daily_limit"] > 100_000
     info = emulator.describe()
     assert info["token"] == "/services/oauth2/token" and info["static_token"] == STATIC_TOKEN

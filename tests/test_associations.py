@@ -1,0 +1,196 @@
+"""The associations table: a mapping's `associations:` lands one row per link with the record
+it is from; landing a record again replaces its links, deletes drop the links from and to a
+deleted record, a failed run's rerun lands each link once; and the four connectors find links
+where the real vendors' recorded payloads carry them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.engine import PROJECT_ROOT
+from engine.errors import SpecError
+from engine.loader import load_connector, load_mapping
+from sandbox.demo import connect_oauth
+from sandbox.salesforce import SalesforceSandbox
+from tests.support import connector_yaml, serving, write_specs
+from tests.test_incremental import STREAM, ChangesServer, sync
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+MAPPING = """
+models:
+  contact:
+    custom: "@"
+    associations:
+      - {to: company, each: companies, id: id, label: role}
+      - {to: contact, id: referred_by}
+    fields:
+      id: {path: id, write: false}
+      first_name: name
+      updated_at: {path: updated, write: false}
+"""
+
+
+def links(engine) -> set[tuple]:
+    return set(engine.store.query(
+        "SELECT from_model, from_id, to_model, to_id, label FROM associations"))
+
+
+def link_rows(engine) -> int:
+    return engine.store.query("SELECT count(*) FROM associations")[0][0]
+
+
+@pytest.fixture
+def changes():
+    yield from serving(ChangesServer())
+
+
+@pytest.fixture
+def engine(tmp_path, make_engine):
+    return make_engine(write_specs(tmp_path, connector_yaml(STREAM.replace("LOOKBACK", "0")),
+                                   MAPPING))
+
+
+def test_links_land_with_their_record_and_are_replaced_when_it_lands_again(engine, changes):
+    server = changes
+    server.put(3)
+    server.records["000000"]["companies"] = [{"id": 7, "role": "Primary"}, {"id": "8"}]
+    server.records["000001"]["companies"] = {"id": "9", "role": "Billing"}  # one, not a list
+    server.records["000002"]["referred_by"] = "000000"
+    assert sync(engine, server).status == "succeeded"
+    assert links(engine) == {("contact", "000000", "company", "7", "Primary"),
+                             ("contact", "000000", "company", "8", None),
+                             ("contact", "000001", "company", "9", "Billing"),
+                             ("contact", "000002", "contact", "000000", None)}
+    # The CRM moves one contact to another company and unlinks another: an incremental run
+    # lands both again, and their links are what the CRM says now, not what it said before.
+    server.records["000000"].update(companies=[{"id": "8"}], updated="2026-01-01T00:01:00Z")
+    server.records["000001"].update(companies=None, updated="2026-01-01T00:01:00Z")
+    run = sync(engine, server)
+    assert run.mode == "incremental" and run.status == "succeeded", run.error
+    assert links(engine) == {("contact", "000000", "company", "8", None),
+                             ("contact", "000002", "contact", "000000", None)}
+
+
+def test_a_deleted_record_keeps_no_links_from_or_to_it(engine, changes):
+    server = changes
+    server.put(3)
+    server.records["000000"]["companies"] = [{"id": "7"}]
+    server.records["000002"]["referred_by"] = "000000"
+    server.records["000001"]["companies"] = [{"id": "7"}]
+    sync(engine, server)
+    server.delete("000000", at=100)  # the CRM lists it deleted
+    assert sync(engine, server).status == "succeeded"
+    assert links(engine) == {("contact", "000001", "company", "7", None)}
+    assert engine.store.query("SELECT is_deleted FROM contacts WHERE id = '000000'") == [(True,)]
+    # A record that vanishes without a trace is swept by a full refresh, links and all.
+    server.records.pop("000001")
+    assert sync(engine, server, full_refresh=True).status == "succeeded"
+    assert links(engine) == set()
+
+
+def test_a_failed_run_lands_its_links_once_when_rerun(engine, changes):
+    server = changes
+    server.put(25)
+    for i, record in enumerate(server.records.values()):
+        record["companies"] = [{"id": str(i % 4)}, {"id": "shared", "role": "Partner"}]
+    server.fail_at_offset = 20  # the third page fails after two have landed
+    run = sync(engine, server)
+    assert run.status == "failed" and link_rows(engine) == 40
+    server.fail_at_offset = None
+    assert sync(engine, server).status == "succeeded"
+    assert link_rows(engine) == 50 == len(links(engine))  # nothing twice, nothing missing
+    assert sync(engine, server, full_refresh=True).status == "succeeded"
+    assert link_rows(engine) == 50
+
+
+@pytest.mark.parametrize(("entry", "where", "message"), [
+    ("{to: opportunity, id: x}", "associations[1].to", "unknown unified model 'opportunity'"),
+    ("{to: company, id: 'a[?'}", "associations[1].id", "invalid jmespath expression"),
+    ("{to: company}", "associations[1]", "'id' is required"),
+])
+def test_a_bad_declaration_is_one_located_line(tmp_path, entry, where, message):
+    path = tmp_path / "m.yaml"
+    path.write_text(MAPPING.replace("{to: contact, id: referred_by}", entry))
+    _, problems = load_mapping(path)
+    assert len(problems) == 1
+    text = str(problems[0])
+    assert f"m.yaml:7 at models.contact.{where}: " in text, text
+    assert message in text and "\n" not in text
+
+
+# -- the connectors, on payloads recorded from the real vendors -----------------------------------
+
+def recorded(vendor: str, name: str):
+    return json.loads((FIXTURES / vendor / name).read_text())
+
+
+def connector_links(vendor: str, stream: str, records: list) -> list[list[tuple]]:
+    mapping = load_connector(PROJECT_ROOT / "connectors" / f"{vendor}.yaml").streams[stream].mapping
+    return mapping.read_links(records)
+
+
+def test_hubspot_activity_links_from_a_recorded_list_page():
+    page = recorded("hubspot", "tasks_list_page_with_associations.json")["results"]
+    # The list's own shape ({id, type}) reads as well as the enriched one ({id, label}).
+    assert connector_links("hubspot", "tasks", page) == [
+        [("contact", "713802347732", None)], [("contact", "713903210728", None)], []]
+
+
+def test_salesforce_lookups_from_a_recorded_query_page():
+    page = recorded("salesforce", "query_contacts_page.json")["records"]
+    found = connector_links("salesforce", "contacts", page)
+    assert found == [[("company", r["AccountId"], None)] if r["AccountId"] else [] for r in page]
+    assert any(found)
+
+
+def test_pipedrive_note_and_deal_links_from_recorded_records():
+    [note] = recorded("pipedrive", "v1_notes_list_page.json")["data"]
+    assert connector_links("pipedrive", "notes", [note]) == [
+        [("contact", "1", None), ("company", "1", None), ("deal", "1", None)]]
+    deal = recorded("pipedrive", "v2_deal_get.json")["data"]
+    assert connector_links("pipedrive", "deals", [deal]) == [
+        [("company", str(deal["org_id"]), None), ("contact", str(deal["person_id"]), None)]]
+
+
+def test_zoho_lookups_follow_se_module_in_recorded_pages():
+    calls = recorded("zoho", "v2_calls_list_page.json")["data"]
+    # The first call is about a deal; the second about a lead, which no unified model holds.
+    assert connector_links("zoho", "calls", calls) == [
+        [("contact", "7328395000000680155", None), ("deal", "7328395000000680197", None)], []]
+    notes = recorded("zoho", "v2_notes_list_page.json")["data"]
+    assert connector_links("zoho", "notes", notes) == [
+        [("contact", "7328395000000680151", None)], [("contact", "7328395000000680150", None)]]
+    deal = recorded("zoho", "v2_deal_get.json")["data"][0]
+    assert connector_links("zoho", "deals", [deal]) == [
+        [(model, deal[key]["id"], None) for model, key in
+         (("company", "Account_Name"), ("contact", "Contact_Name")) if deal.get(key)]]
+
+
+def test_a_spec_error_names_the_connectors_mapping(tmp_path):
+    connectors = write_specs(tmp_path, connector_yaml(STREAM.replace("LOOKBACK", "0")),
+                             MAPPING.replace("to: company,", "to: firm,"))
+    with pytest.raises(SpecError, match="unknown unified model 'firm'"):
+        load_connector(connectors / "acme.yaml")
+
+
+def test_salesforce_deals_link_every_contact_role(make_engine):
+    """Opportunity contact roles (a subquery of the deals query) land as deal -> contact
+    links labelled with the role, one per role the org holds."""
+    emulator = SalesforceSandbox(contacts=40, companies=10, deals=30, leads=0)
+    store = emulator.store
+    truth = {(store.value(r, "OpportunityId"), store.value(r, "ContactId"),
+              store.value(r, "Role")) for r in store.records("OpportunityContactRole")}
+    assert len({deal for deal, _, _ in truth}) > 1 and len(truth) > 10
+    with emulator.start() as running:
+        engine = make_engine(PROJECT_ROOT / "connectors")
+        connect_oauth(engine, "salesforce", emulator, running.url, "sf")
+        [run] = engine.sync("salesforce", "sf", streams=["deals"])
+    assert run.status == "succeeded", run.error
+    landed = set(engine.store.query(
+        "SELECT from_id, to_id, label FROM associations WHERE from_model = 'deal' "
+        "AND to_model = 'contact'"))
+    assert landed == truth
