@@ -160,9 +160,9 @@ class AuthMethod:
         """Credentials from the method's secrets, each given (and none other)."""
         unknown = sorted(set(values) - set(self.secrets))
         if unknown:
-            raise InputError("secrets", f"auth method {self.name!r} takes "
-                                        f"{_and(self.secrets) or 'no secrets'}, not "
-                                        f"{', '.join(unknown)}")
+            # (every kind that takes secrets declares at least one: the schema says so)
+            raise InputError("secrets", f"auth method {self.name!r} takes {_and(self.secrets)}, "
+                                        f"not {', '.join(unknown)}")
         missing = [n for n in self.secrets if not values.get(n)]
         if missing:
             raise InputError("secrets", f"auth method {self.name!r} needs {_and(missing)}")

@@ -379,14 +379,13 @@ class ModelMapping:
                 instead = f": write {keyed[0]} instead" if keyed else ""
                 raise InputError(name, f"is read from the {f.lookup.model}s table, not "
                                        f"written{instead}")
-            if f.label is not None and name in payload:
+            if f.label is not None and name in payload and f.write is not None:
                 key = by_label.get(f.label)
                 if key is None:
                     raise InputError(name, f"this account has no custom field labelled "
                                            f"{f.label!r}")
                 under = self._container(f) or ()
-                value = f.write(payload[name]) if f.write else payload[name]
-                _put(out, (*under, key), value)
+                _put(out, (*under, key), f.write(payload[name]))
                 continue
             if f.write is None or f.path is None:
                 continue

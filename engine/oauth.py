@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
-import orjson
 
 from engine import secrets
 from engine.auth import Credentials, updated_credentials
 from engine.clock import Clock
 from engine.errors import CrmError
 from engine.spec import Connector
+from engine.transport import error_body
 
 if TYPE_CHECKING:
     from engine.authkinds import OAuth2
@@ -108,10 +108,7 @@ def exchange_code(connector: Connector, method: OAuth2, context: dict[str, Any],
     headers = _client_auth(method, form, client_id, client_secret)
     url = method.token_url.render(context)  # type: ignore[union-attr]
     response = client.post(url, data=form, headers=headers)
-    try:
-        body = orjson.loads(response.content) if response.content else {}
-    except orjson.JSONDecodeError:
-        body = {}
+    body = error_body(response)  # its JSON, an excerpt of a page that is not, or None
     if response.status_code >= 400 or not isinstance(body, dict) or "access_token" not in body:
         error = (body.get("error") or body.get("status")) if isinstance(body, dict) else None
         raise CrmError(connector.name, "oauth.exchange",
@@ -126,9 +123,9 @@ def exchange_code(connector: Connector, method: OAuth2, context: dict[str, Any],
 def revoke(connector: Connector, method: OAuth2, context: dict[str, Any],
            credentials: Credentials, *, client: httpx.Client) -> bool:
     """Revoke the refresh token (else the access token) where the vendor offers it."""
-    if method.revoke is None:
+    token = credentials.refresh_token or credentials.access_token
+    if method.revoke is None or not token:
         return False
-    token = credentials.refresh_token or credentials.access_token or ""
     token_context = {**context, "token": token}
     form = {k: str(t.render(token_context)) for k, t in method.revoke.form.items()}
     headers = {"Accept": "application/json"}

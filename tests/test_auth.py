@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from engine import secrets
 from engine.auth import Credentials, OAuth2Auth, updated_credentials
 from engine.clock import FakeClock
 from engine.connections import Connection
@@ -316,3 +317,31 @@ def test_a_token_response_sets_when_the_token_expires(engine, body, lifetime, ex
     new = updated_credentials(old, {"access_token": "a-1", **body}, method, clock)
     assert new.expires_at == (None if expires_in is None else clock.wall() + expires_in)
     assert (new.access_token, new.refresh_token, new.client_id) == ("a-1", "r-0", "cid")
+
+
+def test_credentials_are_redacted_from_the_moment_they_exist():
+    Credentials(access_token="acc-5e1f", refresh_token="ref-5e1f", client_secret="cs-5e1f")
+    assert secrets.redact("acc-5e1f ref-5e1f cs-5e1f") == "*** *** ***"
+
+
+def test_requests_refused_with_the_same_token_refresh_once(engine, clock):
+    """Two requests in flight with one access token both get a 401: the first refreshes, the
+    second finds the fresh token in the (in-memory) store and is retried with it, without a
+    second refresh that would spend the rotated refresh token again."""
+    auth = OAuth2Auth(connector="acme", method=engine.connector("acme").auth["oauth"],
+                      token_url="http://127.0.0.1:9/token",
+                      credentials=Credentials(access_token="a-0", refresh_token="r-0",
+                                              expires_at=clock.wall() + 3600, client_id="cid",
+                                              client_secret="csecret-value"),
+                      is_auth_expired=lambda response: response.status_code == 401, clock=clock,
+                      apply=bearer)
+    first = auth.auth_flow(httpx.Request("GET", "http://127.0.0.1:9/items"))
+    second = auth.auth_flow(httpx.Request("GET", "http://127.0.0.1:9/items"))
+    assert next(first).headers["authorization"] == next(second).headers["authorization"] \
+        == "Bearer a-0"
+    refresh = first.send(httpx.Response(401))
+    assert (refresh.method, refresh.url.path) == ("POST", "/token")
+    fresh = {"access_token": "a-1", "refresh_token": "r-1", "expires_in": 3600}
+    assert first.send(httpx.Response(200, json=fresh)).headers["authorization"] == "Bearer a-1"
+    assert second.send(httpx.Response(401)).headers["authorization"] == "Bearer a-1"
+    assert auth.refreshes == 1 and auth.credentials.refresh_token == "r-1"

@@ -395,7 +395,23 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
     ("  a: {type: basic, username: '{{ key }}', password: '', secrets: {key: k, other: o}}\n",
      "auth.a.secrets.other: secret 'other' is declared but no template of this method reads it"),
     ("  a: {type: custom, headers: {X: '{{ config }}'}, secrets: {config: c}}\n",
+     "auth.a.secrets.config: 'config' cannot name a secret: auth templates read config, "
+     "constants, credentials by that name"),
+    ("  a: {type: basic, username: '{{ constants }}', password: '', secrets: {constants: c}}\n",
+     "auth.a.secrets.constants: 'constants' cannot name a secret"),
+    ("  a: {type: bearer, secrets: {credentials: c}}\n",
+     "auth.a.secrets.credentials: 'credentials' cannot name a secret"),
+    ("  a: {type: api_key, header: X, secrets: {config: c}}\n",
      "auth.a.secrets.config: 'config' cannot name a secret"),
+    ("  a: {type: api_key, header: X, value: '{{ api_ky }}'}\n",
+     "auth.a.value: undefined variable 'api_ky' in template"),
+    ("  a: {type: api_key, header: X, value: '{{ a }}', secrets: {a: a, b: b}}\n",
+     "auth.a.secrets.b: secret 'b' is declared but no template of this method reads it"),
+    # `escapes` and the template functions are names every template reads too.
+    ("  a: {type: custom, headers: {X: '{{ escapes }}'}, secrets: {escapes: c}}\n",
+     "auth.a.secrets.escapes: 'escapes' cannot name a secret"),
+    ("  a: {type: custom, headers: {X: '{{ range }}'}, secrets: {range: c}}\n",
+     "auth.a.secrets.range: 'range' cannot name a secret"),
     ("  a: {type: api_key, header: X, secrets: {a: a, b: b}}\n",
      "auth.a: `value` is required when a method has more than one secret"),
     ("  a: {type: api_key, header: X, query: y}\n",
@@ -409,3 +425,114 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
 def test_auth_problems_are_located(tmp_path, auth, problem):
     problems = auth_problems(tmp_path, auth)
     assert any(p.startswith(problem) for p in problems), problems
+
+
+# -- each kind's side of a connection, called directly ----------------------------------------
+
+
+def load_auth(tmp_path, auth: str) -> dict:
+    spec = ("name: acme\ntitle: Acme\nbase_url: http://x.invalid\nconfig: {account: {}}\n"
+            "auth:\n" + auth + "streams: {}\n")
+    return load_connector(write_specs(tmp_path, spec) / "acme.yaml").auth
+
+
+THREE_SECRETS = ("  three:\n    type: custom\n    secrets: {app: app, key: key, sig: sig}\n"
+                 "    headers: {X-App: '{{ app }}', X-Key: '{{ key }}', X-Sig: '{{ sig }}'}\n")
+
+
+def test_what_a_method_lacks_is_named_in_a_list(tmp_path):
+    method = load_auth(tmp_path, THREE_SECRETS)["three"]
+    with pytest.raises(InputError) as info:
+        method.credentials_from_secrets({"key": "k"})
+    assert (info.value.field, info.value.message) == (
+        "secrets", "auth method 'three' needs app and sig")
+    with pytest.raises(InputError) as info:
+        method.credentials_from_token("t")
+    assert (info.value.field, info.value.message) == (
+        "token", "auth method 'three' needs app, key and sig, not one token")
+    with pytest.raises(InputError) as info:
+        method.credentials_from_secrets({"app": "a", "key": "k", "sig": "s", "token": "t",
+                                         "api_key": "k"})
+    assert (info.value.field, info.value.message) == (
+        "secrets", "auth method 'three' takes app, key and sig, not api_key, token")
+    assert method.env_variables("acme") == {
+        "app": ["CRM_ENGINE_ACME_APP"], "key": ["CRM_ENGINE_ACME_KEY"],
+        "sig": ["CRM_ENGINE_ACME_SIG"]}
+
+
+def test_an_oauth_method_takes_its_client_secret_not_secrets(tmp_path, connectors):
+    """`connect` reads the OAuth app's secret from CRM_ENGINE_<CONNECTOR>_CLIENT_SECRET (the
+    README's environment variables); the method has no secrets of its own to store."""
+    method = load_connector(connectors / "acme.yaml").auth["oauth_query"]
+    assert method.env_variables("acme") == {"client_secret": ["CRM_ENGINE_ACME_CLIENT_SECRET"]}
+    with pytest.raises(InputError) as info:
+        method.credentials_from_secrets({"token": "t"})
+    assert (info.value.field, info.value.message) == (
+        "auth_method", "'oauth_query' is OAuth 2.0: run `crm-engine connect` to authorize it")
+
+
+def test_disconnecting_a_key_connection_revokes_nothing_and_forgets_it(make_engine, connectors,
+                                                                       server):
+    engine = make_engine(connectors)
+    connect(engine, "header_key", server, api_key=API_KEY)
+    assert engine.disconnect("acme", "header_key") is False
+    with pytest.raises(InputError, match="no credentials for connection 'header_key'"):
+        engine.session("acme", "header_key")
+
+
+
+ALL_KINDS = """\
+  o:
+    type: oauth2
+    description: the OAuth app
+    authorize_url: "https://login.example/authorize"
+    token_url: "https://login.example/token"
+  b:
+    type: bearer
+    description: a personal token
+  k:
+    type: api_key
+    description: an API key
+    header: X-Key
+  u:
+    type: basic
+    description: a login
+  c:
+    type: custom
+    description: a signed header
+    secrets: {key: signing key}
+    headers: {X-Sig: "{{ key }}"}
+"""
+
+
+def test_each_kind_compiles_its_description_and_defaults(tmp_path):
+    """What a method leaves out takes the documented default (docs/spec-language.md): a
+    Bearer header, the prompts `connect` shows for each secret, OAuth without PKCE, its client
+    in the form and scopes separated by spaces."""
+    auth = load_auth(tmp_path, ALL_KINDS)
+    assert {name: m.description for name, m in auth.items()} == {
+        "o": "the OAuth app", "b": "a personal token", "k": "an API key", "u": "a login",
+        "c": "a signed header"}
+    undescribed = load_auth(tmp_path / "bare", "\n".join(
+        line for line in ALL_KINDS.splitlines() if "description:" not in line) + "\n")
+    assert {m.description for m in undescribed.values()} == {""}
+    assert {name: m.secrets for name, m in auth.items()} == {
+        "o": {}, "b": {"token": "access token"}, "k": {"api_key": "API key"},
+        "u": {"username": "username", "password": "password"}, "c": {"key": "signing key"}}
+    assert auth["b"].render({"token": "t0k3n-b"}) == ({"Authorization": "Bearer t0k3n-b"}, {})
+    oauth = auth["o"]
+    assert (oauth.scopes, oauth.scope_separator, oauth.pkce, oauth.client_auth,
+            oauth.authorize_params, oauth.token_lifetime_seconds, oauth.revoke,
+            oauth.settings, oauth.callback_settings) == ([], " ", False, "body", {}, None, None,
+                                                         {}, {})
+    assert oauth.apply.render({"token": "t0k3n-o"}) == ({"Authorization": "Bearer t0k3n-o"}, {})
+
+
+def test_an_api_key_value_may_combine_secrets(tmp_path):
+    auth = ("  signed_key:\n    type: api_key\n    header: X-Api-Key\n"
+            "    value: '{{ account_id }}:{{ api_key }}'\n"
+            "    secrets: {account_id: account id, api_key: API key}\n")
+    method = load_auth(tmp_path, auth)["signed_key"]
+    assert method.render({"account_id": "a-17", "api_key": "k-kinds-77"}) == (
+        {"X-Api-Key": "a-17:k-kinds-77"}, {})
+    assert secrets.is_registered("a-17:k-kinds-77")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from decimal import Decimal
 
@@ -263,3 +264,23 @@ def test_dates_and_timestamps_write_in_the_first_declared_format():
     assert writer("date", (), None, None)(dt.date(2026, 3, 9)) == "2026-03-09"
     assert writer("date", ("%d/%m/%Y",), None, None)(dt.date(2026, 3, 9)) == "09/03/2026"
     assert writer("integer", ("hh:mm",), None, None)(5400) == "01:30"
+
+
+@pytest.fixture
+def new_york_local_time(monkeypatch):
+    """The machine's local time zone set to one that is not UTC."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_utc_whatever_the_machines_time_zone(new_york_local_time):
+    naive = dt.datetime(2026, 3, 9, 20, 29, 45)
+    aware = dt.datetime(2026, 3, 9, 20, 29, 45, tzinfo=UTC)
+    assert format_timestamp(naive) == format_timestamp(aware) == "2026-03-09T20:29:45Z"
+    read = reader("timestamp", (), None, None, "contact.updated_at_tz")
+    parsed = read("2026-03-09T22:29:45+02:00")
+    assert parsed == aware and parsed.tzinfo is UTC
+    assert parse_timestamp("2026-03-09T22:29:45+02:00").tzinfo is UTC

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+
 from engine.loader import load_connector, load_mapping
 
 HUBSPOT = "connectors/hubspot.yaml"
@@ -285,3 +287,140 @@ def test_zoho_pages_read_column_wise_without_system_keys():
     assert columns == rows
     assert columns["custom"] == [{"Lead_Source": "Web"}, {}, {}]
     assert columns["company_id"] == ["77", None, None]
+
+
+@pytest.mark.parametrize("vendor", ["hubspot", "salesforce", "pipedrive", "zoho"])
+def test_every_shipped_model_reads_a_page_column_wise_as_record_by_record(vendor):
+    found, problems = load_mapping(f"mappings/{vendor}.yaml")
+    assert problems == []
+    for mapping in found.values():
+        records = [{}, {"id": "1", "name": "x"}, {"properties": {"a": {"b": "c"}}},
+                   # every field, with a value of each kind a vendor sends
+                   *({**dict.fromkeys(_top_keys(mapping), value),
+                      "properties": dict.fromkeys(mapping.vendor_fields("properties"), value)}
+                     for value in ("2026-03-09T20:29:45Z", "12", "HIGH", "true"))]
+        columns, rows = read_both_ways(mapping, records)
+        assert columns == rows, mapping.model.name
+
+
+def _top_keys(mapping):
+    return [key for key in mapping.vendor_fields() if key != "properties"]
+
+
+def load_text(tmp_path, text: str) -> dict:
+    path = tmp_path / "mappings" / "acme.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    found, problems = load_mapping(path)
+    assert problems == []
+    return found
+
+
+# Pipedrive v2 moved custom fields under `custom_fields`, keyed by a 40-hex hash that differs
+# per account (CONTRACTS 3.3); the root keeps the fields every account has.
+LABELS_UNDER = """
+models:
+  deal:
+    custom: {from: "@", exclude: [custom_fields]}
+    fields:
+      id: {path: id, write: false}
+      name: title
+      amount: {label: Budget, under: custom_fields}
+      close_date: {label: Signed on, under: custom_fields}
+      currency: {label: Currency}
+      pipeline: {label: Pipeline, under: custom_fields, write: false}
+"""
+HASHES = {"a1" * 20: "Budget", "b2" * 20: "Signed on", "c3" * 20: "Currency",
+          "d4" * 20: "Pipeline", "e5" * 20: "Region"}
+BUDGET, SIGNED, CURRENCY, PIPELINE, REGION = HASHES
+
+
+def test_a_labelled_field_reads_and_writes_its_key_in_the_object_it_names(tmp_path):
+    deal = load_text(tmp_path, LABELS_UNDER)["deal"]
+    records = [{"id": 7, "title": "Big",
+                "custom_fields": {BUDGET: 1200.5, SIGNED: "2026-05-15", PIPELINE: "B2B"},
+                CURRENCY: "EUR", REGION: "EMEA",
+                BUDGET: "a root key of that name is not the custom field"},
+               {"id": 8, "title": "Small", "custom_fields": None}]
+    columns, rows = read_both_ways(deal, records, HASHES)
+    assert columns == rows
+    assert columns["amount"] == [Decimal("1200.5"), None]
+    assert columns["close_date"] == [dt.date(2026, 5, 15), None]
+    assert columns["currency"] == ["EUR", None]
+    assert columns["pipeline"] == ["B2B", None]
+    # Custom holds the root's unmapped keys, renamed by their definitions; the currency's key
+    # is mapped, and the budget's key here is not the budget field (that one is under
+    # custom_fields), so it stays.
+    assert columns["custom"] == [{"Region": "EMEA",
+                                  "Budget": "a root key of that name is not the custom field"},
+                                 {}]
+    body = deal.write({"name": "Big", "amount": Decimal("99.90"),
+                       "close_date": dt.date(2026, 6, 1), "currency": "USD",
+                       "pipeline": "read-only"}, apply_defaults=False, custom_names=HASHES)
+    assert body == {"title": "Big", CURRENCY: "USD",
+                    "custom_fields": {BUDGET: 99.9, SIGNED: "2026-06-01"}}
+
+
+# HubSpot keeps every property, custom or not, under `properties` (CONTRACTS 1.3).
+LABELS_IN_PROPERTIES = """
+models:
+  contact:
+    custom: properties
+    fields:
+      id: {path: id, write: false}
+      first_name: properties.firstname
+      job_title: {label: Job role}
+"""
+
+
+def test_a_labelled_field_defaults_to_the_custom_root(tmp_path):
+    contact = load_text(tmp_path, LABELS_IN_PROPERTIES)["contact"]
+    names = {"x_role_12": "Job role"}
+    records = [{"id": "1", "x_role_12": "root", "properties": {"firstname": "Ada",
+                                                               "x_role_12": "CTO", "tier": "1"}},
+               {"id": "2", "properties": {"firstname": "Bo"}}]
+    columns, rows = read_both_ways(contact, records, names)
+    assert columns == rows
+    assert columns["job_title"] == ["CTO", None] and columns["custom"] == [{"tier": "1"}, {}]
+    assert contact.write({"job_title": "CEO"}, apply_defaults=False, custom_names=names) == {
+        "properties": {"x_role_12": "CEO"}}
+
+
+# Pipedrive v2 sends ids as plain integers, v1 often as strings (CONTRACTS 3.3); an empty string
+# is no value at all (the mapping reads it as null), not an unknown one.
+STRICT_IDS = """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      pipeline: {path: pipeline_id, values: {sales: 1, renewals: 2}, strict: true}
+"""
+
+
+def test_a_strict_field_knows_its_values_whatever_their_json_type(tmp_path):
+    deal = load_text(tmp_path, STRICT_IDS)["deal"]
+    records = [{"id": "1", "pipeline_id": 2}, {"id": "2", "pipeline_id": "1"},
+               {"id": "3", "pipeline_id": ""}, {"id": "4", "pipeline_id": 9}]
+    columns, rows = read_both_ways(deal, records)
+    assert columns == rows
+    assert columns["pipeline"] == ["renewals", "sales", None, None]
+    # Only the unknown value is kept in custom; an empty one is no value at all.
+    assert columns["custom"] == [{}, {}, {}, {"pipeline_id": 9}]
+
+
+def test_vendor_fields_below_a_nested_object():
+    """Salesforce reads related records' fields by dotted path (`Account.Owner.Name`)."""
+    from engine.mapping import ModelMapping, build_field
+    from engine.models import unified_models
+
+    model = unified_models()["contact"]
+    contact = ModelMapping(model, [
+        build_field(model, "id", {"path": "Id", "write": False}),
+        build_field(model, "company_name", {"path": "Account.Name", "write": False}),
+        build_field(model, "owner_id", {"path": "Account.Owner.Id", "write": False}),
+        build_field(model, "job_title", {"path": "Account.Owner.Title", "write": False})],
+        custom_path=None)
+    assert contact.vendor_fields("Account.Owner") == ["Id", "Title"]
+    assert contact.vendor_fields("Account.Owner", full=True) == ["Id", "Title"]
+    assert contact.vendor_fields("Account", full=True) == ["Name", "Owner.Id", "Owner.Title"]

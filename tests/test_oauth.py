@@ -80,6 +80,7 @@ class Vendor:
         self.token_queries: list[dict[str, str]] = []  # the token URL's query
         self.replayed = 0
         self.counter = 0
+        self.revoke_status = 200
         self.instance_url: str | None = None  # the API host tokens name; None: this server
         self.lock = threading.Lock()
         self.records = items(30)
@@ -130,6 +131,8 @@ class Vendor:
 
     def revoke(self, request: Request) -> Response:
         token = request.form().get("token", "")
+        if self.revoke_status != 200:
+            return Response(self.revoke_status, {"error": "temporarily_unavailable"})
         self.revoked.append(token)
         self.refresh_tokens.discard(token)
         return Response(200, {})
@@ -214,6 +217,20 @@ def test_rotated_refresh_token_is_persisted(engine, vendor, clock):
 
 def test_revoke_on_disconnect(engine, vendor):
     connect(engine, vendor)
+    assert engine.disconnect("acme") is True
+    assert vendor.revoked == ["ref-1"] and engine.credentials.load("acme") is None
+
+
+def test_a_refused_revocation_keeps_the_connection_so_disconnect_can_be_run_again(engine,
+                                                                                   vendor):
+    connect(engine, vendor)
+    vendor.revoke_status = 503
+    with pytest.raises(CrmError) as info:
+        engine.disconnect("acme")
+    assert (info.value.connector, info.value.operation, info.value.status) == (
+        "acme", "oauth.revoke", 503)
+    assert engine.credentials.load("acme") is not None
+    vendor.revoke_status = 200
     assert engine.disconnect("acme") is True
     assert vendor.revoked == ["ref-1"] and engine.credentials.load("acme") is None
 
@@ -309,7 +326,9 @@ EXCHANGE_FAILURES = [
     (httpx.Response(200, json={"error": "invalid_code"}), "invalid_code",
      "code exchange failed: invalid_code"),
     (httpx.Response(400, json={"access_token": "a-bogus"}), None, "code exchange failed: 400"),
-    (httpx.Response(502, html="<html>Bad Gateway</html>"), None, "code exchange failed: 502"),
+    (httpx.Response(502, html="<html><title>502 Bad Gateway</title>x</html>"), None,
+     "code exchange failed: 502"),
+    (httpx.Response(503), None, "code exchange failed: 503"),
     (httpx.Response(200, json=["not", "an", "object"]), None, "code exchange failed: 200"),
 ]
 
@@ -326,8 +345,9 @@ def test_a_failed_code_exchange_is_a_crm_error_naming_the_vendors_reason(engine,
     error = info.value
     assert (error.connector, error.operation, error.code, error.status, error.message) == (
         "acme", "oauth.exchange", code, reply.status_code, message)
-    if code is not None:
-        assert error.raw_body == reply.json()
+    # The body as it came: its JSON, an excerpt of a page that is not JSON, or nothing.
+    assert error.raw_body == (reply.json() if reply.content[:1] in (b"{", b"[") else
+                              "502 Bad Gateway" if reply.content else None)
     [sent] = seen
     assert sent.headers["accept"] == "application/json"
     assert parse_qs(sent.content.decode()) == {
@@ -338,13 +358,15 @@ def test_a_failed_code_exchange_is_a_crm_error_naming_the_vendors_reason(engine,
 def test_a_client_secret_echoed_by_a_failing_token_endpoint_is_redacted(engine, clock):
     connector, method, context = acme_oauth(engine)
     request = AuthorizationRequest("u", "http://127.0.0.1:0/callback", "s" * 32)
+    basic = "Basic " + base64.b64encode(b"cid:echo-secret-7f3a").decode()  # client_auth: basic
     echo = httpx.Response(401, json={"error": "bad client echo-secret-7f3a",
-                                     "client_secret": "echo-secret-7f3a"})
+                                     "client_secret": "echo-secret-7f3a", "sent": basic})
     with answered_by(echo, []) as client, pytest.raises(CrmError) as info:
         exchange_code(connector, method, context, client=client, client_id="cid",
                       client_secret="echo-secret-7f3a", code="c-1", request=request, clock=clock)
     assert info.value.message == "code exchange failed: bad client ***"
-    assert info.value.raw_body == {"error": "bad client ***", "client_secret": "***"}
+    assert info.value.raw_body == {"error": "bad client ***", "client_secret": "***",
+                                   "sent": "Basic ***"}
 
 
 def test_revoke_sends_the_refresh_token_else_the_access_token(engine):
@@ -387,6 +409,15 @@ def test_a_refused_revocation_is_a_crm_error(engine):
         "acme", "oauth.revoke", 400, "revocation failed with HTTP 400")
 
 
+def test_credentials_without_a_token_have_nothing_to_revoke(engine):
+    connector, method, context = acme_oauth(engine)
+    seen: list[httpx.Request] = []
+    with answered_by(httpx.Response(200, json={}), seen) as client:
+        assert revoke(connector, method, context, Credentials(client_id="cid"),
+                      client=client) is False
+    assert seen == []
+
+
 def test_a_vendor_without_revocation_revokes_nothing(engine):
     connector, method, context = acme_oauth(engine)
     method = dataclasses.replace(method, revoke=None)
@@ -395,6 +426,26 @@ def test_a_vendor_without_revocation_revokes_nothing(engine):
         assert revoke(connector, method, context, Credentials(refresh_token="r"),
                       client=client) is False
     assert seen == []
+
+
+def test_each_authorization_request_has_fresh_state_and_a_pkce_verifier(engine):
+    """`state`: 24 random bytes, 32 URL-safe characters; the PKCE verifier: 48 random bytes,
+    64 characters (RFC 7636 4.1 allows 43 to 128), sent as its S256 challenge."""
+    _, method, context = acme_oauth(engine)
+    requests = [authorization_request(method, context, client_id="cid",
+                                      redirect_uri="http://127.0.0.1:8765/callback")
+                for _ in range(2)]
+    for request in requests:
+        assert (len(request.state), len(request.code_verifier)) == (32, 64)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        digest = hashlib.sha256(request.code_verifier.encode()).digest()
+        assert query == {
+            "response_type": "code", "client_id": "cid", "state": request.state,
+            "redirect_uri": "http://127.0.0.1:8765/callback", "scope": "read,write,offline",
+            "access_type": "offline", "code_challenge_method": "S256",
+            "code_challenge": base64.urlsafe_b64encode(digest).rstrip(b"=").decode()}
+    assert requests[0].state != requests[1].state
+    assert requests[0].code_verifier != requests[1].code_verifier
 
 
 def test_scopes_are_separated_by_percent_20_and_a_query_in_the_authorize_url_is_kept(engine):

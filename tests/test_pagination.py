@@ -391,3 +391,28 @@ def test_a_hundred_empty_pages_in_a_row_that_say_more_follow_are_a_loop():
     with pytest.raises(PaginationError) as info:
         pager.next(call, page_of({"data": [], "next": "more"}, records))
     assert str(info.value) == "100 empty pages in a row that each say more pages follow"
+
+
+def test_only_cursors_links_and_page_tokens_are_saved_to_resume_from():
+    """A resumed full refresh goes on from a saved request only when the server keeps what it
+    points at: a cursor, a next link or a page token does; an offset or a page number shifts
+    when records are deleted in between (so such a read starts again)."""
+    call = Call("GET", "http://127.0.0.1:9/x", params={"page": 3, "start": 20, "after": "c"})
+    assert paginator("cursor", param="after", getters={"cursor": "next"})[0].resumable(call)
+    assert paginator("next_url", getters={"next_url": "next"})[0].resumable(call)
+    assert not paginator("offset", offset_param="start", limit_param="limit",
+                         limit=10)[0].resumable(call)
+    numbered, _ = paginator("page", page_param="page", size=10)
+    assert not numbered.resumable(call)
+    tokens, _ = paginator("page", **TOKEN_PAGES)
+    assert not tokens.resumable(call)
+    assert tokens.resumable(Call("GET", "http://127.0.0.1:9/x", params={"page_token": "t-2"}))
+
+
+def test_a_next_url_replaces_the_query_with_its_own():
+    pager, records = paginator("next_url", records="records", getters={"next_url": "next"})
+    call = Call("GET", "http://127.0.0.1:9/services/data/v59.0/query", params={"q": "SELECT"})
+    body = {"records": [{"Id": "1"}], "next": "/services/data/v59.0/query/01g-2000"}
+    following = pager.next(call, page_of(body, records))
+    assert following.url == "http://127.0.0.1:9/services/data/v59.0/query/01g-2000"
+    assert following.params == {}

@@ -178,3 +178,35 @@ def test_at_most_max_concurrent_requests_are_in_flight():
 def test_no_usage_is_reported_until_the_vendor_reports_it():
     b = budget(FakeClock(), daily_usage=("X-Usage", "s"))
     assert b.usage is None
+
+
+def test_zero_remaining_without_a_reset_pauses_for_the_window():
+    """A vendor that says none are left but not when more come: wait out the window."""
+    clock = FakeClock()
+    b = budget(clock, requests=100, per=10.0, remaining=("X-Remaining", "s"),
+               reset=("X-Reset", "s"))
+    b.acquire()
+    b.observe({"X-Remaining": "0"})
+    b.acquire()
+    assert clock.sleeps == [10.0]
+
+
+def test_a_later_pause_never_shortens_an_earlier_one():
+    clock = FakeClock()
+    b = budget(clock, requests=100, remaining=("X-Remaining", "s"), reset=("X-Reset", "s"))
+    b.pause(30)
+    b.observe({"X-Remaining": "0", "X-Reset": "2"})
+    b.pause(5)
+    b.acquire()
+    assert clock.sleeps == [30.0]
+
+
+def test_the_daily_budget_left_comes_from_its_header():
+    """Pipedrive's company-wide daily token budget (CONTRACTS 3.7)."""
+    b = budget(FakeClock(), daily_remaining=("x-daily-ratelimit-token-remaining", "s"))
+    b.observe({})
+    assert b.daily_remaining is None
+    b.observe({"x-daily-ratelimit-token-remaining": "147158"})
+    assert b.daily_remaining == 147158
+    b.observe({"x-daily-ratelimit-token-remaining": "0"})
+    assert b.daily_remaining == 0

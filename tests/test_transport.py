@@ -18,7 +18,7 @@ from engine.clock import FakeClock
 from engine.errors import CrmError
 from engine.extract import compile_getter
 from engine.ratelimit import RateBudget
-from engine.spec import ErrorRule, ErrorSpec
+from engine.spec import ErrorRule, ErrorSpec, RateLimitSpec
 from engine.transport import (
     Call,
     Classified,
@@ -293,6 +293,13 @@ def test_secrets_never_reach_errors_or_logs(session, server, caplog):
                 str(info.value.to_dict()), caplog.text, repr(session), repr(session.auth)]
     assert all(TOKEN not in text for text in rendered)
     assert "***" in str(info.value)
+
+
+def test_an_error_code_that_echoes_the_token_is_redacted(session, server):
+    server.app.fail_next(1, 400, body={"code": f"INVALID_KEY:{TOKEN}", "message": "refused"})
+    with pytest.raises(CrmError) as info:
+        get(session, server)
+    assert (info.value.code, info.value.message) == ("INVALID_KEY:***", "refused")
 
 
 USAGE = """
@@ -812,3 +819,47 @@ def test_a_session_joins_paths_to_its_base_url_without_a_double_slash(mock_sessi
     assert Session(session.connector, base_url="http://127.0.0.1:9/api/", auth=session.auth,
                    headers={}, budget=None, clock=FakeClock()).base_url == \
         "http://127.0.0.1:9/api"
+
+
+def test_a_whitespace_body_is_an_empty_body(mock_session):
+    error = send(mock_session(answering(200, b" \r\n ")))
+    assert error.message == "HTTP 200 with an empty body"
+
+
+def test_a_body_that_is_not_json_fails_the_operation_that_sent_it(mock_session):
+    error = send(mock_session(answering(200, b"{cut")))
+    assert error.operation == "contacts.list" and error.status == 200
+
+
+def test_the_connectors_headers_go_with_every_request(tmp_path, make_engine):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"items": []})
+
+    extra = "http: {headers: {Accept-Language: en}}\n"
+    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=extra)),
+                         transport=httpx.MockTransport(handler))
+    session, _, _ = engine.session("acme", token=TOKEN, base_url="http://127.0.0.1:9")
+    session.send(Call("GET", "http://127.0.0.1:9/items"), "test")
+    assert seen[0].headers["accept-language"] == "en"
+    assert seen[0].headers["user-agent"] == "crm-engine"
+
+
+def test_a_429_on_a_grouped_request_pauses_that_group_not_the_connection(mock_session, clock):
+    """HubSpot's search has a budget of its own (4 a second); its 429 holds back searches,
+    not every request (CONTRACTS 1.5)."""
+    answers = [httpx.Response(429, headers={"Retry-After": "7"}),
+               httpx.Response(200, json={"results": []}),
+               httpx.Response(200, json={"items": []})]
+    session = mock_session(replies(*answers))
+    session.budget = RateBudget(RateLimitSpec(100, 10.0), clock)
+    session.groups = {"search": RateBudget(RateLimitSpec(4, 1.0), clock)}
+    session.send(Call("POST", "http://127.0.0.1:9/search", budget="search"), "search")
+    assert clock.sleeps == [7.0]
+    started = clock.monotonic()
+    session.send(Call("GET", "http://127.0.0.1:9/items"), "list")  # the connection: no wait
+    assert clock.monotonic() == started
+    session.groups["search"].pause(0)  # (a pause only ever lengthens)
+    assert session.groups["search"]._paused_until > session.budget._paused_until

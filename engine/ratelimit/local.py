@@ -28,7 +28,6 @@ class RateBudget:
         self._lock = threading.Lock()
         self._slots = (threading.BoundedSemaphore(spec.max_concurrent)
                        if spec.max_concurrent else None)
-        self.waited_seconds = 0.0
         self.daily_remaining: float | None = None
         self.usage: str | None = None  # the vendor's last "used/allowed" report
 
@@ -46,7 +45,6 @@ class RateBudget:
                 else:
                     self._sent.append(now)
                     break
-            self.waited_seconds += wait
             self._clock.sleep(wait)
         if self._slots is not None:
             self._slots.acquire()
