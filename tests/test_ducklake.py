@@ -97,7 +97,10 @@ def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, lake_read
                     landed = table_rows(lake, table)
                     assert landed == table_rows(file_engine.store.query, table), (step, table)
                     assert len({row[1:3] for row in landed}) == len(landed)  # no duplicate
-                state = "SELECT connection, stream, state->>'cursor' FROM sync_state ORDER BY ALL"
+                # The same streams hold a cursor (its value is the CRM's clock when each engine
+                # read, so it differs by the moments between the two syncs).
+                state = ("SELECT connection, stream, state->>'cursor' IS NOT NULL FROM sync_state "
+                         "ORDER BY ALL")
                 assert lake(state) == file_engine.store.query(state)
             truth = running.emulator.truth("contacts")
         live = sorted(str(r["id"]) for r in truth["records"] if not r["deleted"])
