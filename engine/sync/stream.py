@@ -100,11 +100,22 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
     batch = Batch(model)
     writer = BatchWriter(store, run, model)
     landed_state = checkpoint  # the state that goes with the batch being built
+    sweep_before = None
 
     def account() -> None:
         run.requests, run.retries = counters.requests, counters.retries
         if session.budget is not None:
             run.api_usage = session.budget.usage
+
+    def hand_over() -> None:
+        """Queue the batch to land, with the state that follows its last page (not the state
+        that completes a full refresh: that one lands with its sweep, below)."""
+        nonlocal batch
+        if len(batch) and sweep_before is None:
+            run.records += len(batch)
+            account()
+            writer.submit(batch, landed_state.to_json())
+            batch = Batch(model)
 
     try:
         names = _optional_field_names(stream, ctx, run)
@@ -113,8 +124,9 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
                      if incremental else
                      reads.full_refresh(stream, ctx, checkpoint, operation, vendor_fields,
                                         run.warn))
-        sweep_before = None
-        for position in prefetched(positions, ctx.cancelled):
+        # Waiting for a page (a rate budget, a slow API), the batch lands early: memory does
+        # not hold many throttled streams' records, and a kill loses less.
+        for position in prefetched(positions, ctx.cancelled, on_idle=hand_over):
             ctx.check_cancelled()
             with warnings_to(run.warn):  # values that could not be read, on this run
                 stream.mapping.read_columns(position.page.records, batch.columns,
@@ -123,10 +135,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before
             if len(batch) >= BATCH_RECORDS:
-                run.records += len(batch)
-                account()
-                writer.submit(batch, landed_state.to_json())
-                batch = Batch(model)
+                hand_over()
             progress.page_read(run)
         writer.close()
         # The last batch lands here, with the state that says the read is complete (and, for
