@@ -448,14 +448,16 @@ class Engine:
         progress = progress or NoProgress()
         stopped = threading.Event()  # a failure no other stream of the connection would escape
         first_ended = threading.Event()
+        answers = session.answers
 
         def one(name: str) -> SyncRun | None:
             """One stream, once a slot is free. Its requests spend the connection's budgets,
-            which every stream (and action) of the connection shares. Until the connection
-            has had an answer, only the first stream sends: refused credentials then fail one
-            stream, not every one at once."""
+            which every stream (and action) of the connection shares. Until this sync has had
+            an answer, only the first stream sends: refused credentials or a spent quota then
+            fail one stream, not every one at once."""
             if name != names[0]:
-                while not (session.answered.wait(POLL_SECONDS) or first_ended.is_set()):
+                while not (session.wait_for_answer(answers, POLL_SECONDS)
+                           or first_ended.is_set()):
                     ctx.check_cancelled()
             try:
                 return run_one(name)

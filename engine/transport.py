@@ -240,8 +240,8 @@ class Session:
         )
         self.auth = auth
         self.auth_hint = auth_hint  # what to do when the credentials are refused
-        # Set once a request has been answered: the credentials work (see Engine.sync).
-        self.answered = threading.Event()
+        self.answers = 0  # requests answered so far: the credentials work (see Engine.sync)
+        self._answered = threading.Condition()
 
     def close(self) -> None:
         self._client.close()
@@ -255,6 +255,11 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(connector={self.connector.name!r}, base_url={self.base_url!r})"
 
+    def wait_for_answer(self, after: int, timeout: float) -> bool:
+        """Whether more than `after` requests have been answered, waiting up to `timeout`."""
+        with self._answered:
+            return self._answered.wait_for(lambda: self.answers > after, timeout)
+
     # -- sending ---------------------------------------------------------------------------
     def send(self, call: Call, operation: str) -> Reply:
         """Send `call`, retrying what may be retried; raises CrmError when it cannot succeed."""
@@ -262,7 +267,9 @@ class Session:
         while True:
             try:
                 reply = self._attempt(call, operation)
-                self.answered.set()
+                with self._answered:
+                    self.answers += 1
+                    self._answered.notify_all()
                 return reply
             except CrmError as error:
                 attempts[error.kind] = attempts.get(error.kind, 0) + 1
