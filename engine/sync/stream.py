@@ -99,6 +99,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
     operation = f"sync.{stream.name}"
     batch = Batch(model)
     writer = BatchWriter(store, run, model)
+    first_landing = writer.appending  # the connection has no rows in the table yet
     landed_state = checkpoint  # the state that goes with the batch being built
     sweep_before = None
 
@@ -145,7 +146,12 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         store.land(batch, run, state=landed_state.to_json(), append=writer.appending,
                    sweep_before=sweep_before if stream.sweeps else None)
         batch = Batch(model)
-        if stream.deletes is not None:
+        # A connection's first full refresh into an empty table has no row the CRM's deleted
+        # records could be: those deleted before it began were never listed to it, and those
+        # deleted while it ran are after its deletes cursor (when it began), read next run.
+        # Their list can be long (every record ever archived): it is not read now.
+        first_read = first_landing and not incremental and sweep_before is not None
+        if stream.deletes is not None and not first_read:
             for found in reads.deletes(stream, ctx, landed_state, f"{operation}.deletes"):
                 account()
                 store.mark_deleted(model, run, found.deletions, state=found.checkpoint.to_json())
