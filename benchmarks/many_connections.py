@@ -62,7 +62,10 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
         peak_mb = _child_peak_mb()
         if process.returncode != 0:
             raise RuntimeError(f"sync --all failed ({process.returncode}): {err[-2000:]}")
-        runs = json.loads(out)
+        try:
+            runs = json.loads(out)
+        except ValueError:
+            raise RuntimeError(f"sync --all printed no JSON: {out[:500]!r} {err[-2000:]!r}") from None
         with duckdb.connect(str(directory / "crm.duckdb"), read_only=True) as con:
             per_connection = dict(con.execute(
                 "SELECT connection, count(*) FROM contacts GROUP BY ALL").fetchall())

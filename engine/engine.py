@@ -29,6 +29,7 @@ from engine.slots import POLL_SECONDS, Slots, run_concurrently
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
+from engine.sync.writer import Lander
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
 
@@ -147,6 +148,7 @@ class Engine:
         self._lock = threading.Lock()
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
         self.slots = Slots(max_concurrency, self.cancelled)
+        self._lander_of_store: Lander | None = None
         for name in secrets.LOGGERS:  # a logger's filter sees only its own records
             secrets.install_log_redaction(logging.getLogger(name))
 
@@ -157,6 +159,14 @@ class Engine:
             if self._store is None and self._db is not None:
                 self._store = DuckDBStore(self._db)
         return self._store
+
+    def _lander(self) -> Lander:
+        """One lander for the store: every stream's batches, many to a transaction."""
+        with self._lock:
+            if self._lander_of_store is None:
+                assert self._store is not None
+                self._lander_of_store = Lander(self._store)
+            return self._lander_of_store
 
     # -- specs -----------------------------------------------------------------------------
     def connector_files(self) -> list[Path]:
@@ -444,7 +454,8 @@ class Engine:
                                             f"(streams: {', '.join(spec.streams)})")
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
-        ctx = StreamContext(session, self.store, conn.name, context, self.cancelled)
+        ctx = StreamContext(session, self.store, conn.name, context, self.cancelled,
+                            self._lander())
         progress = progress or NoProgress()
         stopped = threading.Event()  # a failure no other stream of the connection would escape
         first_ended = threading.Event()

@@ -69,6 +69,17 @@ class SyncRun:
 
 
 @dataclass(frozen=True)
+class Landing:
+    """One batch to land with its run's counters (as they were) and the stream's state."""
+
+    batch: Batch
+    run: SyncRun
+    state: dict[str, Any] | None = None
+    append: bool = False
+    sweep_before: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class Deletion:
     """A record the CRM reports deleted."""
 
@@ -88,6 +99,11 @@ class Store(Protocol):
         store falls back to an upsert if an id is there after all); returns whether it did.
         `sweep_before`: a full refresh ends here; rows of the connection it did not land since
         that moment are marked deleted."""
+        ...
+
+    def land_many(self, landings: list[Landing]) -> list[bool]:
+        """`land` for many batches, of any streams and connections, in one transaction;
+        returns whether each was appended."""
         ...
 
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
@@ -123,5 +139,5 @@ def unified_tables() -> list[str]:
 
 from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
 
-__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "SyncRun",
+__all__ = ["Batch", "Deletion", "DuckDBStore", "Landing", "Store", "StoreError", "SyncRun",
            "unified_tables"]

@@ -8,6 +8,7 @@ duplicating nor skipping.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -24,7 +25,7 @@ import orjson
 
 from engine.clock import utc_now
 from engine.models import Model
-from engine.store import Batch, Deletion, StoreError, SyncRun
+from engine.store import Batch, Deletion, Landing, StoreError, SyncRun
 
 _SQL_TYPES = {
     "string": "VARCHAR",
@@ -84,6 +85,15 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
         return None
     last = {record_id: i for i, record_id in enumerate(ids)}
     return sorted(last.values())
+
+
+def _groups(landings: list[Landing]) -> list[list[Landing]]:
+    """Batches that land in one INSERT: same table, all appended or all upserted."""
+    groups: dict[tuple[str, bool], list[Landing]] = {}
+    for landing in landings:
+        if len(landing.batch):
+            groups.setdefault((landing.batch.model.table, landing.append), []).append(landing)
+    return list(groups.values())
 
 
 def _struct_literal(types: dict[str, str]) -> str:
@@ -181,18 +191,25 @@ class DuckDBStore:
                 self._con.execute(
                     f"ALTER TABLE {model.table} ADD COLUMN {name} {_SQL_TYPES[f.type]}")
 
-    def _batch_file(self, batch: Batch) -> tuple[str, int, list[str]]:
-        """Write the batch as one JSON object of columns; returns its path, size and columns.
+    def _batch_file(self, landings: list[Landing]) -> tuple[str, int, list[str]]:
+        """Write batches of one model as one JSON object of columns (with each row's
+        connector and connection); returns its path, size and the model's columns.
 
         DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
-        fetching and mapping. Within a batch the last occurrence of an id wins, as a later
-        page would."""
-        columns = batch.columns
-        ids = columns["id"]
-        keep = _last_occurrences(ids)
-        names = [*batch.model.fields, "custom"]
-        data = {name: columns[name] if keep is None else [columns[name][i] for i in keep]
-                for name in names}
+        fetching and mapping. The last occurrence of a (connection, id) wins, as a later page
+        would."""
+        model = landings[0].batch.model
+        names = [*model.fields, "custom"]
+        data: dict[str, list[Any]] = {"connector": [], "connection": [], **{n: [] for n in names}}
+        for landing in landings:
+            count = len(landing.batch)
+            data["connector"] += [landing.run.connector] * count
+            data["connection"] += [landing.run.connection] * count
+            for name in names:
+                data[name] += landing.batch.columns[name]
+        keep = _last_occurrences(list(zip(data["connection"], data["id"], strict=True)))
+        if keep is not None:
+            data = {name: [column[i] for i in keep] for name, column in data.items()}
         encoded = orjson.dumps(data, default=str)
         handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
         with os.fdopen(handle, "wb") as out:
@@ -206,43 +223,64 @@ class DuckDBStore:
         `append` is a fast path for a connection with no rows in the table yet: a plain INSERT,
         cheaper than an upsert. If an id is already there after all (an earlier batch of the
         same run had it), the batch is upserted instead. Returns whether it was appended."""
-        model = batch.model
-        self.ensure_table(model)
-        path, size, names = self._batch_file(batch)
-        # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
-        json_types = {n: ("VARCHAR" if model.fields[n].type == "decimal"
-                          else _SQL_TYPES[model.fields[n].type]) + "[]"
-                      for n in names if n != "custom"}
-        json_types["custom"] = "JSON[]"
-        unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
-        select = ", ".join(n if n in ("id", "custom") else
-                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in names)
-        verb = "INSERT" if append else "INSERT OR REPLACE"
+        [appended] = self.land_many([Landing(batch, run, state, append, sweep_before)])
+        return appended
+
+    def land_many(self, landings: list[Landing]) -> list[bool]:
+        """`land` for many batches (of many streams and connections) in one transaction: one
+        commit, and one INSERT per table, however many streams land at once. If an appended
+        id is there after all, each lands on its own instead."""
         try:
             with self._transaction() as con:
-                con.execute(
-                    f"{verb} INTO {model.table} "
-                    f"(connector, connection, {', '.join(names)}, synced_at) "
-                    f"SELECT ?, ?, {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
-                    f"columns = {_struct_literal(json_types)}, "
-                    f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
-                    [run.connector, run.connection, utc_now(), path],
-                )
-                if sweep_before is not None:
-                    run.deleted += con.execute(
-                        f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
-                        f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
-                        f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
-                if state is not None:
-                    self._save_state(con, run, state)
-                self._save_run(con, run)
+                for group in _groups(landings):
+                    self._insert(con, group)
+                for landing in landings:
+                    run = landing.run
+                    if landing.sweep_before is not None:
+                        run.deleted += con.execute(
+                            f"UPDATE {landing.batch.model.table} SET is_deleted = true, "
+                            f"deleted_at = ? WHERE connection = ? AND synced_at < ? AND "
+                            f"is_deleted IS DISTINCT FROM true",
+                            [utc_now(), run.connection, landing.sweep_before]).fetchone()[0]
+                    if landing.state is not None:
+                        self._save_state(con, run, landing.state)
+                    self._save_run(con, run)
         except StoreError as exc:
-            if append and isinstance(exc.__cause__, duckdb.ConstraintException):
-                return self.land(batch, run, state=state, sweep_before=sweep_before)
-            raise
+            appended = any(landing.append for landing in landings)
+            if not (appended and isinstance(exc.__cause__, duckdb.ConstraintException)):
+                raise
+            if len(landings) > 1:
+                return [self.land_many([landing])[0] for landing in landings]
+            [landing] = landings
+            return self.land_many([dataclasses.replace(landing, append=False)])
+        return [landing.append for landing in landings]
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, landings: list[Landing]) -> None:
+        """One INSERT of batches of one model, all appended or all upserted."""
+        model = landings[0].batch.model
+        self.ensure_table(model)
+        path, size, names = self._batch_file(landings)
+        # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
+        json_types = {"connector": "VARCHAR[]", "connection": "VARCHAR[]"}
+        json_types |= {n: ("VARCHAR" if model.fields[n].type == "decimal"
+                           else _SQL_TYPES[model.fields[n].type]) + "[]"
+                       for n in names if n != "custom"}
+        json_types["custom"] = "JSON[]"
+        columns = ["connector", "connection", *names]
+        unnest = ", ".join(f"unnest({n}) AS {n}" for n in columns)
+        select = ", ".join(n if n in ("connector", "connection", "id", "custom") else
+                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]})" for n in columns)
+        verb = "INSERT" if landings[0].append else "INSERT OR REPLACE"
+        try:
+            con.execute(
+                f"{verb} INTO {model.table} ({', '.join(columns)}, synced_at) "
+                f"SELECT {select}, ? FROM (SELECT {unnest} FROM read_json(?, "
+                f"columns = {_struct_literal(json_types)}, "
+                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL",
+                [utc_now(), path],
+            )
         finally:
             os.unlink(path)
-        return append
 
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
                      state: dict[str, Any] | None = None) -> int:

@@ -35,6 +35,7 @@ class StreamContext:
     connection: str
     template_context: dict[str, Any]
     cancelled: threading.Event | None = None  # set: stop at the next page (the Engine's)
+    lander: Any = None  # engine.sync.writer.Lander shared by the streams of a store, if any
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():

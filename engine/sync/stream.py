@@ -20,7 +20,7 @@ from engine.store import Batch, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
-from engine.sync.writer import BatchWriter
+from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
 
 log = logging.getLogger("crm_engine.sync")
@@ -98,7 +98,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
     progress.stream_started(run)
     operation = f"sync.{stream.name}"
     batch = Batch(model)
-    writer = BatchWriter(store, run, model)
+    writer = BatchWriter(ctx.lander or Lander(store), run, model)
     first_landing = writer.appending  # the connection has no rows in the table yet
     landed_state = checkpoint  # the state that goes with the batch being built
     sweep_before = None
@@ -138,14 +138,14 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             if len(batch) >= BATCH_RECORDS:
                 hand_over()
             progress.page_read(run)
-        writer.close()
         # The last batch lands here, with the state that says the read is complete (and, for
         # a full refresh, the sweep of rows it did not see) in the same transaction.
         run.records += len(batch)
         account()
-        store.land(batch, run, state=landed_state.to_json(), append=writer.appending,
-                   sweep_before=sweep_before if stream.sweeps else None)
+        writer.submit(batch, landed_state.to_json(),
+                      sweep_before=sweep_before if stream.sweeps else None)
         batch = Batch(model)
+        writer.close()
         # A connection's first full refresh into an empty table has no row the CRM's deleted
         # records could be: those deleted before it began were never listed to it, and those
         # deleted while it ran are after its deletes cursor (when it began), read next run.
