@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emulator, median  # noqa: E402
+from common import emulator, median
 
 LIMIT, WINDOW = 10, 10.0  # each account's budget at the emulator
 
@@ -51,21 +51,26 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
         env.update({f"BENCH_TOKEN_{i:03d}": t for i, t in enumerate(tokens)},
                    CRM_ENGINE_HOME=str(directory / "home"))
         started = time.perf_counter()
+        cpu_before = _children_cpu()
         process = subprocess.Popen(
             [sys.executable, "-m", "engine", "sync", "--all", "--project", str(project),
              "--json", "-q"], cwd=directory, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         out, err = process.communicate()
         elapsed = time.perf_counter() - started
+        cpu = _children_cpu() - cpu_before
         # The child's own peak RSS (Linux: ru_maxrss of the children reaped so far is the
         # largest of them, and this is the only child the benchmark waits for here).
         peak_mb = _child_peak_mb()
         if process.returncode != 0:
-            raise RuntimeError(f"sync --all failed ({process.returncode}): {err[-2000:]}")
+            failed = [r for r in json.loads(out or "[]") if r["status"] != "succeeded"]
+            raise RuntimeError(f"sync --all failed ({process.returncode}): {err[-2000:]} "
+                               f"{len(failed)} failed runs, e.g. {failed[:2]}")
         try:
             runs = json.loads(out)
         except ValueError:
-            raise RuntimeError(f"sync --all printed no JSON: {out[:500]!r} {err[-2000:]!r}") from None
+            raise RuntimeError(f"sync --all printed no JSON: {out[:500]!r} {err[-2000:]!r}"
+                               ) from None
         with duckdb.connect(str(directory / "crm.duckdb"), read_only=True) as con:
             per_connection = dict(con.execute(
                 "SELECT connection, count(*) FROM contacts GROUP BY ALL").fetchall())
@@ -77,7 +82,14 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
     requests = max(r["requests"] for r in runs)
     return {"seconds": elapsed, "syncing": (last - first).total_seconds(),
             "retries": sum(r["retries"] for r in runs), "requests": requests,
-            "floor": (math.ceil(requests / LIMIT) - 1) * WINDOW, "peak_mb": peak_mb}
+            "floor": (math.ceil(requests / LIMIT) - 1) * WINDOW, "peak_mb": peak_mb, "cpu": cpu}
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _child_peak_mb() -> float:
@@ -105,7 +117,8 @@ def main() -> int:
                   f"{result['syncing']:.1f}s); floor {result['floor']:.0f}s "
                   f"({result['requests']:.0f} requests a connection at {LIMIT} per "
                   f"{WINDOW:.0f}s); 429s retried: {result['retries']:.0f}; "
-                  f"peak RSS {result['peak_mb']:.0f} MB", flush=True)
+                  f"peak RSS {result['peak_mb']:.0f} MB; engine CPU {result['cpu']:.1f}s",
+                  flush=True)
             time.sleep(WINDOW)  # every account's window empties before the next run
     print(f"median of {len(results)}: {median([r['seconds'] for r in results]):.1f}s "
           f"(target 13s; floor {median([r['floor'] for r in results]):.0f}s), "

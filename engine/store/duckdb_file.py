@@ -138,8 +138,12 @@ class DuckDBStore:
         # stay flat however many records land. Spilled blocks are re-read from the file.
         memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", "128MB")
         self._con.execute(f"SET memory_limit = '{memory}'")
+        # DuckDB draws a progress bar on stdout for slow statements: it would corrupt --json.
+        self._con.execute("SET enable_progress_bar = false")
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
+        # Per table, the connections with rows (read once, then kept: rows are never removed).
+        self._filled: dict[str, set[str]] = {}
         self._con.execute(BOOKKEEPING_DDL)
         # Files written by older versions gain the newer columns.
         for column in ("api_usage VARCHAR", "warnings JSON", "process VARCHAR",
@@ -234,6 +238,9 @@ class DuckDBStore:
             with self._transaction() as con:
                 for group in _groups(landings):
                     self._insert(con, group)
+                    filled = self._filled.get(group[0].batch.model.table)
+                    if filled is not None:
+                        filled.update(landing.run.connection for landing in group)
                 for landing in landings:
                     run = landing.run
                     if landing.sweep_before is not None:
@@ -311,9 +318,10 @@ class DuckDBStore:
     def has_rows(self, model: Model, connection: str) -> bool:
         self.ensure_table(model)
         with self._lock:
-            return self._con.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {model.table} WHERE connection = ?)",
-                [connection]).fetchone()[0]
+            if model.table not in self._filled:
+                self._filled[model.table] = {row[0] for row in self._con.execute(
+                    f"SELECT DISTINCT connection FROM {model.table}").fetchall()}
+            return connection in self._filled[model.table]
 
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:

@@ -142,8 +142,10 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         # a full refresh, the sweep of rows it did not see) in the same transaction.
         run.records += len(batch)
         account()
+        # (A connection's first rows in the table: there is nothing older to sweep.)
         writer.submit(batch, landed_state.to_json(),
-                      sweep_before=sweep_before if stream.sweeps else None)
+                      sweep_before=sweep_before if stream.sweeps and not first_landing
+                      else None)
         batch = Batch(model)
         writer.close()
         # A connection's first full refresh into an empty table has no row the CRM's deleted

@@ -18,6 +18,9 @@ from engine.models import Model
 from engine.store import Batch, Landing, Store, SyncRun
 
 IDLE_SECONDS = 1.0  # a lander with nothing to land this long ends its thread
+# Records per transaction, at most (one batch more is over it): DuckDB reads each INSERT's
+# file whole, within its memory limit.
+TRANSACTION_RECORDS = 20_000
 Done = Callable[[bool | BaseException], None]
 
 
@@ -48,11 +51,13 @@ class Lander:
                         self._thread = None
                         return
                 continue
-            while True:
+            records = len(items[0][0].batch)
+            while records < TRANSACTION_RECORDS:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+                records += len(items[-1][0].batch)
             try:
                 results: list[bool | BaseException] = list(
                     self.store.land_many([landing for landing, _ in items]))
