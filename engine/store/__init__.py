@@ -77,6 +77,7 @@ class Landing:
     state: dict[str, Any] | None = None
     append: bool = False
     sweep_before: dt.datetime | None = None
+    starts: bool = False  # the run's first: its row is added (`start_run`) in the same commit
 
 
 @dataclass(frozen=True)

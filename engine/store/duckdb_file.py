@@ -236,6 +236,9 @@ class DuckDBStore:
         id is there after all, each lands on its own instead."""
         try:
             with self._transaction() as con:
+                for landing in landings:
+                    if landing.starts:
+                        self._insert_run(con, landing.run)
                 for group in _groups(landings):
                     self._insert(con, group)
                     filled = self._filled.get(group[0].batch.model.table)
@@ -326,12 +329,16 @@ class DuckDBStore:
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:
         with self._transaction() as con:
-            con.execute(
-                "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
-                "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
-                 PROCESS],
-            )
+            self._insert_run(con, run)
+
+    @staticmethod
+    def _insert_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
+        con.execute(
+            "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
+            "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
+             PROCESS],
+        )
 
     def finish_run(self, run: SyncRun) -> None:
         with self._transaction() as con:

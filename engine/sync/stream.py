@@ -94,11 +94,11 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
     incremental = (stream.incremental is not None and checkpoint.cursor is not None
                    and checkpoint.resume is None)
     run.mode = "incremental" if incremental else "full_refresh"
-    store.start_run(run)
+    writer = BatchWriter(ctx.lander or Lander(store), run, model)
+    writer.start(model)  # the run's row lands with other streams' batches
     progress.stream_started(run)
     operation = f"sync.{stream.name}"
     batch = Batch(model)
-    writer = BatchWriter(ctx.lander or Lander(store), run, model)
     first_landing = writer.appending  # the connection has no rows in the table yet
     landed_state = checkpoint  # the state that goes with the batch being built
     sweep_before = None
@@ -161,7 +161,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         account()
         run.status = "succeeded"
         run.finished = utc_now()
-        store.finish_run(run)
+        writer.finish(model)
     except BaseException as exc:
         # Pages read before the failure are good data: land them with the state that follows
         # them, so a rerun goes on from there; then record how far the run got and why.

@@ -80,8 +80,17 @@ class BatchWriter:
         # A connection's first sync into a table appends; any later one upserts.
         self._append = not lander.store.has_rows(model, run.connection)
 
+    def start(self, model: Model) -> None:
+        """Add the run's row (it lands with other streams' batches, before the run's own)."""
+        self.submit(Batch(model), None, starts=True)
+
+    def finish(self, model: Model) -> None:
+        """Save the run's final counters and status, and wait for everything to land."""
+        self.submit(Batch(model), None)
+        self.close()
+
     def submit(self, batch: Batch, state: dict[str, Any] | None,
-               sweep_before: Any = None) -> None:
+               sweep_before: Any = None, starts: bool = False) -> None:
         """Queue a batch; the run's counters are saved with it as they are now."""
         self._idle.acquire()
         if self.error is not None:
@@ -99,7 +108,7 @@ class BatchWriter:
                 self._run.deleted = run.deleted  # a sweep counts on the run
             self._idle.release()
 
-        self._lander.submit(Landing(batch, run, state, self._append, sweep_before), done)
+        self._lander.submit(Landing(batch, run, state, self._append, sweep_before, starts), done)
 
     def close(self) -> None:
         """Wait until everything queued has landed; re-raise a landing failure."""
