@@ -132,10 +132,11 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             with warnings_to(run.warn):  # values that could not be read, on this run
                 stream.mapping.read_columns(position.page.records, batch.columns,
                                             custom_names=names)
+            writer.hold(len(position.page.records))
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before
-            if len(batch) >= BATCH_RECORDS:
+            if len(batch) >= BATCH_RECORDS or writer.crowded:
                 hand_over()
             progress.page_read(run)
         # The last batch lands here, with the state that says the read is complete (and, for

@@ -21,6 +21,9 @@ IDLE_SECONDS = 1.0  # a lander with nothing to land this long ends its thread
 # Records per transaction, at most (one batch more is over it): DuckDB reads each INSERT's
 # file whole, within its memory limit.
 TRANSACTION_RECORDS = 20_000
+# Records mapped and not yet landed, over every stream of a lander, before streams hand over
+# their batches early: many streams at once then hold little each, whatever their number.
+HELD_RECORDS = 30_000
 Done = Callable[[bool | BaseException], None]
 
 
@@ -32,6 +35,16 @@ class Lander:
         self._queue: queue.Queue[tuple[Landing, Done]] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.held = 0  # records mapped into batches and not yet landed, over all streams
+
+    def hold(self, records: int) -> None:
+        with self._lock:
+            self.held += records
+
+    @property
+    def crowded(self) -> bool:
+        """Whether streams should hand over their batches now rather than grow them."""
+        return self.held > HELD_RECORDS
 
     def submit(self, landing: Landing, done: Done) -> None:
         """Queue a landing; `done` gets whether it was appended, or the exception."""
@@ -63,6 +76,8 @@ class Lander:
                     self.store.land_many([landing for landing, _ in items]))
             except BaseException as exc:  # handed to each stream, which raises it
                 results = [exc] * len(items)
+            with self._lock:
+                self.held -= sum(len(landing.batch) for landing, _ in items)
             for (_, done), result in zip(items, results, strict=True):
                 done(result)
 
@@ -79,6 +94,14 @@ class BatchWriter:
         self.landed = 0  # records landed so far
         # A connection's first sync into a table appends; any later one upserts.
         self._append = not lander.store.has_rows(model, run.connection)
+
+    def hold(self, records: int) -> None:
+        """Records were mapped into the batch being built."""
+        self._lander.hold(records)
+
+    @property
+    def crowded(self) -> bool:
+        return self._lander.crowded
 
     def start(self, model: Model) -> None:
         """Add the run's row (it lands with other streams' batches, before the run's own)."""
