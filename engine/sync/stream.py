@@ -172,6 +172,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         else:
             run.status, run.error = "failed", str(exc) or type(exc).__name__
         run.finished = utc_now()
+        writer.hold(-len(batch))  # lands here, or not at all: the lander never sees it
         with contextlib.suppress(BaseException):
             writer.close()
         if writer.error is not None:
