@@ -252,9 +252,10 @@ class DuckDBStore:
                             f"deleted_at = ? WHERE connection = ? AND synced_at < ? AND "
                             f"is_deleted IS DISTINCT FROM true",
                             [utc_now(), run.connection, landing.sweep_before]).fetchone()[0]
-                    if landing.state is not None:
-                        self._save_state(con, run, landing.state)
-                    self._save_run(con, run)
+                # One statement each for every landing's state and run counters.
+                self._save_states(con, [(landing.run, landing.state) for landing in landings
+                                        if landing.state is not None])
+                self._save_runs(con, [landing.run for landing in landings])
         except StoreError as exc:
             appended = any(landing.append for landing in landings)
             if not (appended and isinstance(exc.__cause__, duckdb.ConstraintException)):
@@ -314,8 +315,8 @@ class DuckDBStore:
                 con.execute("DROP TABLE deletions")
             run.deleted += marked
             if state is not None:
-                self._save_state(con, run, state)
-            self._save_run(con, run)
+                self._save_states(con, [(run, state)])
+            self._save_runs(con, [run])
         return marked
 
     def has_rows(self, model: Model, connection: str) -> bool:
@@ -342,25 +343,39 @@ class DuckDBStore:
 
     def finish_run(self, run: SyncRun) -> None:
         with self._transaction() as con:
-            self._save_run(con, run)
+            self._save_runs(con, [run])
 
     @staticmethod
-    def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
+    def _save_runs(con: duckdb.DuckDBPyConnection, runs: list[SyncRun]) -> None:
+        if not runs:
+            return
+        rows = ", ".join(["(?, ?, ?::TIMESTAMPTZ, ?, ?::BIGINT, ?::BIGINT, ?::BIGINT, "
+                          "?::BIGINT, ?::BIGINT, ?, ?, ?)"] * len(runs))
         con.execute(
-            "UPDATE sync_runs SET mode = ?, finished = ?, status = ?, records = ?, pages = ?, "
-            "requests = ?, retries = ?, deleted = ?, error = ?, api_usage = ?, warnings = ? "
-            "WHERE run_id = ?",
-            [run.mode, run.finished, run.status, run.records, run.pages, run.requests,
-             run.retries, run.deleted, run.error, run.api_usage,
-             orjson.dumps(run.warnings).decode() if run.warnings else None, run.run_id],
+            f"UPDATE sync_runs AS r SET mode = v.mode, finished = v.finished, status = v.status, "
+            f"records = v.records, pages = v.pages, requests = v.requests, retries = v.retries, "
+            f"deleted = v.deleted, error = v.error, api_usage = v.api_usage, "
+            f"warnings = v.warnings FROM (VALUES {rows}) AS v(run_id, mode, finished, status, "
+            f"records, pages, requests, retries, deleted, error, api_usage, warnings) "
+            f"WHERE r.run_id = v.run_id",
+            [value for run in runs for value in (
+                run.run_id, run.mode, run.finished, run.status, run.records, run.pages,
+                run.requests, run.retries, run.deleted, run.error, run.api_usage,
+                orjson.dumps(run.warnings).decode() if run.warnings else None)],
         )
 
     @staticmethod
-    def _save_state(con: duckdb.DuckDBPyConnection, run: SyncRun, state: dict[str, Any]) -> None:
+    def _save_states(con: duckdb.DuckDBPyConnection,
+                     states: list[tuple[SyncRun, dict[str, Any]]]) -> None:
+        if not states:
+            return
+        rows = ", ".join(["(?, ?, ?, ?, ?::TIMESTAMPTZ)"] * len(states))
+        now = utc_now()
         con.execute(
-            "INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [run.connection, run.stream, run.connector, orjson.dumps(state).decode(), utc_now()],
+            f"INSERT OR REPLACE INTO sync_state (connection, stream, connector, state, updated) "
+            f"VALUES {rows}",
+            [value for run, state in states for value in (
+                run.connection, run.stream, run.connector, orjson.dumps(state).decode(), now)],
         )
 
     def state(self, connection: str, stream: str) -> dict[str, Any] | None:
