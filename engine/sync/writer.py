@@ -104,8 +104,10 @@ class BatchWriter:
         return self._lander.crowded
 
     def start(self, model: Model) -> None:
-        """Add the run's row (it lands with other streams' batches, before the run's own)."""
+        """Add the run's row (with whatever other streams land meanwhile), and wait for it:
+        a run killed at its first request is then still seen, and marked abandoned."""
         self.submit(Batch(model), None, starts=True)
+        self.close()
 
     def finish(self, model: Model) -> None:
         """Save the run's final counters and status, and wait for everything to land."""
