@@ -97,7 +97,10 @@ def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, lake_read
                     landed = table_rows(lake, table)
                     assert landed == table_rows(file_engine.store.query, table), (step, table)
                     assert len({row[1:3] for row in landed}) == len(landed)  # no duplicate
-                state = "SELECT connection, stream, state->>'cursor' FROM sync_state ORDER BY ALL"
+                # The same streams hold a cursor (its value is the CRM's clock when each engine
+                # read, so it differs by the moments between the two syncs).
+                state = ("SELECT connection, stream, state->>'cursor' IS NOT NULL FROM sync_state "
+                         "ORDER BY ALL")
                 assert lake(state) == file_engine.store.query(state)
             truth = running.emulator.truth("contacts")
         live = sorted(str(r["id"]) for r in truth["records"] if not r["deleted"])
@@ -132,7 +135,7 @@ def test_a_commit_that_loses_a_conflict_is_done_again_and_lands_once(pg_dsn, tmp
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
             attempts.append(len(attempts))
-            first._save_state(con, run, {"n": 2})
+            first._save_states(con, [(run, {"n": 2})])
             if len(attempts) == 1:  # meanwhile another process commits the same row
                 second.land(_batch(model, ["b", "c"]), run, state={"n": 1})
 
@@ -248,9 +251,10 @@ def test_a_killed_sync_resumes_from_its_last_landed_batch(pg_dsn, services, lake
     runs = lake_reader("SELECT status, records FROM sync_runs ORDER BY started")
     assert [status for status, _ in runs] == ["abandoned", "succeeded"]
     # The rerun read on from the last landed page: it landed only what was missing, and
-    # read no more pages than those (10 records a page), plus the deletes request.
+    # read no more pages than those (10 records a page; each is two requests, the page and
+    # its v4 company read), plus the deletes request.
     assert runs[1][1] <= contacts - landed
-    assert resumed_requests <= (contacts - landed) // 10 + 2, resumed_requests
+    assert resumed_requests <= 2 * ((contacts - landed) // 10) + 2, resumed_requests
     assert lake_reader("SELECT count(*), count(DISTINCT id) FROM contacts") == [
         (contacts, contacts)]
 
