@@ -26,7 +26,11 @@ lint: $(STAMP)
 validate: $(STAMP)
 	$(PY) -m engine validate
 
+# Not part of `make test`: each prints its result beside its floor (benchmarks/README.md).
 bench: $(STAMP)
+	$(PY) benchmarks/many_connections.py
+	$(PY) benchmarks/one_connection.py
+	$(PY) benchmarks/one_connection.py --contacts 1000000 --rounds 1 --no-floor
 	$(PY) benchmarks/sync_contacts.py
 
 # The distributed mode (docs/deployment.md): the `distributed` extra (Celery, Redis, psycopg,

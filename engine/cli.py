@@ -41,7 +41,7 @@ from typing import Any
 
 from engine import oauth, secrets
 from engine.connections import ConnectionStore
-from engine.engine import Engine
+from engine.engine import CANCEL_GRACE_SECONDS, Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector, load_mapping
 from engine.progress import LogProgress, progress_for
@@ -59,7 +59,6 @@ from engine.templates import TemplateFailed
 DEFAULT_DB = "crm.duckdb"
 COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
-CANCEL_GRACE_SECONDS = 1.5  # running syncs' time to land what they read after a signal
 
 
 class Interrupted(KeyboardInterrupt):
@@ -176,18 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("check", help="one cheap request per connection: credentials "
                                           "and reachability")
     p.add_argument("connections", nargs="*", metavar="CONNECTION",
-                   help="stored connections, or connector names with a token in the "
-                        "environment (default: every stored connection)")
+                   help="connections of the project file, stored connections, or connector "
+                        "names with a token in the environment (default: the project file's "
+                        "connections, else every stored one)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _connection_options(p, named=False)
+    _project_option(p)
     p.set_defaults(handler=cmd_check)
 
-    p = commands.add_parser("connections", help="stored connections: auth, token expiry, "
-                                                "last sync")
-    p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB", DEFAULT_DB),
-                   help="read the last syncs from this DuckDB file")
+    p = commands.add_parser("connections", help="the project file's connections and the "
+                                                "stored ones: auth, token expiry, last sync")
+    _db_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _project_option(p)
     p.set_defaults(handler=cmd_connections)
 
     p = commands.add_parser("compact", help="merge the small files many commits leave and "
@@ -224,8 +225,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 
 def _concurrency_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrency", type=int, metavar="N",
-                        help="connections synced at once (default: the project file's, else "
-                             f"{DEFAULT_MAX_CONCURRENCY})")
+                        help="streams synced at once, over all connections (default: the "
+                             f"project file's, else {DEFAULT_MAX_CONCURRENCY})")
 
 
 def _version() -> str:
@@ -372,11 +373,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         assert project is not None
         if args.all and args.names:
             raise InputError("--all", "give --all or connection names, not both")
-        given = [o for o, v in (("--connection", args.connection), ("--token", args.token),
-                                ("--base-url", args.base_url), ("--auth", args.auth_method),
-                                ("--config", args.config)) if v]
-        if given:
-            raise InputError(given[0], "is set per connection in the project file")
+        _no_connection_options(args)
         chosen = [project.connections[n] for n in (args.names or project.connections)]
         return _sync_project(args, project, chosen, streams)
     if len(args.names) != 1:
@@ -418,7 +415,8 @@ def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str | StoreTa
 
 def _sync_project(args: argparse.Namespace, project: Project, chosen: list[ProjectConnection],
                   streams: list[str] | None) -> int:
-    """Sync connections of the project concurrently (each one's streams in turn)."""
+    """Sync connections of the project, and the streams of each, concurrently: at most
+    `--max-concurrency` streams at once over all of them."""
     db = _db(args, project)
     workers = args.max_concurrency or project.max_concurrency or DEFAULT_MAX_CONCURRENCY
     if workers < 1:
@@ -438,8 +436,8 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
                 print(f"sync {conn.name}: failed: {exc}", file=sys.stderr, flush=True)
             return [run]
 
-    with Engine(db=db, connectors_dir=args.connectors_dir,
-                credentials=_credentials(project)) as engine:
+    with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
+                max_concurrency=workers) as engine:
         engine.store  # noqa: B018 - open the database once, before the threads share it
         pool = ThreadPoolExecutor(max_workers=min(workers, len(chosen)),
                                   thread_name_prefix="sync")
@@ -521,17 +519,18 @@ def _run_json(run: Any) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    project = _project(args)
+    declared = project.connections if project else {}
     with Engine(connectors_dir=args.connectors_dir,
-                credentials=_project_credentials(args)) as engine:
-        names = args.connections or engine.credentials.names()
+                credentials=_credentials(project)) as engine:
+        names = args.connections or list(declared) or engine.credentials.names()
         if not names:
-            raise InputError("connections", "no stored connection to check: run `crm-engine "
-                                            "connect`, or name a connector")
-        results = []
-        for name in names:
-            stored = engine.credentials.load(name)
-            connector = stored.connector if stored else name
-            results.append(engine.check(connector, name if stored else None, **_options(args)))
+            raise InputError("connections", "no connection to check: add them to "
+                                            f"{PROJECT_FILE}, run `crm-engine connect`, or name "
+                                            "a connector")
+        if any(n in declared for n in names):
+            _no_connection_options(args)
+        results = [_check_one(engine, name, declared.get(name), args) for name in names]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -541,24 +540,52 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
 
 
+def _check_one(engine: Engine, name: str, declared: ProjectConnection | None,
+               args: argparse.Namespace) -> dict[str, Any]:
+    """A project connection, a stored one, or a connector with secrets in the environment.
+    Checking several, one that cannot even start (a secret not set) is a failed row."""
+    try:
+        if declared is not None:
+            return engine.check(declared.connector, name, **declared.options())
+        stored = engine.credentials.load(name)
+        return engine.check(stored.connector if stored else name, name if stored else None,
+                            **_options(args))
+    except InputError as exc:
+        if len(args.connections) == 1:
+            raise
+        return {"connector": declared.connector if declared else name, "connection": name,
+                "ok": False, "status": None, "error": str(exc), "kind": "input", "seconds": 0.0}
+
+
+def _no_connection_options(args: argparse.Namespace) -> None:
+    given = [o for o, v in (("--connection", getattr(args, "connection", None)),
+                            ("--token", args.token), ("--base-url", args.base_url),
+                            ("--auth", args.auth_method), ("--config", args.config)) if v]
+    if given:
+        raise InputError(given[0], "is set per connection in the project file")
+
+
 def cmd_connections(args: argparse.Namespace) -> int:
-    with Engine(db=args.db if Path(args.db).exists() else None,
-                connectors_dir=args.connectors_dir,
-                credentials=_project_credentials(args)) as engine:
-        rows = engine.connections()
+    project = _project(args)
+    db = _db(args, project)
+    with Engine(db=db if _exists(db) else None, connectors_dir=args.connectors_dir,
+                credentials=_credentials(project)) as engine:
+        rows = engine.connections(project.connections.values() if project else ())
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
     if not rows:
-        print("no stored connection: `crm-engine connect CONNECTOR` adds one")
+        print(f"no connection: add them to {PROJECT_FILE}, or `crm-engine connect CONNECTOR`")
         return EXIT_OK
-    print(f"{'connection':<24} {'connector':<12} {'auth':<22} {'token expires':<26} last sync")
+    print(f"{'connection':<24} {'connector':<12} {'from':<8} {'auth':<22} {'token expires':<26} "
+          "last sync")
     for r in rows:
         auth = f"{r['auth_method']} ({r['auth_kind']})"
         expires = f"{r['token_expires']:%Y-%m-%d %H:%M:%S}" if r["token_expires"] else "-"
         synced = (f"{r['last_sync']:%Y-%m-%d %H:%M:%S} {r['last_status']}" if r["last_sync"]
                   else "never")
-        print(f"{r['connection']:<24} {r['connector']:<12} {auth:<22} {expires:<26} {synced}")
+        print(f"{r['connection']:<24} {r['connector']:<12} {r['source']:<8} {auth:<22} "
+              f"{expires:<26} {synced}")
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,17 +32,29 @@ from engine.mapping import ModelMapping, ReadContext
 from engine.models import unified_models
 from engine.ratelimit import Budgets, LocalBudgets
 from engine.render import render_call
+from engine.slots import POLL_SECONDS, Slots, run_concurrently
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, StoreTarget, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
-from engine.sync.context import ordered, reference_rows, skipped, unread_references
+from engine.sync.context import (
+    ordered,
+    reference_rows,
+    referenced_models,
+    skipped,
+    unread_references,
+)
+from engine.sync.writer import Lander
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
+
+if TYPE_CHECKING:
+    from engine.project import ProjectConnection
 
 log = logging.getLogger("crm_engine")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Failures that no other stream of the same connection would escape.
 STOPS_EVERY_STREAM = frozenset({"auth_expired", "auth_revoked", "quota_exhausted"})
+CANCEL_GRACE_SECONDS = 1.5  # running streams' time to land what they read after a signal
 
 
 def default_connectors_dir() -> Path:
@@ -128,13 +140,16 @@ def api_base_url(connector: Connector, context: dict[str, Any], override: str | 
 
 
 class Engine:
-    """Runs syncs and actions. Thread-safe; one Engine can serve many connections."""
+    """Runs syncs and actions. Thread-safe; one Engine can serve many connections.
+
+    `max_concurrency` bounds the streams syncing at once, over every connection this Engine
+    syncs (None: no bound; a connection's streams all run at once)."""
 
     def __init__(self, db: str | Path | StoreTarget | None = None, *,
                  connectors_dir: str | Path | None = None, home: str | Path | None = None,
                  clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
                  credentials: ConnectionStore | None = None, budgets: Budgets | None = None,
-                 refresh_lock: RefreshLock | None = None):
+                 refresh_lock: RefreshLock | None = None, max_concurrency: int | None = None):
         self.connectors_dir = Path(connectors_dir) if connectors_dir else default_connectors_dir()
         self._db = db
         self._store: Store | None = None
@@ -151,6 +166,8 @@ class Engine:
         self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
+        self.slots = Slots(max_concurrency, self.cancelled)
+        self._lander_of_store: Lander | None = None
         for name in secrets.LOGGERS:  # a logger's filter sees only its own records
             secrets.install_log_redaction(logging.getLogger(name))
 
@@ -163,6 +180,14 @@ class Engine:
                 self._store = (DuckDBStore(self._db) if isinstance(self._db, str | Path)
                                else self._db.open())
         return self._store
+
+    def _lander(self) -> Lander:
+        """One lander for the store: every stream's batches, many to a transaction."""
+        with self._lock:
+            if self._lander_of_store is None:
+                assert self._store is not None
+                self._lander_of_store = Lander(self._store)
+            return self._lander_of_store
 
     # -- specs -----------------------------------------------------------------------------
     def connector_files(self) -> list[Path]:
@@ -458,9 +483,12 @@ class Engine:
     def sync(self, connector: str, connection: str | None = None, *,
              streams: Iterable[str] | None = None, full_refresh: bool = False,
              progress: Progress | None = None, **options: Any) -> list[SyncRun]:
-        """Sync streams into the DuckDB file; returns one run per stream (failed ones too).
-        Streams with a cursor read what changed since their last run; `full_refresh` reads
-        every record of the streams named again (and forgets their cursors)."""
+        """Sync streams into the DuckDB file, concurrently (within the Engine's
+        `max_concurrency`); returns one run per stream started, reference streams first (failed
+        ones too; after an expired or revoked credential or a spent quota, streams not yet
+        started are not). Streams with a cursor read what changed since their last run;
+        `full_refresh` reads every record of the streams named again (and forgets their
+        cursors)."""
         if self._db is None:
             raise InputError("db", "sync needs a database: Engine(db='file.duckdb')")
         spec = self.connector(connector)
@@ -472,27 +500,66 @@ class Engine:
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
         store, models = self.store, unified_models()
-        ctx = StreamContext(session, store, conn.name, context, self.cancelled)
-        runs: list[SyncRun] = []
+        ctx = StreamContext(session, store, conn.name, context, self.cancelled, self._lander())
+        progress = progress or NoProgress()
         # Reference tables (stages, ...) land before the streams that look into them.
-        for name in ordered(spec.streams, names,
-                            lambda model: store.has_rows(models[model], conn.name)):
-            run = SyncRun(spec.name, conn.name, name)
-            runs.append(run)
-            failed = unread_references(spec.streams, name, runs)
-            if failed:
-                # Its rows would land without what they look up there: not a success.
-                skipped(store, run, f"not run: it reads {failed[0]}, whose stream failed in "
-                                    f"this sync; a rerun repairs it")
-                continue
+        names = ordered(spec.streams, names,
+                        lambda model: store.has_rows(models[model], conn.name))
+        # Only earlier streams: `ordered` put providers first, and a cycle must not deadlock.
+        providers = {name: [p for p in names[:i]
+                            if spec.streams[p].mapping.model.name
+                            in referenced_models(spec.streams[name])]
+                     for i, name in enumerate(names)}
+        ended = {name: threading.Event() for name in names}
+        finished: dict[str, SyncRun] = {}
+        stopped = threading.Event()  # a failure no other stream of the connection would escape
+        answers = session.answers
+
+        def one(name: str) -> SyncRun | None:
+            """One stream, once a slot is free. Its requests spend the connection's budgets,
+            which every stream (and action) of the connection shares. Until this sync has had
+            an answer, only the first stream sends: refused credentials or a spent quota then
+            fail one stream, not every one at once. A stream that looks into reference tables
+            waits (without a slot) for their streams in this sync to end."""
             try:
-                run_stream(spec.streams[name], ctx, run, progress or NoProgress(),
-                           full_refresh=full_refresh)
-            except CrmError as exc:
-                log.info("%s: stream %s failed: %s", conn.name, name, exc)
-                if exc.kind in STOPS_EVERY_STREAM:
-                    break  # the other streams would fail the same way
-        return runs
+                if name != names[0]:
+                    while not (session.wait_for_answer(answers, POLL_SECONDS)
+                               or ended[names[0]].is_set()):
+                        ctx.check_cancelled()
+                for provider in providers[name]:
+                    while not ended[provider].wait(POLL_SECONDS):
+                        ctx.check_cancelled()
+                return run_one(name)
+            finally:
+                ended[name].set()
+
+        def run_one(name: str) -> SyncRun | None:
+            with self.slots.held():
+                if stopped.is_set():
+                    return None  # it would fail the same way: not started
+                run = SyncRun(spec.name, conn.name, name)
+                finished[name] = run
+                failed = unread_references(spec.streams, name,
+                                           [finished[p] for p in providers[name]
+                                            if p in finished])
+                if failed:
+                    # Its rows would land without what they look up there: not a success.
+                    skipped(store, run, f"not run: it reads {failed[0]}, whose stream failed "
+                                        f"in this sync; a rerun repairs it")
+                    return run
+                try:
+                    run_stream(spec.streams[name], ctx, run, progress,
+                               full_refresh=full_refresh)
+                except CrmError as exc:
+                    log.info("%s: stream %s failed: %s", conn.name, name, exc)
+                    if exc.kind in STOPS_EVERY_STREAM:
+                        stopped.set()
+                return run
+
+        runs = run_concurrently([lambda n=name: one(n) for name in names],
+                                on_interrupt=self.cancel, grace_seconds=CANCEL_GRACE_SECONDS,
+                                name=f"sync-{conn.name}")
+        return [run for run in runs if run is not None]
 
     def check(self, connector: str, connection: str | None = None,
               **options: Any) -> dict[str, Any]:
@@ -516,28 +583,44 @@ class Engine:
         result["seconds"] = round(time.perf_counter() - started, 3)
         return result
 
-    def connections(self) -> list[dict[str, Any]]:
-        """The stored connections: connector, auth method and kind, token expiry, and (with a
-        database) the last sync."""
+    def connections(self, declared: Iterable[ProjectConnection] = ()) -> list[dict[str, Any]]:
+        """The connections of a project file (`declared`), then the stored ones it does not
+        name: connector, where it comes from, auth method and kind, token expiry (stored
+        tokens), and (with a database) the last sync."""
         last: dict[str, tuple[Any, Any]] = {}
-        if self._db is not None and Path(self._db).exists():
+        if self._db is not None and (not isinstance(self._db, str | Path)
+                                     or Path(self._db).exists()):
             assert self.store is not None
             last = {row[0]: row[1:] for row in self.store.query(
                 "SELECT connection, max(started), arg_max(status, started) FROM sync_runs "
                 "GROUP BY connection")}
-        out = []
+        declared = list(declared)
+        secrets_given = {d.name: bool(d.secrets) for d in declared}
+        rows = [(d.name, d.connector, d.auth, "project") for d in declared]
+        named = {name for name, *_ in rows}
         for name in self.credentials.names():
             conn = self.credentials.load(name)
-            if conn is None:
-                continue
+            if conn is not None and name not in named:
+                rows.append((name, conn.connector, conn.auth_method, "stored"))
+        out = []
+        for name, connector, auth_method, source in rows:
+            stored = self.credentials.load(name)
+            if stored is not None and stored.connector == connector:
+                auth_method = auth_method or stored.auth_method
+            else:
+                stored = None
             try:
-                kind = self.auth_method(self.connector(conn.connector), conn.auth_method).type
+                spec = self.connector(connector)
+                method = (self._secrets_method(spec, None) if auth_method is None and
+                          source == "project" and secrets_given[name] else
+                          self.auth_method(spec, auth_method))
+                auth_method, kind = method.name, method.type
             except (InputError, SpecError):
                 kind = None  # a connector that is gone or broken: still listed
-            expires = conn.credentials.expires_at
+            expires = stored.credentials.expires_at if stored else None
             synced, status = last.get(name, (None, None))
-            out.append({"connection": name, "connector": conn.connector,
-                        "auth_method": conn.auth_method, "auth_kind": kind,
+            out.append({"connection": name, "connector": connector, "source": source,
+                        "auth_method": auth_method, "auth_kind": kind,
                         "token_expires": dt.datetime.fromtimestamp(expires, dt.UTC)
                         if expires else None,
                         "last_sync": synced, "last_status": status})

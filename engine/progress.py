@@ -1,8 +1,10 @@
-"""Sync progress: a live line on a terminal, plain log lines otherwise."""
+"""Sync progress: a live line on a terminal, plain log lines otherwise. Streams of a connection
+run concurrently, so both keep each run's own start time, under a lock."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -10,35 +12,44 @@ from engine.store import SyncRun
 
 
 class TerminalProgress:
-    """Redraws one status line per stream, at most ten times a second."""
+    """Redraws one status line for the streams running, at most ten times a second; a stream
+    that ends gets a line of its own."""
 
     def __init__(self, out: TextIO = sys.stderr):
         self.out = out
-        self._started = 0.0
+        self._running: dict[str, tuple[SyncRun, float]] = {}
         self._drawn = 0.0
+        self._lock = threading.Lock()
 
     def stream_started(self, run: SyncRun) -> None:
-        self._started = time.perf_counter()
-        self._draw(run, force=True)
+        with self._lock:
+            self._running[run.run_id] = (run, time.perf_counter())
+            self._draw(force=True)
 
     def page_read(self, run: SyncRun) -> None:
-        self._draw(run)
+        with self._lock:
+            self._draw()
 
     def stream_finished(self, run: SyncRun) -> None:
-        self._draw(run, force=True)
-        self.out.write("\n")
-        self.out.flush()
+        with self._lock:
+            _, started = self._running.pop(run.run_id, (run, time.perf_counter()))
+            self.out.write(f"\r\033[K  {_describe(run, started)}\n")
+            self._draw(force=True)
 
-    def _draw(self, run: SyncRun, force: bool = False) -> None:
+    def _draw(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if not force and now - self._drawn < 0.1:
+        if not self._running or (not force and now - self._drawn < 0.1):
             return
         self._drawn = now
-        elapsed = max(now - self._started, 1e-9)
-        records = run.fetched
-        self.out.write(f"\r  {run.stream:<14} {run.status:<9} {records:>9,} records "
-                       f"{run.pages:>6,} pages  {records / elapsed:>9,.0f} rec/s")
+        line = " | ".join(_describe(run, started) for run, started in self._running.values())
+        self.out.write(f"\r\033[K  {line}")
         self.out.flush()
+
+
+def _describe(run: SyncRun, started: float) -> str:
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    return (f"{run.stream:<14} {run.status:<9} {run.fetched:>9,} records {run.pages:>6,} pages "
+            f"{run.fetched / elapsed:>9,.0f} rec/s")
 
 
 class LogProgress:
@@ -46,17 +57,17 @@ class LogProgress:
 
     def __init__(self, out: TextIO = sys.stderr):
         self.out = out
-        self._started = 0.0
+        self._started: dict[str, float] = {}
 
     def stream_started(self, run: SyncRun) -> None:
-        self._started = time.perf_counter()
+        self._started[run.run_id] = time.perf_counter()
         print(f"sync {run.connection}/{run.stream}: started", file=self.out, flush=True)
 
     def page_read(self, run: SyncRun) -> None:
         pass
 
     def stream_finished(self, run: SyncRun) -> None:
-        elapsed = time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._started.pop(run.run_id, time.perf_counter())
         error = f" error: {run.error}" if run.error else ""
         print(f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
               f"{run.pages} pages, {run.requests} requests, {run.retries} retries, "

@@ -19,10 +19,12 @@ retries what may be retried (`retry_delay` says how long to wait, or not to):
 from __future__ import annotations
 
 import email.utils
+import functools
 import html
 import logging
 import random
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -46,6 +48,13 @@ _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _HOPELESS_ERRORS = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
 _NO_CONTENT = frozenset({204, 205, 304})
 EXCERPT_CHARS = 200
+
+
+@functools.cache
+def _tls_context() -> Any:
+    """One TLS context for every session: building one loads the CA bundle (about 40 ms and
+    a few MB each), which hundreds of connections syncing at once would pay each."""
+    return httpx.create_ssl_context()
 
 
 @dataclass
@@ -226,11 +235,13 @@ class Session:
         self._rng = rng or random.Random()
         self._client = httpx.Client(
             auth=auth, headers=headers, timeout=connector.timeout_seconds,
-            transport=transport, follow_redirects=False,
+            transport=transport, follow_redirects=False, verify=_tls_context(),
             limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=30),
         )
         self.auth = auth
         self.auth_hint = auth_hint  # what to do when the credentials are refused
+        self.answers = 0  # requests answered so far: the credentials work (see Engine.sync)
+        self._answered = threading.Condition()
 
     def close(self) -> None:
         self._client.close()
@@ -244,13 +255,22 @@ class Session:
     def __repr__(self) -> str:
         return f"Session(connector={self.connector.name!r}, base_url={self.base_url!r})"
 
+    def wait_for_answer(self, after: int, timeout: float) -> bool:
+        """Whether more than `after` requests have been answered, waiting up to `timeout`."""
+        with self._answered:
+            return self._answered.wait_for(lambda: self.answers > after, timeout)
+
     # -- sending ---------------------------------------------------------------------------
     def send(self, call: Call, operation: str) -> Reply:
         """Send `call`, retrying what may be retried; raises CrmError when it cannot succeed."""
         attempts: dict[str, int] = {}
         while True:
             try:
-                return self._attempt(call, operation)
+                reply = self._attempt(call, operation)
+                with self._answered:
+                    self.answers += 1
+                    self._answered.notify_all()
+                return reply
             except CrmError as error:
                 attempts[error.kind] = attempts.get(error.kind, 0) + 1
                 seconds = retry_delay(self.connector.retry, error, attempts[error.kind],
@@ -270,8 +290,7 @@ class Session:
     def _attempt(self, call: Call, operation: str) -> Reply:
         self._check_daily_budget(operation)
         budgets = [b for b in (self.groups.get(call.budget or ""), self.budget) if b is not None]
-        for budget in budgets:
-            budget.acquire()
+        stamps = [budget.acquire() for budget in budgets]
         self.counters.requests += 1
         if (counters := run_counters.get()) is not None:
             counters.requests += 1
@@ -283,8 +302,8 @@ class Session:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._network_error(exc, call, operation) from None
         finally:
-            for budget in budgets:
-                budget.release()
+            for budget, stamp in zip(budgets, stamps, strict=True):
+                budget.release(stamp)
         if self.budget is not None:
             self.budget.observe(response.headers)
         if response.status_code >= 400:

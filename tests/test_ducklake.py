@@ -135,7 +135,7 @@ def test_a_commit_that_loses_a_conflict_is_done_again_and_lands_once(pg_dsn, tmp
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
             attempts.append(len(attempts))
-            first._save_state(con, run, {"n": 2})
+            first._save_states(con, [(run, {"n": 2})])
             if len(attempts) == 1:  # meanwhile another process commits the same row
                 second.land(_batch(model, ["b", "c"]), run, state={"n": 1})
 

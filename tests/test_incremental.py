@@ -42,8 +42,13 @@ class ChangesServer:
         self.garbage: list[dict[str, Any]] = []  # records added to every page as they are
         self.app = App()
         self.app.add_route("GET", "/changes", self.changes)
-        self.app.add_route("GET", "/deleted", lambda request: Response(200, {"items": [
-            {"id": i, "when": w} for i, w in sorted(self.deleted.items())]}))
+        self.deleted_reads = 0
+        self.app.add_route("GET", "/deleted", self.deleted_list)
+
+    def deleted_list(self, request: Request) -> Response:
+        self.deleted_reads += 1
+        return Response(200, {"items": [{"id": i, "when": w}
+                                        for i, w in sorted(self.deleted.items())]})
 
     def put(self, n: int, start: int = 0, at: float | None = None, step: float = 1.0) -> None:
         for i in range(start, start + n):
@@ -212,6 +217,21 @@ def test_deletes_are_marked_and_kept(tmp_path, make_engine, server):
     assert landed(engine)["000003"][2:] == (True, T0 + dt.timedelta(seconds=100))
     assert sum(1 for r in landed(engine).values() if not r[2]) == 11
     assert sync(engine, server).deleted == 0  # marked once
+
+
+def test_a_first_sync_reads_no_deletes_and_the_next_marks_those_since(tmp_path, make_engine,
+                                                                        server):
+    server.put(12)
+    server.deleted["000099"] = stamp(5)  # deleted before the first sync: never listed to it
+    engine = engine_for(tmp_path, make_engine)
+    run = sync(engine, server)
+    assert run.status == "succeeded" and server.deleted_reads == 0
+    assert state(engine)["deletes_cursor"] == state(engine)["cursor"]  # from when it began
+    server.delete("000003", at=100)  # after that cursor: while or after the first read ran
+    run = sync(engine, server)
+    assert server.deleted_reads == 1 and run.deleted == 1
+    assert landed(engine)["000003"][2:] == (True, T0 + dt.timedelta(seconds=100))
+    assert "000099" not in landed(engine)
 
 
 def test_a_stopped_full_refresh_goes_on_from_its_last_page(tmp_path, make_engine, server):

@@ -331,3 +331,47 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
                                   ).fetchall())
     assert runs == [("acme", "interrupted", 100), ("globex", "interrupted", 100)], err
     assert landed == {"acme": 100, "globex": 100}
+
+
+# -- check and connections --------------------------------------------------------------------
+def test_check_tries_every_connection_of_the_project(tmp_path, emulators):
+    project(tmp_path, emulators)
+    result = crm(tmp_path, "check", "--json", **ENV)
+    assert result.returncode == 0, result.stderr
+    checked = {r["connection"]: r for r in json.loads(result.stdout)}
+    assert set(checked) == {"acme", "globex"}
+    assert all(r["ok"] and r["status"] == 200 and r["connector"] == "hubspot"
+               for r in checked.values())
+    # A secret not set fails its connection only; a wrong one is refused by the emulator.
+    result = crm(tmp_path, "check", "--json", ACME_HUBSPOT_TOKEN="not-the-token",
+                 GLOBEX_HUBSPOT_TOKEN=TOKENS["globex"])
+    assert result.returncode == 1
+    checked = {r["connection"]: r for r in json.loads(result.stdout)}
+    assert not checked["acme"]["ok"] and checked["acme"]["status"] == 401
+    assert checked["globex"]["ok"]
+    result = crm(tmp_path, "check", "acme", "globex", GLOBEX_HUBSPOT_TOKEN=TOKENS["globex"])
+    assert result.returncode == 1 and "ACME_HUBSPOT_TOKEN: is not set" in result.stdout
+    assert "globex" in result.stdout and "ok (" in result.stdout
+    refused = crm(tmp_path, "check", "acme", "--token", "x", **ENV)
+    assert refused.returncode == 2 and "--token: is set per connection" in refused.stderr
+
+
+def test_connections_lists_the_project_and_the_stored_ones(tmp_path, emulators):
+    project(tmp_path, emulators)
+    synced = crm(tmp_path, "sync", "acme", "--streams", "contacts", "-q", **ENV)
+    assert synced.returncode == 0, synced.stderr
+    stored = crm(tmp_path, "connect", "hubspot", "--auth", "private_app", "--connection",
+                 "initech", CRM_ENGINE_HUBSPOT_TOKEN=TOKENS["acme"])
+    assert stored.returncode == 0, stored.stderr
+    result = crm(tmp_path, "connections", "--json")  # the project's database, by default
+    assert result.returncode == 0, result.stderr
+    rows = {r["connection"]: r for r in json.loads(result.stdout)}
+    assert [r["connection"] for r in json.loads(result.stdout)] == ["acme", "globex", "initech"]
+    assert {n: (r["source"], r["auth_method"], r["auth_kind"]) for n, r in rows.items()} == {
+        "acme": ("project", "private_app", "bearer"),
+        "globex": ("project", "private_app", "bearer"),  # the method that takes its secret
+        "initech": ("stored", "private_app", "bearer")}
+    assert rows["acme"]["last_status"] == "succeeded" and rows["acme"]["last_sync"]
+    assert rows["globex"]["last_sync"] is None and rows["initech"]["last_sync"] is None
+    table = crm(tmp_path, "connections")
+    assert table.returncode == 0 and "project" in table.stdout and "never" in table.stdout

@@ -23,11 +23,12 @@ class Budget(Protocol):
     daily_remaining: float | None  # the vendor's last report of the day's remaining calls
     usage: str | None  # the vendor's last "used/allowed" report
 
-    def acquire(self) -> None:
-        """Block until a request may be sent, then count it."""
+    def acquire(self) -> Any:
+        """Block until a request may be sent, then count it; returns a stamp for `release`."""
 
-    def release(self) -> None:
-        """The request acquired last by this thread got its answer."""
+    def release(self, stamp: Any = None) -> None:
+        """The request acquired last by this thread (`stamp`, what `acquire` returned) got
+        its answer."""
 
     def observe(self, headers: Mapping[str, Any]) -> None:
         """Correct the budget from one response's rate-limit headers."""

@@ -1,12 +1,16 @@
 """The in-process budget: one per connection, spent before each request so we stay under the limit.
 
-A sliding-window log of send times holds at most `requests` sends per `per_seconds`; the
+A sliding-window log of send times holds at most `requests` sends per `per_seconds`. Once
+answered, a request counts from its answer instead: the vendor saw it somewhere between the two,
+and under load (many streams, many connections) that can be well after it was sent, so a window
+counted from the send alone could run ahead of the vendor's and draw 429s. The
 vendor's rate-limit headers (named in the YAML) correct it: the advertised limit and window
 replace ours, and a `remaining` of zero pauses sending until the window resets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -31,8 +35,8 @@ class RateBudget:
         self.daily_remaining: float | None = None
         self.usage: str | None = None  # the vendor's last "used/allowed" report
 
-    def acquire(self) -> None:
-        """Block until a request may be sent, then count it."""
+    def acquire(self) -> float:
+        """Block until a request may be sent, then count it; returns its stamp for `release`."""
         while True:
             with self._lock:
                 now = self._clock.monotonic()
@@ -44,12 +48,20 @@ class RateBudget:
                     wait = self._sent[0] + self.window - now
                 else:
                     self._sent.append(now)
+                    stamp = now
                     break
             self._clock.sleep(wait)
         if self._slots is not None:
             self._slots.acquire()
+        return stamp
 
-    def release(self) -> None:
+    def release(self, stamp: float | None = None) -> None:
+        """The request is answered (or failed): it counts in the window from now on."""
+        if stamp is not None:
+            with self._lock:
+                with contextlib.suppress(ValueError):  # already out of the window
+                    self._sent.remove(stamp)
+                self._sent.append(self._clock.monotonic())
         if self._slots is not None:
             self._slots.release()
 

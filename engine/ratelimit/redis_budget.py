@@ -123,7 +123,8 @@ class RedisBudget:
             self._held.requests = []
         self._held.requests.append(request)
 
-    def release(self) -> None:
+    def release(self, stamp: Any = None) -> None:
+        # `stamp` is unused: the shared window counts each request from when it was sent.
         requests = getattr(self._held, "requests", None)
         if requests:
             self._release(keys=self._keys[:2], args=[requests.pop()])

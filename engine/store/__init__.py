@@ -83,6 +83,18 @@ class SyncRun:
 
 
 @dataclass(frozen=True)
+class Landing:
+    """One batch to land with its run's counters (as they were) and the stream's state."""
+
+    batch: Batch
+    run: SyncRun
+    state: dict[str, Any] | None = None
+    append: bool = False
+    sweep_before: dt.datetime | None = None
+    starts: bool = False  # the run's first: its row is added (`start_run`) in the same commit
+
+
+@dataclass(frozen=True)
 class Deletion:
     """A record the CRM reports deleted."""
 
@@ -108,6 +120,11 @@ class Store(Protocol):
         `sweep_before`: a full refresh ends here; rows of the connection it did not land since
         that moment are marked deleted. With `batch.links`, each landed record's links replace
         the ones it had; links from or to the rows a sweep marks deleted are dropped."""
+        ...
+
+    def land_many(self, landings: list[Landing]) -> list[bool]:
+        """`land` for many batches, of any streams and connections, in one transaction;
+        returns whether each was appended."""
         ...
 
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
@@ -155,5 +172,5 @@ def unified_tables() -> list[str]:
 
 from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
 
-__all__ = ["Batch", "Deletion", "DuckDBStore", "Store", "StoreError", "StoreTarget", "SyncRun",
-           "unified_tables"]
+__all__ = ["Batch", "Deletion", "DuckDBStore", "Landing", "Store", "StoreError", "StoreTarget",
+           "SyncRun", "unified_tables"]

@@ -9,12 +9,14 @@ duplicating nor skipping.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import re
 import tempfile
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +28,7 @@ import orjson
 from engine import secrets
 from engine.clock import utc_now
 from engine.models import Model
-from engine.store import Batch, Deletion, StoreError, SyncRun
+from engine.store import Batch, Deletion, Landing, StoreError, SyncRun
 
 _SQL_TYPES = {
     "string": "VARCHAR",
@@ -163,6 +165,17 @@ def _drop_links_of_deleted(con: duckdb.DuckDBPyConnection, model: Model,
                 {"connection": connection, "model": model.name})
 
 
+def _groups(landings: list[Landing]) -> list[list[Landing]]:
+    """Batches that land in one INSERT: same table, all appended or all upserted, all with
+    raw records or all without."""
+    groups: dict[tuple[str, bool, bool], list[Landing]] = {}
+    for landing in landings:
+        if len(landing.batch):
+            key = (landing.batch.model.table, landing.append, "raw" in landing.batch.columns)
+            groups.setdefault(key, []).append(landing)
+    return list(groups.values())
+
+
 def _struct_literal(types: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{sql}'" for name, sql in types.items()) + "}"
 
@@ -212,8 +225,12 @@ class DuckDBStore:
         # stay flat however many records land. Spilled blocks are re-read from the file.
         memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", "128MB")
         self._con.execute(f"SET memory_limit = '{memory}'")
+        # DuckDB draws a progress bar on stdout for slow statements: it would corrupt --json.
+        self._con.execute("SET enable_progress_bar = false")
         self._lock = threading.Lock()
         self._ensured: set[str] = set()
+        # Per table, the connections with rows (read once, then kept: rows are never removed).
+        self._filled: dict[str, set[str]] = {}
         self._write(self._create_bookkeeping)
         self._abandon_dead_runs()
 
@@ -313,73 +330,124 @@ class DuckDBStore:
         if "raw" not in existing:
             con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
-    def _batch_file(self, batch: Batch) -> tuple[str, int, list[str]]:
-        """Write the batch as one JSON object of columns; returns its path, size and columns.
+    def _batch_file(self, landings: list[Landing]) -> tuple[str, int, list[str]]:
+        """Write batches of one model as one JSON object of columns (with each row's
+        connector and connection); returns its path, size and the columns besides those.
 
         DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
-        fetching and mapping. Within a batch the last occurrence of an id wins, as a later
-        page would."""
-        columns = batch.columns
-        ids = columns["id"]
-        keep = _last_occurrences(ids)
-        names = [*batch.model.fields, "custom", *(["raw"] if "raw" in columns else [])]
-        data = {name: columns[name] if keep is None else [columns[name][i] for i in keep]
-                for name in names}
+        fetching and mapping. The last occurrence of a (connection, id) wins, as a later page
+        would."""
+        first = landings[0].batch
+        names = [*first.model.fields, "custom", *(["raw"] if "raw" in first.columns else [])]
+        data: dict[str, list[Any]] = {"connector": [], "connection": [], **{n: [] for n in names}}
+        for landing in landings:
+            count = len(landing.batch)
+            data["connector"] += [landing.run.connector] * count
+            data["connection"] += [landing.run.connection] * count
+            for name in names:
+                data[name] += landing.batch.columns[name]
+        keep = _last_occurrences(list(zip(data["connection"], data["id"], strict=True)))
+        if keep is not None:
+            data = {name: [column[i] for i in keep] for name, column in data.items()}
         path, size = _json_file(data)
         return path, size, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
-        """Upsert a batch, save the stream's state and the run's counters, atomically.
+        """Land one batch of a stream and save the run's counters (and the stream's `state`,
+        if given) in the same transaction, so a crash never leaves rows without their cursor.
 
         `append` is a fast path for a connection with no rows in the table yet: a plain INSERT,
         cheaper than an upsert. If an id is already there after all (an earlier batch of the
         same run had it), the batch is upserted instead. Returns whether it was appended."""
-        model = batch.model
-        self.ensure_table(model)
-        path, size, names = self._batch_file(batch)
-        # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
-        json_types = {n: "JSON[]" if n in _JSON_COLUMNS else
-                      ("VARCHAR" if model.fields[n].type == "decimal"
-                       else _SQL_TYPES[model.fields[n].type]) + "[]"
-                      for n in names}
-        unnest = ", ".join(f"unnest({n}) AS {n}" for n in names)
-        select = ", ".join(n if n == "id" or n in _JSON_COLUMNS else
-                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}" for n in names)
-        columns = ["connector", "connection", *names, "synced_at"]
-        rows = (f"SELECT ?::VARCHAR AS connector, ?::VARCHAR AS connection, {select}, "
-                f"?::TIMESTAMPTZ AS synced_at FROM (SELECT {unnest} FROM read_json(?, "
-                f"columns = {_struct_literal(json_types)}, "
-                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL")
-        sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}" if append else
-               self._upsert(model.table, ["connection", "id"], columns, rows))
-        deleted_before = run.deleted
+        [appended] = self.land_many([Landing(batch, run, state, append, sweep_before)])
+        return appended
+
+    def land_many(self, landings: list[Landing]) -> list[bool]:
+        """`land` for many batches (of many streams and connections) in one transaction: one
+        commit, and one INSERT per table, however many streams land at once. If an appended
+        id is there after all, each lands on its own instead."""
+        for landing in landings:
+            self.ensure_table(landing.batch.model)
+        groups = _groups(landings)
+        # A sweep counts on its run; a retried transaction counts again from here.
+        deleted_before = [landing.run.deleted for landing in landings]
+        # Appended rows have no links to replace, unless another batch of the same
+        # connection and table lands in this transaction too.
+        sharing = Counter((landing.batch.model.table, landing.run.connection)
+                          for landing in landings)
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(sql, [run.connector, run.connection, utc_now(), path])
-            if batch.links is not None:
-                _replace_links(con, batch, run, first=append)
-            if sweep_before is not None:
-                swept = con.execute(
-                    f"UPDATE {model.table} SET is_deleted = true, deleted_at = ? "
-                    f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
-                    f"FROM true", [utc_now(), run.connection, sweep_before]).fetchone()[0]
-                run.deleted = deleted_before + swept
-                if swept:
-                    _drop_links_of_deleted(con, model, run.connection)
-            if state is not None:
-                self._save_state(con, run, state)
-            self._save_run(con, run)
+            for landing in landings:
+                if landing.starts:
+                    self._insert_run(con, landing.run)
+            for group in groups:
+                self._insert(con, group)
+            for landing, deleted in zip(landings, deleted_before, strict=True):
+                batch, run = landing.batch, landing.run
+                run.deleted = deleted
+                if batch.links is not None and len(batch):
+                    _replace_links(con, batch, run, first=landing.append and sharing[
+                        (batch.model.table, run.connection)] == 1)
+                if landing.sweep_before is not None:
+                    swept = con.execute(
+                        f"UPDATE {batch.model.table} SET is_deleted = true, deleted_at = ? "
+                        f"WHERE connection = ? AND synced_at < ? AND is_deleted IS DISTINCT "
+                        f"FROM true",
+                        [utc_now(), run.connection, landing.sweep_before]).fetchone()[0]
+                    run.deleted += swept
+                    if swept:
+                        _drop_links_of_deleted(con, batch.model, run.connection)
+            # One statement each for every landing's state and run counters.
+            self._save_states(con, [(landing.run, landing.state) for landing in landings
+                                    if landing.state is not None])
+            self._save_runs(con, [landing.run for landing in landings])
 
         try:
             self._write(work)
         except StoreError as exc:
-            if append and isinstance(exc.__cause__, duckdb.ConstraintException):
-                return self.land(batch, run, state=state, sweep_before=sweep_before)
-            raise
+            appended = any(landing.append for landing in landings)
+            if not (appended and isinstance(exc.__cause__, duckdb.ConstraintException)):
+                raise
+            for landing, deleted in zip(landings, deleted_before, strict=True):
+                landing.run.deleted = deleted
+            if len(landings) > 1:
+                return [self.land_many([landing])[0] for landing in landings]
+            [landing] = landings
+            return self.land_many([dataclasses.replace(landing, append=False)])
+        with self._lock:
+            for group in groups:
+                filled = self._filled.get(group[0].batch.model.table)
+                if filled is not None:
+                    filled.update(landing.run.connection for landing in group)
+        return [landing.append for landing in landings]
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, landings: list[Landing]) -> None:
+        """One INSERT of batches of one model, all appended or all upserted."""
+        model = landings[0].batch.model
+        path, size, names = self._batch_file(landings)
+        # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
+        json_types = {"connector": "VARCHAR[]", "connection": "VARCHAR[]"}
+        json_types |= {n: "JSON[]" if n in _JSON_COLUMNS else
+                       ("VARCHAR" if model.fields[n].type == "decimal"
+                        else _SQL_TYPES[model.fields[n].type]) + "[]"
+                       for n in names}
+        columns = ["connector", "connection", *names]
+        unnest = ", ".join(f"unnest({n}) AS {n}" for n in columns)
+        select = ", ".join(n if n in ("connector", "connection", "id", *_JSON_COLUMNS) else
+                           f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}"
+                           for n in columns)
+        rows = (f"SELECT {select}, ?::TIMESTAMPTZ AS synced_at FROM (SELECT {unnest} FROM "
+                f"read_json(?, columns = {_struct_literal(json_types)}, "
+                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL")
+        columns.append("synced_at")
+        sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}"
+               if landings[0].append else
+               self._upsert(model.table, ["connection", "id"], columns, rows))
+        try:
+            con.execute(sql, [utc_now(), path])
         finally:
             os.unlink(path)
-        return append
 
     def mark_deleted(self, model: Model, run: SyncRun, deletions: list[Deletion], *,
                      state: dict[str, Any] | None = None) -> int:
@@ -408,8 +476,8 @@ class DuckDBStore:
                     _drop_links_of_deleted(con, model, run.connection)
             run.deleted = deleted_before + marked
             if state is not None:
-                self._save_state(con, run, state)
-            self._save_run(con, run)
+                self._save_states(con, [(run, state)])
+            self._save_runs(con, [run])
             return marked
 
         return self._write(work)
@@ -417,9 +485,10 @@ class DuckDBStore:
     def has_rows(self, model: Model, connection: str) -> bool:
         self.ensure_table(model)
         with self._lock:
-            return self._con.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {model.table} WHERE connection = ?)",
-                [connection]).fetchone()[0]
+            if model.table not in self._filled:
+                self._filled[model.table] = {row[0] for row in self._con.execute(
+                    f"SELECT DISTINCT connection FROM {model.table}").fetchall()}
+            return connection in self._filled[model.table]
 
     def rows(self, model: Model, connection: str) -> list[dict[str, Any]]:
         self.ensure_table(model)
@@ -432,34 +501,53 @@ class DuckDBStore:
 
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:
-        self._write(lambda con: con.execute(
+        self._write(lambda con: self._insert_run(con, run))
+
+    def _insert_run(self, con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
+        """The run's row, `running` (a hook: DuckLake also marks dead runs of the stream)."""
+        con.execute(
             "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
             "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
             [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
-             PROCESS]))
-
-    def finish_run(self, run: SyncRun) -> None:
-        self._write(lambda con: self._save_run(con, run))
-
-    @staticmethod
-    def _save_run(con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
-        con.execute(
-            "UPDATE sync_runs SET mode = ?, finished = ?, status = ?, records = ?, pages = ?, "
-            "requests = ?, retries = ?, deleted = ?, error = ?, api_usage = ?, warnings = ? "
-            "WHERE run_id = ?",
-            [run.mode, run.finished, run.status, run.records, run.pages, run.requests,
-             run.retries, run.deleted, run.error, run.api_usage,
-             orjson.dumps(run.warnings).decode() if run.warnings else None, run.run_id],
+             PROCESS],
         )
 
-    def _save_state(self, con: duckdb.DuckDBPyConnection, run: SyncRun,
-                    state: dict[str, Any]) -> None:
+    def finish_run(self, run: SyncRun) -> None:
+        self._write(lambda con: self._save_runs(con, [run]))
+
+    @staticmethod
+    def _save_runs(con: duckdb.DuckDBPyConnection, runs: list[SyncRun]) -> None:
+        if not runs:
+            return
+        rows = ", ".join(["(?, ?, ?::TIMESTAMPTZ, ?, ?::BIGINT, ?::BIGINT, ?::BIGINT, "
+                          "?::BIGINT, ?::BIGINT, ?, ?, ?)"] * len(runs))
         con.execute(
-            self._upsert("sync_state", ["connection", "stream"],
-                         ["connection", "stream", "connector", "state", "updated"],
-                         "SELECT ?::VARCHAR AS connection, ?::VARCHAR AS stream, "
-                         "?::VARCHAR AS connector, ?::JSON AS state, ?::TIMESTAMPTZ AS updated"),
-            [run.connection, run.stream, run.connector, orjson.dumps(state).decode(), utc_now()],
+            f"UPDATE sync_runs AS r SET mode = v.mode, finished = v.finished, status = v.status, "
+            f"records = v.records, pages = v.pages, requests = v.requests, retries = v.retries, "
+            f"deleted = v.deleted, error = v.error, api_usage = v.api_usage, "
+            f"warnings = v.warnings FROM (VALUES {rows}) AS v(run_id, mode, finished, status, "
+            f"records, pages, requests, retries, deleted, error, api_usage, warnings) "
+            f"WHERE r.run_id = v.run_id",
+            [value for run in runs for value in (
+                run.run_id, run.mode, run.finished, run.status, run.records, run.pages,
+                run.requests, run.retries, run.deleted, run.error, run.api_usage,
+                orjson.dumps(run.warnings).decode() if run.warnings else None)],
+        )
+
+    def _save_states(self, con: duckdb.DuckDBPyConnection,
+                     states: list[tuple[SyncRun, dict[str, Any]]]) -> None:
+        # One row per stream: the last state given for it wins.
+        latest = {(run.connection, run.stream): (run, state) for run, state in states}
+        if not latest:
+            return
+        rows = ", ".join(["(?, ?, ?, ?::JSON, ?::TIMESTAMPTZ)"] * len(latest))
+        now = utc_now()
+        columns = ["connection", "stream", "connector", "state", "updated"]
+        con.execute(
+            self._upsert("sync_state", ["connection", "stream"], columns,
+                         f"SELECT * FROM (VALUES {rows}) AS v({', '.join(columns)})"),
+            [value for run, state in latest.values() for value in (
+                run.connection, run.stream, run.connector, orjson.dumps(state).decode(), now)],
         )
 
     def state(self, connection: str, stream: str) -> dict[str, Any] | None:

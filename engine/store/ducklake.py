@@ -17,6 +17,7 @@ packages (the `distributed` extra) ship them built for DuckDB 1.4.4, and they lo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import logging
@@ -31,8 +32,8 @@ import duckdb
 
 from engine import secrets
 from engine.clock import utc_now
-from engine.store import Batch, StoreError, SyncRun
-from engine.store.duckdb_file import ABANDONED, PROCESS, DuckDBStore, one_line
+from engine.store import Landing, StoreError, SyncRun
+from engine.store.duckdb_file import ABANDONED, DuckDBStore, one_line
 
 log = logging.getLogger("crm_engine.sync")
 T = TypeVar("T")
@@ -158,27 +159,19 @@ class DuckLakeStore(DuckDBStore):
                 f"WHEN MATCHED THEN UPDATE SET {update} "
                 f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({values})")
 
-    def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
-             append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
+    def land_many(self, landings: list[Landing]) -> list[bool]:
         # No key constraint catches an id landed twice: every batch is merged.
-        return super().land(batch, run, state=state, append=False, sweep_before=sweep_before)
+        return super().land_many([dataclasses.replace(landing, append=False)
+                                  for landing in landings])
 
-    def start_run(self, run: SyncRun) -> None:
+    def _insert_run(self, con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
         """A `running` run of the same stream is one whose process died (a stream has one
         writer at a time): it is marked `abandoned` as this one starts."""
-
-        def work(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(
-                f"UPDATE sync_runs SET status = 'abandoned', finished = ?, error = "
-                f"coalesce(error, '{ABANDONED}') WHERE connection = ? AND stream = ? AND "
-                f"status = 'running'", [utc_now(), run.connection, run.stream])
-            con.execute(
-                "INSERT INTO sync_runs (run_id, connector, connection, stream, mode, started, "
-                "status, process) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                [run.run_id, run.connector, run.connection, run.stream, run.mode, run.started,
-                 PROCESS])
-
-        self._write(work)
+        con.execute(
+            f"UPDATE sync_runs SET status = 'abandoned', finished = ?, error = "
+            f"coalesce(error, '{ABANDONED}') WHERE connection = ? AND stream = ? AND "
+            f"status = 'running'", [utc_now(), run.connection, run.stream])
+        super()._insert_run(con, run)
 
     def compact(self, keep: dt.timedelta | None = None) -> dict[str, Any]:
         """Merge the small files each commit leaves into few large ones, rewrite files most of

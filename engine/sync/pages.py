@@ -24,6 +24,7 @@ from engine.spec import Pages
 from engine.transport import Call, Reply, Session
 
 WORKER_GRACE_SECONDS = 0.5
+IDLE_SECONDS = 0.2  # a wait this long for the next page: the consumer is idle
 T = TypeVar("T")
 
 
@@ -34,6 +35,7 @@ class StreamContext:
     connection: str
     template_context: dict[str, Any]
     cancelled: threading.Event | None = None  # set: stop at the next page (the Engine's)
+    lander: Any = None  # engine.sync.writer.Lander shared by the streams of a store, if any
     account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
 
     def check_cancelled(self) -> None:
@@ -87,9 +89,11 @@ def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
         yield Fetched(page, call, following, reply)
 
 
-def prefetched(items: Iterator[T], cancelled: threading.Event | None = None) -> Iterator[T]:
+def prefetched(items: Iterator[T], cancelled: threading.Event | None = None,
+               on_idle: Callable[[], None] | None = None) -> Iterator[T]:
     """Iterate `items` in a worker thread, one item ahead of the consumer; stop waiting for it
-    when `cancelled` is set (the worker may be asleep on a rate budget)."""
+    when `cancelled` is set (the worker may be asleep on a rate budget). `on_idle` is called
+    in the consumer's thread each time it has waited a moment for the next item."""
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -111,10 +115,12 @@ def prefetched(items: Iterator[T], cancelled: threading.Event | None = None) -> 
     try:
         while True:
             try:
-                kind, item = handoff.get(timeout=0.2)
+                kind, item = handoff.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 if cancelled is not None and cancelled.is_set():
                     raise Cancelled("the sync was cancelled") from None
+                if on_idle is not None:
+                    on_idle()
                 continue
             if kind == "item":
                 yield item

@@ -21,7 +21,7 @@ from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
 from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
-from engine.sync.writer import BatchWriter
+from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
 
 log = logging.getLogger("crm_engine.sync")
@@ -95,17 +95,29 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
     incremental = (stream.incremental is not None and checkpoint.cursor is not None
                    and checkpoint.resume is None)
     run.mode = "incremental" if incremental else "full_refresh"
-    store.start_run(run)
+    writer = BatchWriter(ctx.lander or Lander(store), run, model)
+    writer.start(model)  # the run's row lands with other streams' batches
     progress.stream_started(run)
     operation = f"sync.{stream.name}"
     batch = Batch(model)
-    writer = BatchWriter(store, run, model)
+    first_landing = writer.appending  # the connection has no rows in the table yet
     landed_state = checkpoint  # the state that goes with the batch being built
+    sweep_before = None
 
     def account() -> None:
         run.requests, run.retries = counters.requests, counters.retries
         if session.budget is not None:
             run.api_usage = session.budget.usage
+
+    def hand_over() -> None:
+        """Queue the batch to land, with the state that follows its last page (not the state
+        that completes a full refresh: that one lands with its sweep, below)."""
+        nonlocal batch
+        if len(batch) and sweep_before is None:
+            run.records += len(batch)
+            account()
+            writer.submit(batch, landed_state.to_json())
+            batch = Batch(model)
 
     try:
         names = _optional_field_names(stream, ctx, run)
@@ -115,8 +127,9 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
                      if incremental else
                      reads.full_refresh(stream, ctx, checkpoint, operation, vendor_fields,
                                         run.warn))
-        sweep_before = None
-        for position in prefetched(positions, ctx.cancelled):
+        # Waiting for a page (a rate budget, a slow API), the batch lands early: memory does
+        # not hold many throttled streams' records, and a kill loses less.
+        for position in prefetched(positions, ctx.cancelled, on_idle=hand_over):
             ctx.check_cancelled()
             with warnings_to(run.warn):  # values that could not be read, on this run
                 stream.mapping.read_columns(position.page.records, batch.columns,
@@ -124,24 +137,29 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
                 links = stream.mapping.read_links(position.page.records)
             if links is not None:
                 batch.add_links(links)
+            writer.hold(len(position.page.records))
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before
-            if len(batch) >= BATCH_RECORDS:
-                run.records += len(batch)
-                account()
-                writer.submit(batch, landed_state.to_json())
-                batch = Batch(model)
+            if len(batch) >= BATCH_RECORDS or writer.crowded:
+                hand_over()
             progress.page_read(run)
-        writer.close()
         # The last batch lands here, with the state that says the read is complete (and, for
         # a full refresh, the sweep of rows it did not see) in the same transaction.
         run.records += len(batch)
         account()
-        store.land(batch, run, state=landed_state.to_json(), append=writer.appending,
-                   sweep_before=sweep_before if stream.sweeps else None)
+        # (A connection's first rows in the table: there is nothing older to sweep.)
+        writer.submit(batch, landed_state.to_json(),
+                      sweep_before=sweep_before if stream.sweeps and not first_landing
+                      else None)
         batch = Batch(model)
-        if stream.deletes is not None:
+        writer.close()
+        # A connection's first full refresh into an empty table has no row the CRM's deleted
+        # records could be: those deleted before it began were never listed to it, and those
+        # deleted while it ran are after its deletes cursor (when it began), read next run.
+        # Their list can be long (every record ever archived): it is not read now.
+        first_read = first_landing and not incremental and sweep_before is not None
+        if stream.deletes is not None and not first_read:
             for found in reads.deletes(stream, ctx, landed_state, f"{operation}.deletes"):
                 account()
                 store.mark_deleted(model, run, found.deletions, state=found.checkpoint.to_json())
@@ -149,7 +167,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         account()
         run.status = "succeeded"
         run.finished = utc_now()
-        store.finish_run(run)
+        writer.finish(model)
     except BaseException as exc:
         # Pages read before the failure are good data: land them with the state that follows
         # them, so a rerun goes on from there; then record how far the run got and why.
@@ -159,6 +177,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         else:
             run.status, run.error = "failed", str(exc) or type(exc).__name__
         run.finished = utc_now()
+        writer.hold(-len(batch))  # lands here, or not at all: the lander never sees it
         with contextlib.suppress(BaseException):
             writer.close()
         if writer.error is not None:

@@ -1,0 +1,109 @@
+"""One connection, rate limit lifted: the engine beside the fetch-and-land floor, and memory.
+
+The HubSpot emulator (its own process) serves N contacts with a limit no sync reaches. Each
+round syncs the contacts stream into a fresh DuckDB file through the engine (HTTP, JSON,
+mapping, type conversion, landing) and, in the same round, runs the floor: the same pages
+fetched and landed through DuckDB's read_json on a thread of its own, nothing mapped
+(benchmarks/common.py). Rounds alternate and the medians are printed. The engine's peak RSS is
+measured in a process of its own (a child per sync), so the floor and the emulator do not
+count in it.
+
+    python benchmarks/one_connection.py [--contacts 100000] [--rounds 3]
+    python benchmarks/one_connection.py --contacts 1000000 --rounds 1 --no-floor
+
+Targets: engine within 1.25 times the floor at 100,000 contacts; under 200 MB peak RSS at
+1,000,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    EXTRA_PROPERTIES,
+    HUBSPOT_TOKEN,
+    ROOT,
+    contacts_properties,
+    emulator,
+    floor,
+    median,
+)
+
+SYNC = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+from engine import Engine
+url, extra, TOKEN = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
+with tempfile.TemporaryDirectory() as tmp:
+    with Engine(db=Path(tmp) / "bench.duckdb", home=Path(tmp) / "home") as engine:
+        started = time.perf_counter()
+        [run] = engine.sync("hubspot", streams=["contacts"], token=TOKEN, base_url=url,
+                            config={"extra_properties": extra})
+        seconds = time.perf_counter() - started
+        landed = engine.store.query("SELECT count(*) FROM contacts")[0][0]
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"status": run.status, "error": run.error, "records": landed,
+                  "seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
+                  "peak_mb": usage.ru_maxrss / 1024}))
+"""
+
+
+def engine_sync(url: str) -> dict[str, float]:
+    """One sync in a child process: its seconds (the sync alone), CPU and peak RSS."""
+    result = subprocess.run([sys.executable, "-c", SYNC, url, ",".join(EXTRA_PROPERTIES),
+                             HUBSPOT_TOKEN],
+                            cwd=ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr[-2000:])
+    out = json.loads(result.stdout.splitlines()[-1])
+    if out["status"] != "succeeded":
+        raise RuntimeError(out["error"])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-floor", action="store_true", help="the engine alone (memory)")
+    args = parser.parse_args()
+    engine_seconds, floor_seconds, ratios, peaks = [], [], [], []
+    with emulator("hubspot", contacts=args.contacts, companies=10, deals=10,
+                  rate_limit="1000000,10", search_rate_limit="none", daily_limit="none") as url:
+        properties = contacts_properties()
+        if not args.no_floor:
+            floor(url, properties)  # warm-up: the emulator renders and caches pages once
+        for number in range(1, args.rounds + 1):
+            run = engine_sync(url)
+            assert run["records"] == args.contacts, run
+            engine_seconds.append(run["seconds"])
+            peaks.append(run["peak_mb"])
+            line = (f"round {number}: engine {run['seconds']:.2f}s "
+                    f"({args.contacts / run['seconds']:,.0f} records/s, CPU {run['cpu']:.1f}s, "
+                    f"peak RSS {run['peak_mb']:.0f} MB)")
+            if not args.no_floor:
+                records, seconds = floor(url, properties)
+                assert records == args.contacts, records
+                floor_seconds.append(seconds)
+                ratios.append(run["seconds"] / seconds)
+                line += f"; floor {seconds:.2f}s; engine/floor {ratios[-1]:.2f}"
+            print(line, flush=True)
+    summary = (f"median of {args.rounds}: engine {median(engine_seconds):.2f}s, "
+               f"peak RSS {median(peaks):.0f} MB (max {max(peaks):.0f})")
+    if ratios:
+        summary += (f"; floor {median(floor_seconds):.2f}s; engine/floor "
+                    f"{median(ratios):.2f} (target <= 1.25)")
+    print(summary)
+    print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+          f" MB, the floor's)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
