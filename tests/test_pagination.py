@@ -172,14 +172,18 @@ def test_a_full_numbered_page_means_more_and_a_short_one_is_the_last(tmp_path, m
     assert [p["page"] for p in server.seen_params] == [str(s // 10 + 1) for s in starts]
 
 
-def test_custom_fields_are_keyed_by_the_names_the_field_definitions_give(tmp_path, make_engine):
-    streams = STYLES["cursor"] + """
+# A cursor-paged stream whose custom fields are named by the API's /fields list.
+CURSOR_WITH_FIELD_NAMES = STYLES["cursor"] + """
           custom_names:
             request: {method: GET, path: /fields}
             records: data
             key: key
             name: name
     """
+
+
+def test_custom_fields_are_keyed_by_the_names_the_field_definitions_give(tmp_path, make_engine):
+    streams = CURSOR_WITH_FIELD_NAMES
     with ItemsServer(3) as server:
         engine = make_engine(write_specs(tmp_path, connector_yaml(streams)))
         [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
@@ -219,13 +223,7 @@ models:
 
 
 def test_a_field_mapped_by_label_reads_this_accounts_key(tmp_path, make_engine):
-    streams = STYLES["cursor"] + """
-          custom_names:
-            request: {method: GET, path: /fields}
-            records: data
-            key: key
-            name: name
-    """
+    streams = CURSOR_WITH_FIELD_NAMES
     with ItemsServer(3) as server:
         engine = make_engine(write_specs(tmp_path, connector_yaml(streams), LABELLED))
         [run] = engine.sync("acme", token="t0ken-value", base_url=server.url)
