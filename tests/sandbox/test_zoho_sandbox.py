@@ -323,7 +323,9 @@ def test_page_token_rules(shared) -> None:
     assert both.status_code == 400 and both.json()["code"] == "AMBIGUITY_DURING_PROCESSING"
     altered = client.get(CONTACTS, params={"fields": "Email", "page_token": token})
     assert altered.json()["code"] == "TOKEN_BOUND_DATA_MISMATCH"
-    garbled = client.get(CONTACTS, params={"fields": "Last_Name", "page_token": token[:-2] + "00"})
+    flipped = f"{int(token[-2:], 16) ^ 0xFF:02x}"  # the last byte changed, whatever it was
+    garbled = client.get(CONTACTS,
+                         params={"fields": "Last_Name", "page_token": token[:-2] + flipped})
     assert garbled.json()["code"] == "TOKEN_BOUND_DATA_MISMATCH"
     emulator.advance_time(86_400 + 60)
     try:
