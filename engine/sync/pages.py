@@ -37,6 +37,7 @@ class StreamContext:
     cancelled: threading.Event | None = None  # set: stop at the next page (the Engine's)
     lander: Any = None  # engine.sync.writer.Lander shared by the streams of a store, if any
     account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
+    account_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
