@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from engine.errors import Cancelled, CrmError
 from engine.extract import ExpressionFailed
 from engine.paginate import Page, PaginationError, paginator_for, read_page
-from engine.render import render_call
 from engine.spec import Pages
 from engine.sync import fieldlist
 from engine.sync.fieldlist import Chunks, FieldList, merge_records

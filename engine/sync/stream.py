@@ -21,7 +21,7 @@ from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
 from engine.sync.fieldlist import discover, read_field_list
-from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
+from engine.sync.pages import StreamContext, prefetched
 from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
 

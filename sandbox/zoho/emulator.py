@@ -430,12 +430,13 @@ class ZohoSandbox(Emulator):
         ignored (choice, UNCONFIRMED); id always comes back."""
         if raw is None:
             return None
+        if raw.count(",") >= self.max_fields and len(
+                [name for name in raw.split(",") if name.strip()]) > self.max_fields:
+            raise errors.limit_exceeded("fields", self.max_fields)
         cache_key = (table.module.api_name, raw)
         pairs = self._selections.get(cache_key)
         if pairs is None:
             names = [name.strip() for name in raw.split(",") if name.strip()]
-            if len(names) > self.max_fields:
-                raise errors.limit_exceeded("fields", self.max_fields)
             known = tuple(name for name in dict.fromkeys(names) if name in table.defaults
                           or name in table.module.fields or name == "id")  # fmt: skip
             pairs = selection_pairs(table, known)
