@@ -58,52 +58,37 @@ def _rows(engine) -> list[tuple]:
         "SELECT id, email, first_name, last_name, custom::VARCHAR FROM contacts ORDER BY id")
 
 
-def test_zoho_chunks_fields_past_its_cap_and_lands_the_same_rows(make_engine):
-    emulator = EMULATORS["zoho"](contacts=450, companies=5, deals=5)
+# Per vendor: the emulator's cap (lowered, as in an org with many fields), the connector's
+# matching chunk setting, and what the vendor answers a request over it.
+CAPS = {
+    "zoho": ("max_fields", 20, "LIMIT_EXCEEDED", {"contacts": 450}),  # 50 by default
+    "hubspot": ("max_url_length", 260, "414", {"contacts": 250}),  # 414 URI Too Long
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(CAPS))
+def test_a_field_list_over_the_cap_is_chunked_and_lands_the_same_rows(vendor, make_engine):
+    setting, cap, refusal, sizes = CAPS[vendor]
+    emulator = EMULATORS[vendor](companies=5, deals=5, **sizes)
+
+    def sync(db: str, chunk: str = "as declared"):
+        engine = make_engine(CONNECTORS, db=db)
+        stream = engine.connector(vendor).streams["contacts"]
+        if chunk == "capped":
+            setattr(stream.fields.chunk, setting, cap)
+        elif chunk == "never":
+            stream.fields.chunk = None
+        connect_oauth(engine, vendor, emulator, running.url, "c")
+        [run] = engine.sync(vendor, "c", streams=["contacts"])
+        return engine, run
+
     with emulator.start() as running:
-        whole = make_engine(CONNECTORS, db="whole.duckdb")
-        connect_oauth(whole, "zoho", emulator, running.url, "z")
-        [unchunked] = whole.sync("zoho", "z", streams=["contacts"])
+        whole, unchunked = sync("whole.duckdb")  # under the vendor's real cap: one request
         assert unchunked.status == "succeeded", unchunked.error
-        assert unchunked.requests == unchunked.pages + 1  # + the field list
-
-        # An org whose field list is over the cap: here, a cap of 20 API names.
-        emulator.max_fields = 20
-        refused = make_engine(CONNECTORS, db="refused.duckdb")
-        refused.connector("zoho").streams["contacts"].fields.chunk = None
-        connect_oauth(refused, "zoho", emulator, running.url, "z")
-        [failed] = refused.sync("zoho", "z", streams=["contacts"])
-        assert failed.status == "failed" and "LIMIT_EXCEEDED" in failed.error
-
-        chunked = make_engine(CONNECTORS, db="chunked.duckdb")
-        chunked.connector("zoho").streams["contacts"].fields.chunk.max_fields = 20
-        connect_oauth(chunked, "zoho", emulator, running.url, "z")
-        [run] = chunked.sync("zoho", "z", streams=["contacts"])
-    assert run.status == "succeeded", run.error
-    assert run.pages == unchunked.pages == 3
-    assert run.requests > unchunked.requests and (run.requests - 1) % run.pages == 0
-    assert _rows(chunked) == _rows(whole)
-
-
-def test_hubspot_chunks_properties_past_the_url_length_and_lands_the_same_rows(make_engine):
-    emulator = EMULATORS["hubspot"](contacts=250, companies=5, deals=5)
-    with emulator.start() as running:
-        whole = make_engine(CONNECTORS, db="whole.duckdb")
-        connect_oauth(whole, "hubspot", emulator, running.url, "h")
-        [unchunked] = whole.sync("hubspot", "h", streams=["contacts"])
-        assert unchunked.status == "succeeded", unchunked.error
-
-        emulator.max_url_length = 260  # 414 URI Too Long past this
-        refused = make_engine(CONNECTORS, db="refused.duckdb")
-        refused.connector("hubspot").streams["contacts"].fields.chunk = None
-        connect_oauth(refused, "hubspot", emulator, running.url, "h")
-        [failed] = refused.sync("hubspot", "h", streams=["contacts"])
-        assert failed.status == "failed" and "414" in failed.error
-
-        chunked = make_engine(CONNECTORS, db="chunked.duckdb")
-        chunked.connector("hubspot").streams["contacts"].fields.chunk.max_url_length = 260
-        connect_oauth(chunked, "hubspot", emulator, running.url, "h")
-        [run] = chunked.sync("hubspot", "h", streams=["contacts"])
+        setattr(emulator, setting, cap)
+        _, refused = sync("refused.duckdb", chunk="never")
+        assert refused.status == "failed" and refusal in refused.error
+        chunked, run = sync("chunked.duckdb", chunk="capped")
     assert run.status == "succeeded", run.error
     assert run.pages == unchunked.pages == 3
     assert run.requests > unchunked.requests
