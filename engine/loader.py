@@ -445,6 +445,8 @@ def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
         return None
     stream = StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
                         fields)
+    if "where" in spec:
+        stream.where = c.getter(path + ("where",), spec["where"])
     enrich = [_compile_enrich(c, path + ("enrich", i), step, roots)
               for i, step in enumerate(spec.get("enrich") or [])]
     stream.enrich = [step for step in enrich if step is not None]

@@ -139,6 +139,17 @@ class StreamSpec:
     deletes: DeletesSpec | None = None
     enrich: list[EnrichSpec] = field(default_factory=list)  # every page, whichever read
     sweeps: bool = True  # a full refresh may mark rows it did not see deleted (own table)
+    where: Getter | None = None  # which of the records the stream keeps
+
+    def split(self, records: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The records the stream keeps, and those `where` leaves out."""
+        if self.where is None:
+            return records, []
+        kept: list[Any] = []
+        left: list[Any] = []
+        for record in records:
+            (kept if self.where(record) else left).append(record)
+        return kept, left
 
     @property
     def pages(self) -> Pages:

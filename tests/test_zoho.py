@@ -12,6 +12,7 @@ from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
 from sandbox import EMULATORS
 from sandbox.demo import connect_oauth, follow_without_browser
+from sandbox.zoho.settings import HOME_CURRENCY as ORG_CURRENCY  # what GET /org answers
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 HOSTILE = ["a@b.com)or(Email:starts_with:", "x,y@z.com", "(a)@b.com", "back\\slash@x.com",
@@ -163,6 +164,13 @@ def test_contact_deal_task_call_and_note_actions(engine, zoho):
     engine.action("zoho", "update_deal", {"id": deal["id"], "stage": "Closed Won"}, "z")
     got = engine.action("zoho", "get_deal", {"id": deal["id"]}, "z")
     assert got["record"]["status"] == "won" and got["record"]["contact_id"] == contact["id"]
+    # A single-currency org's deals carry no Currency: the result is in the org's home
+    # currency, read once for the connection's actions.
+    assert "Currency" not in emulator.store.get("Deals", deal["id"])
+    assert got["record"]["currency"] == ORG_CURRENCY
+    assert engine.action("zoho", "get_deal", {"id": deal["id"]}, "z")["record"]["currency"] \
+        == ORG_CURRENCY
+    assert emulator.app.stats.count("org.get") == 1
     task = engine.action("zoho", "create_task", {"subject": "Ship it", "priority": "urgent",
                                                  "contact_id": contact["id"],
                                                  "deal_id": deal["id"]}, "z")

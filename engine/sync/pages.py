@@ -39,6 +39,7 @@ class StreamContext:
     lander: Any = None  # engine.sync.writer.Lander shared by the streams of a store, if any
     account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
     fields: FieldList | None = None  # the stream's field list, this run (fieldlist.py)
+    account_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.clock import utc_now
 from engine.convert import warnings_to
 from engine.spec import StreamSpec
-from engine.store import Batch, StoreError, SyncRun
+from engine.store import Batch, Deletion, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
@@ -47,6 +47,27 @@ def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str]
     if stream.fields is None or stream.fields.name is None:
         return None
     return read_field_list(stream.fields, ctx, f"sync.{stream.name}.fields").names
+
+
+def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: bool) -> list[Any]:
+    """The records of a page the stream keeps. On an incremental read, those it does not keep
+    may have belonged to it before (an activity whose type changed): they join the batch's
+    `left`, unless a later read of the same id is kept. A full refresh needs no such care:
+    its sweep marks every row it did not see."""
+    kept, left = stream.split(records)
+    if not incremental or not (left or batch.left):
+        return kept
+    # Pages come in cursor order: an id's last record in the page says where it belongs now.
+    keeping = {id(record) for record in kept}
+    fates = {stream.mapping.record_id(record): id(record) in keeping for record in records}
+    for record_id, kept_now in fates.items():
+        if record_id is None:
+            continue
+        if kept_now:
+            batch.left.pop(record_id, None)
+        else:
+            batch.left[record_id] = Deletion(record_id)
+    return kept
 
 
 def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress, *,
@@ -105,10 +126,12 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         # not hold many throttled streams' records, and a kill loses less.
         for position in prefetched(positions, ctx.cancelled, on_idle=hand_over):
             ctx.check_cancelled()
+            records = position.page.records
+            if stream.where is not None:
+                records = _keep(stream, records, batch, incremental)
             with warnings_to(run.warn):  # values that could not be read, on this run
-                stream.mapping.read_columns(position.page.records, batch.columns,
-                                            context=context)
-                links = stream.mapping.read_links(position.page.records)
+                stream.mapping.read_columns(records, batch.columns, context=context)
+                links = stream.mapping.read_links(records)
             if links is not None:
                 batch.add_links(links)
             writer.hold(len(position.page.records))
