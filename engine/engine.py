@@ -448,7 +448,7 @@ class Engine:
         fetched once per connection and kept (syncs re-read them every run)."""
         def names_for(mapping: ModelMapping) -> dict[str, str] | None:
             stream = next((s for s in spec.streams.values()
-                           if s.mapping is mapping and s.custom_names), None)
+                           if s.mapping is mapping and s.fields and s.fields.name), None)
             if stream is None:
                 return None
             key = (spec.name, conn.name, stream.name)

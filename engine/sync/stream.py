@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any, Protocol
 
 from engine.clock import utc_now
 from engine.convert import warnings_to
-from engine.errors import CrmError
 from engine.spec import StreamSpec
 from engine.store import Batch, Deletion, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
-from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
+from engine.sync.fieldlist import discover, read_field_list
+from engine.sync.pages import StreamContext, prefetched
 from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
 
@@ -41,38 +42,11 @@ class NoProgress:
 
 
 def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str] | None:
-    """Vendor key -> name for the stream's custom fields, from its field definitions.
-    Raises CrmError when the definitions cannot be read."""
-    spec = stream.custom_names
-    if spec is None:
+    """Vendor key -> name for the stream's custom fields, from its field list (None where the
+    list names none). Raises CrmError when the list cannot be read."""
+    if stream.fields is None or stream.fields.name is None:
         return None
-    names: dict[str, str] = {}
-    call = first_call(spec.pages, ctx, vendor_fields=stream.mapping.vendor_fields)
-    for fetched in fetch_pages(spec.pages, ctx, f"sync.{stream.name}.field_names", call):
-        if fetched.error is not None:
-            raise fetched.error
-        for definition in fetched.page.records:
-            key, name = spec.key(definition), spec.name(definition)
-            if key is not None and name:
-                names[str(key)] = str(name)
-    return names
-
-
-def _optional_field_names(stream: StreamSpec, ctx: StreamContext,
-                          run: SyncRun) -> dict[str, str] | None:
-    """Custom-field names are a nicety: where the definitions cannot be had at all (a 403
-    without the scope, a 404 after the endpoint was retired), custom fields keep the vendor's
-    keys, which beats landing nothing, and the run carries a warning. A passing failure (a 5xx
-    that outlived its retries) fails the stream instead: a rerun then lands the same rows as
-    ever, with their names."""
-    try:
-        return custom_field_names(stream, ctx)
-    except CrmError as exc:
-        if exc.kind != "fatal":
-            raise
-        run.warn(f"custom field names unavailable, custom fields keep vendor keys: {exc}")
-        log.warning("%s: %s", run.connection, run.warnings[-1])
-        return None
+    return read_field_list(stream.fields, ctx, f"sync.{stream.name}.fields").names
 
 
 def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: bool) -> list[Any]:
@@ -141,8 +115,8 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             batch = Batch(model)
 
     try:
-        names = _optional_field_names(stream, ctx, run)
-        context = read_context(stream, ctx, run, names)
+        ctx = replace(ctx, fields=discover(stream, ctx, run))
+        context = read_context(stream, ctx, run, ctx.fields.names if ctx.fields else None)
         vendor_fields = stream.mapping.vendor_fields
         positions = (reads.incremental(stream, ctx, checkpoint, operation, vendor_fields)
                      if incremental else
