@@ -55,13 +55,18 @@ def register_beat(commands: Any) -> None:
     p.set_defaults(handler=cmd_beat)
 
 
-def _load(args: argparse.Namespace) -> tuple[Project, Engine]:
+def _project_path(args: argparse.Namespace) -> Path:
+    """The project file (a usage error without one, whatever is installed)."""
     path = find_project(getattr(args, "project", None))
     if path is None:
         raise InputError("--project", "the distributed mode syncs a project file: create "
                                       "./crm-engine.yaml or pass --project FILE")
+    return path
+
+
+def _load(args: argparse.Namespace) -> tuple[Project, Engine]:
     engine = Engine(connectors_dir=args.connectors_dir)
-    return load_project(path, engine), engine
+    return load_project(_project_path(args), engine), engine
 
 
 def _distributed() -> tuple[Any, Any, Any]:
@@ -78,6 +83,7 @@ def _loglevel(args: argparse.Namespace) -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    _project_path(args)
     settings, units, worker = _distributed()
     if args.concurrency < 1:
         raise InputError("--concurrency", "must be at least 1")
@@ -93,6 +99,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
+    _project_path(args)
     settings, units, worker = _distributed()
     if args.all == bool(args.names):
         raise InputError("--all", "give --all or connection names (one of them)")
@@ -113,6 +120,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
+    _project_path(args)
     settings, units, worker = _distributed()
     project, engine = _load(args)
     schedule = worker.beat_schedule(project, units.units(project, engine))
