@@ -203,7 +203,10 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
 
 
 def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation: str) -> None:
-    """Set what one more request says about the page's records into them (in place)."""
+    """Set what one more request says about the page's records into them (in place): the
+    records its `when` picks, all by default; none picked, no request."""
+    if step.when is not None:
+        records = [r for r in records if _truthy(_picked(step, r, ctx, operation))]
     if not records:
         return
     try:
@@ -226,6 +229,19 @@ def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation:
                 break
         else:
             target[leaf] = found.get(str(record_id))
+
+
+def _picked(step: EnrichSpec, record: Any, ctx: StreamContext, operation: str) -> Any:
+    assert step.when is not None
+    try:
+        return step.when(record)
+    except ExpressionFailed as exc:
+        raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null and empty strings, lists and objects are false; 0 is not."""
+    return value is not None and value is not False and value not in ("", [], {})
 
 
 def _check_order(window: Window, last: tuple[dt.datetime, Any] | None,
