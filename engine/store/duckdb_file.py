@@ -120,6 +120,25 @@ def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
 
 
 _LINK_COLUMNS = ("from_id", "to_model", "to_id", "label")
+# The rows of sync_runs and sync_state that a landing saves, as JSON types (_json_rows).
+_RUN_COUNTERS = {"run_id": "VARCHAR", "mode": "VARCHAR", "finished": "TIMESTAMPTZ",
+                 "status": "VARCHAR", "records": "BIGINT", "pages": "BIGINT",
+                 "requests": "BIGINT", "retries": "BIGINT", "deleted": "BIGINT",
+                 "error": "VARCHAR", "api_usage": "VARCHAR", "warnings": "JSON"}
+_STATE_ROW = {"connection": "VARCHAR", "stream": "VARCHAR", "connector": "VARCHAR",
+              "state": "JSON", "updated": "TIMESTAMPTZ"}
+
+
+def _json_rows(types: dict[str, str]) -> str:
+    """A subquery of rows that arrive as one JSON parameter (`_json_param`): DuckDB's Python
+    client pays a failed `import pandas` (a search of sys.path) for every parameter of a
+    statement, which for hundreds of runs saved per transaction cost more than the landing."""
+    shape = orjson.dumps([types]).decode()
+    return f"(SELECT unnest(from_json(?, '{shape}'), recursive := true))"
+
+
+def _json_param(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
 
 
 def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
@@ -519,19 +538,18 @@ class DuckDBStore:
     def _save_runs(con: duckdb.DuckDBPyConnection, runs: list[SyncRun]) -> None:
         if not runs:
             return
-        rows = ", ".join(["(?, ?, ?::TIMESTAMPTZ, ?, ?::BIGINT, ?::BIGINT, ?::BIGINT, "
-                          "?::BIGINT, ?::BIGINT, ?, ?, ?)"] * len(runs))
         con.execute(
             f"UPDATE sync_runs AS r SET mode = v.mode, finished = v.finished, status = v.status, "
             f"records = v.records, pages = v.pages, requests = v.requests, retries = v.retries, "
             f"deleted = v.deleted, error = v.error, api_usage = v.api_usage, "
-            f"warnings = v.warnings FROM (VALUES {rows}) AS v(run_id, mode, finished, status, "
-            f"records, pages, requests, retries, deleted, error, api_usage, warnings) "
+            f"warnings = v.warnings FROM {_json_rows(_RUN_COUNTERS)} AS v "
             f"WHERE r.run_id = v.run_id",
-            [value for run in runs for value in (
-                run.run_id, run.mode, run.finished, run.status, run.records, run.pages,
-                run.requests, run.retries, run.deleted, run.error, run.api_usage,
-                orjson.dumps(run.warnings).decode() if run.warnings else None)],
+            [_json_param([{
+                "run_id": run.run_id, "mode": run.mode, "finished": run.finished,
+                "status": run.status, "records": run.records, "pages": run.pages,
+                "requests": run.requests, "retries": run.retries, "deleted": run.deleted,
+                "error": run.error, "api_usage": run.api_usage,
+                "warnings": run.warnings or None} for run in runs])],
         )
 
     def _save_states(self, con: duckdb.DuckDBPyConnection,
@@ -540,14 +558,13 @@ class DuckDBStore:
         latest = {(run.connection, run.stream): (run, state) for run, state in states}
         if not latest:
             return
-        rows = ", ".join(["(?, ?, ?, ?::JSON, ?::TIMESTAMPTZ)"] * len(latest))
         now = utc_now()
-        columns = ["connection", "stream", "connector", "state", "updated"]
         con.execute(
-            self._upsert("sync_state", ["connection", "stream"], columns,
-                         f"SELECT * FROM (VALUES {rows}) AS v({', '.join(columns)})"),
-            [value for run, state in latest.values() for value in (
-                run.connection, run.stream, run.connector, orjson.dumps(state).decode(), now)],
+            self._upsert("sync_state", ["connection", "stream"], list(_STATE_ROW),
+                         f"SELECT {', '.join(_STATE_ROW)} FROM {_json_rows(_STATE_ROW)}"),
+            [_json_param([{"connection": run.connection, "stream": run.stream,
+                           "connector": run.connector, "state": state, "updated": now}
+                          for run, state in latest.values()])],
         )
 
     def state(self, connection: str, stream: str) -> dict[str, Any] | None:
