@@ -41,6 +41,7 @@ _SQL_TYPES = {
 }
 
 _JSON_COLUMNS = ("custom", "raw")  # besides the model's fields
+DUCKDB_MEMORY = "64MB"  # DuckDB's memory limit (CRM_ENGINE_DUCKDB_MEMORY overrides it)
 
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -107,6 +108,27 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
 def one_line(exc: BaseException) -> str:
     """A database error as one line, with any secret (a catalog password) masked."""
     return secrets.redact(" ".join(str(exc).split()))
+
+
+ROWS_PER_WRITE = 1000  # rows turned into JSON lines at a time
+
+
+def _rows_file(data: dict[str, list[Any]]) -> tuple[str, int]:
+    """Columns as rows of JSON, one a line, in a temporary file: its path and its longest
+    line, for read_json (newline-delimited: DuckDB parses a line at a time, in buffers twice
+    `maximum_object_size`, so that is kept near the longest line)."""
+    names, columns = list(data), list(data.values())
+    handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
+    longest = 0
+    with os.fdopen(handle, "wb") as out:
+        for start in range(0, len(columns[0]), ROWS_PER_WRITE):
+            lines = [orjson.dumps(dict(zip(names, row, strict=True)), default=str)
+                     for row in zip(*(c[start:start + ROWS_PER_WRITE] for c in columns),
+                                    strict=True)]
+            longest = max(longest, *map(len, lines))
+            out.write(b"\n".join(lines))
+            out.write(b"\n")
+    return path, longest
 
 
 def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
@@ -242,8 +264,11 @@ class DuckDBStore:
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
         # stay flat however many records land. Spilled blocks are re-read from the file.
-        memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", "128MB")
+        memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", DUCKDB_MEMORY)
         self._con.execute(f"SET memory_limit = '{memory}'")
+        # One thread: each of DuckDB's threads reading a batch file holds a 32 MB buffer, and
+        # the engine's own threads keep the other core busy mapping the next batch.
+        self._con.execute("SET threads = 1")
         # DuckDB draws a progress bar on stdout for slow statements: it would corrupt --json.
         self._con.execute("SET enable_progress_bar = false")
         self._lock = threading.Lock()
@@ -350,12 +375,13 @@ class DuckDBStore:
             con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
     def _batch_file(self, landings: list[Landing]) -> tuple[str, int, list[str]]:
-        """Write batches of one model as one JSON object of columns (with each row's
-        connector and connection); returns its path, size and the columns besides those.
+        """Write batches of one model as a file of JSON rows, one a line (with each row's
+        connector and connection); returns its path, its longest line and the columns
+        besides those.
 
         DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
-        fetching and mapping. The last occurrence of a (connection, id) wins, as a later page
-        would."""
+        fetching and mapping, and a line at a time, so its memory does not grow with the
+        batch. The last occurrence of a (connection, id) wins, as a later page would."""
         first = landings[0].batch
         names = [*first.model.fields, "custom", *(["raw"] if "raw" in first.columns else [])]
         data: dict[str, list[Any]] = {"connector": [], "connection": [], **{n: [] for n in names}}
@@ -368,8 +394,8 @@ class DuckDBStore:
         keep = _last_occurrences(list(zip(data["connection"], data["id"], strict=True)))
         if keep is not None:
             data = {name: [column[i] for i in keep] for name, column in data.items()}
-        path, size = _json_file(data)
-        return path, size, names
+        path, longest = _rows_file(data)
+        return path, longest, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
@@ -444,21 +470,22 @@ class DuckDBStore:
     def _insert(self, con: duckdb.DuckDBPyConnection, landings: list[Landing]) -> None:
         """One INSERT of batches of one model, all appended or all upserted."""
         model = landings[0].batch.model
-        path, size, names = self._batch_file(landings)
+        path, longest, names = self._batch_file(landings)
         # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
-        json_types = {"connector": "VARCHAR[]", "connection": "VARCHAR[]"}
-        json_types |= {n: "JSON[]" if n in _JSON_COLUMNS else
+        json_types = {"connector": "VARCHAR", "connection": "VARCHAR"}
+        json_types |= {n: "JSON" if n in _JSON_COLUMNS else
                        ("VARCHAR" if model.fields[n].type == "decimal"
-                        else _SQL_TYPES[model.fields[n].type]) + "[]"
+                        else _SQL_TYPES[model.fields[n].type])
                        for n in names}
         columns = ["connector", "connection", *names]
-        unnest = ", ".join(f"unnest({n}) AS {n}" for n in columns)
         select = ", ".join(n if n in ("connector", "connection", "id", *_JSON_COLUMNS) else
                            f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}"
                            for n in columns)
-        rows = (f"SELECT {select}, ?::TIMESTAMPTZ AS synced_at FROM (SELECT {unnest} FROM "
-                f"read_json(?, columns = {_struct_literal(json_types)}, "
-                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL")
+        rows = (f"SELECT {select}, ?::TIMESTAMPTZ AS synced_at FROM "
+                f"read_json(?, format = 'newline_delimited', "
+                f"columns = {_struct_literal(json_types)}, "
+                f"maximum_object_size = {max(longest + 1024, 2**20)}) "
+                f"WHERE id IS NOT NULL")
         columns.append("synced_at")
         sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}"
                if landings[0].append else
