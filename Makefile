@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m engine demo
 
+# One pytest worker per core (pytest-xdist): most of the suite's time is real processes and
+# real waits, and CI has 10 minutes. `$(PY) -m pytest tests/test_x.py` runs one file serially.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check engine sandbox tests benchmarks

@@ -37,6 +37,7 @@ from engine.spec import Connector
 from engine.store import DuckDBStore, Store, StoreTarget, SyncRun
 from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
 from engine.sync.context import (
+    account_facts,
     ordered,
     reference_rows,
     referenced_models,
@@ -164,6 +165,7 @@ class Engine:
         self._refresh_lock = refresh_lock
         self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
         self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        self._account_facts: dict[tuple[str, str], dict[str, Any]] = {}  # kept for actions
         self._lock = threading.Lock()
         self._loading = threading.Lock()  # connector files being loaded
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
@@ -450,7 +452,7 @@ class Engine:
         fetched once per connection and kept (syncs re-read them every run)."""
         def names_for(mapping: ModelMapping) -> dict[str, str] | None:
             stream = next((s for s in spec.streams.values()
-                           if s.mapping is mapping and s.custom_names), None)
+                           if s.mapping is mapping and s.fields and s.fields.name), None)
             if stream is None:
                 return None
             key = (spec.name, conn.name, stream.name)
@@ -463,10 +465,15 @@ class Engine:
 
     def _read_contexts_for(self, spec: Connector, session: Session, context: dict[str, Any],
                            conn: Connection) -> Callable[[ModelMapping], ReadContext]:
-        """What action results are read with: custom-field names, and the reference rows
-        their lookups need (landed by a sync, else read once from the CRM and kept)."""
+        """What action results are read with: custom-field names, the reference rows their
+        lookups need (landed by a sync, else read once from the CRM and kept) and the
+        account's facts (read once and kept)."""
         names_for = self._custom_names_for(spec, session, context, conn)
-        ctx = StreamContext(session, self.store, conn.name, context)
+        ctx = StreamContext(session, self.store, conn.name, context,
+                            account=self._account_facts.setdefault((spec.name, conn.name), {}))
+
+        def warn(message: str) -> None:
+            log.warning("%s: %s", conn.name, message)
 
         def reading(mapping: ModelMapping) -> ReadContext:
             references = {}
@@ -480,6 +487,7 @@ class Engine:
                         self._references[key] = rows  # read from the CRM: keep them
                 references[model] = rows
             return ReadContext(custom_names=names_for(mapping), references=references,
+                               account=account_facts(mapping, ctx, warn, strict=False),
                                phone_region=context["config"].get("phone_region"))
 
         return reading

@@ -28,13 +28,14 @@ from engine.spec import (
     AccountFact,
     ActionCase,
     ActionSpec,
+    ChunkSpec,
     ConfigSetting,
     Connector,
     DeletesSpec,
     EnrichSpec,
     ErrorRule,
     ErrorSpec,
-    FieldNamesSpec,
+    FieldListSpec,
     HeaderValue,
     IncrementalSpec,
     Pages,
@@ -432,18 +433,20 @@ def _compile_stream(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any]
                     roots: dict[str, set[str] | None]) -> StreamSpec | None:
     mapping = _mapping_for(c, path + ("model",), spec["model"], mappings)
     request = _compile_request(c, path + ("request",), spec["request"],
-                               {**roots, "vendor_fields": None})
+                               {**roots, **_FIELD_ROOTS})
     records = c.getter(path + ("records",), spec["records"])
     paginate = _compile_pagination(c, path + ("paginate",),
                                    spec.get("paginate") or {"style": "none"})
-    custom_names = None
-    if "custom_names" in spec:
-        custom_names = _compile_field_names(c, path + ("custom_names",), spec["custom_names"],
-                                            roots)
+    fields = None
+    if "fields" in spec:
+        fields = _compile_field_list(c, path + ("fields",), spec["fields"], roots,
+                                     paginate.style if paginate else None)
     if mapping is None or request is None or records is None or paginate is None:
         return None
     stream = StreamSpec(name, mapping, request, records, paginate, spec.get("description", ""),
-                        custom_names)
+                        fields)
+    if "where" in spec:
+        stream.where = c.getter(path + ("where",), spec["where"])
     enrich = [_compile_enrich(c, path + ("enrich", i), step, roots)
               for i, step in enumerate(spec.get("enrich") or [])]
     stream.enrich = [step for step in enrich if step is not None]
@@ -475,7 +478,7 @@ def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stre
     cursor = c.getter(path + ("cursor",), spec["cursor"])
     tie_breaker = (c.getter(path + ("tie_breaker",), spec["tie_breaker"])
                    if "tie_breaker" in spec else None)
-    pages = _compile_pages(c, path, spec, {**roots, "vendor_fields": None}, stream.pages)
+    pages = _compile_pages(c, path, spec, {**roots, **_FIELD_ROOTS}, stream.pages)
     enrich = [_compile_enrich(c, path + ("enrich", i), step, roots)
               for i, step in enumerate(spec.get("enrich") or [])]
     if cursor is None or pages is None or None in enrich:
@@ -514,17 +517,39 @@ def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],
     return DeletesSpec(pages, record_id, deleted_at)
 
 
-def _compile_field_names(c: _Checker, path: YamlPath, spec: dict[str, Any],
-                         roots: dict[str, set[str] | None]) -> FieldNamesSpec | None:
+# What a stream's page requests may read besides the connector's roots: the fields the mapping
+# names, and those the CRM's field list adds (engine.sync.fieldlist).
+_FIELD_ROOTS: dict[str, set[str] | None] = {"vendor_fields": None, "discovered_fields": None}
+
+
+def _compile_field_list(c: _Checker, path: YamlPath, spec: dict[str, Any],
+                        roots: dict[str, set[str] | None],
+                        page_style: str | None) -> FieldListSpec | None:
     request = _compile_request(c, path + ("request",), spec["request"],
                                {**roots, "vendor_fields": None})
-    getters = {key: c.getter(path + (key,), spec[key]) for key in ("records", "key", "name")}
+    getters = {key: c.getter(path + (key,), spec[key]) if key in spec else None
+               for key in ("records", "key", "name", "select")}
     paginate = _compile_pagination(c, path + ("paginate",),
                                    spec.get("paginate") or {"style": "none"})
-    if request is None or paginate is None or None in getters.values():
+    chunk = None
+    if "chunk" in spec:
+        raw = spec["chunk"]
+        if page_style == "next_url":
+            # The next page is a URL the CRM made for the first chunk's field list: the other
+            # chunks cannot ask for that same page.
+            c.add(path + ("chunk",), "a stream whose pages follow next_url cannot chunk its "
+                                     "field list")
+        if "max_fields" in raw and "param" not in raw:
+            c.add(path + ("chunk",), "max_fields needs `param`, the parameter it counts")
+        chunk_id = c.getter(path + ("chunk", "id"), raw.get("id", "id"))
+        if chunk_id is not None:
+            chunk = ChunkSpec(chunk_id, raw.get("max_fields"), raw.get("param"),
+                              raw.get("max_url_length"))
+    if (request is None or paginate is None or getters["records"] is None
+            or getters["key"] is None or ("chunk" in spec and chunk is None)):
         return None
-    return FieldNamesSpec(request, getters["records"], getters["key"], getters["name"],
-                          paginate)  # type: ignore[arg-type]
+    return FieldListSpec(request, getters["records"], getters["key"],  # type: ignore[arg-type]
+                         paginate, getters["name"], getters["select"], chunk)
 
 
 _PAGINATION_EXPRESSIONS = ("cursor", "next_url", "next_offset", "more", "stop_when")

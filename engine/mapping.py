@@ -309,6 +309,12 @@ class ModelMapping:
         """Each record's links (to_model, to_id, label), or None if the mapping declares none."""
         return self._links(records) if self._links is not None else None
 
+    def record_id(self, record: Any) -> str | None:
+        """A vendor record's unified id, as its row has it."""
+        f = self.fields["id"]
+        value = f.read(f.get(record)) if f.get is not None else None
+        return None if value is None else str(value)
+
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
         """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`
         lists), or with `full` their whole dotted path (for `SELECT Account.Name`). A field

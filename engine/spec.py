@@ -50,14 +50,29 @@ class Pages:
 
 
 @dataclass
-class FieldNamesSpec:
-    """Where a stream's custom fields get their names (vendor keys are often opaque)."""
+class ChunkSpec:
+    """The vendor's cap on one request's field list: past it, the same page is requested once
+    per chunk of fields and the records are merged by `id`."""
+
+    id: Getter  # in each record: its id, to merge the chunks' records
+    max_fields: int | None = None  # items in the `param` list of one request
+    param: str | None = None  # the query parameter holding the field list
+    max_url_length: int | None = None  # characters of the whole URL, query string included
+
+
+@dataclass
+class FieldListSpec:
+    """The CRM's field definitions for a stream: which fields its requests ask for (each
+    definition's `key`; `select` keeps those a request may name), and, with `name`, the names
+    custom fields land under in `custom` (vendor keys are often opaque)."""
 
     request: RequestSpec
     records: Getter
     key: Getter
-    name: Getter
     paginate: PaginationSpec
+    name: Getter | None = None
+    select: Getter | None = None  # true for a definition whose field a request may name
+    chunk: ChunkSpec | None = None
 
     @property
     def pages(self) -> Pages:
@@ -122,11 +137,22 @@ class StreamSpec:
     records: Getter
     paginate: PaginationSpec
     description: str = ""
-    custom_names: FieldNamesSpec | None = None
+    fields: FieldListSpec | None = None  # the CRM's field list (discovered each run)
     incremental: IncrementalSpec | None = None
     deletes: DeletesSpec | None = None
     enrich: list[EnrichSpec] = field(default_factory=list)  # every page, whichever read
     sweeps: bool = True  # a full refresh may mark rows it did not see deleted (own table)
+    where: Getter | None = None  # which of the records the stream keeps
+
+    def split(self, records: list[Any]) -> tuple[list[Any], list[Any]]:
+        """The records the stream keeps, and those `where` leaves out."""
+        if self.where is None:
+            return records, []
+        kept: list[Any] = []
+        left: list[Any] = []
+        for record in records:
+            (kept if self.where(record) else left).append(record)
+        return kept, left
 
     @property
     def pages(self) -> Pages:

@@ -280,7 +280,7 @@ def test_unreadable_custom_field_names_fail_the_sync_loudly(upstream, baseline, 
     fault-free sync (their `custom` would keep opaque vendor keys), so the stream fails, not
     succeeds with other rows. (A lookup refused for good, 403 or 404, is a warning instead.)"""
     vendor, running = upstream
-    assert any(s.custom_names for s in make_engine(db=None).connector(vendor.name)
+    assert any(s.fields and s.fields.name for s in make_engine(db=None).connector(vendor.name)
                .streams.values())
     engine = vendor.prepare(make_engine(db="no-field-names.duckdb"))
     plan = FaultPlan(rate=1.0, kinds=(Fault.HTTP_503, Fault.HTML_200), path_contains="Fields")

@@ -61,9 +61,9 @@ def test_sync_lands_every_stream_completely(engine, hubspot):
     row = engine.store.query(
         "SELECT run_id, status, records, pages, requests, retries, error FROM sync_runs "
         "WHERE stream = 'contacts'")[0]
-    # Three pages of contacts, each with its v4 read of companies; a first sync reads no
-    # archived contacts (none can be here).
-    assert row[1:] == ("succeeded", contacts, 3, 6, 0, None)
+    # The contact properties, three pages of contacts, each with its v4 read of companies; a
+    # first sync reads no archived contacts (none can be here).
+    assert row[1:] == ("succeeded", contacts, 3, 7, 0, None)
 
 
 def test_records_are_typed_utc_and_keep_unmapped_properties_in_custom(engine, hubspot):

@@ -285,7 +285,9 @@ def request_bound(vendor: Vendor, stream: str, matched: int, truth: dict[str, di
     archived = sum(1 for t in truth.values() if t["deleted"])
     # Deals fall back on the account's default currency: one request per sync reads it.
     account_facts = 1 if stream == "deals" else 0
-    return (account_facts + vendor.per_page(stream) * _pages(matched, vendor.page)
+    # Each run reads the stream's field list once (Pipedrive's is among its fixed requests).
+    field_list = 0 if vendor.name == "pipedrive" else 1
+    return (account_facts + field_list + vendor.per_page(stream) * _pages(matched, vendor.page)
             + vendor.fixed(stream, deleted_since(truth, deletes_cursor, vendor.resolution),
                            archived, matched))
 
@@ -694,10 +696,9 @@ def test_full_refresh_sweeps_rows_it_did_not_see(vendor: Vendor, tmp_path: Path)
                 assert (run.mode, run.status, run.error) == ("full_refresh", "succeeded", None)
                 assert run.records == seeds[stream] + 4 - 9
                 assert run.deleted == 9, stream
-                # Only pages (with their association reads) were requested (and Pipedrive's
-                # custom-field names, and for deals the account's default currency).
-                expected = (run.pages * vendor.per_page(stream) + (vendor.name == "pipedrive")
-                            + (stream == "deals"))
+                # Only pages (with their association reads) were requested, the stream's field
+                # list, and for deals the account's default currency.
+                expected = run.pages * vendor.per_page(stream) + 1 + (stream == "deals")
                 assert run.requests == expected, stream
                 rows = table_rows(query, stream)
                 assert {i for i, r in rows.items() if r["is_deleted"] is True} == deleted[stream]

@@ -361,6 +361,32 @@ def test_a_labelled_field_reads_and_writes_its_key_in_the_object_it_names(tmp_pa
                     "custom_fields": {BUDGET: 99.9, SIGNED: "2026-06-01"}}
 
 
+# The Pipedrive mapping's shape: the record's custom fields merged into `custom` beside its
+# other unmapped fields, under their names; a labelled field with no `under` is one of those.
+LABELS_MERGED = """
+models:
+  deal:
+    custom: {from: "@", merge: [custom_fields]}
+    fields:
+      id: {path: id, write: false}
+      name: title
+      amount: {label: Budget}
+"""
+
+
+def test_a_labelled_field_lives_in_the_merged_custom_object(tmp_path):
+    deal = load_text(tmp_path, LABELS_MERGED)["deal"]
+    records = [{"id": 7, "title": "Big", "visible_to": 3,
+                "custom_fields": {BUDGET: 1200.5, REGION: "EMEA"}},
+               {"id": 8, "title": "Small", "custom_fields": None}]
+    columns, rows = read_both_ways(deal, records, HASHES)
+    assert columns == rows
+    assert columns["amount"] == [Decimal("1200.5"), None]
+    assert columns["custom"] == [{"visible_to": 3, "Region": "EMEA"}, {}]
+    assert deal.write({"amount": Decimal("99.90")}, apply_defaults=False,
+                      custom_names=HASHES) == {"custom_fields": {BUDGET: 99.9}}
+
+
 # HubSpot keeps every property, custom or not, under `properties` (CONTRACTS 1.3).
 LABELS_IN_PROPERTIES = """
 models:

@@ -35,6 +35,7 @@ SCOPES = {
     "pipedrive": None,
     "zoho": {"ZohoCRM.modules.ALL", "ZohoSearch.securesearch.READ"},
 }
+CONTACTS = 1000
 # Where each vendor's token endpoint lives (CONTRACTS 1.1, 2.1, 3.1, 4.1), on the emulator's host.
 TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token",
                "pipedrive": "/oauth/token", "zoho": "/oauth/v2/token"}
@@ -62,7 +63,10 @@ class ExpireAfterFirstPage:
 @pytest.fixture(params=sorted(EXPECTED))
 def vendor(request):
     name = request.param
-    options = {"contacts": 450, "companies": 5, "deals": 5}
+    # At least five pages everywhere: when the first is read, the second may already be
+    # fetched and the third on its way (pages are read one ahead), so only the fourth and
+    # later are sure to meet the expired token.
+    options = {"contacts": CONTACTS, "companies": 5, "deals": 5}
     if name == "salesforce":
         options["rotate_refresh_tokens"] = True
     emulator = EMULATORS[name](**options)
@@ -110,7 +114,7 @@ def test_connect_refresh_mid_sync_and_revoke(make_engine, vendor):
     [run] = engine.sync(name, conn.name, streams=["contacts"], config=small_pages,
                         progress=ExpireAfterFirstPage(emulator))
     assert run.status == "succeeded", run.error
-    assert run.records == 450 and run.pages >= 3
+    assert run.records == CONTACTS and run.pages >= 5
     after = engine.credentials.load(conn.name).credentials
     assert after.access_token != before.access_token  # refreshed and stored
     if name in ("pipedrive", "salesforce"):  # both rotate here: the new one must be kept

@@ -172,7 +172,7 @@ def test_a_refused_static_token_stops_the_sync_once_with_a_hint(tmp_path, capsys
 def test_a_failed_custom_field_lookup_lands_records_with_vendor_keys_and_warns(tmp_path,
                                                                                make_engine):
     stream = ITEMS + """
-      custom_names:
+      fields:
         request: {method: GET, path: /fields}
         records: data
         key: key
@@ -188,7 +188,7 @@ def test_a_failed_custom_field_lookup_lands_records_with_vendor_keys_and_warns(t
         "contacts c")
     assert customs == 1  # the vendor's key, not the (unknown) label
     [warning] = json.loads(warnings)
-    assert warning.startswith("custom field names unavailable") and "HTTP 403" in warning
+    assert warning.startswith("field list unavailable") and "HTTP 403" in warning
 
 
 def test_eight_threads_sync_eight_connections_through_one_engine(tmp_path, make_engine):

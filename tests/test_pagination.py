@@ -174,7 +174,7 @@ def test_a_full_numbered_page_means_more_and_a_short_one_is_the_last(tmp_path, m
 
 # A cursor-paged stream whose custom fields are named by the API's /fields list.
 CURSOR_WITH_FIELD_NAMES = STYLES["cursor"] + """
-          custom_names:
+          fields:
             request: {method: GET, path: /fields}
             records: data
             key: key

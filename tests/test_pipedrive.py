@@ -209,3 +209,35 @@ def test_action_results_name_custom_fields_like_syncs_do(engine, pipedrive):
     person = first_person(emulator, 2)
     got = engine.action("pipedrive", "get_contact", {"id": str(person)}, "pd")
     assert set(got["record"]["custom"]) == UNMAPPED_PERSON_FIELDS
+
+
+def test_an_activity_whose_type_changed_moves_between_tables(engine, pipedrive):
+    """The v2 activities list has no type filter (CONTRACTS 3.3): calls, meetings and tasks
+    read the same list, each keeping its own types. A call turned into a meeting is a meeting
+    after the next incremental run, and its row in calls is marked deleted, not left there
+    until a full refresh; turned back, it returns."""
+    emulator, _ = pipedrive
+    person = str(first_person(emulator, 2))
+    call = engine.action("pipedrive", "log_call", {"subject": "Demo", "duration_seconds": 600,
+                                                   "contact_id": person}, "pd")
+    activity = call["id"]
+    streams = ["calls", "meetings"]
+    assert {r.status for r in engine.sync("pipedrive", "pd", streams=streams)} == {"succeeded"}
+
+    def where() -> dict[str, bool | None]:
+        return {table: next(iter(engine.store.query(
+            f"SELECT is_deleted FROM {table} WHERE connection = 'pd' AND id = ?",
+            [activity])), (None,))[0] for table in streams}
+
+    assert where() == {"calls": False, "meetings": None}
+    engine.action("pipedrive", "update_activity", {"id": activity, "type": "meeting"}, "pd")
+    assert emulator.store.get("activities", int(activity))["type"] == "meeting"
+    runs = {r.stream: r for r in engine.sync("pipedrive", "pd", streams=streams)}
+    assert {r.mode for r in runs.values()} == {"incremental"}
+    assert where() == {"calls": True, "meetings": False}
+    assert runs["calls"].deleted == 1  # (other calls of this module may be read again)
+
+    engine.action("pipedrive", "update_activity", {"id": activity, "type": "call"}, "pd")
+    runs = {r.stream: r for r in engine.sync("pipedrive", "pd", streams=streams)}
+    assert where() == {"calls": False, "meetings": True}
+    assert runs["meetings"].deleted == 1

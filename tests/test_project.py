@@ -282,12 +282,12 @@ def test_run_due_runs_what_is_due_then_nothing(tmp_path, emulators):
 
 
 def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
-    """Two connections, each stuck on its rate budget (2 requests a minute, as the emulator's
+    """Two connections, each stuck on its rate budget (3 requests a minute, as the emulator's
     headers say): SIGTERM lands what each read and marks both runs interrupted."""
     import signal
     import time
 
-    slow = {"rate_limit": (2, 60.0), "contacts": 300, "companies": 2, "deals": 3}
+    slow = {"rate_limit": (3, 60.0), "contacts": 300, "companies": 2, "deals": 3}
     with (sandbox.start("hubspot", static_tokens=(TOKENS["acme"],), **slow) as acme,
           sandbox.start("hubspot", static_tokens=(TOKENS["globex"],), **slow) as globex):
         write(tmp_path, f"""\
@@ -313,11 +313,11 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
                  "ACME_TOKEN": TOKENS["acme"], "GLOBEX_TOKEN": TOKENS["globex"]},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while (acme.app.requests_served < 2 or globex.app.requests_served < 2) \
+        while (acme.app.requests_served < 3 or globex.app.requests_served < 3) \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Two requests: a page of contacts and its v4 company read; both now wait on their
-        # budgets for the second page.
+        # Three requests: the contact properties, a page of contacts and its v4 company read;
+        # both now wait on their budgets for the second page.
         time.sleep(0.5)
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)

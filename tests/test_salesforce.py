@@ -167,9 +167,9 @@ def test_expired_session_refreshes_once_and_retries(engine, salesforce):
     [run] = engine.sync("salesforce", "sf", streams=["companies"], full_refresh=True)
     assert run.status == "succeeded" and run.records == emulator.store.count("Account")
     assert running.app.stats.count("oauth.token") == token_calls + 1  # refreshed once
-    # The refused request, the refresh, the same request again (one page of 20 accounts),
-    # then the one query for deleted accounts.
-    assert running.app.requests_served - served == 4
+    # The refused request (the Account describe), the refresh, the same request again, one
+    # page of 20 accounts, then the one query for deleted accounts.
+    assert running.app.requests_served - served == 5
     after = engine.credentials.load("sf").credentials
     assert after.access_token != before.access_token  # the new one, stored
     assert after.refresh_token == before.refresh_token  # Salesforce does not rotate here

@@ -12,6 +12,7 @@ from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
 from sandbox import EMULATORS
 from sandbox.demo import connect_oauth, follow_without_browser
+from sandbox.zoho.settings import HOME_CURRENCY as ORG_CURRENCY  # what GET /org answers
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 HOSTILE = ["a@b.com)or(Email:starts_with:", "x,y@z.com", "(a)@b.com", "back\\slash@x.com",
@@ -46,8 +47,9 @@ def test_sync_crosses_the_2000_record_page_cap_with_page_tokens(engine):
     contacts = by_stream["contacts"]
     assert contacts.records == 2300 and contacts.pages == 12  # 10 numbered pages, then tokens
     assert engine.store.query("SELECT count(DISTINCT id) FROM contacts")[0][0] == 2300
-    # No page was refused (no 400 at the cap); a first sync asks for no deleted contacts.
-    assert contacts.requests == contacts.pages
+    # No page was refused (no 400 at the cap); a first sync asks for no deleted contacts; the
+    # one more request is the module's field list.
+    assert contacts.requests == contacts.pages + 1
 
 
 def test_lookups_offsets_and_custom_fields(engine, zoho):
@@ -151,6 +153,7 @@ def test_search_finds_a_created_contact_with_special_characters(engine):
 
 def test_contact_deal_task_call_and_note_actions(engine, zoho):
     emulator, _ = zoho
+    org_reads = emulator.app.stats.count("org.get")  # (this module's syncs read it too)
     contact = engine.action("zoho", "create_contact", {"last_name": "Hopper",
                                                        "email": "gh@navy.example"}, "z")
     engine.action("zoho", "update_contact", {"id": contact["id"], "job_title": "Rear Admiral"},
@@ -162,6 +165,13 @@ def test_contact_deal_task_call_and_note_actions(engine, zoho):
     engine.action("zoho", "update_deal", {"id": deal["id"], "stage": "Closed Won"}, "z")
     got = engine.action("zoho", "get_deal", {"id": deal["id"]}, "z")
     assert got["record"]["status"] == "won" and got["record"]["contact_id"] == contact["id"]
+    # A single-currency org's deals carry no Currency: the result is in the org's home
+    # currency, read once for the connection's actions (create, update and two reads).
+    assert "Currency" not in emulator.store.get("Deals", deal["id"])
+    assert got["record"]["currency"] == ORG_CURRENCY
+    assert engine.action("zoho", "get_deal", {"id": deal["id"]}, "z")["record"]["currency"] \
+        == ORG_CURRENCY
+    assert emulator.app.stats.count("org.get") == org_reads + 1
     task = engine.action("zoho", "create_task", {"subject": "Ship it", "priority": "urgent",
                                                  "contact_id": contact["id"],
                                                  "deal_id": deal["id"]}, "z")

@@ -35,6 +35,9 @@ class Batch:
     # Each record's links (to_model, to_id, label), beside its columns; None when the mapping
     # declares no associations (landing then leaves the associations table be).
     links: list[list[Link]] | None = None
+    # Records read that no longer belong to the stream (a stream's `where`): their rows are
+    # marked deleted as the batch lands, after its rows (an id read again since is not here).
+    left: dict[str, Deletion] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.clear()
@@ -44,6 +47,7 @@ class Batch:
         self.columns = {name: [] for name in self.model.fields}
         self.columns["custom"] = []
         self.links = None
+        self.left = {}
 
     def add_links(self, links: list[list[Link]]) -> None:
         """The links of the records just added to the columns (one list per record)."""

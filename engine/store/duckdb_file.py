@@ -194,6 +194,31 @@ def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
         os.unlink(path)
 
 
+def _mark_deleted(con: duckdb.DuckDBPyConnection, model: Model, connection: str,
+                  deletions: list[Deletion]) -> int:
+    """Mark the rows of `deletions` deleted (with the CRM's time, where it gave one); returns
+    how many were not marked before."""
+    if not deletions:
+        return 0
+    # Numbered parameters: DuckDB binds an UPDATE's FROM before its SET.
+    found = ("(SELECT unnest($1::VARCHAR[]) AS id, unnest($2::TIMESTAMPTZ[]) AS "
+             "deleted_at) AS d")
+    listed = [[d.id for d in deletions], [d.deleted_at for d in deletions], connection]
+    marked = con.execute(
+        f"UPDATE {model.table} AS t SET is_deleted = true, "
+        f"deleted_at = coalesce(d.deleted_at, $4) FROM {found} "
+        f"WHERE t.connection = $3 AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
+        f"true", [*listed, utc_now()]).fetchone()[0]
+    # A row a full refresh swept has our time; the CRM's own time is better.
+    con.execute(
+        f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM {found} "
+        f"WHERE t.connection = $3 AND t.id = d.id AND d.deleted_at IS NOT NULL "
+        f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", listed)
+    if marked:
+        _drop_links_of_deleted(con, model, connection)
+    return marked
+
+
 def _drop_links_of_deleted(con: duckdb.DuckDBPyConnection, model: Model,
                            connection: str) -> None:
     """A deleted record links nowhere, and nothing links to it any more (the CRMs drop both
@@ -434,6 +459,8 @@ class DuckDBStore:
                 if batch.links is not None and len(batch):
                     _replace_links(con, batch, run, first=landing.append and sharing[
                         (batch.model.table, run.connection)] == 1)
+                run.deleted += _mark_deleted(con, batch.model, run.connection,
+                                             list(batch.left.values()))
                 if landing.sweep_before is not None:
                     swept = con.execute(
                         f"UPDATE {batch.model.table} SET is_deleted = true, deleted_at = ? "
@@ -501,25 +528,7 @@ class DuckDBStore:
         deleted_before = run.deleted
 
         def work(con: duckdb.DuckDBPyConnection) -> int:
-            marked = 0
-            if deletions:
-                # Numbered parameters: DuckDB binds an UPDATE's FROM before its SET.
-                found = ("(SELECT unnest($1::VARCHAR[]) AS id, unnest($2::TIMESTAMPTZ[]) AS "
-                         "deleted_at) AS d")
-                listed = [[d.id for d in deletions], [d.deleted_at for d in deletions],
-                          run.connection]
-                marked = con.execute(
-                    f"UPDATE {model.table} AS t SET is_deleted = true, "
-                    f"deleted_at = coalesce(d.deleted_at, $4) FROM {found} "
-                    f"WHERE t.connection = $3 AND t.id = d.id AND t.is_deleted IS DISTINCT FROM "
-                    f"true", [*listed, utc_now()]).fetchone()[0]
-                # A row a full refresh swept has our time; the CRM's own time is better.
-                con.execute(
-                    f"UPDATE {model.table} AS t SET deleted_at = d.deleted_at FROM {found} "
-                    f"WHERE t.connection = $3 AND t.id = d.id AND d.deleted_at IS NOT NULL "
-                    f"AND t.deleted_at IS DISTINCT FROM d.deleted_at", listed)
-                if marked:
-                    _drop_links_of_deleted(con, model, run.connection)
+            marked = _mark_deleted(con, model, run.connection, deletions)
             run.deleted = deleted_before + marked
             if state is not None:
                 self._save_states(con, [(run, state)])

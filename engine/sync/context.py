@@ -11,7 +11,7 @@ from typing import Any
 from engine.clock import utc_now
 from engine.errors import CrmError
 from engine.extract import ExpressionFailed
-from engine.mapping import ReadContext
+from engine.mapping import ModelMapping, ReadContext
 from engine.models import unified_models
 from engine.render import render_call
 from engine.spec import Connector, StreamSpec
@@ -21,28 +21,33 @@ from engine.sync.pages import StreamContext, fetch_pages, first_call
 log = logging.getLogger("crm_engine.sync")
 
 
-def account_facts(stream: StreamSpec, ctx: StreamContext, run: SyncRun) -> dict[str, Any]:
-    """The facts the stream's mapping falls back on, each read once per StreamContext (one
-    connection's sync). A fact the account will not give (a 403 without the scope) leaves
-    its fields null, with a warning on the run; a passing failure fails the stream."""
-    for name in {f.fallback for f in stream.mapping.fields.values() if f.fallback}:
-        if name in ctx.account:
-            continue
-        fact = ctx.session.connector.account[name]
-        call = render_call(fact.request, ctx.session.base_url, ctx.template_context)
-        try:
-            reply = ctx.session.send(call, f"sync.account.{name}")
-            ctx.account[name] = fact.value(reply.body)
-        except ExpressionFailed as exc:
-            run.warn(f"account fact {name} unreadable, fields falling back on it stay null: {exc}")
-            ctx.account[name] = None
-        except CrmError as exc:
-            if exc.kind != "fatal":
-                raise
-            run.warn(f"account fact {name} unavailable, fields falling back on it stay null: "
+def account_facts(mapping: ModelMapping, ctx: StreamContext, warn: Callable[[str], None], *,
+                  strict: bool = True) -> dict[str, Any]:
+    """The facts `mapping` falls back on, each read once per StreamContext.account (one
+    connection's sync, or an Engine's actions on a connection): concurrent streams of the
+    connection wait for the one read. A fact the account will not give (a 403 without the
+    scope) leaves its fields null, with a warning; a passing failure fails the stream when
+    `strict`, else (an action whose write already happened) is a warning too."""
+    with ctx.account_lock:
+        for name in sorted({f.fallback for f in mapping.fields.values() if f.fallback}):
+            if name in ctx.account:
+                continue
+            fact = ctx.session.connector.account[name]
+            call = render_call(fact.request, ctx.session.base_url, ctx.template_context)
+            try:
+                reply = ctx.session.send(call, f"sync.account.{name}")
+                ctx.account[name] = fact.value(reply.body)
+            except ExpressionFailed as exc:
+                warn(f"account fact {name} unreadable, fields falling back on it stay null: "
                      f"{exc}")
-            log.warning("%s: %s", run.connection, run.warnings[-1])
-            ctx.account[name] = None
+                ctx.account[name] = None
+            except CrmError as exc:
+                if exc.kind != "fatal" and strict:
+                    raise
+                warn(f"account fact {name} unavailable, fields falling back on it stay null: "
+                     f"{exc}")
+                if exc.kind == "fatal":  # a passing failure is tried again next time
+                    ctx.account[name] = None
     return ctx.account
 
 
@@ -55,10 +60,15 @@ def read_context(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
     return ReadContext(
         custom_names=custom_names,
         references=references,
-        account=account_facts(stream, ctx, run),
+        account=account_facts(stream.mapping, ctx, lambda message: _warn(run, message)),
         raw=bool(config.get("raw_records")),
         phone_region=config.get("phone_region"),
     )
+
+
+def _warn(run: SyncRun, message: str) -> None:
+    run.warn(message)
+    log.warning("%s: %s", run.connection, message)
 
 
 def referenced_models(stream: StreamSpec) -> set[str]:

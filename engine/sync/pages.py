@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 from engine.errors import Cancelled, CrmError
 from engine.extract import ExpressionFailed
 from engine.paginate import Page, PaginationError, paginator_for, read_page
-from engine.render import render_call
 from engine.spec import Pages
+from engine.sync import fieldlist
+from engine.sync.fieldlist import Chunks, FieldList, merge_records
 from engine.transport import Call, Reply, Session
 
 WORKER_GRACE_SECONDS = 0.5
@@ -37,6 +38,8 @@ class StreamContext:
     cancelled: threading.Event | None = None  # set: stop at the next page (the Engine's)
     lander: Any = None  # engine.sync.writer.Lander shared by the streams of a store, if any
     account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
+    fields: FieldList | None = None  # the stream's field list, this run (fieldlist.py)
+    account_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
@@ -55,18 +58,26 @@ class Fetched:
 def first_call(pages: Pages, ctx: StreamContext, *, cursor: dict[str, Any] | None = None,
                vendor_fields: Callable[..., list[str]] | None = None) -> Call:
     """The request for a read's first page; templates see `cursor` (the sync's position)."""
+    return first_calls(pages, ctx, cursor=cursor, vendor_fields=vendor_fields)[0]
+
+
+def first_calls(pages: Pages, ctx: StreamContext, *, cursor: dict[str, Any] | None = None,
+                vendor_fields: Callable[..., list[str]] | None = None
+                ) -> tuple[Call, Chunks | None]:
+    """A read's first request and, where the stream's field list is over the vendor's cap on
+    one request, its chunks (engine.sync.fieldlist)."""
     context = {**ctx.template_context,
                "cursor": cursor or {"since": None, "slice": False, "after_id": None}}
     if vendor_fields is not None:
         context["vendor_fields"] = vendor_fields
-    return paginator_for(pages.paginate).first(
-        render_call(pages.request, ctx.session.base_url, context))
+    return fieldlist.first_calls(pages, ctx, context, ctx.fields)
 
 
 def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
-                pages_read: int = 0) -> Iterator[Fetched]:
+                pages_read: int = 0, chunks: Chunks | None = None) -> Iterator[Fetched]:
     """Send `call` and each request after it; `pages_read` is how many pages came before
-    (a full refresh resuming from a saved request)."""
+    (a full refresh resuming from a saved request). With `chunks`, each page is requested
+    once more per other chunk of the field list, and its records carry all the fields."""
     paginator = paginator_for(pages.paginate)
     number = pages_read
     following: Call | None = call
@@ -76,6 +87,12 @@ def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
         number += 1
         try:
             page = read_page(reply.body, pages.records, number)
+            for other in chunks.others if chunks is not None else ():
+                chunk_reply = ctx.session.send(chunks.same_page(call, other), operation)
+                merge_records(page.records,
+                              read_page(chunk_reply.body, pages.records, number).records,
+                              chunks, lambda message: CrmError(
+                                  ctx.session.connector.name, operation, message))
         except (PaginationError, ExpressionFailed) as exc:
             raise CrmError(ctx.session.connector.name, operation, str(exc),
                            status=reply.status) from None

@@ -30,7 +30,8 @@ from engine.render import render_call
 from engine.spec import EnrichSpec, IncrementalSpec, StreamSpec
 from engine.store import Deletion
 from engine.sync.checkpoint import Checkpoint, Resume, Window
-from engine.sync.pages import StreamContext, fetch_pages, first_call
+from engine.sync.fieldlist import Chunks
+from engine.sync.pages import StreamContext, fetch_pages, first_call, first_calls
 from engine.transport import Call
 
 VendorFields = Callable[..., list[str]]
@@ -82,7 +83,8 @@ def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
     resume = checkpoint.resume
     if resume is not None and resume.call is not None:
         resume = replace(resume, call=_on_base(resume.call, ctx.session.base_url))
-        pages = _full_refresh_from(stream, ctx, checkpoint, resume, operation)
+        chunks = first_calls(stream.pages, ctx, vendor_fields=vendor_fields)[1]
+        pages = _full_refresh_from(stream, ctx, checkpoint, resume, operation, chunks)
         try:
             first = next(pages)
         except StopIteration:
@@ -96,17 +98,18 @@ def full_refresh(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
             yield first
             yield from pages
             return
-    call = first_call(stream.pages, ctx, vendor_fields=vendor_fields)
+    call, chunks = first_calls(stream.pages, ctx, vendor_fields=vendor_fields)
     yield from _full_refresh_from(stream, ctx, checkpoint,
-                                  Resume(call, 0, utc_now(), None), operation)
+                                  Resume(call, 0, utc_now(), None), operation, chunks)
 
 
 def _full_refresh_from(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint,
-                       resume: Resume, operation: str) -> Iterator[Position]:
+                       resume: Resume, operation: str,
+                       chunks: Chunks | None) -> Iterator[Position]:
     high, server_started = resume.high, resume.server_started
     paginator = paginator_for(stream.paginate)
     assert resume.call is not None
-    for fetched in fetch_pages(stream.pages, ctx, operation, resume.call, resume.pages):
+    for fetched in fetch_pages(stream.pages, ctx, operation, resume.call, resume.pages, chunks):
         for step in stream.enrich:  # before landing, even a page followed by an error
             _enrich(step, fetched.page.records, ctx, f"{operation}.enrich")
         if fetched.error is not None:  # land the page, stay where we were, stop
@@ -167,9 +170,9 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
     while window is not None:
         last: tuple[dt.datetime, Any] | None = None  # (cursor, id) of the last record read
         in_window = 0
-        call = first_call(spec.pages, ctx, cursor=window.as_template(),
-                          vendor_fields=vendor_fields)
-        for fetched in fetch_pages(spec.pages, ctx, operation, call):
+        call, chunks = first_calls(spec.pages, ctx, cursor=window.as_template(),
+                                   vendor_fields=vendor_fields)
+        for fetched in fetch_pages(spec.pages, ctx, operation, call, chunks=chunks):
             records = fetched.page.records
             for step in (*stream.enrich, *spec.enrich):  # before landing, even a page
                 _enrich(step, records, ctx, f"{operation}.enrich")  # followed by an error

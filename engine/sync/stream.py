@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 from engine.clock import utc_now
 from engine.convert import warnings_to
-from engine.errors import CrmError
 from engine.spec import StreamSpec
-from engine.store import Batch, StoreError, SyncRun
+from engine.store import Batch, Deletion, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
-from engine.sync.pages import StreamContext, fetch_pages, first_call, prefetched
+from engine.sync.fieldlist import discover, read_field_list
+from engine.sync.pages import StreamContext, prefetched
 from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
 
@@ -41,38 +42,32 @@ class NoProgress:
 
 
 def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str] | None:
-    """Vendor key -> name for the stream's custom fields, from its field definitions.
-    Raises CrmError when the definitions cannot be read."""
-    spec = stream.custom_names
-    if spec is None:
+    """Vendor key -> name for the stream's custom fields, from its field list (None where the
+    list names none). Raises CrmError when the list cannot be read."""
+    if stream.fields is None or stream.fields.name is None:
         return None
-    names: dict[str, str] = {}
-    call = first_call(spec.pages, ctx, vendor_fields=stream.mapping.vendor_fields)
-    for fetched in fetch_pages(spec.pages, ctx, f"sync.{stream.name}.field_names", call):
-        if fetched.error is not None:
-            raise fetched.error
-        for definition in fetched.page.records:
-            key, name = spec.key(definition), spec.name(definition)
-            if key is not None and name:
-                names[str(key)] = str(name)
-    return names
+    return read_field_list(stream.fields, ctx, f"sync.{stream.name}.fields").names
 
 
-def _optional_field_names(stream: StreamSpec, ctx: StreamContext,
-                          run: SyncRun) -> dict[str, str] | None:
-    """Custom-field names are a nicety: where the definitions cannot be had at all (a 403
-    without the scope, a 404 after the endpoint was retired), custom fields keep the vendor's
-    keys, which beats landing nothing, and the run carries a warning. A passing failure (a 5xx
-    that outlived its retries) fails the stream instead: a rerun then lands the same rows as
-    ever, with their names."""
-    try:
-        return custom_field_names(stream, ctx)
-    except CrmError as exc:
-        if exc.kind != "fatal":
-            raise
-        run.warn(f"custom field names unavailable, custom fields keep vendor keys: {exc}")
-        log.warning("%s: %s", run.connection, run.warnings[-1])
-        return None
+def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: bool) -> list[Any]:
+    """The records of a page the stream keeps. On an incremental read, those it does not keep
+    may have belonged to it before (an activity whose type changed): they join the batch's
+    `left`, unless a later read of the same id is kept. A full refresh needs no such care:
+    its sweep marks every row it did not see."""
+    kept, left = stream.split(records)
+    if not incremental or not (left or batch.left):
+        return kept
+    # Pages come in cursor order: an id's last record in the page says where it belongs now.
+    keeping = {id(record) for record in kept}
+    fates = {stream.mapping.record_id(record): id(record) in keeping for record in records}
+    for record_id, kept_now in fates.items():
+        if record_id is None:
+            continue
+        if kept_now:
+            batch.left.pop(record_id, None)
+        else:
+            batch.left[record_id] = Deletion(record_id)
+    return kept
 
 
 def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress, *,
@@ -120,8 +115,8 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             batch = Batch(model)
 
     try:
-        names = _optional_field_names(stream, ctx, run)
-        context = read_context(stream, ctx, run, names)
+        ctx = replace(ctx, fields=discover(stream, ctx, run))
+        context = read_context(stream, ctx, run, ctx.fields.names if ctx.fields else None)
         vendor_fields = stream.mapping.vendor_fields
         positions = (reads.incremental(stream, ctx, checkpoint, operation, vendor_fields)
                      if incremental else
@@ -131,10 +126,12 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         # not hold many throttled streams' records, and a kill loses less.
         for position in prefetched(positions, ctx.cancelled, on_idle=hand_over):
             ctx.check_cancelled()
+            records = position.page.records
+            if stream.where is not None:
+                records = _keep(stream, records, batch, incremental)
             with warnings_to(run.warn):  # values that could not be read, on this run
-                stream.mapping.read_columns(position.page.records, batch.columns,
-                                            context=context)
-                links = stream.mapping.read_links(position.page.records)
+                stream.mapping.read_columns(records, batch.columns, context=context)
+                links = stream.mapping.read_links(records)
             if links is not None:
                 batch.add_links(links)
             writer.hold(len(position.page.records))

@@ -19,6 +19,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from sandbox.hubspot import associations, pipelines
 from sandbox.hubspot.errors import (
@@ -107,6 +108,7 @@ class HubSpotSandbox(Emulator):
         rate_limit: tuple[int, float] | None = (100, 10.0),
         search_rate_limit: tuple[int, float] | None = (5, 1.0),
         search_max_sorts: int = 1,
+        max_url_length: int = 16_000,
         burst_same_timestamp: int = 0,
         daily_limit: int | None = 250_000,
         token_lifetime: int = 1800,
@@ -143,6 +145,9 @@ class HubSpotSandbox(Emulator):
             for object_type in ("contacts", "companies", "deals"):
                 burst(self.store, object_type, burst_same_timestamp)
         self.search_max_sorts = search_max_sorts
+        # A GET naming very many properties is refused with 414 URI Too Long (third-party
+        # reports, e.g. airbytehq/airbyte#6954; the length HubSpot allows is UNCONFIRMED).
+        self.max_url_length = max_url_length
         self.searcher = Searcher(self.store)
         # CONTRACTS 1.1: refresh-token rotation is UNCONFIRMED. Default: the refresh response
         # repeats the same refresh token; rotate_refresh_tokens=True issues a new one and
@@ -223,6 +228,15 @@ class HubSpotSandbox(Emulator):
             r"/crm/v4/associations/(?P<from_type>[^/]+)/(?P<to_type>[^/]+)/batch/read",
             self._guarded(self._associations_batch_read, self._from_read_scope),
             name="associations.batch_read",
+        )
+        # The properties API: every property of an object type, HubSpot's and the portal's own
+        # (hubspotDefined false). Choice: it needs the object's read scope (HubSpot asks for
+        # crm.schemas.<object>.read; UNCONFIRMED for private apps).
+        self.app.add_route(
+            "GET",
+            r"/crm/v3/properties/(?P<object_type>[^/]+)/?",
+            self._object_route(self._properties, False, False),
+            name="properties.list",
         )
         self.app.add_route(
             "GET",
@@ -390,7 +404,31 @@ class HubSpotSandbox(Emulator):
 
     # -- objects ---------------------------------------------------------------------------
 
+    def _properties(self, request: Request, schema: ObjectSchema) -> Response:
+        custom = {"favorite_color", "customer_tier"}
+        results = [
+            {
+                "name": name,
+                "label": name.replace("_", " ").title(),
+                "type": {"number": "number", "datetime": "datetime",
+                         "enumeration": "enumeration"}.get(kind, "string"),
+                "fieldType": "select" if kind == "enumeration" else "text",
+                "groupName": f"{schema.singular}information",
+                "hubspotDefined": name not in custom,
+                "options": [{"label": v, "value": v, "hidden": False}
+                            for v in schema.enumerations.get(name, ())],
+            }
+            for name, kind in schema.properties.items()
+        ]
+        return Response(200, {"results": results})
+
+    def _check_url_length(self, request: Request) -> None:
+        length = len(request.path) + 1 + len(urlencode(request.query, doseq=True))
+        if length > self.max_url_length:
+            raise HubSpotError(414, "URI_TOO_LONG", f"Request-URI Too Long ({length} characters)")
+
     def _list(self, request: Request, schema: ObjectSchema) -> Response:
+        self._check_url_length(request)
         limit = _parse_limit(request.arg("limit"))
         after = _decode_cursor(request.arg("after"))
         selection = self._selection(schema, self._requested_properties(request))

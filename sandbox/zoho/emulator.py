@@ -56,6 +56,7 @@ from sandbox.zoho.schema import (
     API_USER,
     DATA_CENTRES,
     EMAIL,
+    MODULES,
     PHONE,
     TEXTUAL,
     USERS,
@@ -138,6 +139,7 @@ class ZohoSandbox(Emulator):
         data_centre: str = "us",
         credits_per_day: int = 50_000,
         max_concurrent: int = 10,
+        max_fields: int = MAX_FIELDS,
         rate_limit: tuple[int, float] | None = None,
         token_lifetime: int = 3600,
         client_id: str = "sandbox-client-id",
@@ -151,6 +153,7 @@ class ZohoSandbox(Emulator):
                 f"unknown data_centre {data_centre!r}; one of {', '.join(DATA_CENTRES)}"
             )
         self.data_centre = DATA_CENTRES[data_centre.lower()]
+        self.max_fields = max_fields  # API names one `fields` list may hold
         self.org = OrgTime(org_offset)
         self.gate = InFlight(max_concurrent)
         app = ConcurrencyApp(
@@ -427,12 +430,13 @@ class ZohoSandbox(Emulator):
         ignored (choice, UNCONFIRMED); id always comes back."""
         if raw is None:
             return None
+        if raw.count(",") >= self.max_fields and len(
+                [name for name in raw.split(",") if name.strip()]) > self.max_fields:
+            raise errors.limit_exceeded("fields", self.max_fields)
         cache_key = (table.module.api_name, raw)
         pairs = self._selections.get(cache_key)
         if pairs is None:
             names = [name.strip() for name in raw.split(",") if name.strip()]
-            if len(names) > MAX_FIELDS:
-                raise errors.limit_exceeded("fields", MAX_FIELDS)
             known = tuple(name for name in dict.fromkeys(names) if name in table.defaults
                           or name in table.module.fields or name == "id")  # fmt: skip
             pairs = selection_pairs(table, known)
@@ -717,8 +721,7 @@ class ZohoSandbox(Emulator):
         module = canonical_module(request.arg("module") or "")
         if module is None:
             raise errors.required_param_missing("module")
-        fields = settings.deal_fields() if module == "Deals" else []
-        return Response(200, {"fields": fields})
+        return Response(200, {"fields": settings.module_fields(MODULES[module])})
 
     def _organization(self, request: Request, call: Call) -> Response:
         return Response(200, {"org": [settings.organization("Africa/Nairobi")]})

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.zoho.schema import PIPELINE, STAGE_PROBABILITY
+from sandbox.zoho.schema import PIPELINE, STAGE_PROBABILITY, Module
+
+# The org's own fields (custom_field true): the others are Zoho's standard fields.
+CUSTOM_FIELDS = frozenset({"Favorite_Color", "Customer_Tier"})
 
 ORG_ID = "4876876000000010001"
 HOME_CURRENCY = "USD"  # the org is single-currency: every amount is in it
@@ -57,6 +60,25 @@ def deal_fields() -> list[dict[str, Any]]:
         {"api_name": "Pipeline", "field_label": "Pipeline", "data_type": "picklist",
          "id": _picklist_id(102, 999), "pick_list_values": pipelines},
     ]
+
+
+def module_fields(module: Module) -> list[dict[str, Any]]:
+    """GET /settings/fields?module=X: every field of the module (`$` keys are record metadata,
+    not fields), Deals' Stage and Pipeline with their picklists."""
+    detailed = {f["api_name"]: f for f in deal_fields()} if module.api_name == "Deals" else {}
+    out = []
+    for number, (name, spec) in enumerate(module.fields.items()):
+        if name.startswith("$"):
+            continue
+        out.append(detailed.get(name) or {
+            "api_name": name,
+            "field_label": name.replace("_", " "),
+            "data_type": spec.kind,
+            "custom_field": name in CUSTOM_FIELDS,
+            "read_only": spec.read_only,
+            "id": _picklist_id(200 + number, 999),
+        })
+    return out
 
 
 def organization(time_zone: str) -> dict[str, Any]:
