@@ -215,6 +215,6 @@ def test_hubspot_full_refresh_reads_labels_only_for_pages_with_links(make_engine
         [run] = engine.sync("hubspot", streams=["contacts"], token="sandbox-private-app-token",
                             base_url=running.url)
     assert (run.status, run.pages, run.records) == ("succeeded", 3, 250), run.error
-    assert run.requests == 3 + 1  # three pages, one v4 read
+    assert run.requests == 1 + 3 + 1  # the property list, three pages, one v4 read
     assert links(engine) == {("contact", str(contacts[150]), "company", str(company), "Primary"),
                              ("contact", str(contacts[199]), "company", str(company), None)}

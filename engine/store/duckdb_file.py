@@ -41,7 +41,9 @@ _SQL_TYPES = {
 }
 
 _JSON_COLUMNS = ("custom", "raw")  # besides the model's fields
-DUCKDB_MEMORY = "64MB"  # DuckDB's memory limit (CRM_ENGINE_DUCKDB_MEMORY overrides it)
+# DuckDB's memory limit (CRM_ENGINE_DUCKDB_MEMORY overrides it). 64 MB is too little for an
+# upsert into a large table (an incremental run's batch over a resumed full refresh).
+DUCKDB_MEMORY = "128MB"
 
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -294,6 +296,9 @@ class DuckDBStore:
         # One thread: each of DuckDB's threads reading a batch file holds a 32 MB buffer, and
         # the engine's own threads keep the other core busy mapping the next batch.
         self._con.execute("SET threads = 1")
+        # Memory a statement freed goes back to the system once 4 MB of it are waiting, not
+        # 128 MB (DuckDB's default is the memory limit): peak RSS, not speed, is the bound.
+        self._con.execute("SET allocator_flush_threshold = '4MB'")
         # DuckDB draws a progress bar on stdout for slow statements: it would corrupt --json.
         self._con.execute("SET enable_progress_bar = false")
         self._lock = threading.Lock()
