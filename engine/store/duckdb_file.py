@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import re
 import tempfile
@@ -30,6 +31,8 @@ from engine.clock import utc_now
 from engine.models import Model
 from engine.store import Batch, Deletion, Landing, StoreError, SyncRun
 
+log = logging.getLogger("crm_engine.sync")
+
 _SQL_TYPES = {
     "string": "VARCHAR",
     "integer": "BIGINT",
@@ -41,9 +44,17 @@ _SQL_TYPES = {
 }
 
 _JSON_COLUMNS = ("custom", "raw")  # besides the model's fields
-# DuckDB's memory limit (CRM_ENGINE_DUCKDB_MEMORY overrides it). 64 MB is too little for an
-# upsert into a large table (an incremental run's batch over a resumed full refresh).
-DUCKDB_MEMORY = "128MB"
+# DuckDB's memory limit (CRM_ENGINE_DUCKDB_MEMORY overrides it). A transaction that needs
+# more (an upsert into a large table) is run again with four times as much (`_write`).
+DUCKDB_MEMORY = "64MB"
+
+
+def _times(size: str, factor: int) -> str:
+    """A DuckDB memory size (`64MB`, `1GB`, `512KiB`) times `factor`."""
+    number = re.match(r"\s*(\d+(?:\.\d+)?)\s*(.*)", size)
+    if number is None:
+        return size
+    return f"{float(number[1]) * factor:g}{number[2]}"
 
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -291,8 +302,8 @@ class DuckDBStore:
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
         # stay flat however many records land. Spilled blocks are re-read from the file.
-        memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", DUCKDB_MEMORY)
-        self._con.execute(f"SET memory_limit = '{memory}'")
+        self._memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", DUCKDB_MEMORY)
+        self._con.execute(f"SET memory_limit = '{self._memory}'")
         # One thread: each of DuckDB's threads reading a batch file holds a 32 MB buffer, and
         # the engine's own threads keep the other core busy mapping the next batch.
         self._con.execute("SET threads = 1")
@@ -340,8 +351,23 @@ class DuckDBStore:
     def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `work` in one transaction and commit it (DuckLake retries it on a conflict, so
         `work` must set, not accumulate, what it changes outside the database)."""
-        with self._transaction() as con:
-            return work(con)
+        try:
+            with self._transaction() as con:
+                return work(con)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, duckdb.OutOfMemoryException):
+                raise
+        # A statement over the memory limit (an upsert into a large table): the transaction
+        # was rolled back; it runs once more with four times the room, then the limit is back.
+        log.info("%s: out of memory at %s, once more with %s", self, self._memory,
+                 _times(self._memory, 4))
+        try:
+            with self._transaction() as con:
+                con.execute(f"SET memory_limit = '{_times(self._memory, 4)}'")
+                return work(con)
+        finally:
+            with self._lock:
+                self._con.execute(f"SET memory_limit = '{self._memory}'")
 
     def _upsert(self, table: str, key: list[str], columns: list[str], select: str) -> str:
         """SQL inserting `select`'s rows (named `columns`) into `table`, replacing those whose
