@@ -35,7 +35,7 @@ from engine.render import render_call
 from engine.slots import POLL_SECONDS, Slots, run_concurrently
 from engine.spec import Connector
 from engine.store import DuckDBStore, Store, StoreTarget, SyncRun
-from engine.sync import NoProgress, Progress, StreamContext, custom_field_names, run_stream
+from engine.sync import NoProgress, Progress, StreamContext, naming_field_list, run_stream
 from engine.sync.context import (
     account_facts,
     ordered,
@@ -44,6 +44,7 @@ from engine.sync.context import (
     skipped,
     unread_references,
 )
+from engine.sync.fieldlist import FieldList
 from engine.sync.writer import Lander
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
@@ -163,7 +164,7 @@ class Engine:
         # and the lock a token refresh holds (the credential store's unless one is given).
         self.budgets = budgets or LocalBudgets(self.clock)
         self._refresh_lock = refresh_lock
-        self._field_names: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._field_lists: dict[tuple[str, str, str], FieldList | None] = {}
         self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._account_facts: dict[tuple[str, str], dict[str, Any]] = {}  # kept for actions
         self._lock = threading.Lock()
@@ -446,29 +447,30 @@ class Engine:
         return method
 
     # -- operations ------------------------------------------------------------------------
-    def _custom_names_for(self, spec: Connector, session: Session, context: dict[str, Any],
-                          conn: Connection) -> Callable[[ModelMapping], dict[str, str] | None]:
-        """Custom-field names for action results, from the stream that reads the same mapping,
-        fetched once per connection and kept (syncs re-read them every run)."""
-        def names_for(mapping: ModelMapping) -> dict[str, str] | None:
-            stream = next((s for s in spec.streams.values()
-                           if s.mapping is mapping and s.fields and s.fields.name), None)
+    def _field_lists_for(self, spec: Connector, session: Session, context: dict[str, Any],
+                         conn: Connection) -> Callable[[ModelMapping], FieldList | None]:
+        """Custom-field names and option labels for action results, from the stream that reads
+        the same mapping, fetched once per connection and kept (syncs re-read them every
+        run)."""
+        def field_list_for(mapping: ModelMapping) -> FieldList | None:
+            stream = next((s for s in spec.streams.values() if s.mapping is mapping
+                           and s.fields and (s.fields.name or s.fields.options)), None)
             if stream is None:
                 return None
             key = (spec.name, conn.name, stream.name)
-            if key not in self._field_names:
+            if key not in self._field_lists:
                 ctx = StreamContext(session, None, conn.name, context)  # type: ignore[arg-type]
-                self._field_names[key] = custom_field_names(stream, ctx) or {}
-            return self._field_names[key]
+                self._field_lists[key] = naming_field_list(stream, ctx)
+            return self._field_lists[key]
 
-        return names_for
+        return field_list_for
 
     def _read_contexts_for(self, spec: Connector, session: Session, context: dict[str, Any],
                            conn: Connection) -> Callable[[ModelMapping], ReadContext]:
         """What action results are read with: custom-field names, the reference rows their
         lookups need (landed by a sync, else read once from the CRM and kept) and the
         account's facts (read once and kept)."""
-        names_for = self._custom_names_for(spec, session, context, conn)
+        field_list_for = self._field_lists_for(spec, session, context, conn)
         ctx = StreamContext(session, self.store, conn.name, context,
                             account=self._account_facts.setdefault((spec.name, conn.name), {}))
 
@@ -486,7 +488,10 @@ class Engine:
                             unified_models()[model], conn.name):
                         self._references[key] = rows  # read from the CRM: keep them
                 references[model] = rows
-            return ReadContext(custom_names=names_for(mapping), references=references,
+            fields = field_list_for(mapping)
+            return ReadContext(custom_names=fields.names if fields else None,
+                               custom_options=fields.options if fields else None,
+                               references=references,
                                account=account_facts(mapping, ctx, warn, strict=False),
                                phone_region=context["config"].get("phone_region"))
 

@@ -38,6 +38,7 @@ from engine.spec import (
     FieldListSpec,
     HeaderValue,
     IncrementalSpec,
+    OptionsSpec,
     Pages,
     PaginationSpec,
     RateLimitSpec,
@@ -545,11 +546,18 @@ def _compile_field_list(c: _Checker, path: YamlPath, spec: dict[str, Any],
         if chunk_id is not None:
             chunk = ChunkSpec(chunk_id, raw.get("max_fields"), raw.get("param"),
                               raw.get("max_url_length"))
+    options = None
+    if "options" in spec:
+        found = {key: c.getter(path + ("options", key), spec["options"][key])
+                 for key in ("records", "key", "name")}
+        if all(found.values()):
+            options = OptionsSpec(found["records"], found["key"], found["name"])  # type: ignore[arg-type]
     if (request is None or paginate is None or getters["records"] is None
-            or getters["key"] is None or ("chunk" in spec and chunk is None)):
+            or getters["key"] is None or ("chunk" in spec and chunk is None)
+            or ("options" in spec and options is None)):
         return None
     return FieldListSpec(request, getters["records"], getters["key"],  # type: ignore[arg-type]
-                         paginate, getters["name"], getters["select"], chunk)
+                         paginate, getters["name"], getters["select"], chunk, options)
 
 
 _PAGINATION_EXPRESSIONS = ("cursor", "next_url", "next_offset", "more", "stop_when")

@@ -44,6 +44,7 @@ class ReadContext:
     other models' rows for lookups, the account's facts, and whether to keep raw records."""
 
     custom_names: dict[str, str] | None = None
+    custom_options: dict[str, dict[str, Any]] | None = None  # vendor key -> option id -> label
     references: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by model
     account: dict[str, Any] = field(default_factory=dict)  # e.g. default_currency
     raw: bool = False  # keep each vendor record as it came, in the `raw` column
@@ -100,6 +101,25 @@ class FieldMapping:
 
 
 _MISSING = object()
+
+
+def _option_labels(customs: list[dict[str, Any]], options: dict[str, dict[str, Any]],
+                   names: dict[str, str] | None) -> None:
+    """Choice fields' option ids in `custom` replaced by their labels, in place: one id (an
+    enum field) by its label, several (a set field: a list, or ids joined by commas) by a list
+    of labels. Values the definitions do not list stay as they came."""
+    by_key = {**options, **{names[k]: v for k, v in options.items() if names and k in names}}
+    for custom in customs:
+        for key in by_key.keys() & custom.keys():
+            labels, value = by_key[key], custom[key]
+            if isinstance(value, list):
+                custom[key] = [labels.get(str(v), v) for v in value]
+            elif isinstance(value, str) and "," in value:
+                parts = value.split(",")
+                if all(p in labels for p in parts):
+                    custom[key] = [labels[p] for p in parts]
+            elif value is not None:
+                custom[key] = labels.get(str(value), value)
 
 
 class ModelMapping:
@@ -276,6 +296,8 @@ class ModelMapping:
                     customs[i][f.custom_key] = raw
         if custom_names and not self._merges:
             customs = [{custom_names.get(k, k): v for k, v in c.items()} for c in customs]
+        if context is not None and context.custom_options:
+            _option_labels(customs, context.custom_options, custom_names)
         columns["custom"].extend(customs)
 
     def _read_lookup(self, f: FieldMapping, records: list[Any], out: list[Any],

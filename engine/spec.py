@@ -73,10 +73,21 @@ class FieldListSpec:
     name: Getter | None = None
     select: Getter | None = None  # true for a definition whose field a request may name
     chunk: ChunkSpec | None = None
+    options: OptionsSpec | None = None  # a choice field's values: option id -> label
 
     @property
     def pages(self) -> Pages:
         return Pages(self.request, self.records, self.paginate)
+
+
+@dataclass
+class OptionsSpec:
+    """In a field definition: its options, where the records hold an option's id (an enum
+    field) or several (a set): `custom` shows their labels instead."""
+
+    records: Getter
+    key: Getter
+    name: Getter
 
 
 @dataclass

@@ -66,6 +66,12 @@ password() {
 start_pg() {
     local bin pw
     bin="$(pg_bin)"
+    if [ ! -s "$PASSWORD_FILE" ] && [ -e "$PGDATA" ]; then
+        # A data folder an earlier checkout at this path left outside it (as root): its
+        # password went with that checkout. Test data only: start afresh.
+        as_pg "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+        rm -rf "$PGDATA"
+    fi
     pw="$(password)"
     if [ ! -s "$PGDATA/PG_VERSION" ]; then
         mkdir -p "$PGDATA"

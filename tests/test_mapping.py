@@ -387,6 +387,31 @@ def test_a_labelled_field_lives_in_the_merged_custom_object(tmp_path):
                       custom_names=HASHES) == {"custom_fields": {BUDGET: 99.9}}
 
 
+def test_choice_fields_show_their_option_labels_in_custom(tmp_path):
+    """Pipedrive's enum and set fields hold option ids (v2 integers, v1 strings, a set as a
+    list or as ids joined by commas); the definitions' options give their labels."""
+    from engine.mapping import ReadContext
+
+    deal = load_text(tmp_path, LABELS_MERGED)["deal"]
+    options = {REGION: {"1": "EMEA", "2": "APAC"}, "e6" * 20: {"7": "Red", "8": "Blue"},
+               "visible_to": {"3": "Owner only"}}
+    names = {**HASHES, "e6" * 20: "Colors"}
+    context = ReadContext(custom_names=names, custom_options=options)
+    records = [{"id": 1, "title": "a", "visible_to": 3,
+                "custom_fields": {REGION: 2, "e6" * 20: [7, 8]}},
+               {"id": 2, "title": "b", "visible_to": "9",
+                "custom_fields": {REGION: "1", "e6" * 20: "8,7"}},
+               {"id": 3, "title": "c", "visible_to": None,
+                "custom_fields": {REGION: 5, "e6" * 20: "7,99"}}]
+    columns = {name: [] for name in [*deal.model.fields, "custom"]}
+    deal.read_columns(records, columns, context=context)
+    assert columns["custom"] == [
+        {"visible_to": "Owner only", "Region": "APAC", "Colors": ["Red", "Blue"]},
+        {"visible_to": "9", "Region": "EMEA", "Colors": ["Blue", "Red"]},
+        # Ids the definitions do not list (an option deleted since) stay as they came.
+        {"visible_to": None, "Region": 5, "Colors": "7,99"}]
+
+
 # HubSpot keeps every property, custom or not, under `properties` (CONTRACTS 1.3).
 LABELS_IN_PROPERTIES = """
 models:

@@ -30,7 +30,11 @@ EXPECTED = {
 SCOPES = {
     "hubspot": {"crm.objects.contacts.read", "crm.objects.contacts.write",
                 "crm.objects.companies.read", "crm.objects.companies.write",
-                "crm.objects.deals.read", "crm.objects.deals.write"},
+                "crm.objects.deals.read", "crm.objects.deals.write",
+                # The properties API (the fields a sync selects): developers.hubspot.com,
+                # "Get all contact properties" requires crm.schemas.contacts.read.
+                "crm.schemas.contacts.read", "crm.schemas.companies.read",
+                "crm.schemas.deals.read"},
     "salesforce": {"api", "refresh_token"},
     "pipedrive": None,
     "zoho": {"ZohoCRM.modules.ALL", "ZohoSearch.securesearch.READ"},

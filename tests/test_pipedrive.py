@@ -11,11 +11,14 @@ from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError
 from sandbox.demo import connect_oauth
 from sandbox.pipedrive import PipedriveSandbox
+from sandbox.pipedrive.schema import CUSTOMER_TIER, TIER_OPTIONS
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 # A v2 person's fields that contacts has no column for, and its custom fields by their names.
 UNMAPPED_PERSON_FIELDS = {"name", "visible_to", "label_ids", "picture_id", "Favorite color",
                           "Customer tier"}
+
+TIER_LABELS = dict(TIER_OPTIONS)  # option id -> label, as GET /v1/personFields lists them
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,7 @@ def test_persons_land_with_primary_email_and_named_custom_fields(engine, pipedri
     rows = engine.store.query(
         "SELECT id, email, phone, company_id, custom FROM contacts WHERE id IN "
         "(SELECT id FROM contacts ORDER BY id LIMIT 50)")
-    checked = 0
+    checked, tiers = 0, set()
     for record_id, email, _phone, company_id, custom in rows:
         person = emulator.store.get("persons", int(record_id))
         primary = [e["value"] for e in person["emails"] if e.get("primary")]
@@ -73,8 +76,14 @@ def test_persons_land_with_primary_email_and_named_custom_fields(engine, pipedri
         assert company_id == (str(person["org_id"]) if person["org_id"] else None)
         # Every field the mapping does not name: the person's own, and its custom fields by
         # name (not hashed); none of the mapped ones.
-        assert set(json.loads(custom)) == UNMAPPED_PERSON_FIELDS
-    assert checked > 10
+        custom = json.loads(custom)
+        assert set(custom) == UNMAPPED_PERSON_FIELDS
+        # An enum custom field holds an option id; custom shows the option's label, as the
+        # person fields' definitions give it.
+        tier = (person["custom_fields"] or {}).get(CUSTOMER_TIER)
+        assert custom["Customer tier"] == (TIER_LABELS[tier] if tier is not None else None)
+        tiers.add(custom["Customer tier"])
+    assert checked > 10 and len(tiers - {None}) >= 2
 
 
 def test_api_token_connection(make_engine, pipedrive, tmp_path):

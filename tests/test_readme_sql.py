@@ -20,7 +20,9 @@ from sandbox import EMULATORS
 from sandbox.demo import readme_queries, run_demo
 from sandbox.hubspot.pipelines import COMPANY_CURRENCY, STAGE_INFO
 from sandbox.hubspot.seed import OWNERS
+from sandbox.pipedrive.schema import CUSTOMER_TIER as PIPEDRIVE_TIER
 from sandbox.pipedrive.schema import STAGES as PIPEDRIVE_STAGES
+from sandbox.pipedrive.schema import TIER_OPTIONS
 from sandbox.pipedrive.schema import USERS_BY_ID as PIPEDRIVE_USERS
 from sandbox.salesforce.schema import CORPORATE_CURRENCY
 from sandbox.salesforce.schema import STAGE_INFO as SALESFORCE_STAGES
@@ -126,6 +128,9 @@ def grouped(deals: list[Deal], keys: tuple[str, ...]) -> list[Row]:
     return sorted(rows, key=lambda row: [(v is None, v) for v in row])
 
 
+PIPEDRIVE_TIER_LABELS = dict(TIER_OPTIONS)  # as GET /v1/personFields lists the options
+
+
 def customer_tiers(emulators: dict[str, Any]) -> list[Row]:
     counts: Counter[tuple[str, str]] = Counter()
     hubspot = emulators["hubspot"].store
@@ -137,6 +142,10 @@ def customer_tiers(emulators: dict[str, Any]) -> list[Row]:
     for record in salesforce.records("Contact"):
         if tier := salesforce.value(record, "Customer_Tier__c"):
             counts["salesforce", tier] += 1
+    pipedrive = emulators["pipedrive"].store  # an enum field: option ids, shown as labels
+    for person in pipedrive.active_records("persons"):
+        if (tier := (person["custom_fields"] or {}).get(PIPEDRIVE_TIER)) is not None:
+            counts["pipedrive", PIPEDRIVE_TIER_LABELS[tier]] += 1
     zoho = emulators["zoho"].store.table("Contacts")
     for record_id in zoho.ids:
         if tier := zoho.records[record_id].doc.get("Customer_Tier"):
@@ -186,7 +195,7 @@ def check_owners(rows: list[Row], emulators: dict[str, Any]) -> None:
 
 def check_tiers(rows: list[Row], emulators: dict[str, Any]) -> None:
     assert rows == customer_tiers(emulators)
-    assert {row[0] for row in rows} == {"hubspot", "salesforce", "zoho"}
+    assert {row[0] for row in rows} == {"hubspot", "salesforce", "pipedrive", "zoho"}
 
 
 def check_sync_runs(rows: list[Row], emulators: dict[str, Any]) -> None:

@@ -2,6 +2,6 @@
 landed with the checkpoint that follows it (see stream.py, reads.py, checkpoint.py)."""
 
 from engine.sync.pages import StreamContext
-from engine.sync.stream import NoProgress, Progress, custom_field_names, run_stream
+from engine.sync.stream import NoProgress, Progress, naming_field_list, run_stream
 
-__all__ = ["NoProgress", "Progress", "StreamContext", "custom_field_names", "run_stream"]
+__all__ = ["NoProgress", "Progress", "StreamContext", "naming_field_list", "run_stream"]

@@ -16,6 +16,7 @@ from engine.models import unified_models
 from engine.render import render_call
 from engine.spec import Connector, StreamSpec
 from engine.store import Store, SyncRun
+from engine.sync.fieldlist import FieldList
 from engine.sync.pages import StreamContext, fetch_pages, first_call
 
 log = logging.getLogger("crm_engine.sync")
@@ -52,13 +53,14 @@ def account_facts(mapping: ModelMapping, ctx: StreamContext, warn: Callable[[str
 
 
 def read_context(stream: StreamSpec, ctx: StreamContext, run: SyncRun,
-                 custom_names: dict[str, str] | None) -> ReadContext:
+                 fields: FieldList | None) -> ReadContext:
     models = unified_models()
     references = {name: ctx.store.rows(models[name], ctx.connection)
                   for name in referenced_models(stream)}
     config = ctx.template_context.get("config", {})
     return ReadContext(
-        custom_names=custom_names,
+        custom_names=fields.names if fields is not None else None,
+        custom_options=fields.options if fields is not None else None,
         references=references,
         account=account_facts(stream.mapping, ctx, lambda message: _warn(run, message)),
         raw=bool(config.get("raw_records")),

@@ -30,6 +30,7 @@ class FieldList:
     keys: list[str] = field(default_factory=list)  # fields a request may name, in CRM order
     names: dict[str, str] | None = None  # vendor key -> name, where the list names fields
     chunk: ChunkSpec | None = None
+    options: dict[str, dict[str, Any]] | None = None  # vendor key -> option id -> label
 
 
 def read_field_list(spec: FieldListSpec, ctx: Any, operation: str) -> FieldList:
@@ -38,6 +39,7 @@ def read_field_list(spec: FieldListSpec, ctx: Any, operation: str) -> FieldList:
 
     keys: list[str] = []
     names: dict[str, str] = {}
+    options: dict[str, dict[str, Any]] = {}
     call = first_call(spec.pages, ctx)
     for fetched in fetch_pages(spec.pages, ctx, operation, call):
         if fetched.error is not None:
@@ -52,10 +54,15 @@ def read_field_list(spec: FieldListSpec, ctx: Any, operation: str) -> FieldList:
                 name = spec.name(definition) if spec.name is not None else None
                 if name:
                     names[str(key)] = str(name)
+                if spec.options is not None:
+                    labels = {str(spec.options.key(o)): spec.options.name(o)
+                              for o in spec.options.records(definition) or ()}
+                    if labels:
+                        options[str(key)] = labels
         except ExpressionFailed as exc:
             raise CrmError(ctx.session.connector.name, operation, f"fields: {exc}") from None
     return FieldList(list(dict.fromkeys(keys)), names if spec.name is not None else None,
-                     spec.chunk)
+                     spec.chunk, options if spec.options is not None else None)
 
 
 def discover(stream: StreamSpec, ctx: Any, run: SyncRun) -> FieldList | None:

@@ -20,7 +20,7 @@ from engine.store import Batch, Deletion, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
-from engine.sync.fieldlist import discover, read_field_list
+from engine.sync.fieldlist import FieldList, discover, read_field_list
 from engine.sync.pages import StreamContext, prefetched
 from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
@@ -41,12 +41,13 @@ class NoProgress:
     def stream_finished(self, run: SyncRun) -> None: pass
 
 
-def custom_field_names(stream: StreamSpec, ctx: StreamContext) -> dict[str, str] | None:
-    """Vendor key -> name for the stream's custom fields, from its field list (None where the
-    list names none). Raises CrmError when the list cannot be read."""
-    if stream.fields is None or stream.fields.name is None:
+def naming_field_list(stream: StreamSpec, ctx: StreamContext) -> FieldList | None:
+    """The stream's field list where it names custom fields or labels options (None where it
+    does neither). Raises CrmError when the list cannot be read."""
+    spec = stream.fields
+    if spec is None or (spec.name is None and spec.options is None):
         return None
-    return read_field_list(stream.fields, ctx, f"sync.{stream.name}.fields").names
+    return read_field_list(spec, ctx, f"sync.{stream.name}.fields")
 
 
 def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: bool) -> list[Any]:
@@ -116,7 +117,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
 
     try:
         ctx = replace(ctx, fields=discover(stream, ctx, run))
-        context = read_context(stream, ctx, run, ctx.fields.names if ctx.fields else None)
+        context = read_context(stream, ctx, run, ctx.fields)
         vendor_fields = stream.mapping.vendor_fields
         positions = (reads.incremental(stream, ctx, checkpoint, operation, vendor_fields)
                      if incremental else

@@ -46,6 +46,7 @@ from sandbox.hubspot.schema import (
     SCHEMAS,
     ObjectSchema,
     PropertyErrors,
+    properties_scope,
     required_scope,
     validate_properties,
 )
@@ -230,12 +231,11 @@ class HubSpotSandbox(Emulator):
             name="associations.batch_read",
         )
         # The properties API: every property of an object type, HubSpot's and the portal's own
-        # (hubspotDefined false). Choice: it needs the object's read scope (HubSpot asks for
-        # crm.schemas.<object>.read; UNCONFIRMED for private apps).
+        # (hubspotDefined false), behind the type's schema scope (schema.properties_scope).
         self.app.add_route(
             "GET",
             r"/crm/v3/properties/(?P<object_type>[^/]+)/?",
-            self._object_route(self._properties, False, False),
+            self._object_route(self._properties, False, False, scope_of=properties_scope),
             name="properties.list",
         )
         self.app.add_route(
@@ -259,7 +259,8 @@ class HubSpotSandbox(Emulator):
             name="account_info.details",
         )
 
-    def _object_route(self, handler: ObjectHandler, write: bool, search: bool) -> Callable:
+    def _object_route(self, handler: ObjectHandler, write: bool, search: bool,
+                      scope_of: Callable[[str], str] | None = None) -> Callable:
         def resolve(request: Request, object_type: str, **params: str) -> Response:
             name = OBJECT_TYPE_ALIASES.get(object_type)
             if name is None:
@@ -268,7 +269,9 @@ class HubSpotSandbox(Emulator):
 
         def scope(params: dict[str, str]) -> str | None:
             name = OBJECT_TYPE_ALIASES.get(params["object_type"])
-            return required_scope(name, write) if name else None
+            if name is None:
+                return None
+            return scope_of(name) if scope_of is not None else required_scope(name, write)
 
         return self._guarded(resolve, scope, search=search)
 

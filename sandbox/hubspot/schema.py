@@ -253,8 +253,22 @@ def required_scope(object_type: str, write: bool) -> str:
     return f"{SCHEMAS[object_type].scope}.{'write' if write else 'read'}"
 
 
+# Reading an object type's property definitions takes its schema scope: HubSpot's reference
+# for contact properties names crm.schemas.contacts.read (developers.hubspot.com, "Get all
+# contact properties"); companies and deals alike. Choice (UNCONFIRMED): the activity types,
+# which have no schema scope of their own, take their read scope.
+SCHEMA_SCOPES = {"contacts": "crm.schemas.contacts.read",
+                 "companies": "crm.schemas.companies.read",
+                 "deals": "crm.schemas.deals.read"}
+
+
+def properties_scope(object_type: str) -> str:
+    return SCHEMA_SCOPES.get(object_type) or required_scope(object_type, False)
+
+
 ALL_SCOPES: tuple[str, ...] = (
     *sorted({f"{s.scope}.{mode}" for s in SCHEMAS.values() for mode in ("read", "write")}),
+    *sorted(SCHEMA_SCOPES.values()),
     "crm.objects.owners.read",
     "oauth",
 )
