@@ -194,7 +194,8 @@ class OAuth2Auth(httpx.Auth):
             secrets.register(headers["Authorization"][6:])  # the base64 of the client secret
         else:
             form["client_id"] = creds.client_id or ""
-            form["client_secret"] = creds.client_secret or ""
+            if creds.client_secret:  # a public client has none (RFC 6749 2.3.1: omit it)
+                form["client_secret"] = creds.client_secret
         return httpx.Request("POST", self._token_url, data=form, headers=headers)
 
     def _accept_token_response(self, response: httpx.Response) -> Credentials:

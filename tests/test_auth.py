@@ -210,9 +210,12 @@ def test_refresh_error_is_a_crm_error_for_actions_too(engine, oauth_server):
 # -- the token endpoint's answers, on an in-process transport ------------------------------------
 
 
-def refreshing_client(engine, clock, token_reply: httpx.Response):
+def refreshing_client(engine, clock, token_reply: httpx.Response, client_auth: str | None = None,
+                      client_id: str | None = "cid", client_secret: str | None = "csecret-value"):
     """A client whose credentials expire within the margin, so its first request refreshes."""
     method = engine.connector("acme").auth["oauth"]
+    if client_auth is not None:
+        method = dataclasses.replace(method, client_auth=client_auth)
     token_requests: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -223,8 +226,9 @@ def refreshing_client(engine, clock, token_reply: httpx.Response):
 
     auth = OAuth2Auth(connector="acme", method=method, token_url="http://127.0.0.1:9/token",
                       credentials=Credentials(access_token="a-old", refresh_token="r-0",
-                                              expires_at=clock.wall() + 10, client_id="cid",
-                                              client_secret="csecret-value"),
+                                              expires_at=clock.wall() + 10,
+                                              client_id=client_id,
+                                              client_secret=client_secret),
                       is_auth_expired=lambda response: response.status_code == 401, clock=clock,
                       apply=bearer)
     return httpx.Client(auth=auth, transport=httpx.MockTransport(handler)), token_requests
@@ -241,10 +245,49 @@ def test_a_refresh_asks_for_json_with_the_client_in_basic_auth(engine, clock):
         client.get("http://127.0.0.1:9/items")
     [request] = token_requests
     assert request.method == "POST" and request.headers["accept"] == "application/json"
-    assert request.headers["authorization"] == "Basic " + base64.b64encode(
-        b"cid:csecret-value").decode()
+    pair = base64.b64encode(b"cid:csecret-value").decode()
+    assert request.headers["authorization"] == "Basic " + pair
     assert parse_qs(request.content.decode()) == {"grant_type": ["refresh_token"],
                                                   "refresh_token": ["r-0"]}
+    # The base64 of the client secret is a secret too, whole.
+    assert secrets.redact(f"sent {pair}") == f"sent {secrets.MASK}"
+    assert client.auth.refreshes == 1
+
+
+@pytest.mark.parametrize(("client_auth", "client_id", "sent"), [
+    ("basic", "cid", {"authorization": "Basic " + base64.b64encode(b"cid:").decode()}),
+    ("basic", None, {"authorization": "Basic " + base64.b64encode(b":").decode()}),
+    ("body", "cid", {"client_id": ["cid"]}),
+    ("body", None, {}),
+])
+def test_a_public_client_refreshes_without_a_secret(engine, clock, client_auth, client_id,
+                                                    sent):
+    """A public client (PKCE, no secret) authenticates by its id alone: an empty secret in
+    basic auth, none in the body (RFC 6749 2.3.1)."""
+    reply = httpx.Response(200, json={"access_token": "a-1", "expires_in": 3600})
+    client, token_requests = refreshing_client(engine, clock, reply, client_auth=client_auth,
+                                               client_id=client_id, client_secret=None)
+    with client:
+        client.get("http://127.0.0.1:9/items")
+    [request] = token_requests
+    form = parse_qs(request.content.decode())
+    assert "client_secret" not in form
+    if client_auth == "basic":
+        assert request.headers["authorization"] == sent["authorization"]
+    else:
+        assert "authorization" not in request.headers
+        assert {k: v for k, v in form.items() if k == "client_id"} == sent
+
+
+def test_each_refresh_counts(engine, clock):
+    """A token that comes back with less than the refresh margin left is refreshed again
+    before the next request: both refreshes count on the auth."""
+    reply = httpx.Response(200, json={"access_token": "a-1", "expires_in": 10})
+    client, token_requests = refreshing_client(engine, clock, reply)
+    with client:
+        client.get("http://127.0.0.1:9/items")
+        client.get("http://127.0.0.1:9/items")
+    assert len(token_requests) == 2 and client.auth.refreshes == 2
 
 
 @pytest.mark.parametrize(("reply", "kind", "code", "reason"), [
@@ -267,6 +310,7 @@ def test_a_refresh_asks_for_json_with_the_client_in_basic_auth(engine, clock):
      "token refresh failed (BAD_REFRESH_TOKEN: missing or invalid refresh token)"),
     (httpx.Response(200, json=["not", "an", "object"]), "auth_revoked", None,
      "token refresh failed (no access_token)"),
+    (httpx.Response(400), "auth_revoked", None, "token refresh failed (no access_token)"),
 ])
 def test_a_refused_refresh_says_why_and_whether_to_connect_again(engine, clock, reply, kind,
                                                                  code, reason):
@@ -279,11 +323,10 @@ def test_a_refused_refresh_says_why_and_whether_to_connect_again(engine, clock, 
     assert error.retryable == (kind == "transient")
     if kind == "transient":
         assert error.message == reason
-    elif isinstance(reply.json(), dict):
-        assert error.raw_body == reply.json()
     else:
         assert error.message == (f"{reason}; the authorization is no longer valid: run "
                                  f"`crm-engine connect acme` again")
+        assert error.raw_body == (reply.json() if reply.content else {})
 
 
 @pytest.mark.parametrize("later", [0, 2800])

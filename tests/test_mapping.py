@@ -412,6 +412,104 @@ def test_choice_fields_show_their_option_labels_in_custom(tmp_path):
         {"visible_to": None, "Region": 5, "Colors": "7,99"}]
 
 
+LOOKUPS = """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      stage_id: stage_id
+      stage: {path: stage_id, lookup: {model: stage, value: label}}
+      pipeline: {path: pipeline_id, lookup: {model: pipeline, value: label}}
+"""
+
+
+def test_lookups_read_labels_and_say_which_keys_they_do_not_know(tmp_path, monkeypatch,
+                                                                  caplog):
+    from engine import convert
+    from engine.mapping import ReadContext
+
+    monkeypatch.setattr(convert, "_warned", set())  # what this process already logged once
+    deal = load_text(tmp_path, LOOKUPS)["deal"]
+    context = ReadContext(references={
+        "stage": [{"id": "3", "label": "Won"}, {"id": "4", "label": "Lost"}],
+        "pipeline": [{"id": "1", "label": "Sales"}]})
+    records = [{"id": 1, "stage_id": 3, "pipeline_id": 1},
+               {"id": 2, "stage_id": "4", "pipeline_id": ""},
+               {"id": 3, "stage_id": 9, "pipeline_id": 7},
+               {"id": 4, "stage_id": None, "pipeline_id": 7}]
+    columns = {name: [] for name in [*deal.model.fields, "custom"]}
+    warned: list[str] = []
+    with caplog.at_level("WARNING", logger="crm_engine"), convert.warnings_to(warned.append):
+        deal.read_columns(records, columns, context=context)
+    assert columns["stage"] == ["Won", "Lost", None, None]
+    assert columns["pipeline"] == ["Sales", None, None, None]
+    unknown_stage = "deal.stage: no stage with id 9 among this connection's; stored null"
+    unknown_pipeline = "deal.pipeline: no pipeline with id 7 among this connection's; stored null"
+    # Every unknown key on the run; in the log once per field. No value is no key at all.
+    assert warned == [unknown_stage, unknown_pipeline, unknown_pipeline]
+    assert [r.getMessage() for r in caplog.records] == [unknown_stage, unknown_pipeline]
+    assert [deal.record_id(r) for r in records] == ["1", "2", "3", "4"]
+    assert deal.record_id({"title": "no id"}) is None
+
+
+def test_a_looked_up_field_is_not_written(tmp_path):
+    from engine.errors import InputError
+
+    deal = load_text(tmp_path, LOOKUPS)["deal"]
+    with pytest.raises(InputError) as info:
+        deal.write({"stage": "Won"}, apply_defaults=False)
+    assert str(info.value).endswith("stage: is read from the stages table, not written: "
+                                    "write stage_id instead")
+    with pytest.raises(InputError) as info:
+        deal.write({"pipeline": "Sales"}, apply_defaults=False)
+    assert str(info.value).endswith("pipeline: is read from the pipelines table, not written")
+
+
+MERGED_EDGES = """
+models:
+  deal:
+    custom: {from: "@", merge: [custom_fields]}
+    fields:
+      id: {path: id, write: false}
+      name: title
+      close_date: custom_fields.""" + SIGNED + "\n"
+
+
+def test_merged_custom_fields_keep_keys_without_names_and_give_way_to_root_keys(tmp_path):
+    deal = load_text(tmp_path, MERGED_EDGES)["deal"]
+    records = [{"id": 1, "title": "a", "custom_fields": None},
+               {"id": 2, "title": "b", "Region": "root's",
+                "custom_fields": {SIGNED: "2026-01-02", REGION: "EMEA", "f0" * 20: 1}}]
+    columns, rows = read_both_ways(deal, records, HASHES)
+    assert columns == rows
+    assert columns["close_date"] == [None, dt.date(2026, 1, 2)]
+    # A record without custom fields does not stop the next; the mapped one is not custom; a
+    # name a root key already has keeps the custom field's key; no name, the key.
+    assert columns["custom"] == [{}, {"Region": "root's", REGION: "EMEA", "f0" * 20: 1}]
+    columns, _ = read_both_ways(deal, records)  # no field definitions: every key as it is
+    assert columns["custom"][1] == {"Region": "root's", REGION: "EMEA", "f0" * 20: 1}
+
+
+def test_vendor_fields_of_an_expression_are_the_paths_it_reads(tmp_path):
+    """A field read by an expression asks for every key it reads, but never `$` keys (record
+    metadata)."""
+    deal = load_text(tmp_path, """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      status:
+        read: >-
+          IsWon && 'won' || ("$meta".closed && 'lost' || Stage.Closed && 'lost')
+      name: Name
+""")["deal"]
+    assert deal.vendor_fields() == ["id", "IsWon", "Stage", "Name"]
+    assert deal.vendor_fields(full=True) == ["id", "IsWon", "Stage.Closed", "Name"]
+    assert deal.vendor_fields("Stage") == ["Closed"]
+
+
 # HubSpot keeps every property, custom or not, under `properties` (CONTRACTS 1.3).
 LABELS_IN_PROPERTIES = """
 models:
