@@ -22,8 +22,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 HUBSPOT_TOKEN = "sandbox-private-app-token"
-# The properties a sync of the contacts stream asks for (its mapping's, and the emulator's two
-# custom properties, passed as `extra_properties`).
+# The emulator's two custom properties, passed to syncs as `extra_properties` (the engine
+# reads the CRM's property list too: `contacts_properties`).
 EXTRA_PROPERTIES = ["favorite_color", "customer_tier"]
 FLOOR_BATCH_PAGES = 50  # pages landed per read_json: 5,000 records, as the engine's batches
 
@@ -46,11 +46,18 @@ def emulator(vendor: str, **options: Any) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def contacts_properties() -> str:
+def contacts_properties(url: str, token: str = HUBSPOT_TOKEN) -> str:
+    """The properties a sync of the contacts stream asks for: its mapping's, the extra ones,
+    and every one the CRM lists (the engine reads that list first, as the floor does here)."""
     from engine import Engine
 
     mapping = Engine().connector("hubspot").mappings["contact"]
-    return ",".join(mapping.vendor_fields("properties") + EXTRA_PROPERTIES)
+    listed = httpx.get(f"{url}/crm/v3/properties/contacts",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    listed.raise_for_status()
+    names = (mapping.vendor_fields("properties") + EXTRA_PROPERTIES
+             + [p["name"] for p in listed.json()["results"]])
+    return ",".join(dict.fromkeys(names))
 
 
 def floor(url: str, properties: str, token: str = HUBSPOT_TOKEN) -> tuple[int, float]:
@@ -72,13 +79,16 @@ def floor(url: str, properties: str, token: str = HUBSPOT_TOKEN) -> tuple[int, f
                 path.write_bytes(b"\n".join(pages))
                 select = (f"SELECT unnest(results, max_depth := 2) FROM read_json('{path}', "
                           "format = 'newline_delimited')")
-                con.execute(f"INSERT INTO contacts {select}" if created else
+                con.execute(f"INSERT INTO contacts BY NAME {select}" if created else
                             f"CREATE TABLE contacts AS {select}")
                 created = True
 
         lander = threading.Thread(target=land)
         lander.start()
-        params: dict[str, Any] = {"limit": 100, "properties": properties, "archived": "false"}
+        # The list pages the engine reads (with which contacts link to companies); not its v4
+        # reads of those links' labels, which the engine sends for pages with links.
+        params: dict[str, Any] = {"limit": 100, "properties": properties, "archived": "false",
+                                  "associations": "companies"}
         pages: list[bytes] = []
         try:
             while True:

@@ -76,7 +76,7 @@ def main() -> int:
     engine_seconds, floor_seconds, ratios, peaks = [], [], [], []
     with emulator("hubspot", contacts=args.contacts, companies=10, deals=10,
                   rate_limit="1000000,10", search_rate_limit="none", daily_limit="none") as url:
-        properties = contacts_properties()
+        properties = contacts_properties(url)
         if not args.no_floor:
             floor(url, properties)  # warm-up: the emulator renders and caches pages once
         for number in range(1, args.rounds + 1):

@@ -168,6 +168,7 @@ class Engine:
         self._references: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._account_facts: dict[tuple[str, str], dict[str, Any]] = {}  # kept for actions
         self._lock = threading.Lock()
+        self._loading = threading.Lock()  # connector files being loaded
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
         self.slots = Slots(max_concurrency, self.cancelled)
         self._lander_of_store: Lander | None = None
@@ -197,13 +198,16 @@ class Engine:
         return sorted(self.connectors_dir.glob("*.yaml"))
 
     def connector(self, name: str) -> Connector:
-        if name not in self._connectors:
-            path = self.connectors_dir / f"{name}.yaml"
-            if not path.exists():
-                known = ", ".join(p.stem for p in self.connector_files()) or "none"
-                raise InputError("connector", f"unknown connector {name!r} (known: {known})")
-            self._connectors[name] = load_connector(path)
-        return self._connectors[name]
+        # Loaded once: hundreds of connections starting at once would each compile it.
+        with self._loading:
+            if name not in self._connectors:
+                path = self.connectors_dir / f"{name}.yaml"
+                if not path.exists():
+                    known = ", ".join(p.stem for p in self.connector_files()) or "none"
+                    raise InputError("connector",
+                                     f"unknown connector {name!r} (known: {known})")
+                self._connectors[name] = load_connector(path)
+            return self._connectors[name]
 
     def all_connectors(self) -> list[Connector]:
         return [self.connector(p.stem) for p in self.connector_files()]

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import jmespath
+import jmespath.parser
 from jmespath import functions
 from jmespath.exceptions import JMESPathError
 
@@ -188,7 +189,49 @@ def compile_getter(expression: str) -> Getter:
         except JMESPathError as exc:
             raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
 
+    return _short_circuit(compiled.parsed, expression) or search
+
+
+def truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null and empty strings, lists and objects are false; 0 is not."""
+    return value is not None and value is not False and value not in ("", [], {})
+
+
+def _short_circuit(tree: dict[str, Any], expression: str) -> Getter | None:
+    """`a.b && rest` or `a.b || rest`, a plain path first (a per-record test such as "has
+    links, and of what kind"): the path is read in Python, the interpreter runs only for the
+    rest, and only when the path's truth leaves the answer to it."""
+    kind = tree.get("type")
+    if kind not in ("and_expression", "or_expression"):
+        return None
+    left, right = tree["children"]
+    keys = _field_chain(left)
+    if keys is None or keys[0] in _LITERAL_WORDS:
+        return None
+    read, rest = _dig(keys), jmespath.parser.ParsedResult(expression, right)
+    settled_when = kind == "or_expression"  # `||` settles on a true path, `&&` on a false one
+
+    def search(obj: Any) -> Any:
+        value = read(obj)
+        if truthy(value) is settled_when:
+            return value
+        try:
+            return rest.search(obj, options=_OPTIONS)
+        except JMESPathError as exc:
+            raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
+
     return search
+
+
+def _field_chain(node: Any) -> tuple[str, ...] | None:
+    """The keys of a plain path node (a.b.c), or None."""
+    if node.get("type") == "field":
+        return (node["value"],)
+    if node.get("type") == "subexpression":
+        parts = [_field_chain(child) for child in node.get("children") or []]
+        if all(p is not None for p in parts):
+            return tuple(k for p in parts for k in p)  # type: ignore[union-attr]
+    return None
 
 
 # AST nodes whose first child is evaluated against the current value and the rest against
@@ -213,20 +256,10 @@ def read_paths(expression: str) -> frozenset[tuple[str, ...]]:
         return frozenset()
     found: set[tuple[str, ...]] = set()
 
-    def chain(node: Any) -> tuple[str, ...] | None:
-        """The keys of a plain path (a.b.c), or None."""
-        if node.get("type") == "field":
-            return (node["value"],)
-        if node.get("type") == "subexpression":
-            parts = [chain(child) for child in node.get("children") or []]
-            if all(p is not None for p in parts):
-                return tuple(k for p in parts for k in p)  # type: ignore[union-attr]
-        return None
-
     def walk(node: Any) -> None:
         if not isinstance(node, dict):
             return
-        path = chain(node)
+        path = _field_chain(node)
         if path is not None:
             if path[0] not in _LITERAL_WORDS:
                 found.add(path)

@@ -499,10 +499,12 @@ def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],
     getters = {key: c.getter(path + (key,), spec[key]) for key in ("records", "key", "value")}
     record_id = c.getter(path + ("id",), spec.get("id", "id"))
     into = tuple(spec["into"].split("."))
-    if request is None or record_id is None or None in getters.values():
+    when = c.getter(path + ("when",), spec["when"]) if "when" in spec else None
+    if request is None or record_id is None or None in getters.values() or (
+            "when" in spec and when is None):
         return None
     return EnrichSpec(request, getters["records"], getters["key"], getters["value"],  # type: ignore[arg-type]
-                      into, record_id)
+                      into, record_id, when)
 
 
 def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -18,6 +19,9 @@ from engine.errors import InputError
 
 _lock = threading.Lock()
 _known: set[str] = set()
+# Every known value, longest first, as one pattern: `redact` runs on every page's checkpoint
+# and log line, with a secret or more per connection registered.
+_pattern: re.Pattern[str] | None = None
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary text
 # The engine's loggers, and httpx's (it logs each request's URL, query string included).
@@ -38,8 +42,12 @@ def register(value: Any) -> None:
         return
     value = str(value)
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
+    global _pattern
     with _lock:
-        _known.update(forms)
+        if not forms <= _known:
+            _known.update(forms)
+            _pattern = re.compile("|".join(
+                re.escape(known) for known in sorted(_known, key=len, reverse=True)))
 
 
 def from_environment(variable: str | None, what: str) -> str | None:
@@ -61,14 +69,10 @@ def is_registered(value: str) -> bool:
 
 def redact(text: Any) -> Any:
     """Replace every registered secret in a string (other types pass through)."""
-    if not isinstance(text, str) or not _known:
+    pattern = _pattern
+    if not isinstance(text, str) or pattern is None or pattern.search(text) is None:
         return text
-    with _lock:
-        values = sorted(_known, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    return pattern.sub(MASK, text)
 
 
 def redact_deep(value: Any) -> Any:

@@ -101,6 +101,9 @@ class EnrichSpec:
     value: Getter  # in each result: what to set
     into: tuple[str, ...]  # where in the record, as a key path
     id: Getter  # in each record: its id
+    # In each record: whether it needs the request (default all). A page with none sends none;
+    # the records left out keep what the vendor sent at `into`.
+    when: Getter | None = None
 
 
 @dataclass

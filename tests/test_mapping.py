@@ -573,3 +573,34 @@ def test_vendor_fields_below_a_nested_object():
     assert contact.vendor_fields("Account.Owner") == ["Id", "Title"]
     assert contact.vendor_fields("Account.Owner", full=True) == ["Id", "Title"]
     assert contact.vendor_fields("Account", full=True) == ["Name", "Owner.Id", "Owner.Title"]
+
+
+@pytest.mark.parametrize("expression", [
+    "associations.companies && (associations.companies.paging"
+    " || associations.companies.results[?!ends_with(to_string(type), '_unlabeled')])",
+    "a || b.c", "a.b && `0`", "a && b", "x || y", "a.b || length(a)",
+])
+def test_a_path_first_in_and_or_reads_as_jmespath_does(expression):
+    """`path && rest` and `path || rest` read the path in Python (per-record tests on the
+    sync's hot path) and give what the jmespath interpreter gives, truth rules included."""
+    import jmespath
+
+    from engine.extract import _OPTIONS, ExpressionFailed, compile_getter
+
+    getter, reference = compile_getter(expression), jmespath.compile(expression)
+    documents = [
+        {}, {"a": 0, "b": {"c": 2}}, {"a": "", "b": {"c": False}}, {"a": [], "b": 3},
+        {"a": {"b": {}}, "x": False, "y": None}, {"a": {"b": "z"}}, {"a": None, "x": 0},
+        {"associations": {"companies": {"results": [
+            {"id": "1", "type": "contact_to_company_unlabeled"}]}}},
+        {"associations": {"companies": {"results": [{"id": "1", "type": "contact_to_company"}]}}},
+        {"associations": {"companies": {"results": [], "paging": {"next": {"after": "1"}}}}},
+    ]
+    for document in documents:
+        try:
+            expected = reference.search(document, options=_OPTIONS)
+        except jmespath.exceptions.JMESPathError:
+            with pytest.raises(ExpressionFailed):
+                getter(document)
+            continue
+        assert getter(document) == expected, document

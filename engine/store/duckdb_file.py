@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import re
 import tempfile
@@ -30,6 +31,8 @@ from engine.clock import utc_now
 from engine.models import Model
 from engine.store import Batch, Deletion, Landing, StoreError, SyncRun
 
+log = logging.getLogger("crm_engine.sync")
+
 _SQL_TYPES = {
     "string": "VARCHAR",
     "integer": "BIGINT",
@@ -41,6 +44,17 @@ _SQL_TYPES = {
 }
 
 _JSON_COLUMNS = ("custom", "raw")  # besides the model's fields
+# DuckDB's memory limit (CRM_ENGINE_DUCKDB_MEMORY overrides it). A transaction that needs
+# more (an upsert into a large table) is run again with four times as much (`_write`).
+DUCKDB_MEMORY = "64MB"
+
+
+def _times(size: str, factor: int) -> str:
+    """A DuckDB memory size (`64MB`, `1GB`, `512KiB`) times `factor`."""
+    number = re.match(r"\s*(\d+(?:\.\d+)?)\s*(.*)", size)
+    if number is None:
+        return size
+    return f"{float(number[1]) * factor:g}{number[2]}"
 
 BOOKKEEPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -109,6 +123,27 @@ def one_line(exc: BaseException) -> str:
     return secrets.redact(" ".join(str(exc).split()))
 
 
+ROWS_PER_WRITE = 1000  # rows turned into JSON lines at a time
+
+
+def _rows_file(data: dict[str, list[Any]]) -> tuple[str, int]:
+    """Columns as rows of JSON, one a line, in a temporary file: its path and its longest
+    line, for read_json (newline-delimited: DuckDB parses a line at a time, in buffers twice
+    `maximum_object_size`, so that is kept near the longest line)."""
+    names, columns = list(data), list(data.values())
+    handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
+    longest = 0
+    with os.fdopen(handle, "wb") as out:
+        for start in range(0, len(columns[0]), ROWS_PER_WRITE):
+            lines = [orjson.dumps(dict(zip(names, row, strict=True)), default=str)
+                     for row in zip(*(c[start:start + ROWS_PER_WRITE] for c in columns),
+                                    strict=True)]
+            longest = max(longest, *map(len, lines))
+            out.write(b"\n".join(lines))
+            out.write(b"\n")
+    return path, longest
+
+
 def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
     """Columns as one JSON object in a temporary file (its path and size), for read_json:
     DuckDB reads it in C++ with the GIL released, faster than Python lists as parameters."""
@@ -120,6 +155,25 @@ def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
 
 
 _LINK_COLUMNS = ("from_id", "to_model", "to_id", "label")
+# The rows of sync_runs and sync_state that a landing saves, as JSON types (_json_rows).
+_RUN_COUNTERS = {"run_id": "VARCHAR", "mode": "VARCHAR", "finished": "TIMESTAMPTZ",
+                 "status": "VARCHAR", "records": "BIGINT", "pages": "BIGINT",
+                 "requests": "BIGINT", "retries": "BIGINT", "deleted": "BIGINT",
+                 "error": "VARCHAR", "api_usage": "VARCHAR", "warnings": "JSON"}
+_STATE_ROW = {"connection": "VARCHAR", "stream": "VARCHAR", "connector": "VARCHAR",
+              "state": "JSON", "updated": "TIMESTAMPTZ"}
+
+
+def _json_rows(types: dict[str, str]) -> str:
+    """A subquery of rows that arrive as one JSON parameter (`_json_param`): DuckDB's Python
+    client pays a failed `import pandas` (a search of sys.path) for every parameter of a
+    statement, which for hundreds of runs saved per transaction cost more than the landing."""
+    shape = orjson.dumps([types]).decode()
+    return f"(SELECT unnest(from_json(?, '{shape}'), recursive := true))"
+
+
+def _json_param(rows: list[dict[str, Any]]) -> str:
+    return orjson.dumps(rows).decode()
 
 
 def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
@@ -248,8 +302,14 @@ class DuckDBStore:
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would otherwise cache up to 80% of RAM; a sync needs little, and memory must
         # stay flat however many records land. Spilled blocks are re-read from the file.
-        memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", "128MB")
-        self._con.execute(f"SET memory_limit = '{memory}'")
+        self._memory = os.environ.get("CRM_ENGINE_DUCKDB_MEMORY", DUCKDB_MEMORY)
+        self._con.execute(f"SET memory_limit = '{self._memory}'")
+        # One thread: each of DuckDB's threads reading a batch file holds a 32 MB buffer, and
+        # the engine's own threads keep the other core busy mapping the next batch.
+        self._con.execute("SET threads = 1")
+        # Memory a statement freed goes back to the system once 4 MB of it are waiting, not
+        # 128 MB (DuckDB's default is the memory limit): peak RSS, not speed, is the bound.
+        self._con.execute("SET allocator_flush_threshold = '4MB'")
         # DuckDB draws a progress bar on stdout for slow statements: it would corrupt --json.
         self._con.execute("SET enable_progress_bar = false")
         self._lock = threading.Lock()
@@ -291,8 +351,23 @@ class DuckDBStore:
     def _write(self, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `work` in one transaction and commit it (DuckLake retries it on a conflict, so
         `work` must set, not accumulate, what it changes outside the database)."""
-        with self._transaction() as con:
-            return work(con)
+        try:
+            with self._transaction() as con:
+                return work(con)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, duckdb.OutOfMemoryException):
+                raise
+        # A statement over the memory limit (an upsert into a large table): the transaction
+        # was rolled back; it runs once more with four times the room, then the limit is back.
+        log.info("%s: out of memory at %s, once more with %s", self, self._memory,
+                 _times(self._memory, 4))
+        try:
+            with self._transaction() as con:
+                con.execute(f"SET memory_limit = '{_times(self._memory, 4)}'")
+                return work(con)
+        finally:
+            with self._lock:
+                self._con.execute(f"SET memory_limit = '{self._memory}'")
 
     def _upsert(self, table: str, key: list[str], columns: list[str], select: str) -> str:
         """SQL inserting `select`'s rows (named `columns`) into `table`, replacing those whose
@@ -356,12 +431,13 @@ class DuckDBStore:
             con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
     def _batch_file(self, landings: list[Landing]) -> tuple[str, int, list[str]]:
-        """Write batches of one model as one JSON object of columns (with each row's
-        connector and connection); returns its path, size and the columns besides those.
+        """Write batches of one model as a file of JSON rows, one a line (with each row's
+        connector and connection); returns its path, its longest line and the columns
+        besides those.
 
         DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
-        fetching and mapping. The last occurrence of a (connection, id) wins, as a later page
-        would."""
+        fetching and mapping, and a line at a time, so its memory does not grow with the
+        batch. The last occurrence of a (connection, id) wins, as a later page would."""
         first = landings[0].batch
         names = [*first.model.fields, "custom", *(["raw"] if "raw" in first.columns else [])]
         data: dict[str, list[Any]] = {"connector": [], "connection": [], **{n: [] for n in names}}
@@ -374,8 +450,8 @@ class DuckDBStore:
         keep = _last_occurrences(list(zip(data["connection"], data["id"], strict=True)))
         if keep is not None:
             data = {name: [column[i] for i in keep] for name, column in data.items()}
-        path, size = _json_file(data)
-        return path, size, names
+        path, longest = _rows_file(data)
+        return path, longest, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
@@ -452,21 +528,22 @@ class DuckDBStore:
     def _insert(self, con: duckdb.DuckDBPyConnection, landings: list[Landing]) -> None:
         """One INSERT of batches of one model, all appended or all upserted."""
         model = landings[0].batch.model
-        path, size, names = self._batch_file(landings)
+        path, longest, names = self._batch_file(landings)
         # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
-        json_types = {"connector": "VARCHAR[]", "connection": "VARCHAR[]"}
-        json_types |= {n: "JSON[]" if n in _JSON_COLUMNS else
+        json_types = {"connector": "VARCHAR", "connection": "VARCHAR"}
+        json_types |= {n: "JSON" if n in _JSON_COLUMNS else
                        ("VARCHAR" if model.fields[n].type == "decimal"
-                        else _SQL_TYPES[model.fields[n].type]) + "[]"
+                        else _SQL_TYPES[model.fields[n].type])
                        for n in names}
         columns = ["connector", "connection", *names]
-        unnest = ", ".join(f"unnest({n}) AS {n}" for n in columns)
         select = ", ".join(n if n in ("connector", "connection", "id", *_JSON_COLUMNS) else
                            f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}"
                            for n in columns)
-        rows = (f"SELECT {select}, ?::TIMESTAMPTZ AS synced_at FROM (SELECT {unnest} FROM "
-                f"read_json(?, columns = {_struct_literal(json_types)}, "
-                f"maximum_object_size = {size + 1024})) WHERE id IS NOT NULL")
+        rows = (f"SELECT {select}, ?::TIMESTAMPTZ AS synced_at FROM "
+                f"read_json(?, format = 'newline_delimited', "
+                f"columns = {_struct_literal(json_types)}, "
+                f"maximum_object_size = {max(longest + 1024, 2**20)}) "
+                f"WHERE id IS NOT NULL")
         columns.append("synced_at")
         sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}"
                if landings[0].append else
@@ -528,19 +605,18 @@ class DuckDBStore:
     def _save_runs(con: duckdb.DuckDBPyConnection, runs: list[SyncRun]) -> None:
         if not runs:
             return
-        rows = ", ".join(["(?, ?, ?::TIMESTAMPTZ, ?, ?::BIGINT, ?::BIGINT, ?::BIGINT, "
-                          "?::BIGINT, ?::BIGINT, ?, ?, ?)"] * len(runs))
         con.execute(
             f"UPDATE sync_runs AS r SET mode = v.mode, finished = v.finished, status = v.status, "
             f"records = v.records, pages = v.pages, requests = v.requests, retries = v.retries, "
             f"deleted = v.deleted, error = v.error, api_usage = v.api_usage, "
-            f"warnings = v.warnings FROM (VALUES {rows}) AS v(run_id, mode, finished, status, "
-            f"records, pages, requests, retries, deleted, error, api_usage, warnings) "
+            f"warnings = v.warnings FROM {_json_rows(_RUN_COUNTERS)} AS v "
             f"WHERE r.run_id = v.run_id",
-            [value for run in runs for value in (
-                run.run_id, run.mode, run.finished, run.status, run.records, run.pages,
-                run.requests, run.retries, run.deleted, run.error, run.api_usage,
-                orjson.dumps(run.warnings).decode() if run.warnings else None)],
+            [_json_param([{
+                "run_id": run.run_id, "mode": run.mode, "finished": run.finished,
+                "status": run.status, "records": run.records, "pages": run.pages,
+                "requests": run.requests, "retries": run.retries, "deleted": run.deleted,
+                "error": run.error, "api_usage": run.api_usage,
+                "warnings": run.warnings or None} for run in runs])],
         )
 
     def _save_states(self, con: duckdb.DuckDBPyConnection,
@@ -549,14 +625,13 @@ class DuckDBStore:
         latest = {(run.connection, run.stream): (run, state) for run, state in states}
         if not latest:
             return
-        rows = ", ".join(["(?, ?, ?, ?::JSON, ?::TIMESTAMPTZ)"] * len(latest))
         now = utc_now()
-        columns = ["connection", "stream", "connector", "state", "updated"]
         con.execute(
-            self._upsert("sync_state", ["connection", "stream"], columns,
-                         f"SELECT * FROM (VALUES {rows}) AS v({', '.join(columns)})"),
-            [value for run, state in latest.values() for value in (
-                run.connection, run.stream, run.connector, orjson.dumps(state).decode(), now)],
+            self._upsert("sync_state", ["connection", "stream"], list(_STATE_ROW),
+                         f"SELECT {', '.join(_STATE_ROW)} FROM {_json_rows(_STATE_ROW)}"),
+            [_json_param([{"connection": run.connection, "stream": run.stream,
+                           "connector": run.connector, "state": state, "updated": now}
+                          for run, state in latest.values()])],
         )
 
     def state(self, connection: str, stream: str) -> dict[str, Any] | None:

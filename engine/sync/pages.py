@@ -106,6 +106,9 @@ def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
         yield Fetched(page, call, following, reply)
 
 
+_END = object()
+
+
 def prefetched(items: Iterator[T], cancelled: threading.Event | None = None,
                on_idle: Callable[[], None] | None = None) -> Iterator[T]:
     """Iterate `items` in a worker thread, one item ahead of the consumer; stop waiting for it
@@ -113,12 +116,22 @@ def prefetched(items: Iterator[T], cancelled: threading.Event | None = None,
     in the consumer's thread each time it has waited a moment for the next item."""
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
     stop = threading.Event()
+    # The worker reads the next item only once the consumer has taken the last one: two
+    # pages per stream in memory at most (one mapped, one read), not three.
+    taken = threading.Semaphore(1)
 
     def work() -> None:
         try:
-            for item in items:
+            iterator = iter(items)
+            while True:
+                while not taken.acquire(timeout=IDLE_SECONDS):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
+                item = next(iterator, _END)
+                if item is _END:
+                    break
                 handoff.put(("item", item))
             handoff.put(("done", None))
         except BaseException as exc:  # handed to the consumer, which re-raises it
@@ -140,6 +153,7 @@ def prefetched(items: Iterator[T], cancelled: threading.Event | None = None,
                     on_idle()
                 continue
             if kind == "item":
+                taken.release()
                 yield item
             elif kind == "error":
                 raise item
@@ -150,6 +164,7 @@ def prefetched(items: Iterator[T], cancelled: threading.Event | None = None,
         # rate-budget wait is left behind (it is a daemon): an interrupted sync must stop
         # within seconds.
         stop.set()
+        taken.release()
         deadline = time.monotonic() + WORKER_GRACE_SECONDS
         while worker.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):

@@ -24,7 +24,7 @@ from typing import Any
 from engine.clock import utc_now
 from engine.convert import ConversionError, parse_timestamp
 from engine.errors import CrmError
-from engine.extract import ExpressionFailed
+from engine.extract import ExpressionFailed, truthy
 from engine.paginate import Page, paginator_for
 from engine.render import render_call
 from engine.spec import EnrichSpec, IncrementalSpec, StreamSpec
@@ -206,7 +206,10 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
 
 
 def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation: str) -> None:
-    """Set what one more request says about the page's records into them (in place)."""
+    """Set what one more request says about the page's records into them (in place): the
+    records its `when` picks, all by default; none picked, no request."""
+    if step.when is not None:
+        records = [r for r in records if truthy(_picked(step, r, ctx, operation))]
     if not records:
         return
     try:
@@ -229,6 +232,14 @@ def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation:
                 break
         else:
             target[leaf] = found.get(str(record_id))
+
+
+def _picked(step: EnrichSpec, record: Any, ctx: StreamContext, operation: str) -> Any:
+    assert step.when is not None
+    try:
+        return step.when(record)
+    except ExpressionFailed as exc:
+        raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
 
 
 def _check_order(window: Window, last: tuple[dt.datetime, Any] | None,

@@ -23,7 +23,7 @@ IDLE_SECONDS = 1.0  # a lander with nothing to land this long ends its thread
 TRANSACTION_RECORDS = 20_000
 # Records mapped and not yet landed, over every stream of a lander, before streams hand over
 # their batches early: many streams at once then hold little each, whatever their number.
-HELD_RECORDS = 30_000
+HELD_RECORDS = 15_000
 Done = Callable[[bool | BaseException], None]
 
 
