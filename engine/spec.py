@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.extract import Getter
+from engine.extract import Getter, truthy
 from engine.mapping import ModelMapping
 from engine.models import Model
 from engine.templates import Expression, Structure, Template
@@ -162,7 +162,7 @@ class StreamSpec:
         kept: list[Any] = []
         left: list[Any] = []
         for record in records:
-            (kept if self.where(record) else left).append(record)
+            (kept if truthy(self.where(record)) else left).append(record)
         return kept, left
 
     @property
