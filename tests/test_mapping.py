@@ -503,8 +503,10 @@ models:
       status:
         read: >-
           IsWon && 'won' || ("$meta".closed && 'lost' || Stage.Closed && 'lost')
+      amount: {label: Budget}
       name: Name
 """)["deal"]
+    # (A labelled field's key comes per account: it is not asked for by name here.)
     assert deal.vendor_fields() == ["id", "IsWon", "Stage", "Name"]
     assert deal.vendor_fields(full=True) == ["id", "IsWon", "Stage.Closed", "Name"]
     assert deal.vendor_fields("Stage") == ["Closed"]
