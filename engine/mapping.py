@@ -50,6 +50,16 @@ class ReadContext:
     raw: bool = False  # keep each vendor record as it came, in the `raw` column
     phone_region: str | None = None  # where numbers written without a country code are
     _indexes: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    _option_labels: dict[str, dict[str, Any]] | None = None
+
+    def option_labels(self) -> dict[str, dict[str, Any]]:
+        """Choice fields' labels by the key they have in `custom` (vendor key, and name where
+        the field list names it), built once per run, not per page."""
+        if self._option_labels is None:
+            options, names = self.custom_options or {}, self.custom_names or {}
+            self._option_labels = {**options, **{names[k]: v for k, v in options.items()
+                                                 if k in names}}
+        return self._option_labels
 
     def index(self, lookup: Lookup) -> dict[str, Any]:
         """Lookup key -> value, built once per run (a deal page reads it thousands of times)."""
@@ -103,12 +113,10 @@ class FieldMapping:
 _MISSING = object()
 
 
-def _option_labels(customs: list[dict[str, Any]], options: dict[str, dict[str, Any]],
-                   names: dict[str, str] | None) -> None:
+def _option_labels(customs: list[dict[str, Any]], by_key: dict[str, dict[str, Any]]) -> None:
     """Choice fields' option ids in `custom` replaced by their labels, in place: one id (an
     enum field) by its label, several (a set field: a list, or ids joined by commas) by a list
     of labels. Values the definitions do not list stay as they came."""
-    by_key = {**options, **{names[k]: v for k, v in options.items() if names and k in names}}
     for custom in customs:
         for key in by_key.keys() & custom.keys():
             labels, value = by_key[key], custom[key]
@@ -297,7 +305,7 @@ class ModelMapping:
         if custom_names and not self._merges:
             customs = [{custom_names.get(k, k): v for k, v in c.items()} for c in customs]
         if context is not None and context.custom_options:
-            _option_labels(customs, context.custom_options, custom_names)
+            _option_labels(customs, context.option_labels())
         columns["custom"].extend(customs)
 
     def _read_lookup(self, f: FieldMapping, records: list[Any], out: list[Any],
