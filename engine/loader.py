@@ -495,16 +495,23 @@ def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stre
 
 def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],
                     roots: dict[str, set[str] | None]) -> EnrichSpec | None:
-    request = _compile_request(c, path + ("request",), spec["request"], {**roots, "ids": None})
-    getters = {key: c.getter(path + (key,), spec[key]) for key in ("records", "key", "value")}
+    each = spec.get("each", False)
+    sees = {"record": None} if each else {"ids": None}  # one request per record, or per page
+    pages = _compile_pages(c, path, spec, {**roots, **sees})
+    key = c.getter(path + ("key",), spec["key"]) if "key" in spec else None
+    if each and "key" in spec:
+        c.add(path + ("key",), "a step with `each` sets all its results into its own record: "
+                               "no `key`")
+    value = c.getter(path + ("value",), spec["value"])
     record_id = c.getter(path + ("id",), spec.get("id", "id"))
     into = tuple(spec["into"].split("."))
     when = c.getter(path + ("when",), spec["when"]) if "when" in spec else None
-    if request is None or record_id is None or None in getters.values() or (
-            "when" in spec and when is None):
+    enabled = c.expression(path + ("if",), spec["if"], roots) if "if" in spec else None
+    if pages is None or value is None or record_id is None or (
+            ("key" in spec) != (key is not None) or ("when" in spec) != (when is not None)
+            or ("if" in spec) != (enabled is not None)):
         return None
-    return EnrichSpec(request, getters["records"], getters["key"], getters["value"],  # type: ignore[arg-type]
-                      into, record_id, when)
+    return EnrichSpec(pages, key, value, into, record_id, when, each, enabled)
 
 
 def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],

@@ -92,18 +92,22 @@ class OptionsSpec:
 
 @dataclass
 class EnrichSpec:
-    """One more request per page, for what the page's own request does not return (such as
-    associations): its results are set into the page's records, matched by id."""
+    """More requests for what a page's own request does not return (associations, a deal's
+    participants). By default one per page: its templates see `ids`, the page's record ids,
+    and each result is set into the record its `key` names. With `each`, one per record: its
+    templates see `record`, and the values of all its results (every page of them) are set
+    into that record as a list."""
 
-    request: RequestSpec  # templates see `ids`, the page's record ids
-    records: Getter
-    key: Getter  # in each result: the id of the record it belongs to
+    pages: Pages  # the request (and its pagination), and where its results are
+    key: Getter | None  # one per page: in each result, the id of the record it belongs to
     value: Getter  # in each result: what to set
     into: tuple[str, ...]  # where in the record, as a key path
     id: Getter  # in each record: its id
     # In each record: whether it needs the request (default all). A page with none sends none;
     # the records left out keep what the vendor sent at `into`.
     when: Getter | None = None
+    each: bool = False
+    enabled: Expression | None = None  # `if`: false for this run (a setting), no request at all
 
 
 @dataclass

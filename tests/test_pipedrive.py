@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from engine.engine import PROJECT_ROOT
@@ -250,3 +251,56 @@ def test_an_activity_whose_type_changed_moves_between_tables(engine, pipedrive):
     runs = {r.stream: r for r in engine.sync("pipedrive", "pd", streams=streams)}
     assert where() == {"calls": False, "meetings": True}
     assert runs["meetings"].deleted == 1
+
+
+def deal_contacts(engine, connection: str) -> set[tuple[str, str]]:
+    return set(engine.store.query(
+        "SELECT from_id, to_id FROM associations WHERE connection = ? AND from_model = 'deal' "
+        "AND to_model = 'contact'", [connection]))
+
+
+def test_deal_participants_land_as_links_when_the_connection_asks(make_engine, pipedrive):
+    """Pipedrive keeps a deal's other contacts as participants, listed one deal at a time
+    (GET /v1/deals/{id}/participants). With the connection's deal_participants setting, each
+    deal that has any (v2 `include_fields=participants_count`) costs one more request per
+    page of its participants, and each becomes a deal -> contact link; without it, none is
+    sent and the deal keeps its one person."""
+    emulator, running = pipedrive
+    store = emulator.store
+    # One deal with more participants than one page holds (500).
+    crowded = next(iter(store.active_records("deals")))["id"]
+    for person in list(store.active_records("persons"))[:520]:
+        store.add_participant(crowded, person["id"], emulator.now())
+    deals = list(store.active_records("deals"))
+    primary = {(str(d["id"]), str(d["person_id"])) for d in deals if d["person_id"]}
+    everyone = primary | {(str(d["id"]), str(p["person_id"]))
+                          for d in deals for p in store.participants_of(d["id"])}
+    assert len(everyone) > len(primary) + 520
+    engine = make_engine(CONNECTORS, db="participants.duckdb")
+    served = {}
+    for name, setting in (("pd-plain", {}), ("pd-participants", {"deal_participants": True})):
+        engine.store_token("pipedrive", name, token=emulator.static_token,
+                           config={"api_url": running.url, **setting})
+        before = running.app.requests_served
+        runs = engine.sync("pipedrive", name, streams=["deals"])
+        assert {r.status for r in runs} == {"succeeded"}
+        served[name] = running.app.requests_served - before
+    assert deal_contacts(engine, "pd-plain") == primary
+    assert deal_contacts(engine, "pd-participants") == everyone
+    with_participants = sum(1 for d in deals if store.participants_of(d["id"]))
+    # One request per deal with participants, and one more for the crowded deal's second page.
+    assert served["pd-participants"] - served["pd-plain"] == with_participants + 1
+
+    # A participant added later, then the deal changed: the next incremental run reads it.
+    deal = next(d for d in deals if d["id"] != crowded and not store.participants_of(d["id"]))
+    newcomer = str(first_person(emulator, 600))
+    added = httpx.post(f"{running.url}/api/v1/deals/{deal['id']}/participants",
+                       json={"person_id": int(newcomer)},
+                       headers={"x-api-token": emulator.static_token})
+    assert added.status_code == 201, added.text
+    engine.action("pipedrive", "update_deal", {"id": str(deal["id"]), "name": "Renamed"},
+                  "pd-participants")
+    [run] = [r for r in engine.sync("pipedrive", "pd-participants", streams=["deals"])
+             if r.stream == "deals"]
+    assert run.mode == "incremental"
+    assert (str(deal["id"]), newcomer) in deal_contacts(engine, "pd-participants")

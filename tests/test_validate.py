@@ -185,3 +185,31 @@ def test_shipped_page_sizes_carry_the_vendors_maximum():
     assert engine.connector("pipedrive").config["page_size"].maximum == 500
     salesforce = engine.connector("salesforce").config["batch_size"]
     assert (salesforce.minimum, salesforce.maximum) == (200, 2000)
+
+
+ENRICH = GOOD_STREAM + """
+      enrich:
+        - request: {method: GET, path: "/extra"}
+          records: results
+          value: "@"
+          into: extra
+"""
+
+
+def test_an_enrich_step_per_page_names_its_key_and_one_per_record_does_not(tmp_path):
+    # One request per page: each result must say which record it is for.
+    [p] = problems_for(tmp_path, connector_yaml(ENRICH))
+    assert p.path == "streams.items.enrich[0]" and p.message == "'key' is required"
+    # One request per record (`each`): its results are all that record's; a key is a mistake.
+    each = ENRICH.replace('path: "/extra"}', 'path: "/extra/{{ record.id }}"}\n'
+                          "          each: true\n          key: owner")
+    [p] = problems_for(tmp_path, connector_yaml(each))
+    assert p.path == "streams.items.enrich[0].key" and "no `key`" in p.message
+    assert p.line == line_of(tmp_path / "connectors/acme.yaml", "key: owner")
+    # A per-page request has no `record`; a per-record one no `ids`.
+    per_page = ENRICH.replace('path: "/extra"}', 'path: "/extra/{{ record.id }}"}\n'
+                              "          key: owner")
+    [p] = problems_for(tmp_path, connector_yaml(per_page))
+    assert p.path == "streams.items.enrich[0].request.path" and "'record'" in p.message
+    loaded = write_specs(tmp_path, connector_yaml(each.replace("\n          key: owner", "")))
+    assert load_connector(loaded / "acme.yaml").streams["items"].enrich[0].each

@@ -32,6 +32,7 @@ from engine.store import Deletion
 from engine.sync.checkpoint import Checkpoint, Resume, Window
 from engine.sync.fieldlist import Chunks
 from engine.sync.pages import StreamContext, fetch_pages, first_call, first_calls
+from engine.templates import Expression, TemplateFailed
 from engine.transport import Call
 
 VendorFields = Callable[..., list[str]]
@@ -206,19 +207,25 @@ def incremental(stream: StreamSpec, ctx: StreamContext, checkpoint: Checkpoint, 
 
 
 def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation: str) -> None:
-    """Set what one more request says about the page's records into them (in place): the
+    """Set what more requests say about the page's records into them (in place): for the
     records its `when` picks, all by default; none picked, no request."""
+    if step.enabled is not None and not truthy(_rendered(step.enabled, ctx, operation)):
+        return
     if step.when is not None:
         records = [r for r in records if truthy(_picked(step, r, ctx, operation))]
     if not records:
         return
     try:
         ids = [step.id(r) for r in records]
-        call = render_call(step.request, ctx.session.base_url,
-                           {**ctx.template_context, "ids": [i for i in ids if i is not None]})
-        reply = ctx.session.send(call, operation)
-        results = step.records(reply.body) if reply.body is not None else None
-        found = {str(step.key(r)): step.value(r) for r in results or ()}
+        if step.each:  # one request per record: its results are all its own
+            found = {str(i): [step.value(r) for r in _results(step, ctx, operation,
+                                                               {"record": record})]
+                     for record, i in zip(records, ids, strict=True) if i is not None}
+        else:
+            assert step.key is not None
+            page_ids = {"ids": [i for i in ids if i is not None]}
+            found = {str(step.key(r)): step.value(r)
+                     for r in _results(step, ctx, operation, page_ids)}
     except ExpressionFailed as exc:
         raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
     *parents, leaf = step.into
@@ -232,6 +239,25 @@ def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation:
                 break
         else:
             target[leaf] = found.get(str(record_id))
+
+
+def _results(step: EnrichSpec, ctx: StreamContext, operation: str,
+             sees: dict[str, Any]) -> Iterator[Any]:
+    """The results of one enrich request, every page of them (none where the vendor sent
+    none, or null for an empty list)."""
+    call = render_call(step.pages.request, ctx.session.base_url,
+                       {**ctx.template_context, **sees})
+    for fetched in fetch_pages(step.pages, ctx, operation, call):
+        if fetched.error is not None:
+            raise fetched.error
+        yield from fetched.page.records
+
+
+def _rendered(condition: Expression, ctx: StreamContext, operation: str) -> Any:
+    try:
+        return condition.render(ctx.template_context)
+    except TemplateFailed as exc:
+        raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
 
 
 def _picked(step: EnrichSpec, record: Any, ctx: StreamContext, operation: str) -> Any:

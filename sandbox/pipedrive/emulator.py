@@ -40,6 +40,7 @@ from sandbox.pipedrive.lists import (
     MAX_LIMIT,
     cursor_slice,
     encode_cursor,
+    include_fields,
     key_id,
     offset_slice,
     ordered_keys,
@@ -299,6 +300,9 @@ class PipedriveSandbox(Emulator):
         add("GET", rf"{V1}/(?P<kind>{V1_KINDS})", "v1.list", self._list_v1, 1, "list")
         add("POST", rf"{V1}/(?P<kind>{V1_KINDS})", "v1.create", self._create_v1, 1, "write")
         record_v1 = rf"{V1}/(?P<kind>{V1_KINDS})/{RECORD_ID}"
+        participants = rf"{V1}/deals/{RECORD_ID}/participants"
+        add("GET", participants, "v1.participants", self._participants, 1, "list")
+        add("POST", participants, "v1.participants.add", self._add_participant, 1, "write")
         add("GET", record_v1, "v1.get", self._get_v1, 1, "get")
         add("PUT", record_v1, "v1.update", self._update_v1, 1, "write")
         add("DELETE", record_v1, "v1.delete", self._delete, 1, "delete")
@@ -478,6 +482,31 @@ class PipedriveSandbox(Emulator):
         record = self._replace(kind, record_id, self._body(request, 1), 1)
         return self._v1_one(kind, record)
 
+    # A deal's participants: v1 only, offset pages; an empty list is data: null, like the
+    # other v1 lists.
+    def _participants(self, request: Request, record_id: str) -> Response:
+        deal = self._find("deals", record_id)
+        items = [self.shapes.v1_participant(deal, participant)
+                 for participant in self.store.participants_of(deal["id"])]
+        start = _non_negative(request.arg("start"), 0)
+        limit = min(_non_negative(request.arg("limit"), DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
+        chunk = items[start : start + limit]
+        return Response(200, {
+            "success": True,
+            "data": chunk or None,
+            "additional_data": {
+                "pagination": v1_pagination(start, limit, start + limit < len(items))},
+        })
+
+    def _add_participant(self, request: Request, record_id: str) -> Response:
+        deal = self._find("deals", record_id)
+        person_id = self._body(request, 1).get("person_id")
+        if self.store.record("persons", person_id if person_id is not None else "") is None:
+            raise bad_request("Person not found")
+        added = self.store.add_participant(deal["id"], int(person_id), self.now())
+        return Response(201, {"success": True,
+                              "data": self.shapes.v1_participant(deal, added)})
+
     # -- v2 records ------------------------------------------------------------------------
 
     def _list_v2(self, request: Request, kind: str, version: int) -> Response:
@@ -490,6 +519,8 @@ class PipedriveSandbox(Emulator):
             found = [records[key_id(key)] for key in chunk]
             if page.custom_fields is not None:
                 found = [_only_custom(record, page.custom_fields) for record in found]
+            if "participants_count" in page.include:
+                found = [self._counted(record) for record in found]
             cursor = None
             if last is not None:
                 cursor = encode_cursor(last, page.view.sort, "desc" if page.descending else "asc")
@@ -499,7 +530,13 @@ class PipedriveSandbox(Emulator):
         return self._cached(("v2", page), build)
 
     def _get_v2(self, request: Request, kind: str, record_id: str, version: int) -> Response:
-        return Response(200, {"success": True, "data": self._find(kind, record_id)})
+        record = self._find(kind, record_id)
+        if "participants_count" in include_fields(request, kind):
+            record = self._counted(record)
+        return Response(200, {"success": True, "data": record})
+
+    def _counted(self, deal: Record) -> Record:
+        return {**deal, "participants_count": len(self.store.participants_of(deal["id"]))}
 
     def _create_v2(self, request: Request, kind: str, version: int) -> Response:
         record = self._insert(kind, self._body(request, 2), 2)
@@ -515,12 +552,16 @@ class PipedriveSandbox(Emulator):
         now = self.now()
         with self.store.lock:
             changes = changes_for(self.store, kind, version, body, None, now)
-            return self.store.insert(
+            record = self.store.insert(
                 kind,
                 lambda record_id: new_record(
                     kind, {**changes, "id": record_id, "add_time": now, "update_time": now}
                 ),
             )
+            if kind == "deals" and record.get("person_id") is not None:
+                # The deal's person is its first participant (UNCONFIRMED; seed.py too).
+                self.store.add_participant(record["id"], record["person_id"], now)
+            return record
 
     def _replace(self, kind: str, record_id: str, body: dict, version: int) -> Record:
         now = self.now()

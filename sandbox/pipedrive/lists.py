@@ -182,7 +182,22 @@ class V2Page:
     descending: bool
     after: Key | None  # the sort key of the previous page's last record
     custom_fields: tuple[str, ...] | None
+    include: frozenset[str] = frozenset()  # include_fields the emulator serves
 
+
+# v2 deals' `include_fields`: the values Pipedrive's v2 reference lists (dlt's Pipedrive v2
+# source asks for all of them). The emulator computes only participants_count; the others
+# are accepted and left out.
+V2_INCLUDE_FIELDS = {
+    "deals": frozenset((
+        "next_activity_id", "last_activity_id", "first_won_time", "products_count",
+        "files_count", "notes_count", "followers_count", "email_messages_count",
+        "activities_count", "done_activities_count", "undone_activities_count",
+        "participants_count", "last_incoming_mail_time", "last_outgoing_mail_time",
+        "smart_bcc_email",
+    )),
+}
+SERVED_INCLUDE_FIELDS = frozenset({"participants_count"})
 
 V2_SORTS = {
     "persons": ("id", "update_time", "add_time"),
@@ -271,7 +286,17 @@ def parse_v2_page(request: Request, kind: str, now: float = 0.0) -> V2Page:
         live=live,
     )
     after = decode_cursor(request.arg("cursor"), sort, direction)
-    return V2Page(view, limit, direction == "desc", after, custom)
+    return V2Page(view, limit, direction == "desc", after, custom, include_fields(request, kind))
+
+
+def include_fields(request: Request, kind: str) -> frozenset[str]:
+    """The `include_fields` asked for that the emulator serves; an unknown one is a 400."""
+    asked = {part for part in (request.arg("include_fields") or "").split(",") if part}
+    known = V2_INCLUDE_FIELDS.get(kind, frozenset())
+    unknown = sorted(asked - known)
+    if unknown:
+        raise bad_request(f"Validation failed: include_fields: unknown value {unknown[0]!r}")
+    return frozenset(asked) & SERVED_INCLUDE_FIELDS
 
 
 def _int_arg(request: Request, name: str, default: int, *, version: int) -> int:

@@ -95,6 +95,8 @@ def populate(
         store.load("persons", people)
         deal_rows = _deals(draw, deals, orgs, people)
         store.load("deals", deal_rows)
+        # Drawn apart, so the records after them stay those of earlier seeds.
+        _participants(Draw(seed + 7919), store, deal_rows, people)
         store.load("activities", _activities(draw, activities, people, deal_rows))
         store.load("notes", _notes(draw, notes, people, deal_rows))
 
@@ -264,6 +266,20 @@ def _deals(draw: Draw, count: int, orgs: list[dict], people: list[dict]) -> list
             }
         )
     return rows
+
+
+def _participants(draw: Draw, store: Store, deal_rows: list[dict], people: list[dict]) -> None:
+    """A deal's person is its first participant (UNCONFIRMED: as the web app lists them);
+    one deal in six has one to three more."""
+    for deal in deal_rows:
+        persons = [deal["person_id"]] if deal["person_id"] is not None else []
+        if people and draw.random() < 1 / 6:
+            for _ in range(1 + draw.below(3)):
+                other = draw.pick(people)["id"]
+                if other not in persons:
+                    persons.append(other)
+        for person_id in persons:
+            store.add_participant(deal["id"], person_id, deal["add_time"])
 
 
 def _activities(draw: Draw, count: int, people: list[dict], deal_rows: list[dict]) -> list[dict]:

@@ -235,6 +235,20 @@ class Shapes:
             return None
         return self._ref("deals", deal_id, lambda deal: deal["title"])
 
+    def v1_participant(self, deal: Record, participant: Record) -> dict:
+        """An item of GET /v1/deals/{id}/participants. UNCONFIRMED: no recorded payload; the
+        shape follows third-party samples of Pipedrive's reference (the participation's id,
+        ``person_id`` as the v1 object, the whole ``person``, the deal as related item)."""
+        person = self.store.stored("persons", participant["person_id"])
+        return {
+            "id": participant["id"],
+            "person_id": self.person_object(participant["person_id"]),
+            "add_time": v1_time(participant["add_time"]),
+            "active_flag": True,
+            "related_item_data": {"deal_id": deal["id"], "title": deal["title"]},
+            "person": self.v1_person(person) if person is not None else None,
+        }
+
     # -- records ---------------------------------------------------------------------------
 
     def v1_person(self, person: Record) -> dict:

@@ -62,6 +62,11 @@ class Store:
         self._emails: dict[str, list[int]] = {}  # lower-cased email -> active person ids
         self._people: dict[int, int] = {}  # organization id -> active persons
         self._views: dict[Hashable, tuple[int, Any]] = {}
+        # A deal's participants (its persons besides the one it links), in the order added:
+        # {id, person_id, add_time}. Kept apart from the deal: adding one does not change the
+        # deal's update_time (UNCONFIRMED: Pipedrive logs them in a changelog of their own).
+        self.participants: dict[int, list[Record]] = {}
+        self._next_participant = 1
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -99,6 +104,17 @@ class Store:
         table = self.tables[kind]
         records = table.records
         return (records[record_id] for record_id in table.ids)
+
+    def participants_of(self, deal_id: int) -> list[Record]:
+        return self.participants.get(deal_id, [])
+
+    def add_participant(self, deal_id: int, person_id: int, now: str) -> Record:
+        with self.lock:
+            participant = {"id": self._next_participant, "person_id": person_id, "add_time": now}
+            self._next_participant += 1
+            self.participants.setdefault(deal_id, []).append(participant)
+            self.version += 1
+            return participant
 
     def view(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """A derived structure (filtered/sorted id list, search result) cached until the next
