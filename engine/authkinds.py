@@ -78,7 +78,8 @@ class Placement:
         value = self.value.render(variables)
         if self.header is not None:
             return {self.header: value}, {}
-        return {}, {self.query or "": value}
+        assert self.query is not None  # the schema wants one of the two
+        return {}, {self.query: value}
 
     def apply(self, request: httpx.Request, variables: dict[str, Any]) -> None:
         headers, params = self.render(variables)

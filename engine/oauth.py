@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qs, quote, urlencode, urlsplit
 
 import httpx
 
@@ -141,13 +141,21 @@ def revoke(connector: Connector, method: OAuth2, context: dict[str, Any],
     return True
 
 
+def listen_port(redirect_uri: SplitResult) -> int:
+    """The port a redirect URI's server listens on: the URI's own (0: any free port, which the
+    URI then names), or http's 80 if it names none."""
+    return 80 if redirect_uri.port is None else redirect_uri.port
+
+
 class LoopbackCallback:
     """A one-shot HTTP server on 127.0.0.1 that catches the authorization redirect."""
 
     def __init__(self, redirect_uri: str = DEFAULT_REDIRECT_URI):
         parts = urlsplit(redirect_uri)
-        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError(f"the redirect URI must be a loopback address: {redirect_uri}")
+        # IPv4 only: the server below listens on AF_INET, so it could never catch [::1].
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"the redirect URI must be http://127.0.0.1 or http://localhost: "
+                             f"{redirect_uri}")
         self.path = parts.path or "/"
         received: list[str] = []
         done = threading.Event()
@@ -170,8 +178,7 @@ class LoopbackCallback:
             def log_message(self, *args: Any) -> None:
                 pass  # the query holds the authorization code: keep it out of logs
 
-        port = 80 if parts.port is None else parts.port  # 0: any free port
-        self._server = http.server.HTTPServer((parts.hostname, port), Handler)
+        self._server = http.server.HTTPServer((parts.hostname, listen_port(parts)), Handler)
         self._received, self._done = received, done
         port = self._server.server_address[1]
         self.redirect_uri = f"{parts.scheme}://{parts.hostname}:{port}{self.path}"
@@ -197,8 +204,7 @@ class LoopbackCallback:
 def connect(connector: Connector, method: OAuth2, context: dict[str, Any], *,
             client_id: str, client_secret: str, clock: Clock,
             redirect_uri: str = DEFAULT_REDIRECT_URI,
-            open_url: Callable[[str], None], timeout: float = 300.0,
-            client: httpx.Client | None = None) -> Credentials:
+            open_url: Callable[[str], None], timeout: float = 300.0) -> Credentials:
     """The whole authorization-code flow; `open_url` shows the URL to a person (or a test)."""
     with LoopbackCallback(redirect_uri) as callback:
         request = authorization_request(method, context, client_id=client_id,
@@ -207,11 +213,7 @@ def connect(connector: Connector, method: OAuth2, context: dict[str, Any], *,
         query = parse_callback(request, callback.wait(timeout))
     settings = callback_settings(method, query)
     token_context = {**context, "credentials": {**context["credentials"], **settings}}
-    http = client or httpx.Client(timeout=30)
-    try:
+    with httpx.Client(timeout=30) as http:
         return exchange_code(connector, method, token_context, client=http, client_id=client_id,
                              client_secret=client_secret, code=query["code"], request=request,
                              clock=clock, settings=settings)
-    finally:
-        if client is None:
-            http.close()

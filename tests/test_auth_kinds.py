@@ -15,12 +15,14 @@ import yaml
 
 from engine import secrets
 from engine.auth import Credentials
-from engine.authkinds import AUTH_KINDS
+from engine.authkinds import AUTH_KINDS, AuthRuntime, AuthValue, Placement
 from engine.cli import main
+from engine.clock import FakeClock
 from engine.connections import Connection
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector
 from engine.schema_check import schema
+from engine.templates import Template
 from tests.support import App, Request, Response, cursor_page, items, serving, write_specs
 
 # Every secret below is used by this module only (the registry of secrets is process-wide).
@@ -96,6 +98,13 @@ class EchoServer:
         self.seen: list[Request] = []
         self.app.add_route("GET", "/items", self.items)
         self.app.add_route("POST", "/items", self.items)
+        self.app.add_route("POST", "/token", self.token)
+        self.refreshes: list[Request] = []
+
+    def token(self, request: Request) -> Response:
+        self.refreshes.append(request)
+        return Response(200, {"access_token": "kinds-refreshed-access", "token_type": "bearer",
+                              "expires_in": 3600})
 
     def items(self, request: Request) -> Response:
         self.seen.append(request)
@@ -196,6 +205,64 @@ def test_an_oauth_token_may_go_in_the_query_and_its_template_sees_config(make_en
     assert run.status == "succeeded"
     assert server.last.arg("access_token") == f"{ACCOUNT}:kinds-pasted-access"
     assert secrets.is_registered(f"{ACCOUNT}:kinds-pasted-access")
+
+
+def test_a_refreshed_oauth_token_goes_where_the_method_applies_it(make_engine, connectors,
+                                                                  server, clock):
+    """A stored OAuth connection whose token has expired is refreshed first, and the new
+    token goes in the query parameter its `apply` names, rendered through its template."""
+    engine = make_engine(connectors)
+    engine.credentials.save(Connection("oq", "acme", "oauth_query", {"url": server.url},
+                                       credentials=Credentials(
+                                           access_token="kinds-stale-access",
+                                           refresh_token="kinds-refresh-token",
+                                           expires_at=clock.wall() - 60,
+                                           client_id="kinds-client",
+                                           client_secret="kinds-client-secret")))
+    [run] = engine.sync("acme", "oq")
+    assert run.status == "succeeded" and len(server.refreshes) == 1
+    assert {r.arg("access_token") for r in server.seen} == {f"{ACCOUNT}:kinds-refreshed-access"}
+    assert "authorization" not in server.last.headers
+
+
+def test_a_refused_pasted_oauth_token_says_how_to_replace_it(make_engine, connectors, server):
+    engine = make_engine(connectors)
+    server.reject = True
+    [run] = engine.sync("acme", token="kinds-pasted-refused", auth_method="oauth_query",
+                        config={"url": server.url})
+    assert run.status == "failed"
+    assert ("the token was refused; check it (--token, CRM_ENGINE_ACME_TOKEN) or run "
+            "`crm-engine connect acme`") in run.error
+
+
+def test_an_oauth_connection_with_no_token_at_all_is_refused_before_sending(
+        make_engine, connectors, server):
+    engine = make_engine(connectors)
+    engine.credentials.save(Connection("bare", "acme", "oauth_query", {"url": server.url},
+                                       credentials=Credentials(client_id="kinds-client")))
+    with pytest.raises(InputError) as info:
+        engine.sync("acme", "bare")
+    assert info.value.field == "connection"
+    assert info.value.message == "connection 'bare' has no access token"
+    assert server.seen == []
+
+
+def test_a_pasted_oauth_tokens_auth_shows_its_method_and_never_the_token(connectors):
+    connector = load_connector(connectors / "acme.yaml")
+    config = {"url": "http://x", "account": ACCOUNT}
+    runtime = AuthRuntime("acme", "pasted", connector.template_context(config, {}),
+                          Credentials(access_token="kinds-repr-token"), FakeClock(),
+                          lambda response: False)
+    auth, _ = connector.auth["oauth_query"].build(runtime)
+    assert repr(auth) == "StaticAuth(method='oauth_query', headers=[], params=['access_token'])"
+
+
+def test_an_auth_value_that_renders_null_sends_an_empty_string():
+    """A setting left unset renders as nothing, never as the text 'None'."""
+    value = AuthValue(Template("{{ config.account }}"), secret=False)
+    assert value.render({"config": {"account": None}}) == ""
+    assert Placement("X-Account", None, value).render({"config": {"account": None}}) == (
+        {"X-Account": ""}, {})
 
 
 def test_a_connection_stored_before_secrets_had_names_still_works(make_engine, connectors,

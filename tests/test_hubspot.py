@@ -14,6 +14,7 @@ from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
 from sandbox.demo import connect_oauth
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.hubspot.store import LISTED_LINKS
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 
@@ -266,3 +267,28 @@ def test_cli_sync_summary(hubspot, tmp_path, capsys, monkeypatch):
     assert code == 0
     assert "companies" in out.out and "succeeded" in out.out
     assert "sync hubspot/companies: succeeded" in out.err  # plain progress lines, not a tty
+
+
+def test_activity_links_come_with_the_list_and_only_a_paged_list_costs_a_v4_read(engine,
+                                                                                 hubspot):
+    """The activities list, asked for `associations=contacts,companies,deals`, names each
+    activity's links (CONTRACTS 1.3), which carry no label: a page costs no v4 read unless a
+    record's links are paged there, and then only that type's read, for that page."""
+    emulator, _ = hubspot
+    store = emulator.store
+    crowded = next(store.active_records("tasks")).id
+    contacts = [c.id for c in store.active_records("contacts")]
+    for contact in contacts[:LISTED_LINKS + 20]:
+        store.associate("tasks", crowded, "contacts", contact)
+    [run] = [r for r in engine.sync("hubspot", "acct", streams=["tasks"]) if r.stream == "tasks"]
+    assert run.status == "succeeded"
+    # The property list, the pages, and one v4 read: contacts, for the crowded task's page.
+    assert run.requests == 1 + run.pages + 1
+    for task in store.active_records("tasks"):
+        for to_type, model in (("contacts", "contact"), ("companies", "company"),
+                               ("deals", "deal")):
+            landed = {row[0] for row in engine.store.query(
+                "SELECT to_id FROM associations WHERE connection = 'acct' AND from_model = "
+                "'task' AND from_id = ? AND to_model = ?", [task.id_str, model])}
+            assert landed == {str(i) for i in store.associated_ids("tasks", task.id, to_type)}
+    assert len(store.associated_ids("tasks", crowded, "contacts")) > LISTED_LINKS

@@ -402,14 +402,16 @@ def test_choice_fields_show_their_option_labels_in_custom(tmp_path):
                {"id": 2, "title": "b", "visible_to": "9",
                 "custom_fields": {REGION: "1", "e6" * 20: "8,7"}},
                {"id": 3, "title": "c", "visible_to": None,
-                "custom_fields": {REGION: 5, "e6" * 20: "7,99"}}]
+                "custom_fields": {REGION: 5, "e6" * 20: "7,99"}},
+               {"id": 4, "title": "d", "custom_fields": {"e6" * 20: [8, 99]}}]
     columns = {name: [] for name in [*deal.model.fields, "custom"]}
     deal.read_columns(records, columns, context=context)
     assert columns["custom"] == [
         {"visible_to": "Owner only", "Region": "APAC", "Colors": ["Red", "Blue"]},
         {"visible_to": "9", "Region": "EMEA", "Colors": ["Blue", "Red"]},
         # Ids the definitions do not list (an option deleted since) stay as they came.
-        {"visible_to": None, "Region": 5, "Colors": "7,99"}]
+        {"visible_to": None, "Region": 5, "Colors": "7,99"},
+        {"Colors": ["Blue", 99]}]
 
 
 LOOKUPS = """

@@ -27,6 +27,7 @@ from engine.oauth import (
     LoopbackCallback,
     authorization_request,
     exchange_code,
+    listen_port,
     parse_callback,
     revoke,
 )
@@ -473,7 +474,14 @@ def test_the_loopback_callback_answers_the_browser_and_nothing_else():
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.headers["content-length"] == str(len(page.content))
-    assert b"authorization received" in page.content
+    assert page.text == ("<p>crm-engine: authorization received. You can close this "
+                         "window.</p>")
+
+
+def test_a_redirect_uri_without_a_port_is_served_on_80():
+    assert listen_port(urlsplit("http://127.0.0.1/callback")) == 80
+    assert listen_port(urlsplit("http://localhost:8765/callback")) == 8765
+    assert listen_port(urlsplit("http://127.0.0.1:0/callback")) == 0  # any free port
 
 
 def test_a_callback_without_a_path_is_caught_at_the_root():
@@ -487,8 +495,11 @@ def test_a_callback_without_a_path_is_caught_at_the_root():
 def test_the_redirect_uri_must_be_a_loopback_address():
     with pytest.raises(ValueError) as info:
         LoopbackCallback("http://crm.example.com:8765/callback")
-    assert str(info.value) == ("the redirect URI must be a loopback address: "
-                               "http://crm.example.com:8765/callback")
+    assert str(info.value) == ("the redirect URI must be http://127.0.0.1 or "
+                               "http://localhost: http://crm.example.com:8765/callback")
+    # The callback server listens on IPv4: an IPv6 loopback could never be caught.
+    with pytest.raises(ValueError, match=r"must be http://127.0.0.1 or http://localhost"):
+        LoopbackCallback("http://[::1]:0/callback")
 
 
 def test_no_callback_in_time_is_an_error_and_stores_nothing(engine, vendor):

@@ -60,6 +60,10 @@ class ObjectTable:
 
 
 # Record ids start high like HubSpot's and differ per type, so mixing them up shows.
+# How many links of one type a list or get names under `associations` before it pages them
+# (CONTRACTS 1.3: "may also carry paging"; the number is UNCONFIRMED: our choice).
+LISTED_LINKS = 100
+
 FIRST_IDS = {
     "contacts": 70_000_000_001,
     "companies": 40_000_000_001,
@@ -187,9 +191,15 @@ class Store:
             to_ids = self.associated_ids(object_type, record_id, to_type)
             if to_ids:
                 label = association_label(object_type, to_type)
+                listed = to_ids[:LISTED_LINKS]
                 associations[to_type] = {
-                    "results": [{"id": str(to_id), "type": label} for to_id in to_ids]
+                    "results": [{"id": str(to_id), "type": label} for to_id in listed]
                 }
+                if len(to_ids) > LISTED_LINKS:
+                    after = str(to_ids[LISTED_LINKS])
+                    associations[to_type]["paging"] = {"next": {"after": after, "link": (
+                        f"/crm/v4/objects/{object_type}/{record_id}/associations/{to_type}"
+                        f"?after={after}")}}
         return associations
 
     # -- writes ----------------------------------------------------------------------------
