@@ -48,8 +48,11 @@ def e164(value: str, region: str | None = None) -> str | None:
     """A phone number in E.164 (`+14155550123`) where it parses as a possible number: with its
     country code, or written nationally in `region` (ISO 3166 alpha-2, e.g. US), else null."""
     international = _international(value)
-    if international is not _UNDECIDED:
-        return international
+    return parsed_e164(value, region) if international is _UNDECIDED else international
+
+
+def parsed_e164(value: str, region: str | None) -> str | None:
+    """`e164` by phonenumbers alone: parse, the possible-number check, E.164."""
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

@@ -1,7 +1,7 @@
 """E.164 numbers (engine/normalize.py) as phonenumbers gives them: the shortcut for numbers
 written `+<country code> <number>` must agree with phonenumbers' own parse, check and format
-for every country code, at every length, with national prefixes, leading zeros, separators
-and the malformed spellings around them (seeded: the same numbers every run)."""
+(`parsed_e164`) for every country code, at every length, with national prefixes, leading
+zeros, separators and the malformed spellings around them (seeded: the same every run)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,7 @@ import phonenumbers
 import pytest
 
 from engine.normalize import _UNDECIDED, _international, e164
-
-
-def parsed(value: str, region: str | None) -> str | None:
-    """phonenumbers alone: parse, the possible-number check, E.164."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+from engine.normalize import parsed_e164 as parsed
 
 
 def spelled(rng: random.Random, digits: str) -> str:
