@@ -170,7 +170,7 @@ class OAuth2Auth(httpx.Auth):
 
     def _access_token(self) -> str:
         token = self.credentials.access_token
-        assert token, "an OAuth2Auth always has, or first refreshes, an access token"
+        assert token  # an OAuth2Auth always has, or first refreshes, an access token
         return token
 
     def _refresh(self, stale_token: str | None) -> Generator[httpx.Request, httpx.Response, None]:
