@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench validate mutation clean distributed services services-stop
+.PHONY: demo test lint bench validate mutation mutation-resume clean distributed services services-stop
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -53,16 +53,25 @@ services-stop:
 	scripts/services.sh stop
 
 # Mutation testing of engine/{transport,auth,authkinds,oauth,ratelimit/local,paginate,mapping,convert}.py
-# ([tool.mutmut] in pyproject.toml; an hour or more on 2 busy cores). Not part of `make test`
-# nor CI. A fresh run each time; the summary counts tests/mutation-equivalents.md apart;
-# `.venv/bin/mutmut browse` shows the mutants afterwards.
+# ([tool.mutmut] in pyproject.toml; hours on 2 busy cores). Not part of `make test` nor CI.
+# `mutation` starts afresh; `mutation-resume` goes on with an interrupted run (verdicts of
+# unchanged functions stand). A test that hangs under a mutant fails after 30 s (the slowest
+# test takes about 3 s) instead of holding a worker for mutmut's own, much longer, limit. The
+# summary counts tests/mutation-equivalents.md apart; `.venv/bin/mutmut show NAME` shows one.
+MUTMUT = PYTEST_ADDOPTS="--timeout=30" $(VENV)/bin/mutmut run
+
 $(VENV)/.mutation-stamp: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,mutation]'
 	@touch $@
 
 mutation: $(VENV)/.mutation-stamp
 	rm -rf mutants
-	$(VENV)/bin/mutmut run
+	$(MUTMUT)
+	@$(PY) tests/mutation_summary.py
+
+mutation-resume: $(VENV)/.mutation-stamp
+	$(PY) scripts/mutation_sync.py
+	$(MUTMUT)
 	@$(PY) tests/mutation_summary.py
 
 clean: services-stop

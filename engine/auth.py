@@ -144,7 +144,12 @@ class OAuth2Auth(httpx.Auth):
         return f"OAuth2Auth(connector={self._connector!r}, method={self._method.name!r})"
 
     def _expires_soon(self, credentials: Credentials | None = None) -> bool:
-        expires_at = (credentials or self.credentials).expires_at
+        """Due for a refresh: within the margin of its expiry, or no access token at all (a
+        connection stored with its refresh token only)."""
+        creds = credentials or self.credentials
+        if not creds.access_token:
+            return True
+        expires_at = creds.expires_at
         return expires_at is not None and expires_at - self._clock.wall() < REFRESH_MARGIN_SECONDS
 
     def _can_refresh(self) -> bool:
@@ -153,13 +158,20 @@ class OAuth2Auth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._expires_soon() and self._can_refresh():
             yield from self._refresh(self.credentials.access_token)
-        used_token = self.credentials.access_token or ""
+        # A refresh token is what this auth is built on, so there is an access token now: a
+        # refresh that fails raises.
+        used_token = self._access_token()
         self._apply(request, used_token)
         response = yield request
         if self._is_auth_expired(response) and self._can_refresh():
             yield from self._refresh(used_token)
-            self._apply(request, self.credentials.access_token or "")
+            self._apply(request, self._access_token())
             yield request  # retried once; a second failure goes back to the caller
+
+    def _access_token(self) -> str:
+        token = self.credentials.access_token
+        assert token  # an OAuth2Auth always has, or first refreshes, an access token
+        return token
 
     def _refresh(self, stale_token: str | None) -> Generator[httpx.Request, httpx.Response, None]:
         """Refresh once, under a lock per connection shared by threads and processes. Whoever

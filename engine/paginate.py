@@ -108,7 +108,7 @@ class CursorPagination(Paginator):
         if cursor in (None, ""):
             return None
         param = self.options["param"]
-        if self.options.get("in", "query") == "body":
+        if self.options.get("in") == "body":  # else the query (the default)
             body = copy.copy(call.json) if isinstance(call.json, dict) else {}
             body[param] = cursor
             return replace(call, json=body)

@@ -160,6 +160,21 @@ def test_refresh_ahead_of_expiry(engine, oauth_server, clock, seconds_left):
     assert len(oauth_server.token_calls) == 1 and oauth_server.pages == 3
 
 
+def test_a_connection_stored_with_only_a_refresh_token_refreshes_before_sending(
+        tmp_path, make_engine, oauth_server):
+    """Credentials brought from elsewhere often hold a refresh token only: the engine refreshes
+    first rather than sending an empty token and waiting for the 401."""
+    engine = make_engine(write_specs(tmp_path, CONNECTOR, TEST_MAPPING))
+    engine.credentials.save(Connection(
+        "acme", "acme", "oauth", {"url": oauth_server.url},
+        credentials=Credentials(refresh_token="r-0", client_id="cid",
+                                client_secret="csecret-value")))
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and oauth_server.pages == 3
+    assert oauth_server.unauthorized == 0 and len(oauth_server.token_calls) == 1
+    assert engine.credentials.load("acme").credentials.access_token == "a-1"
+
+
 @pytest.mark.parametrize("seconds_left", [301, 300])
 def test_no_refresh_while_five_minutes_or_more_are_left(engine, oauth_server, clock,
                                                         seconds_left):

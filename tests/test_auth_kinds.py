@@ -257,6 +257,48 @@ def test_a_pasted_oauth_tokens_auth_shows_its_method_and_never_the_token(connect
     assert repr(auth) == "StaticAuth(method='oauth_query', headers=[], params=['access_token'])"
 
 
+def test_each_secret_comes_from_its_own_variable_and_a_methods_only_one_from_token(connectors):
+    auth = load_connector(connectors / "acme.yaml").auth
+    assert auth["header_key"].env_variables("acme") == {
+        "api_key": ["CRM_ENGINE_ACME_API_KEY", "CRM_ENGINE_ACME_TOKEN"]}
+    # A secret named `token` is already CRM_ENGINE_ACME_TOKEN: not listed twice.
+    assert auth["token_scheme"].env_variables("acme") == {"token": ["CRM_ENGINE_ACME_TOKEN"]}
+    # Two secrets: neither stands for --token.
+    assert auth["user_password"].env_variables("acme") == {
+        "username": ["CRM_ENGINE_ACME_USERNAME"], "password": ["CRM_ENGINE_ACME_PASSWORD"]}
+
+
+def test_a_short_token_is_hidden_in_the_header_it_makes(make_engine, connectors, server):
+    """Values shorter than the redaction minimum are not hidden alone (they would mask ordinary
+    text), but the header built from one is."""
+    short = "k9Z"
+    assert len(short) < secrets.MIN_LENGTH
+    engine = make_engine(connectors)
+    [run] = engine.sync("acme", token=short, auth_method="token_scheme",
+                        config={"url": server.url})
+    assert run.status == "succeeded" and server.last.headers["authorization"] == f"Token {short}"
+    assert secrets.redact(f"sent Authorization: Token {short}") != (
+        f"sent Authorization: Token {short}")
+
+
+def test_a_connection_missing_a_secret_says_which_and_how_to_add_it(make_engine, connectors,
+                                                                    server):
+    engine = make_engine(connectors)
+    engine.credentials.save(Connection("half", "acme", "user_password", {"url": server.url},
+                                       credentials=Credentials(secrets={"username": USERNAME})))
+    with pytest.raises(InputError) as info:
+        engine.sync("acme", "half")
+    assert info.value.field == "connection"
+    assert info.value.message == ("connection 'half' has no password for auth method "
+                                  "'user_password': run `crm-engine connect acme --auth "
+                                  "user_password`")
+    assert server.seen == []
+    auth, _ = load_connector(connectors / "acme.yaml").auth["header_key"].build(AuthRuntime(
+        "acme", "keyed", {"config": {}, "constants": {}, "credentials": {}},
+        Credentials(secrets={"api_key": API_KEY}), FakeClock(), lambda response: False))
+    assert repr(auth) == "StaticAuth(method='header_key', headers=['X-Api-Key'], params=[])"
+
+
 def test_an_auth_value_that_renders_null_sends_an_empty_string():
     """A setting left unset renders as nothing, never as the text 'None'."""
     value = AuthValue(Template("{{ config.account }}"), secret=False)
@@ -488,6 +530,9 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
     ("  a: {type: custom, secrets: {k: k}}\n", "auth.a: "),
     ("  a: {type: custom, headers: {X: '{{ config.acount }}'}, secrets: {k: k}}\n",
      "auth.a.headers.X: undefined variable 'config.acount'"),
+    ("  a: {type: oauth2, authorize_url: 'http://x/a', token_url: 'http://x/t',\n"
+     "      apply: {header: X, value: '{{ tokn }}'}}\n",
+     "auth.a.apply.value: undefined variable 'tokn' in template"),
 ])
 def test_auth_problems_are_located(tmp_path, auth, problem):
     problems = auth_problems(tmp_path, auth)

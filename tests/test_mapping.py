@@ -608,3 +608,39 @@ def test_a_path_first_in_and_or_reads_as_jmespath_does(expression):
                 getter(document)
             continue
         assert getter(document) == expected, document
+
+
+FAILING_READS = """
+models:
+  contact:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      first_name: {read: "join(' ', names)"}
+      last_name: {read: "join(' ', surnames)"}
+"""
+
+
+def test_a_read_that_fails_on_one_record_stores_null_and_says_so_per_field(tmp_path,
+                                                                          monkeypatch, caplog):
+    """`join` over something that is not a list fails for that record only: the field reads
+    as null, the run keeps a warning per record, the log one per field."""
+    from engine import convert
+
+    monkeypatch.setattr(convert, "_warned", set())  # what this process already logged once
+    contact = load_text(tmp_path, FAILING_READS)["contact"]
+    records = [{"id": 1, "names": ["Ada"], "surnames": ["Lovelace"]},
+               {"id": 2, "names": "Grace", "surnames": 7},
+               {"id": 3, "names": 5, "surnames": ["Hopper"]}]
+    columns = {name: [] for name in [*contact.model.fields, "custom"]}
+    warned: list[str] = []
+    with caplog.at_level("WARNING", logger="crm_engine"), convert.warnings_to(warned.append):
+        contact.read_columns(records, columns)
+    assert columns["first_name"] == ["Ada", None, None]
+    assert columns["last_name"] == ["Lovelace", None, "Hopper"]
+    assert sorted(w.split(" (")[0] for w in warned) == [
+        "cannot read contact.first_name", "cannot read contact.first_name",
+        "cannot read contact.last_name"]
+    assert all(w.endswith("; storing null") for w in warned)
+    assert sorted(r.getMessage().split(" (")[0] for r in caplog.records) == [
+        "cannot read contact.first_name", "cannot read contact.last_name"]

@@ -35,6 +35,20 @@ def test_sliding_window_holds_the_request_that_would_exceed_the_limit():
     assert clock.monotonic() - start == 13.0  # two more fit: the window moved on
 
 
+def test_a_request_answered_after_its_window_counts_from_its_answer():
+    """A slow request's send time leaves the window while it waits for its answer; once
+    answered it counts again, from then."""
+    clock = FakeClock()
+    b = budget(clock, requests=2, per=10.0)
+    slow = b.acquire()
+    clock.advance(11)
+    b.acquire()  # prunes the slow request's send time: it is out of the window
+    b.release(slow)  # answered now, 11 s after it was sent
+    start = clock.monotonic()
+    b.acquire()  # two in the window (the answer and the second send): this one waits
+    assert clock.monotonic() - start == 10.0
+
+
 def test_headers_correct_limit_and_window():
     clock = FakeClock()
     b = budget(clock, limit=("X-Max", "s"), window=("X-Interval", "ms"))
