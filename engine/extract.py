@@ -1,25 +1,25 @@
 """Reading values out of vendor JSON: jmespath, compiled once at load time.
 
 Most paths in specs are plain dotted keys (`properties.firstname`); those become direct dict
-look-ups, which are several times faster than the jmespath interpreter on the per-record path.
+look-ups. The others are compiled into Python closures (engine/jmespath_closures.py) that give
+jmespath's answers several times faster than its interpreter, on the per-record path.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
 import jmespath
-import jmespath.parser
 from jmespath import functions
 from jmespath.exceptions import JMESPathError
 
+from engine.jmespath_closures import Getter, compile_tree, dig, field_chain
+from engine.jmespath_closures import truthy as truthy  # spec.py and reads.py test truth here
 from engine.normalize import url_host
 
-Getter = Callable[[Any], Any]
 _PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 
 
@@ -134,34 +134,7 @@ def plain_keys(expression: str) -> tuple[str, ...] | None:
 
 def compile_keys(keys: tuple[str, ...]) -> Getter:
     """A function reading a path of literal keys (which may contain dots) from a JSON value."""
-    return _dig(keys)
-
-
-def _dig(keys: tuple[str, ...]) -> Getter:
-    if len(keys) == 1:
-        (k,) = keys
-
-        def get1(obj: Any) -> Any:
-            return obj.get(k) if isinstance(obj, dict) else None
-
-        return get1
-    if len(keys) == 2:
-        k1, k2 = keys
-
-        def get2(obj: Any) -> Any:
-            inner = obj.get(k1) if isinstance(obj, dict) else None
-            return inner.get(k2) if isinstance(inner, dict) else None
-
-        return get2
-
-    def get_n(obj: Any) -> Any:
-        for key in keys:
-            if not isinstance(obj, dict):
-                return None
-            obj = obj.get(key)
-        return obj
-
-    return get_n
+    return dig(keys)
 
 
 def compile_getter(expression: str) -> Getter:
@@ -170,7 +143,7 @@ def compile_getter(expression: str) -> Getter:
         return lambda obj: obj
     keys = plain_keys(expression)
     if keys is not None:  # `$`-prefixed keys are fine here, though jmespath would need quotes
-        return _dig(keys)
+        return dig(keys)
     try:
         compiled = jmespath.compile(expression)
         for name in _function_names(expression):  # an unknown function fails at load time
@@ -182,56 +155,15 @@ def compile_getter(expression: str) -> Getter:
         first_line = str(exc).splitlines()[0]
         raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {first_line}"
                                 ) from None
+    evaluate = compile_tree(compiled.parsed, _OPTIONS)  # jmespath's answers, per record
 
     def search(obj: Any) -> Any:
         try:
-            return compiled.search(obj, options=_OPTIONS)
-        except JMESPathError as exc:
-            raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
-
-    return _short_circuit(compiled.parsed, expression) or search
-
-
-def truthy(value: Any) -> bool:
-    """JMESPath's truth: false, null and empty strings, lists and objects are false; 0 is not."""
-    return value is not None and value is not False and value not in ("", [], {})
-
-
-def _short_circuit(tree: dict[str, Any], expression: str) -> Getter | None:
-    """`a.b && rest` or `a.b || rest`, a plain path first (a per-record test such as "has
-    links, and of what kind"): the path is read in Python, the interpreter runs only for the
-    rest, and only when the path's truth leaves the answer to it."""
-    kind = tree.get("type")
-    if kind not in ("and_expression", "or_expression"):
-        return None
-    left, right = tree["children"]
-    keys = _field_chain(left)
-    if keys is None or keys[0] in _LITERAL_WORDS:
-        return None
-    read, rest = _dig(keys), jmespath.parser.ParsedResult(expression, right)
-    settled_when = kind == "or_expression"  # `||` settles on a true path, `&&` on a false one
-
-    def search(obj: Any) -> Any:
-        value = read(obj)
-        if truthy(value) is settled_when:
-            return value
-        try:
-            return rest.search(obj, options=_OPTIONS)
+            return evaluate(obj)
         except JMESPathError as exc:
             raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
 
     return search
-
-
-def _field_chain(node: Any) -> tuple[str, ...] | None:
-    """The keys of a plain path node (a.b.c), or None."""
-    if node.get("type") == "field":
-        return (node["value"],)
-    if node.get("type") == "subexpression":
-        parts = [_field_chain(child) for child in node.get("children") or []]
-        if all(p is not None for p in parts):
-            return tuple(k for p in parts for k in p)  # type: ignore[union-attr]
-    return None
 
 
 # AST nodes whose first child is evaluated against the current value and the rest against
@@ -259,7 +191,7 @@ def read_paths(expression: str) -> frozenset[tuple[str, ...]]:
     def walk(node: Any) -> None:
         if not isinstance(node, dict):
             return
-        path = _field_chain(node)
+        path = field_chain(node)
         if path is not None:
             if path[0] not in _LITERAL_WORDS:
                 found.add(path)

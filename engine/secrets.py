@@ -20,8 +20,11 @@ from engine.errors import InputError
 _lock = threading.Lock()
 _known: set[str] = set()
 # Every known value, longest first, as one pattern: `redact` runs on every page's checkpoint
-# and log line, with a secret or more per connection registered.
+# and log line, with a secret or more per connection registered. Built when first needed
+# after a register: compiling it costs time in proportion to every known value, so building it
+# at each register cost hundreds of connections starting at once seconds of CPU.
 _pattern: re.Pattern[str] | None = None
+_stale = False  # values were registered since the pattern was built
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary text
 # The engine's loggers, and httpx's (it logs each request's URL, query string included).
@@ -42,12 +45,22 @@ def register(value: Any) -> None:
         return
     value = str(value)
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
-    global _pattern
+    global _stale
     with _lock:
         if not forms <= _known:
             _known.update(forms)
-            _pattern = re.compile("|".join(
-                re.escape(known) for known in sorted(_known, key=len, reverse=True)))
+            _stale = True
+
+
+def _current_pattern() -> re.Pattern[str] | None:
+    global _pattern, _stale
+    if _stale:
+        with _lock:
+            if _stale:
+                _pattern = re.compile("|".join(
+                    re.escape(known) for known in sorted(_known, key=len, reverse=True)))
+                _stale = False
+    return _pattern
 
 
 def from_environment(variable: str | None, what: str) -> str | None:
@@ -69,7 +82,7 @@ def is_registered(value: str) -> bool:
 
 def redact(text: Any) -> Any:
     """Replace every registered secret in a string (other types pass through)."""
-    pattern = _pattern
+    pattern = _current_pattern()
     if not isinstance(text, str) or pattern is None or pattern.search(text) is None:
         return text
     return pattern.sub(MASK, text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -136,6 +137,27 @@ def _parse(source: str, env: jinja2.Environment) -> nodes.Template:
         raise TemplateSyntaxProblem(f"template syntax error: {exc.message}") from None
 
 
+@lru_cache(maxsize=4096)
+def _compiled(source: str, env: jinja2.Environment) -> tuple[Any, jinja2.Template | None]:
+    """A template's compiled expression or template, once per text: a connector file says
+    the same few hundred times (`{{ config.page_size }}`), and jinja compiles slowly."""
+    match = _SINGLE_EXPRESSION.match(source)
+    try:
+        if match and env is TEXT_ENV:
+            return env.compile_expression(match.group(1), undefined_to_none=False), None
+        return None, env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateSyntaxProblem(f"template syntax error: {exc.message}") from None
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(source: str) -> Any:
+    try:
+        return TEXT_ENV.compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateSyntaxProblem(f"expression syntax error: {exc.message}") from None
+
+
 class Template:
     """One compiled template string."""
 
@@ -143,16 +165,7 @@ class Template:
 
     def __init__(self, source: str, env: jinja2.Environment = TEXT_ENV):
         self.source = source
-        self._expr = None
-        self._tmpl = None
-        match = _SINGLE_EXPRESSION.match(source)
-        try:
-            if match and env is TEXT_ENV:
-                self._expr = env.compile_expression(match.group(1), undefined_to_none=False)
-            else:
-                self._tmpl = env.from_string(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateSyntaxProblem(f"template syntax error: {exc.message}") from None
+        self._expr, self._tmpl = _compiled(source, env)
 
     @property
     def is_static(self) -> bool:
@@ -177,10 +190,7 @@ class Expression:
 
     def __init__(self, source: str):
         self.source = source
-        try:
-            self._expr = TEXT_ENV.compile_expression(str(source), undefined_to_none=False)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateSyntaxProblem(f"expression syntax error: {exc.message}") from None
+        self._expr = _compiled_expression(str(source))
 
     @property
     def as_template(self) -> str:

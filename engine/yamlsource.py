@@ -72,6 +72,22 @@ def _construct(node: yaml.Node, path: YamlPath, loc: Locator, loader: yaml.SafeL
     return loader.construct_object(node, deep=True)
 
 
+def _compose(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node, and the loader that composed it (it constructs the values):
+    libyaml's where installed, ten times faster (a sync process loads its connector first),
+    else PyYAML's. Text libyaml refuses is composed again by PyYAML, which raises what it
+    raises, and says more ("found undefined alias 'x'")."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        loader = fast(text)
+        try:
+            return loader.get_single_node(), loader
+        except yaml.YAMLError:
+            loader.dispose()
+    loader = yaml.SafeLoader(text)
+    return loader.get_single_node(), loader
+
+
 def load(path: str | Path) -> tuple[Any, Locator]:
     """Parse one YAML file into plain data and its locator; syntax errors become SpecError."""
     path = Path(path)
@@ -81,9 +97,9 @@ def load(path: str | Path) -> tuple[Any, Locator]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError([Problem(display, None, "", f"cannot read file: {exc.strerror}")]) from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
-        node = loader.get_single_node()
+        node, loader = _compose(text)
         if node is None:
             return None, loc
         return _construct(node, (), loc, loader), loc
@@ -93,4 +109,5 @@ def load(path: str | Path) -> tuple[Any, Locator]:
         message = f"invalid YAML: {exc.problem or exc.context}"
         raise SpecError([Problem(display, line, "", message)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

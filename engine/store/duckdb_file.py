@@ -123,25 +123,36 @@ def one_line(exc: BaseException) -> str:
     return secrets.redact(" ".join(str(exc).split()))
 
 
-ROWS_PER_WRITE = 1000  # rows turned into JSON lines at a time
+ROWS_PER_WRITE = 1000  # rows turned into JSON at a time
+PIECE_BYTES = 2**20  # ... or fewer, so that a piece stays under this (unless it is one row)
 
 
 def _rows_file(data: dict[str, list[Any]]) -> tuple[str, int]:
-    """Columns as rows of JSON, one a line, in a temporary file: its path and its longest
-    line, for read_json (newline-delimited: DuckDB parses a line at a time, in buffers twice
-    `maximum_object_size`, so that is kept near the longest line)."""
+    """Columns as one JSON array of rows in a temporary file: its path and its largest piece
+    (a piece holds whole rows and is no longer than PIECE_BYTES, unless it is one row), for
+    read_json (format 'array': DuckDB parses a row at a time, in buffers twice
+    `maximum_object_size`, so that is kept near the largest row). The rows are encoded a
+    piece at a time: orjson costs some 3 us a call besides its work, more than a row takes."""
     names, columns = list(data), list(data.values())
+    count = len(columns[0])
     handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
-    longest = 0
+    largest, start, size = 0, 0, ROWS_PER_WRITE
     with os.fdopen(handle, "wb") as out:
-        for start in range(0, len(columns[0]), ROWS_PER_WRITE):
-            lines = [orjson.dumps(dict(zip(names, row, strict=True)), default=str)
-                     for row in zip(*(c[start:start + ROWS_PER_WRITE] for c in columns),
-                                    strict=True)]
-            longest = max(longest, *map(len, lines))
-            out.write(b"\n".join(lines))
-            out.write(b"\n")
-    return path, longest
+        out.write(b"[")
+        while start < count:
+            rows = zip(*(c[start:start + size] for c in columns), strict=True)
+            # (A row is as long as `names`: checking each would cost a third of the time.)
+            piece = orjson.dumps([dict(zip(names, row, strict=False)) for row in rows],
+                                 default=str)
+            if len(piece) > PIECE_BYTES and size > 1:  # large rows: again, in smaller pieces
+                size = max(1, size * PIECE_BYTES // (2 * len(piece)))
+                continue
+            out.write(b"," if start else b"")
+            out.write(piece[1:-1])  # the rows, without the piece's own brackets
+            largest = max(largest, len(piece))
+            start += size
+        out.write(b"]")
+    return path, largest
 
 
 def _json_file(data: dict[str, list[Any]]) -> tuple[str, int]:
@@ -431,12 +442,12 @@ class DuckDBStore:
             con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
     def _batch_file(self, landings: list[Landing]) -> tuple[str, int, list[str]]:
-        """Write batches of one model as a file of JSON rows, one a line (with each row's
-        connector and connection); returns its path, its longest line and the columns
-        besides those.
+        """Write batches of one model as a file of JSON rows (with each row's connector and
+        connection); returns its path, its largest piece (_rows_file) and the columns besides
+        those.
 
         DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
-        fetching and mapping, and a line at a time, so its memory does not grow with the
+        fetching and mapping, and a row at a time, so its memory does not grow with the
         batch. The last occurrence of a (connection, id) wins, as a later page would."""
         first = landings[0].batch
         names = [*first.model.fields, "custom", *(["raw"] if "raw" in first.columns else [])]
@@ -450,8 +461,8 @@ class DuckDBStore:
         keep = _last_occurrences(list(zip(data["connection"], data["id"], strict=True)))
         if keep is not None:
             data = {name: [column[i] for i in keep] for name, column in data.items()}
-        path, longest = _rows_file(data)
-        return path, longest, names
+        path, largest = _rows_file(data)
+        return path, largest, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,
              append: bool = False, sweep_before: dt.datetime | None = None) -> bool:
@@ -528,7 +539,7 @@ class DuckDBStore:
     def _insert(self, con: duckdb.DuckDBPyConnection, landings: list[Landing]) -> None:
         """One INSERT of batches of one model, all appended or all upserted."""
         model = landings[0].batch.model
-        path, longest, names = self._batch_file(landings)
+        path, largest, names = self._batch_file(landings)
         # Decimals travel as text so no precision is lost; DuckDB casts them on insert.
         json_types = {"connector": "VARCHAR", "connection": "VARCHAR"}
         json_types |= {n: "JSON" if n in _JSON_COLUMNS else
@@ -540,9 +551,9 @@ class DuckDBStore:
                            f"CAST({n} AS {_SQL_TYPES[model.fields[n].type]}) AS {n}"
                            for n in columns)
         rows = (f"SELECT {select}, ?::TIMESTAMPTZ AS synced_at FROM "
-                f"read_json(?, format = 'newline_delimited', "
+                f"read_json(?, format = 'array', "
                 f"columns = {_struct_literal(json_types)}, "
-                f"maximum_object_size = {max(longest + 1024, 2**20)}) "
+                f"maximum_object_size = {max(largest + 1024, 2**20)}) "
                 f"WHERE id IS NOT NULL")
         columns.append("synced_at")
         sql = (f"INSERT INTO {model.table} ({', '.join(columns)}) {rows}"
