@@ -64,6 +64,7 @@ class OAuthServer:
         self.always_401 = False
         self.expire_after_pages: int | None = None
         self.refresh_fails = False
+        self.expires_in: int | None = 3600  # None: the token response does not say
         self.pages = 0
         self.unauthorized = 0  # 401s served
         self.used_tokens: list[str] = []  # access tokens that were accepted, in order
@@ -80,7 +81,9 @@ class OAuthServer:
             return Response(400, {"error": "invalid_grant", "error_description": "expired"})
         n = len(self.token_calls)
         self.valid_token = f"a-{n}"
-        body = {"access_token": self.valid_token, "expires_in": 3600, "token_type": "Bearer"}
+        body = {"access_token": self.valid_token, "token_type": "Bearer"}
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
         if self.rotate:
             self.refresh_token = f"r-{n}"
             body["refresh_token"] = self.refresh_token
@@ -375,6 +378,16 @@ def test_a_token_response_sets_when_the_token_expires(engine, body, lifetime, ex
     new = updated_credentials(old, {"access_token": "a-1", **body}, method, clock)
     assert new.expires_at == (None if expires_in is None else clock.wall() + expires_in)
     assert (new.access_token, new.refresh_token, new.client_id) == ("a-1", "r-0", "cid")
+
+
+def test_a_token_response_without_expires_in_lasts_the_methods_lifetime(engine, oauth_server,
+                                                                        clock):
+    """Salesforce's token responses carry no expires_in (CONTRACTS 2.1): the method's
+    `token_lifetime_seconds` (3600 in this connector) says when to refresh."""
+    oauth_server.expires_in = None
+    [run] = engine.sync("acme")
+    assert run.status == "succeeded" and len(oauth_server.token_calls) == 1
+    assert engine.credentials.load("acme").credentials.expires_at == clock.wall() + 3600
 
 
 def test_credentials_are_redacted_from_the_moment_they_exist():

@@ -71,6 +71,11 @@ auth:
     authorize_url: "{{ config.url }}/authorize"
     token_url: "{{ config.url }}/token"
     apply: {query: access_token, value: "{{ config.account }}:{{ token }}"}
+  oauth_plain_query:
+    type: oauth2
+    authorize_url: "{{ config.url }}/authorize"
+    token_url: "{{ config.url }}/token"
+    apply: {query: access_token}
 errors:
   message: error.message
 streams:
@@ -223,6 +228,14 @@ def test_a_refreshed_oauth_token_goes_where_the_method_applies_it(make_engine, c
     assert run.status == "succeeded" and len(server.refreshes) == 1
     assert {r.arg("access_token") for r in server.seen} == {f"{ACCOUNT}:kinds-refreshed-access"}
     assert "authorization" not in server.last.headers
+
+
+def test_an_oauth_token_is_applied_as_it_is_when_the_method_gives_no_template(
+        make_engine, connectors, server):
+    engine = make_engine(connectors)
+    [run] = engine.sync("acme", token="kinds-plain-access", auth_method="oauth_plain_query",
+                        config={"url": server.url})
+    assert run.status == "succeeded" and server.last.arg("access_token") == "kinds-plain-access"
 
 
 def test_a_refused_pasted_oauth_token_says_how_to_replace_it(make_engine, connectors, server):
@@ -533,6 +546,18 @@ def auth_problems(tmp_path, auth: str) -> list[str]:
     ("  a: {type: oauth2, authorize_url: 'http://x/a', token_url: 'http://x/t',\n"
      "      apply: {header: X, value: '{{ tokn }}'}}\n",
      "auth.a.apply.value: undefined variable 'tokn' in template"),
+    ("  a: {type: oauth2, authorize_url: '{{ config.acount }}/a', token_url: 'http://x/t'}\n",
+     "auth.a.authorize_url: undefined variable 'config.acount'"),
+    ("  a: {type: oauth2, authorize_url: 'http://x/a', token_url: 'http://x/t',\n"
+     "      revoke: {method: POST, url: '{{ credentials.hots }}/revoke',\n"
+     "               form: {token: '{{ token }}'}}}\n",
+     "auth.a.revoke.url: undefined variable 'credentials.hots'"),
+    ("  a: {type: oauth2, authorize_url: 'http://x/a', token_url: 'http://x/t',\n"
+     "      revoke: {method: POST, url: 'http://x/revoke', form: {token: '{{ tokn }}'}}}\n",
+     "auth.a.revoke.form.token: undefined variable 'tokn'"),
+    ("  a: {type: oauth2, authorize_url: 'http://x/a', token_url: 'http://x/t',\n"
+     "      settings: {api_domain: 'api_domain[?'}}\n",
+     "auth.a.settings.api_domain: invalid jmespath"),
 ])
 def test_auth_problems_are_located(tmp_path, auth, problem):
     problems = auth_problems(tmp_path, auth)

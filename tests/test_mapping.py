@@ -644,3 +644,19 @@ def test_a_read_that_fails_on_one_record_stores_null_and_says_so_per_field(tmp_p
     assert all(w.endswith("; storing null") for w in warned)
     assert sorted(r.getMessage().split(" (")[0] for r in caplog.records) == [
         "cannot read contact.first_name", "cannot read contact.last_name"]
+
+
+def test_links_are_read_where_the_mapping_declares_them(tmp_path):
+    linked = load_text(tmp_path, """
+models:
+  deal:
+    associations:
+      - {to: company, id: org_id}
+      - {to: contact, each: people, id: "@"}
+    fields:
+      id: {path: id, write: false}
+""")["deal"]
+    assert linked.read_links([{"id": 1, "org_id": 7, "people": [3, 4]}, {"id": 2}]) == [
+        [("company", "7", None), ("contact", "3", None), ("contact", "4", None)], []]
+    plain = load_text(tmp_path, "models:\n  deal:\n    fields:\n      id: id\n")["deal"]
+    assert plain.read_links([{"id": 1, "org_id": 7}]) is None  # the table is left be
