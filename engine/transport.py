@@ -277,7 +277,7 @@ class Session:
                                       self._rng)
                 if seconds is None:
                     raise
-                limited = self.groups.get(call.budget or "") or self.budget
+                limited = self._group(call) or self.budget
                 if error.kind == "rate_limited" and limited is not None:
                     limited.pause(seconds)  # other senders of the same budget wait too
                 log.info("%s %s: %s; retrying in %.1fs", self.connector.name, operation,
@@ -287,9 +287,13 @@ class Session:
                     counters.retries += 1
                 self._clock.sleep(seconds)
 
+    def _group(self, call: Call) -> Budget | None:
+        """The budget of the endpoint group the call names, if it names one."""
+        return self.groups.get(call.budget) if call.budget else None
+
     def _attempt(self, call: Call, operation: str) -> Reply:
         self._check_daily_budget(operation)
-        budgets = [b for b in (self.groups.get(call.budget or ""), self.budget) if b is not None]
+        budgets = [b for b in (self._group(call), self.budget) if b is not None]
         stamps = [budget.acquire() for budget in budgets]
         self.counters.requests += 1
         if (counters := run_counters.get()) is not None:

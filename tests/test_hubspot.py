@@ -276,7 +276,10 @@ def test_activity_links_come_with_the_list_and_only_a_paged_list_costs_a_v4_read
     record's links are paged there, and then only that type's read, for that page."""
     emulator, _ = hubspot
     store = emulator.store
-    crowded = next(store.active_records("tasks")).id
+    crowded = int(engine.action("hubspot", "create_task", {
+        "subject": "Kick-off with everyone", "due_date": "2026-12-15",
+        "company_id": first_id(emulator, "companies")},
+        "acct")["id"])
     contacts = [c.id for c in store.active_records("contacts")]
     for contact in contacts[:LISTED_LINKS + 20]:
         store.associate("tasks", crowded, "contacts", contact)

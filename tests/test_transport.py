@@ -22,8 +22,10 @@ from engine.spec import ErrorRule, ErrorSpec, RateLimitSpec
 from engine.transport import (
     Call,
     Classified,
+    Counters,
     Session,
     classify,
+    counting,
     excerpt,
     is_auth_expired,
     retry_after_seconds,
@@ -72,9 +74,15 @@ def get(session, server, path="/cursor", method="GET", **kw):
 
 def test_transient_errors_are_retried_with_exponential_backoff(session, server, clock):
     server.app.fail_next(3, 503)
-    reply = get(session, server)
+    with counting(Counters()) as run:  # a stream's run counts its own requests too
+        reply = get(session, server)
     assert reply.status == 200
     assert session.counters.requests == 4 and session.counters.retries == 3
+    assert (run.requests, run.retries) == (4, 3)
+    # One answer (the retries were not): a sync's other streams wait for the first one.
+    assert session.answers == 1 and session.wait_for_answer(0, 0)
+    get(session, server)
+    assert session.answers == 2 and not session.wait_for_answer(2, 0)
     assert len(clock.sleeps) == 3
     for slept, base in zip(clock.sleeps, [1, 2, 4], strict=True):
         assert base * 0.75 <= slept <= base * 1.25  # 25% jitter around 1, 2, 4 s
