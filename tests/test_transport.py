@@ -824,9 +824,11 @@ def test_a_spent_daily_budget_stops_before_sending(mock_session):
 
 def test_a_session_joins_paths_to_its_base_url_without_a_double_slash(mock_session):
     session = mock_session(answering(200, b"{}"))
-    assert Session(session.connector, base_url="http://127.0.0.1:9/api/", auth=session.auth,
-                   headers={}, budget=None, clock=FakeClock()).base_url == \
-        "http://127.0.0.1:9/api"
+    for given, kept in (("http://127.0.0.1:9/api/", "http://127.0.0.1:9/api"),
+                        ("http://127.0.0.1:9/EXPORTX/", "http://127.0.0.1:9/EXPORTX"),
+                        ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1")):
+        assert Session(session.connector, base_url=given, auth=session.auth, headers={},
+                       budget=None, clock=FakeClock()).base_url == kept
 
 
 def test_a_whitespace_body_is_an_empty_body(mock_session):
