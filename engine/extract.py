@@ -160,7 +160,9 @@ def compile_getter(expression: str) -> Getter:
     def search(obj: Any) -> Any:
         try:
             return evaluate(obj)
-        except JMESPathError as exc:
+        # jmespath itself lets Python's TypeError out of an ordering of mixed types
+        # (`a < \`1\`` where a is text): the data's problem, like its own type errors.
+        except (JMESPathError, TypeError) as exc:
             raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
 
     return search

@@ -159,7 +159,7 @@ def _outcome(read: Any, value: Any) -> tuple[str, str]:
         return ("value", repr(read(value)))
     except ExpressionFailed as exc:
         return ("failed", str(exc))
-    except Exception as exc:  # the interpreter's own bugs (e.g. 'a' < 1) must be the same
+    except Exception as exc:  # anything else must be the same too
         return ("raised", f"{type(exc).__name__}: {exc}")
 
 
@@ -169,7 +169,7 @@ def _interpreted(expression: str) -> Any:
     def search(value: Any) -> Any:
         try:
             return parsed.search(value, options=OPTIONS)
-        except JMESPathError as exc:
+        except (JMESPathError, TypeError) as exc:  # as engine.extract wraps either
             raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
 
     return search

@@ -618,6 +618,7 @@ models:
       id: {path: id, write: false}
       first_name: {read: "join(' ', names)"}
       last_name: {read: "join(' ', surnames)"}
+      job_title: {read: "rank > `2` && 'senior' || 'junior'"}
 """
 
 
@@ -629,21 +630,24 @@ def test_a_read_that_fails_on_one_record_stores_null_and_says_so_per_field(tmp_p
 
     monkeypatch.setattr(convert, "_warned", set())  # what this process already logged once
     contact = load_text(tmp_path, FAILING_READS)["contact"]
-    records = [{"id": 1, "names": ["Ada"], "surnames": ["Lovelace"]},
-               {"id": 2, "names": "Grace", "surnames": 7},
-               {"id": 3, "names": 5, "surnames": ["Hopper"]}]
+    records = [{"id": 1, "names": ["Ada"], "surnames": ["Lovelace"], "rank": 3},
+               {"id": 2, "names": "Grace", "surnames": 7, "rank": 1},
+               # jmespath orders mixed types with Python's `<`, which raises TypeError.
+               {"id": 3, "names": 5, "surnames": ["Hopper"], "rank": "three"}]
     columns = {name: [] for name in [*contact.model.fields, "custom"]}
     warned: list[str] = []
     with caplog.at_level("WARNING", logger="crm_engine"), convert.warnings_to(warned.append):
         contact.read_columns(records, columns)
     assert columns["first_name"] == ["Ada", None, None]
     assert columns["last_name"] == ["Lovelace", None, "Hopper"]
+    assert columns["job_title"] == ["senior", "junior", None]
     assert sorted(w.split(" (")[0] for w in warned) == [
         "cannot read contact.first_name", "cannot read contact.first_name",
-        "cannot read contact.last_name"]
+        "cannot read contact.job_title", "cannot read contact.last_name"]
     assert all(w.endswith("; storing null") for w in warned)
     assert sorted(r.getMessage().split(" (")[0] for r in caplog.records) == [
-        "cannot read contact.first_name", "cannot read contact.last_name"]
+        "cannot read contact.first_name", "cannot read contact.job_title",
+        "cannot read contact.last_name"]
 
 
 def test_links_are_read_where_the_mapping_declares_them(tmp_path):
