@@ -406,29 +406,6 @@ def test_our_own_backoff_is_capped_at_120_s_too(tmp_path, make_engine, server, c
     assert clock.sleeps == [120.0, 120.0]
 
 
-GROUPED = """
-rate_limit:
-  requests: 1000
-  per_seconds: 1
-  groups:
-    search: {requests: 1, per_seconds: 10}
-"""
-
-
-def test_a_request_of_an_endpoint_group_spends_that_groups_budget(tmp_path, make_engine, server,
-                                                                  clock):
-    """HubSpot limits its search endpoints apart (CONTRACTS 1.5): a request naming the group
-    waits for the group's budget; one that names none does not."""
-    engine = make_engine(write_specs(tmp_path, connector_yaml(STREAM, extra=GROUPED)))
-    session, _, _ = engine.session("acme", token=TOKEN, base_url=server.url)
-    start = clock.monotonic()
-    session.send(Call("GET", server.url + "/cursor", budget="search"), "search")
-    session.send(Call("GET", server.url + "/cursor"), "list")
-    assert clock.monotonic() == start
-    session.send(Call("GET", server.url + "/cursor", budget="search"), "search")
-    assert clock.monotonic() - start == 10.0
-
-
 # -- a 429 holds back every sender on the connection -----------------------------------------
 
 LIMITED = """
