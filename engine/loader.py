@@ -497,21 +497,19 @@ def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],
                     roots: dict[str, set[str] | None]) -> EnrichSpec | None:
     each = spec.get("each", False)
     sees = {"record": None} if each else {"ids": None}  # one request per record, or per page
-    pages = _compile_pages(c, path, spec, {**roots, **sees})
-    key = c.getter(path + ("key",), spec["key"]) if "key" in spec else None
     if each and "key" in spec:
         c.add(path + ("key",), "a step with `each` sets all its results into its own record: "
                                "no `key`")
-    value = c.getter(path + ("value",), spec["value"])
-    record_id = c.getter(path + ("id",), spec.get("id", "id"))
-    into = tuple(spec["into"].split("."))
-    when = c.getter(path + ("when",), spec["when"]) if "when" in spec else None
-    enabled = c.expression(path + ("if",), spec["if"], roots) if "if" in spec else None
-    if pages is None or value is None or record_id is None or (
-            ("key" in spec) != (key is not None) or ("when" in spec) != (when is not None)
-            or ("if" in spec) != (enabled is not None)):
         return None
-    return EnrichSpec(pages, key, value, into, record_id, when, each, enabled)
+    pages = _compile_pages(c, path, spec, {**roots, **sees})
+    named = {k: spec[k] for k in ("key", "value", "when") if k in spec}
+    named["id"] = spec.get("id", "id")
+    getters = {k: c.getter(path + (k,), v) for k, v in named.items()}
+    enabled = c.expression(path + ("if",), spec["if"], roots) if "if" in spec else None
+    if pages is None or None in getters.values() or ("if" in spec and enabled is None):
+        return None
+    return EnrichSpec(pages, getters.get("key"), getters["value"], tuple(spec["into"].split(".")),
+                      getters["id"], getters.get("when"), enabled)
 
 
 def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],

@@ -11,7 +11,7 @@ import jsonschema
 import yaml
 
 from engine.errors import Problem
-from engine.yamlsource import Locator
+from engine.yamlsource import SAFE_LOADER, Locator
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 
@@ -20,7 +20,7 @@ SCHEMA_DIR = Path(__file__).with_name("schemas")
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema for `connector`, `mapping` or `project` files."""
     text = (SCHEMA_DIR / f"{kind}.schema.yaml").read_text(encoding="utf-8")
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 10x
+    return yaml.load(text, Loader=SAFE_LOADER)
 
 
 @cache

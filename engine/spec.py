@@ -106,8 +106,12 @@ class EnrichSpec:
     # In each record: whether it needs the request (default all). A page with none sends none;
     # the records left out keep what the vendor sent at `into`.
     when: Getter | None = None
-    each: bool = False
     enabled: Expression | None = None  # `if`: false for this run (a setting), no request at all
+
+    @property
+    def each(self) -> bool:
+        """One request per record: such a step has no `key` (the loader sees to it)."""
+        return self.key is None
 
 
 @dataclass

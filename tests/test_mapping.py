@@ -246,13 +246,18 @@ def test_vendor_fields_give_first_keys_or_whole_paths():
     assert found["deal"].vendor_fields("Deal_Name") == []  # a field, with nothing below it
 
 
+def read_columns(mapping, records, custom_names=None, context=None) -> dict[str, list]:
+    """`records` read column-wise, as a sync reads a page."""
+    columns: dict[str, list] = {name: [] for name in [*mapping.model.fields, "custom"]}
+    mapping.read_columns(records, columns, custom_names, context=context)
+    return columns
+
+
 def read_both_ways(mapping, records, custom_names=None):
     """Column-wise (the sync's hot path) and record-wise reads of `records`."""
-    fields = [*mapping.model.fields, "custom"]
-    columns: dict[str, list] = {name: [] for name in fields}
-    mapping.read_columns(records, columns, custom_names)
     rows = [mapping.read(record, custom_names) for record in records]
-    return columns, {name: [row.get(name) for row in rows] for name in fields}
+    return read_columns(mapping, records, custom_names), {
+        name: [row.get(name) for row in rows] for name in [*mapping.model.fields, "custom"]}
 
 
 def test_a_page_read_column_wise_equals_each_record_read_alone():
@@ -404,8 +409,7 @@ def test_choice_fields_show_their_option_labels_in_custom(tmp_path):
                {"id": 3, "title": "c", "visible_to": None,
                 "custom_fields": {REGION: 5, "e6" * 20: "7,99"}},
                {"id": 4, "title": "d", "custom_fields": {"e6" * 20: [8, 99]}}]
-    columns = {name: [] for name in [*deal.model.fields, "custom"]}
-    deal.read_columns(records, columns, context=context)
+    columns = read_columns(deal, records, context=context)
     assert columns["custom"] == [
         {"visible_to": "Owner only", "Region": "APAC", "Colors": ["Red", "Blue"]},
         {"visible_to": "9", "Region": "EMEA", "Colors": ["Blue", "Red"]},
@@ -440,10 +444,9 @@ def test_lookups_read_labels_and_say_which_keys_they_do_not_know(tmp_path, monke
                {"id": 2, "stage_id": "4", "pipeline_id": ""},
                {"id": 3, "stage_id": 9, "pipeline_id": 7},
                {"id": 4, "stage_id": None, "pipeline_id": 7}]
-    columns = {name: [] for name in [*deal.model.fields, "custom"]}
     warned: list[str] = []
     with caplog.at_level("WARNING", logger="crm_engine"), convert.warnings_to(warned.append):
-        deal.read_columns(records, columns, context=context)
+        columns = read_columns(deal, records, context=context)
     assert columns["stage"] == ["Won", "Lost", None, None]
     assert columns["pipeline"] == ["Sales", None, None, None]
     unknown_stage = "deal.stage: no stage with id 9 among this connection's; stored null"
@@ -634,10 +637,9 @@ def test_a_read_that_fails_on_one_record_stores_null_and_says_so_per_field(tmp_p
                {"id": 2, "names": "Grace", "surnames": 7, "rank": 1},
                # jmespath orders mixed types with Python's `<`, which raises TypeError.
                {"id": 3, "names": 5, "surnames": ["Hopper"], "rank": "three"}]
-    columns = {name: [] for name in [*contact.model.fields, "custom"]}
     warned: list[str] = []
     with caplog.at_level("WARNING", logger="crm_engine"), convert.warnings_to(warned.append):
-        contact.read_columns(records, columns)
+        columns = read_columns(contact, records)
     assert columns["first_name"] == ["Ada", None, None]
     assert columns["last_name"] == ["Lovelace", None, "Hopper"]
     assert columns["job_title"] == ["senior", "junior", None]

@@ -211,11 +211,11 @@ def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation:
     records its `when` picks, all by default; none picked, no request."""
     if step.enabled is not None and not truthy(_rendered(step.enabled, ctx, operation)):
         return
-    if step.when is not None:
-        records = [r for r in records if truthy(_picked(step, r, ctx, operation))]
-    if not records:
-        return
     try:
+        if step.when is not None:
+            records = [r for r in records if truthy(step.when(r))]
+        if not records:
+            return
         ids = [step.id(r) for r in records]
         if step.each:  # one request per record: its results are all its own
             found = {str(i): [step.value(r) for r in _results(step, ctx, operation,
@@ -257,14 +257,6 @@ def _rendered(condition: Expression, ctx: StreamContext, operation: str) -> Any:
     try:
         return condition.render(ctx.template_context)
     except TemplateFailed as exc:
-        raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
-
-
-def _picked(step: EnrichSpec, record: Any, ctx: StreamContext, operation: str) -> Any:
-    assert step.when is not None
-    try:
-        return step.when(record)
-    except ExpressionFailed as exc:
         raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
 
 

@@ -486,17 +486,8 @@ class PipedriveSandbox(Emulator):
     # other v1 lists.
     def _participants(self, request: Request, record_id: str) -> Response:
         deal = self._find("deals", record_id)
-        items = [self.shapes.v1_participant(deal, participant)
-                 for participant in self.store.participants_of(deal["id"])]
-        start = _non_negative(request.arg("start"), 0)
-        limit = min(_non_negative(request.arg("limit"), DEFAULT_LIMIT) or DEFAULT_LIMIT, MAX_LIMIT)
-        chunk = items[start : start + limit]
-        return Response(200, {
-            "success": True,
-            "data": chunk or None,
-            "additional_data": {
-                "pagination": v1_pagination(start, limit, start + limit < len(items))},
-        })
+        return self._v1_static(request, [self.shapes.v1_participant(deal, participant)
+                                         for participant in self.store.participants_of(deal["id"])])
 
     def _add_participant(self, request: Request, record_id: str) -> Response:
         deal = self._find("deals", record_id)
@@ -685,7 +676,9 @@ class PipedriveSandbox(Emulator):
         additional = {"pagination": v1_pagination(start, limit, start + limit < len(items))}
         if extra:
             additional.update(extra)
-        return Response(200, {"success": True, "data": chunk, "additional_data": additional})
+        # An empty v1 list is data: null, as _list_v1 says (a deal without participants).
+        return Response(200, {"success": True, "data": chunk or None,
+                              "additional_data": additional})
 
     def _fields(self, request: Request, route: str) -> Response:
         return self._v1_static(request, field_definitions(FIELD_ROUTES[route]))

@@ -62,7 +62,7 @@ class Store:
         self._emails: dict[str, list[int]] = {}  # lower-cased email -> active person ids
         self._people: dict[int, int] = {}  # organization id -> active persons
         self._views: dict[Hashable, tuple[int, Any]] = {}
-        # A deal's participants (its persons besides the one it links), in the order added:
+        # A deal's participants (its own person first, UNCONFIRMED), in the order added:
         # {id, person_id, add_time}. Kept apart from the deal: adding one does not change the
         # deal's update_time (UNCONFIRMED: Pipedrive logs them in a changelog of their own).
         self.participants: dict[int, list[Record]] = {}
