@@ -50,7 +50,6 @@ def read_page(body: Any, records_at: Callable[[Any], Any], number: int) -> Page:
 
 class Paginator:
     def __init__(self, spec: PaginationSpec):
-        self.spec = spec
         self.options = spec.options
         self.get = spec.getters
         self._empty_pages = 0

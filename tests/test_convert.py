@@ -284,3 +284,6 @@ def test_utc_whatever_the_machines_time_zone(new_york_local_time):
     parsed = read("2026-03-09T22:29:45+02:00")
     assert parsed == aware and parsed.tzinfo is UTC
     assert parse_timestamp("2026-03-09T22:29:45+02:00").tzinfo is UTC
+    # A vendor time without an offset is UTC too (the fast ISO path and the general one).
+    assert read("2026-03-09T20:29:45") == aware
+    assert parse_timestamp("2026-03-09T20:29:45") == aware

@@ -269,11 +269,13 @@ def test_a_page_read_column_wise_equals_each_record_read_alone():
                                    "hs_x": "gold", "lastname": None}},
         {"id": 2, "properties": None},
         {"id": "3"},
-        {"id": "4", "properties": {"firstname": "Grace", "hs_x": "", "company": "Navy"}},
+        {"id": "4", "properties": {"firstname": "Grace", "hs_x": "", "company": "Navy",
+                                   "lastname": ""}},
     ]
     columns, rows = read_both_ways(contact, records, {"hs_x": "Customer tier"})
     assert columns == rows
     assert columns["first_name"] == ["Ada", None, None, "Grace"]
+    assert columns["last_name"] == [None, None, None, None]  # "" reads as null, like a missing key
     assert columns["email"] == [None, None, None, None]
     assert columns["phone"] == ["4420", None, None, None]
     assert columns["id"] == ["1", "2", "3", "4"]
