@@ -66,7 +66,7 @@ LinkReader = Callable[[list[Any]], list[list[Link]]]
 
 
 def link_reader(associations: list[Association]) -> LinkReader:
-    """Per page: each record's links, deduplicated, in declaration order."""
+    """Per page: each record's links, deduplicated (see `_unique`), in declaration order."""
     if len(associations) == 1:
         only = associations[0].links
         return lambda records: [_unique(only(record)) for record in records]
@@ -76,4 +76,12 @@ def link_reader(associations: list[Association]) -> LinkReader:
 
 
 def _unique(links: list[Link]) -> list[Link]:
-    return links if len(links) < 2 else list(dict.fromkeys(links))
+    """Each link once; an unlabelled link to a record that a labelled one also reaches says
+    nothing more (a CRM may list a link under each of its types, one of them "no label")."""
+    if len(links) < 2:
+        return links
+    links = list(dict.fromkeys(links))
+    labelled = {(to, linked) for to, linked, label in links if label is not None}
+    if not labelled:
+        return links
+    return [link for link in links if link[2] is not None or link[:2] not in labelled]

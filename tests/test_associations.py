@@ -199,22 +199,28 @@ def test_salesforce_deals_link_every_contact_role(make_engine):
 
 
 def test_hubspot_full_refresh_reads_labels_only_for_pages_with_links(make_engine):
-    """The contacts list says which contacts link to companies (`associations=companies`): a
-    page none of whose contacts has a link sends no v4 read, and the links that do exist
-    land with the labels v4 gives them (CONTRACTS 1.3, 1.4)."""
+    """The contacts list says which contacts link to companies (`associations=companies`), and
+    under which types: the unlabelled one, the primary's (listed besides), or a custom label's.
+    Only a page with a custom label's type sends a v4 read; the links land with the labels v4
+    gives them (CONTRACTS 1.3, 1.4): "Primary" read from the list, the custom one from v4."""
     emulator = HubSpotSandbox(contacts=250, companies=0, deals=0, rate_limit=(1000, 10.0))
     store = emulator.store
     contacts = [r.id for r in store.active_records("contacts")]
     company = store.add("companies", {"name": "Acme"}, "2026-01-01T00:00:00.000Z").id
     store.update("contacts", store.record("contacts", contacts[150]),
                  {"associatedcompanyid": str(company)}, "2026-01-01T00:00:00.000Z")
-    for contact in (contacts[150], contacts[199]):  # the second page of 100, only
+    for contact in (contacts[150], contacts[199], contacts[230]):  # pages two and three
         store.associate("contacts", contact, "companies", company)
+    store.label_link("contacts", contacts[230], "companies", company, "Decision maker")
     with emulator.start() as running:
         engine = make_engine(PROJECT_ROOT / "connectors")
         [run] = engine.sync("hubspot", streams=["contacts"], token="sandbox-private-app-token",
                             base_url=running.url)
     assert (run.status, run.pages, run.records) == ("succeeded", 3, 250), run.error
-    assert run.requests == 1 + 3 + 1  # the property list, three pages, one v4 read
-    assert links(engine) == {("contact", str(contacts[150]), "company", str(company), "Primary"),
-                             ("contact", str(contacts[199]), "company", str(company), None)}
+    # The property list, three pages, and one v4 read: the third page's, for its custom label
+    # (the only place "Decision maker" can come from); the second page's primary sends none.
+    assert run.requests == 1 + 3 + 1
+    assert links(engine) == {
+        ("contact", str(contacts[150]), "company", str(company), "Primary"),
+        ("contact", str(contacts[199]), "company", str(company), None),
+        ("contact", str(contacts[230]), "company", str(company), "Decision maker")}

@@ -62,9 +62,10 @@ def test_sync_lands_every_stream_completely(engine, hubspot):
     row = engine.store.query(
         "SELECT run_id, status, records, pages, requests, retries, error FROM sync_runs "
         "WHERE stream = 'contacts'")[0]
-    # The contact properties, three pages of contacts, each with its v4 read of companies; a
-    # first sync reads no archived contacts (none can be here).
-    assert row[1:] == ("succeeded", contacts, 3, 7, 0, None)
+    # The contact properties and three pages of contacts: no v4 read of companies, the list
+    # saying which link is primary and none having a custom label; a first sync reads no
+    # archived contacts (none can be here).
+    assert row[1:] == ("succeeded", contacts, 3, 4, 0, None)
 
 
 def test_records_are_typed_utc_and_keep_unmapped_properties_in_custom(engine, hubspot):

@@ -71,8 +71,9 @@ class Vendor:
 
     `page`: records per incremental page; `list_page`: per full-refresh page; `resolution`: the
     smallest cursor step the vendor shows (seconds); `per_page`: requests an incremental page
-    of the stream costs; `fixed`: what an incremental run of the stream costs besides its pages,
-    given the deletions since the last check, all deleted records, and the changed records."""
+    of the stream costs (`list_per_page`: a full-refresh page, where it differs); `fixed`: what
+    an incremental run of the stream costs besides its pages, given the deletions since the last
+    check, all deleted records, and the changed records."""
 
     name: str
     options: dict[str, Any]
@@ -82,6 +83,7 @@ class Vendor:
     resolution: float
     per_page: Callable[[str], int]
     fixed: Callable[[str, int, int, int], int]
+    list_per_page: Callable[[str], int] | None = None
 
     @property
     def token(self) -> str:
@@ -104,13 +106,15 @@ VENDORS = [
     # An emulator rate limit far above the YAML's 100 per 10 s: the engine paces itself by the
     # X-HubSpot-RateLimit-* headers, so syncs run at full speed.
     # Per page, list or search: + 1 for contacts, + 2 for deals (the v4 association batch
-    # reads: companies; companies and contacts). Besides pages: the archived list (100 a page),
-    # which has no time filter, so it reads every archived record each run.
+    # reads: companies; companies and contacts), but a contacts list page sends none (its links
+    # say which is primary, and none here has a custom label). Besides pages: the archived list
+    # (100 a page), which has no time filter, so it reads every archived record each run.
     Vendor("hubspot", {"rate_limit": (100_000, 10.0), "search_rate_limit": None,
                        "daily_limit": None},
            {"page_size": 100}, page=200, list_page=100, resolution=0.001,
            per_page=lambda stream: {"contacts": 2, "deals": 3}.get(stream, 1),
-           fixed=lambda stream, deleted, archived, changed: _pages(archived, 100)),
+           fixed=lambda stream, deleted, archived, changed: _pages(archived, 100),
+           list_per_page=lambda stream: {"deals": 3}.get(stream, 1)),
     # Salesforce: query pages of batch_size=200 (its minimum). Besides pages: one queryAll for
     # the rows deleted since the last check (200 a page).
     Vendor("salesforce", {"leads": 0, "batch_size": 200}, {"batch_size": 200}, page=200,
@@ -698,7 +702,8 @@ def test_full_refresh_sweeps_rows_it_did_not_see(vendor: Vendor, tmp_path: Path)
                 assert run.deleted == 9, stream
                 # Only pages (with their association reads) were requested, the stream's field
                 # list, and for deals the account's default currency.
-                expected = run.pages * vendor.per_page(stream) + 1 + (stream == "deals")
+                per_page = vendor.list_per_page or vendor.per_page
+                expected = run.pages * per_page(stream) + 1 + (stream == "deals")
                 assert run.requests == expected, stream
                 rows = table_rows(query, stream)
                 assert {i for i, r in rows.items() if r["is_deleted"] is True} == deleted[stream]

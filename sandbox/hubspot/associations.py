@@ -34,7 +34,7 @@ from sandbox.hubspot.schema import (
     UNLABELED_ASSOCIATION_TYPES,
     ObjectSchema,
 )
-from sandbox.hubspot.store import Store
+from sandbox.hubspot.store import CustomLabel, Store
 from sandbox.kit.core import Response
 
 # HubSpot changelog "Bug Fix: Batch Read Limit for HubSpot Associations API" (effective
@@ -88,7 +88,9 @@ def batch_read(
         )
         result: dict[str, Any] = {
             "from": {"id": record.id_str},
-            "to": [_target(to_id, unlabeled, primary_type, to_id == primary) for to_id in to_ids],
+            "to": [_target(to_id, unlabeled, primary_type, to_id == primary,
+                           store.custom_labels(from_schema.name, record.id, to_schema.name, to_id))
+                   for to_id in to_ids],
         }
         if next_id is not None:
             # Spec: paging is present only when there are more; "link" is deprecated, omitted.
@@ -107,13 +109,18 @@ def batch_read(
     return Response(207, body_out)  # HS-SPEC: 207 "multiple statuses" (...WithErrors schema)
 
 
-def _target(to_id: int, unlabeled: int, primary_type: int | None, is_primary: bool) -> dict:
+def _target(to_id: int, unlabeled: int, primary_type: int | None, is_primary: bool,
+            custom: list[CustomLabel]) -> dict:
     types = [{"category": "HUBSPOT_DEFINED", "typeId": unlabeled, "label": None}]
     if is_primary:
         # Choice (UNCONFIRMED): the labelled "Primary" type is listed before the plain one.
         types.insert(
             0, {"category": "HUBSPOT_DEFINED", "typeId": primary_type, "label": PRIMARY_LABEL}
         )
+    # The account's own labels: USER_DEFINED types with their label (HubSpot's v4 guide).
+    # Choice (UNCONFIRMED): listed after the HubSpot-defined ones.
+    types += [{"category": "USER_DEFINED", "typeId": type_id, "label": label}
+              for type_id, _, label in custom]
     # toObjectId is a JSON number on the wire (3P captures of real v4 responses; the PHP SDK
     # once read it as an int32 and overflowed, hubspot-api-php#261), although the current
     # HS-SPEC types it as a string. from.id stays a string (PublicObjectId).

@@ -11,7 +11,12 @@ import threading
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from sandbox.hubspot.schema import SCHEMAS, ObjectSchema, association_label
+from sandbox.hubspot.schema import (
+    PRIMARY_ASSOCIATION_TYPES,
+    SCHEMAS,
+    ObjectSchema,
+    association_label,
+)
 
 
 class Record:
@@ -64,6 +69,8 @@ class ObjectTable:
 # (CONTRACTS 1.3: "may also carry paging"; the number is UNCONFIRMED: our choice).
 LISTED_LINKS = 100
 
+CustomLabel = tuple[int, str, str]  # (association type id, type name, label)
+
 FIRST_IDS = {
     "contacts": 70_000_000_001,
     "companies": 40_000_000_001,
@@ -87,6 +94,9 @@ class Store:
         # (from type, to type) -> from id -> the one linked id that is its "Primary" (deals ->
         # companies; a contact's primary company is its associatedcompanyid property).
         self._primary: dict[tuple[str, str], dict[int, int]] = {}
+        # (from type, to type) -> (from id, to id) -> the link's custom labels, as
+        # (type id, type name, label): an account's own association labels (USER_DEFINED).
+        self._labels: dict[tuple[str, str], dict[tuple[int, int], list[CustomLabel]]] = {}
         self._emails: dict[str, int] = {}  # lower-cased email -> active contact id
         self.version = 0  # bumped on every write; invalidates cached pages and searches
         self.lock = threading.RLock()
@@ -120,6 +130,10 @@ class Store:
         start = bisect_left(linked, after_id) if after_id is not None else 0
         chunk = linked[start : start + limit + 1]
         return chunk[:limit], chunk[limit] if len(chunk) > limit else None
+
+    def custom_labels(self, from_type: str, from_id: int, to_type: str,
+                      to_id: int) -> list[CustomLabel]:
+        return self._labels.get((from_type, to_type), {}).get((from_id, to_id), [])
 
     def primary_id(self, from_type: str, from_id: int, to_type: str) -> int | None:
         """The linked record marked "Primary" (HubSpot allows one), if any."""
@@ -192,9 +206,22 @@ class Store:
             if to_ids:
                 label = association_label(object_type, to_type)
                 listed = to_ids[:LISTED_LINKS]
-                associations[to_type] = {
-                    "results": [{"id": str(to_id), "type": label} for to_id in listed]
-                }
+                if (object_type, to_type) in PRIMARY_ASSOCIATION_TYPES:
+                    # A pair with a "Primary" type lists every link as its unlabelled type,
+                    # and the primary once more under the primary type's name (3P: HubSpot
+                    # community thread 658333; Airbyte issue 30292). Which comes first is
+                    # UNCONFIRMED: the primary, as in v4 reads.
+                    primary = self.primary_id(object_type, record_id, to_type)
+                    results = [{"id": str(to_id), "type": f"{label}_unlabeled"}
+                               for to_id in listed]
+                    if primary in listed:
+                        results.insert(listed.index(primary), {"id": str(primary), "type": label})
+                else:
+                    results = [{"id": str(to_id), "type": label} for to_id in listed]
+                results += [{"id": str(to_id), "type": name} for to_id in listed
+                            for _, name, _ in self.custom_labels(object_type, record_id,
+                                                                 to_type, to_id)]
+                associations[to_type] = {"results": results}
                 if len(to_ids) > LISTED_LINKS:
                     after = str(to_ids[LISTED_LINKS])
                     associations[to_type]["paging"] = {"next": {"after": after, "link": (
@@ -298,6 +325,19 @@ class Store:
         with self.lock:
             self._link(from_type, from_id, to_type, to_id)
             self._link(to_type, to_id, from_type, from_id)
+            self.version += 1
+
+    def label_link(self, from_type: str, from_id: int, to_type: str, to_id: int,
+                   label: str) -> None:
+        """Give an existing link one of the account's own labels, in its from -> to direction.
+        Choice (UNCONFIRMED): the type id is 1000 + the label's place among the pair's labels,
+        and its name (what lists show as the link's `type`) the label in snake case."""
+        with self.lock:
+            pair = self._labels.setdefault((from_type, to_type), {})
+            known = {name: type_id for links in pair.values() for type_id, name, _ in links}
+            name = "_".join(label.lower().split())
+            type_id = known.get(name, 1000 + len(known))
+            pair.setdefault((from_id, to_id), []).append((type_id, name, label))
             self.version += 1
 
     def set_primary(self, from_type: str, from_id: int, to_type: str, to_id: int) -> None:
