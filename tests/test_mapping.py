@@ -368,6 +368,23 @@ def test_a_labelled_field_reads_and_writes_its_key_in_the_object_it_names(tmp_pa
                     "custom_fields": {BUDGET: 99.9, SIGNED: "2026-06-01"}}
 
 
+def test_a_page_reads_a_field_its_account_lacks_as_null_and_every_record_as_live(tmp_path):
+    """A labelled field the account's field list does not name reads null (a field deleted in
+    the CRM must not stop a sync); a model that maps no deletion flag says live (false, never
+    null: `WHERE NOT is_deleted` keeps every listed row); `raw_records` keeps each record."""
+    from engine.mapping import ReadContext
+
+    deal = load_text(tmp_path, LABELS_UNDER)["deal"]
+    records = [{"id": 7, "title": "Big", CURRENCY: "EUR"}, {"id": 8, "title": "Small"}]
+    names = {key: name for key, name in HASHES.items() if name != "Currency"}
+    context = ReadContext(custom_names=names, raw=True)
+    columns = read_columns(deal, records, context=context)
+    assert columns["currency"] == [None, None]
+    assert columns["is_deleted"] == [False, False]
+    assert columns["raw"] == records
+    assert read_columns(deal, records, context=ReadContext(custom_names=names)).get("raw") is None
+
+
 # The Pipedrive mapping's shape: the record's custom fields merged into `custom` beside its
 # other unmapped fields, under their names; a labelled field with no `under` is one of those.
 LABELS_MERGED = """
