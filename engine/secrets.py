@@ -19,12 +19,15 @@ from engine.errors import InputError
 
 _lock = threading.Lock()
 _known: set[str] = set()
-# Every known value, longest first, as one pattern: `redact` runs on every page's checkpoint
-# and log line, with a secret or more per connection registered. Built when first needed
-# after a register: compiling it costs time in proportion to every known value, so building it
-# at each register cost hundreds of connections starting at once seconds of CPU.
-_pattern: re.Pattern[str] | None = None
-_stale = False  # values were registered since the pattern was built
+# Every value known when it was built, longest first, as one pattern: `redact` runs on every
+# page's checkpoint and log line, with a secret or more per connection registered. Compiling it
+# costs time in proportion to every known value (20 ms for 400), so it is not rebuilt at each
+# register: values registered since wait in `_recent`, and a text that contains none of them
+# (nearly every text: secrets are rarely where they are looked for) is redacted exactly as the
+# full pattern would. A text that contains one, or more than RECENT_LIMIT waiting, rebuilds it.
+# The two are swapped together (one tuple), so a reader never pairs a pattern with the wrong list.
+_redaction: tuple[re.Pattern[str] | None, tuple[str, ...]] = (None, ())
+RECENT_LIMIT = 64
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary text
 # The engine's loggers, and httpx's (it logs each request's URL, query string included).
@@ -45,22 +48,24 @@ def register(value: Any) -> None:
         return
     value = str(value)
     forms = {value, quote(value, safe=""), quote_plus(value), quote(value)}
-    global _stale
+    global _redaction
     with _lock:
-        if not forms <= _known:
-            _known.update(forms)
-            _stale = True
+        new = forms - _known
+        if new:
+            _known.update(new)
+            pattern, recent = _redaction
+            _redaction = (pattern, (*recent, *new))
 
 
-def _current_pattern() -> re.Pattern[str] | None:
-    global _pattern, _stale
-    if _stale:
-        with _lock:
-            if _stale:
-                _pattern = re.compile("|".join(
-                    re.escape(known) for known in sorted(_known, key=len, reverse=True)))
-                _stale = False
-    return _pattern
+def _rebuild() -> re.Pattern[str] | None:
+    global _redaction
+    with _lock:
+        pattern, recent = _redaction
+        if recent:
+            pattern = re.compile("|".join(
+                re.escape(known) for known in sorted(_known, key=len, reverse=True)))
+            _redaction = (pattern, ())
+        return pattern
 
 
 def from_environment(variable: str | None, what: str) -> str | None:
@@ -82,8 +87,12 @@ def is_registered(value: str) -> bool:
 
 def redact(text: Any) -> Any:
     """Replace every registered secret in a string (other types pass through)."""
-    pattern = _current_pattern()
-    if not isinstance(text, str) or pattern is None or pattern.search(text) is None:
+    if not isinstance(text, str):
+        return text
+    pattern, recent = _redaction
+    if recent and (len(recent) > RECENT_LIMIT or any(value in text for value in recent)):
+        pattern = _rebuild()
+    if pattern is None or pattern.search(text) is None:
         return text
     return pattern.sub(MASK, text)
 

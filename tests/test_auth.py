@@ -395,6 +395,22 @@ def test_credentials_are_redacted_from_the_moment_they_exist():
     assert secrets.redact("acc-5e1f ref-5e1f cs-5e1f") == "*** *** ***"
 
 
+def test_secrets_registered_after_the_pattern_was_built_are_redacted_whole():
+    """The redaction pattern is rebuilt lazily (hundreds of connections register tokens while
+    others redact checkpoints): a value registered since is still masked, whole, beside the
+    values it contains or is contained in, and so are hundreds registered one at a time."""
+    secrets.register("base-7c2a9")
+    assert secrets.redact("x base-7c2a9") == "x ***"  # the pattern now exists
+    secrets.register("long-base-7c2a9-tail")  # contains an older value
+    secrets.register("7c2a")  # is contained in both
+    assert secrets.redact("a long-base-7c2a9-tail b base-7c2a9 c 7c2a") == "a *** b *** c ***"
+    many = [f"tok-{i:04d}-9f3e" for i in range(3 * secrets.RECENT_LIMIT)]
+    for token in many:
+        secrets.register(token)
+        assert secrets.redact("nothing secret here") == "nothing secret here"
+    assert secrets.redact(" ".join(many)) == " ".join([secrets.MASK] * len(many))
+
+
 def test_requests_refused_with_the_same_token_refresh_once(engine, clock):
     """Two requests in flight with one access token both get a 401: the first refreshes, the
     second finds the fresh token in the (in-memory) store and is retried with it, without a
