@@ -45,6 +45,7 @@ from engine.sync.context import (
     unread_references,
 )
 from engine.sync.fieldlist import FieldList
+from engine.sync.pages import stream_variables
 from engine.sync.writer import Lander
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
@@ -589,9 +590,10 @@ class Engine:
         try:
             session, context, conn = self.session(connector, connection, **options)
             result["connection"] = conn.name
-            request = spec.check or next(iter(spec.streams.values())).request
-            call = render_call(request, session.base_url,
-                               {**context, "vendor_fields": lambda *a, **k: [],
+            first = next(iter(spec.streams.values()))
+            call = render_call(spec.check or first.request, session.base_url,
+                               {**stream_variables(context, first.name),
+                                "vendor_fields": lambda *a, **k: [],
                                 "cursor": {"since": None, "slice": False, "after_id": None}})
             reply = session.send(call, "check")
             result.update(ok=True, status=reply.status, error=None, kind=None)

@@ -345,7 +345,8 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
     streams = {}
     for name, spec in (data.get("streams") or {}).items():
         streams[name] = _compile_stream(c, ("streams", name), name, spec, mappings,
-                                        {**base_roots, "cursor": CURSOR_NAMES})
+                                        {**base_roots, "cursor": CURSOR_NAMES,
+                                         "stream": {"name"}})
     tables = [s.table for s in streams.values() if s is not None]
     for stream in streams.values():
         if stream is not None:  # another stream's rows in the same table are not ours to sweep

@@ -31,6 +31,7 @@ def format_path(path: YamlPath) -> str:
 class Locator:
     file: str
     lines: dict[YamlPath, int] = field(default_factory=dict)
+    own_keys: dict[int, set[int]] = field(default_factory=dict)  # mapping node -> its own keys
 
     def line(self, path: YamlPath) -> int | None:
         """Line of the value at `path`, or of its nearest located ancestor."""
@@ -49,7 +50,10 @@ def _construct(node: yaml.Node, path: YamlPath, loc: Locator, loader: yaml.SafeL
     """Build data from a node, recording lines; duplicate keys are errors, not last-wins."""
     loc.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        own_keys = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        # flatten_mapping rewrites the node in place, so a node reached again through an alias
+        # no longer shows which keys were merged: its own keys are taken at the first visit.
+        own_keys = loc.own_keys.setdefault(
+            id(node), {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"})
         loader.flatten_mapping(node)  # `<<: *anchor` merges come first; own keys override them
         result: dict[Any, Any] = {}
         merged: set[Any] = set()

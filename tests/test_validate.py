@@ -71,6 +71,16 @@ def test_unknown_root_variable(tmp_path):
     assert "undefined variable 'inptu'" in p.message and p.path == "streams.items.request.path"
 
 
+def test_a_stream_template_reads_its_stream_name_and_nothing_else_of_it(tmp_path):
+    good = GOOD_STREAM.replace("path: /cursor", "path: '/objects/{{ stream.name }}'")
+    connectors = write_specs(tmp_path, connector_yaml(good))
+    assert list(load_connector(connectors / "acme.yaml").streams) == ["items"]
+    stream = GOOD_STREAM.replace("path: /cursor", "path: '/objects/{{ stream.nmae }}'")
+    [p] = problems_for(tmp_path, connector_yaml(stream))
+    assert "undefined variable 'stream.nmae'" in p.message
+    assert p.path == "streams.items.request.path"
+
+
 def test_template_syntax_error(tmp_path):
     stream = GOOD_STREAM.replace("path: /cursor", "path: '/c/{{ config.x '")
     [p] = problems_for(tmp_path, connector_yaml(stream))

@@ -50,3 +50,30 @@ def test_broken_yaml_says_what_pyyaml_says(tmp_path, text, line, says):
 def test_the_json_schemas_load_as_pyyaml_loads_them(kind):
     path = ROOT / "engine" / "schemas" / f"{kind}.schema.yaml"
     assert schema(kind) == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_an_anchor_that_merges_and_overrides_loads_each_time_it_is_reused(tmp_path):
+    """Streams that differ by a key share one anchor whose mappings merge others and override
+    their keys; reusing it is no duplicate (PyYAML rewrites a merged node in place, so the
+    second visit must still know which keys were the node's own). A real duplicate inside the
+    anchor is still one, wherever it is reused."""
+    path = tmp_path / "shared.yaml"
+    path.write_text("base: &base {request: {path: /a}, records: results}\n"
+                    "tasks: &activity\n"
+                    "  model: task\n"
+                    "  fields:\n"
+                    "    <<: *base\n"
+                    "    request: {path: /b}\n"
+                    "calls: {<<: *activity, model: call}\n"
+                    "notes: {<<: *activity, model: note}\n")
+    data, _ = load(path)
+    fields = {"request": {"path": "/b"}, "records": "results"}
+    assert [data[s] for s in ("tasks", "calls", "notes")] == [
+        {"model": "task", "fields": fields}, {"model": "call", "fields": fields},
+        {"model": "note", "fields": fields}]
+    path.write_text("tasks: &activity\n  model: task\n  records: a\n  records: b\n"
+                    "calls: {<<: *activity, model: call}\n")
+    with pytest.raises(SpecError) as caught:
+        load(path)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.message) == (4, "duplicate key 'records'")

@@ -112,8 +112,9 @@ def reference_rows(connector: Connector, model: str, ctx: StreamContext) -> list
     for stream in connector.streams.values():
         if stream.mapping.model.name != model:
             continue
-        call = first_call(stream.pages, ctx, vendor_fields=stream.mapping.vendor_fields)
-        for fetched in fetch_pages(stream.pages, ctx, f"references.{stream.name}", call):
+        stream_ctx = ctx.of_stream(stream.name)
+        call = first_call(stream.pages, stream_ctx, vendor_fields=stream.mapping.vendor_fields)
+        for fetched in fetch_pages(stream.pages, stream_ctx, f"references.{stream.name}", call):
             if fetched.error is not None:
                 raise fetched.error
             columns: dict[str, list[Any]] = {name: [] for name in unified.fields}

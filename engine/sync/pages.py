@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from engine.errors import Cancelled, CrmError
@@ -44,6 +44,16 @@ class StreamContext:
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
             raise Cancelled("the sync was cancelled")
+
+    def of_stream(self, name: str) -> StreamContext:
+        """This context for one stream's requests: their templates see `stream.name`."""
+        return replace(self, template_context=stream_variables(self.template_context, name))
+
+
+def stream_variables(context: dict[str, Any], name: str) -> dict[str, Any]:
+    """Template variables with the stream's own (`stream.name`), so streams that differ only
+    by an object's name in their paths share one YAML anchor."""
+    return {**context, "stream": {"name": name}}
 
 
 @dataclass

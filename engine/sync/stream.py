@@ -47,7 +47,7 @@ def naming_field_list(stream: StreamSpec, ctx: StreamContext) -> FieldList | Non
     spec = stream.fields
     if spec is None or (spec.name is None and spec.options is None):
         return None
-    return read_field_list(spec, ctx, f"sync.{stream.name}.fields")
+    return read_field_list(spec, ctx.of_stream(stream.name), f"sync.{stream.name}.fields")
 
 
 def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: bool) -> list[Any]:
@@ -82,6 +82,7 @@ def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: P
 
 def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress,
                 full_refresh: bool, counters: Counters) -> SyncRun:
+    ctx = ctx.of_stream(stream.name)
     store, session = ctx.store, ctx.session
     model = stream.mapping.model
     store.ensure_table(model)
