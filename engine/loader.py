@@ -497,20 +497,22 @@ def _compile_incremental(c: _Checker, path: YamlPath, spec: dict[str, Any], stre
 def _compile_enrich(c: _Checker, path: YamlPath, spec: dict[str, Any],
                     roots: dict[str, set[str] | None]) -> EnrichSpec | None:
     each = spec.get("each", False)
-    sees = {"record": None} if each else {"ids": None}  # one request per record, or per page
-    if each and "key" in spec:
-        c.add(path + ("key",), "a step with `each` sets all its results into its own record: "
-                               "no `key`")
-        return None
+    # One request per record, or per page (and again for the records whose results go on).
+    sees = {"record": None} if each else {"ids": None, "after": None}
+    for key in ("key", "more"):
+        if each and key in spec:
+            c.add(path + (key,), f"a step with `each` sets all its results into its own "
+                                 f"record: no `{key}`")
+            return None
     pages = _compile_pages(c, path, spec, {**roots, **sees})
-    named = {k: spec[k] for k in ("key", "value", "when") if k in spec}
+    named = {k: spec[k] for k in ("key", "value", "when", "more") if k in spec}
     named["id"] = spec.get("id", "id")
     getters = {k: c.getter(path + (k,), v) for k, v in named.items()}
     enabled = c.expression(path + ("if",), spec["if"], roots) if "if" in spec else None
     if pages is None or None in getters.values() or ("if" in spec and enabled is None):
         return None
     return EnrichSpec(pages, getters.get("key"), getters["value"], tuple(spec["into"].split(".")),
-                      getters["id"], getters.get("when"), enabled)
+                      getters["id"], getters.get("when"), enabled, getters.get("more"))
 
 
 def _compile_deletes(c: _Checker, path: YamlPath, spec: dict[str, Any],

@@ -107,6 +107,9 @@ class EnrichSpec:
     # the records left out keep what the vendor sent at `into`.
     when: Getter | None = None
     enabled: Expression | None = None  # `if`: false for this run (a setting), no request at all
+    # In each result (one request per page): the cursor of its record's next results, which
+    # the step is sent again for (templates see `after`: record id -> cursor).
+    more: Getter | None = None
 
     @property
     def each(self) -> bool:

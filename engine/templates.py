@@ -44,8 +44,12 @@ def _make_env(finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxe
     env.filters["compact"] = lambda d: {k: v for k, v in d.items() if v is not None}
     env.filters["omit"] = lambda d, *keys: {k: v for k, v in d.items() if k not in keys}
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
-    # [1, 2] | objects('id') -> [{"id": 1}, {"id": 2}]: batch request bodies from a list of ids.
-    env.filters["objects"] = lambda values, key: [{key: v} for v in values]
+    # [1, 2] | objects('id') -> [{"id": 1}, {"id": 2}]: batch request bodies from a list of ids;
+    # objects('id', after=after) adds each id's value in `after` where it has one
+    # ({"id": 2, "after": "c2"}), for an enrich step's `more`.
+    env.filters["objects"] = lambda values, key, **per_id: [
+        {key: v, **{name: found[v] for name, found in per_id.items() if v in found}}
+        for v in values]
     # A datetime (such as cursor.since) in a vendor's format: iso8601, epoch_ms, epoch_s, or
     # a strftime pattern.
     env.filters["timestamp"] = lambda v, fmt="iso8601": None if v is None else \

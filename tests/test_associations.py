@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from engine.errors import SpecError
 from engine.loader import load_connector, load_mapping
 from sandbox.demo import connect_oauth
 from sandbox.hubspot import HubSpotSandbox
+from sandbox.kit.core import Request, Response
 from sandbox.salesforce import SalesforceSandbox
 from tests.support import connector_yaml, serving, write_specs
 from tests.test_incremental import STREAM, ChangesServer, sync
@@ -196,6 +198,79 @@ def test_salesforce_deals_link_every_contact_role(make_engine):
         "SELECT from_id, to_id, label FROM associations WHERE from_model = 'deal' "
         "AND to_model = 'contact'"))
     assert landed == truth
+
+
+def test_a_record_with_more_links_than_a_v4_read_returns_gets_them_all(make_engine):
+    """HubSpot's v4 batch read returns a record's first 500 links and pages the rest apart
+    (`results[].paging`, per input): the read is sent again for that record with its `after`
+    until none is left, so a contact at 1,200 companies keeps 1,200 links, not 500."""
+    emulator = HubSpotSandbox(contacts=3, companies=0, deals=0, rate_limit=(1000, 10.0))
+    store = emulator.store
+    crowded, plain, _ = [r.id for r in store.active_records("contacts")]
+    companies = [store.add("companies", {"name": f"Co {i}"}, "2026-01-01T00:00:00.000Z").id
+                 for i in range(1200)]
+    for company in companies:
+        store.associate("contacts", crowded, "companies", company)
+    store.associate("contacts", plain, "companies", companies[0])
+    store.update("contacts", store.record("contacts", crowded),
+                 {"associatedcompanyid": str(companies[700])}, "2026-01-01T00:00:00.000Z")
+    with emulator.start() as running:
+        engine = make_engine(PROJECT_ROOT / "connectors")
+        [run] = engine.sync("hubspot", streams=["contacts"], token="sandbox-private-app-token",
+                            base_url=running.url)
+    assert (run.status, run.records) == ("succeeded", 3), run.error
+    # The property list, one page, and v4 reads of 500, 500 and 200 links (the list names
+    # 100 and pages the rest, which is what sends the crowded contact to v4).
+    assert run.requests == 1 + 1 + 3
+    expected = {("contact", str(crowded), "company", str(c), "Primary" if c == companies[700]
+                 else None) for c in companies}
+    assert links(engine) == expected | {("contact", str(plain), "company", str(companies[0]),
+                                         None)}
+
+
+LINKS_STEP = """
+      enrich:
+        - request:
+            method: POST
+            path: /links
+            idempotent: true
+            body: {inputs: "{{ ids | objects('id', after=after) }}"}
+          records: results
+          key: from
+          value: links
+          into: companies
+          more: next
+"""
+
+
+def test_a_cursor_given_twice_for_the_same_record_fails_the_run(tmp_path, make_engine, changes):
+    """`more` follows each record's cursor until none is left; a CRM that hands back a cursor
+    it already gave would be followed forever: the run fails and says so. Links come three to
+    a request, and every continuation names its input's cursor."""
+    bodies: list[Any] = []
+
+    def links(request: Request) -> Response:
+        inputs = request.json()["inputs"]
+        bodies.append(inputs)
+        results = []
+        for item in inputs:
+            start = 0 if item["id"] == "000001" else int(item.get("after", 0))
+            result = {"from": item["id"],
+                      "links": [{"id": f"c{i}"} for i in range(start, start + 3)]}
+            if start + 3 < 7:
+                result["next"] = str(start + 3)
+            results.append(result)
+        return Response(200, {"results": results})
+
+    changes.app.add_route("POST", "/links", links)
+    changes.put(2)
+    engine = make_engine(write_specs(tmp_path, connector_yaml(
+        STREAM.replace("LOOKBACK", "0") + LINKS_STEP), MAPPING))
+    run = sync(engine, changes)
+    assert run.status == "failed"
+    assert "the results for 000001 go on from '3' again" in run.error
+    assert bodies[:2] == [[{"id": "000000"}, {"id": "000001"}],
+                          [{"id": "000000", "after": "3"}, {"id": "000001", "after": "3"}]]
 
 
 def test_hubspot_full_refresh_reads_labels_only_for_pages_with_links(make_engine):

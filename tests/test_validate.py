@@ -223,3 +223,6 @@ def test_an_enrich_step_per_page_names_its_key_and_one_per_record_does_not(tmp_p
     assert p.path == "streams.items.enrich[0].request.path" and "'record'" in p.message
     loaded = write_specs(tmp_path, connector_yaml(each.replace("\n          key: owner", "")))
     assert load_connector(loaded / "acme.yaml").streams["items"].enrich[0].each
+    # `more` goes on per record within a per-page request; a per-record one pages instead.
+    [p] = problems_for(tmp_path, connector_yaml(each.replace("key: owner", "more: next")))
+    assert p.path == "streams.items.enrich[0].more" and "no `more`" in p.message

@@ -222,10 +222,7 @@ def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation:
                                                                {"record": record})]
                      for record, i in zip(records, ids, strict=True) if i is not None}
         else:
-            assert step.key is not None
-            page_ids = {"ids": [i for i in ids if i is not None]}
-            found = {str(step.key(r)): step.value(r)
-                     for r in _results(step, ctx, operation, page_ids)}
+            found = _keyed_results(step, ctx, operation, [i for i in ids if i is not None])
     except ExpressionFailed as exc:
         raise CrmError(ctx.session.connector.name, operation, str(exc)) from None
     *parents, leaf = step.into
@@ -239,6 +236,36 @@ def _enrich(step: EnrichSpec, records: list[Any], ctx: StreamContext, operation:
                 break
         else:
             target[leaf] = found.get(str(record_id))
+
+
+def _keyed_results(step: EnrichSpec, ctx: StreamContext, operation: str,
+                   ids: list[Any]) -> dict[str, Any]:
+    """Each record's value from one request for the page's `ids`, and, with `more`, from one
+    more for the records whose results go on, until none does (their lists joined)."""
+    assert step.key is not None
+    found: dict[str, Any] = {}
+    sees: dict[str, Any] = {"ids": ids, "after": {}}
+    asked: set[tuple[str, Any]] = set()
+    while sees["ids"]:
+        going_on: dict[str, Any] = {}
+        for result in _results(step, ctx, operation, sees):
+            key, value = str(step.key(result)), step.value(result)
+            if key in sees["after"]:  # the next results of a record whose results went on
+                if not isinstance(found.get(key), list) or not isinstance(value, list):
+                    raise CrmError(ctx.session.connector.name, operation,
+                                   f"the results for {key} go on (`more`), but their values "
+                                   f"are not lists to join")
+                value = [*found[key], *value]
+            found[key] = value
+            cursor = step.more(result) if step.more is not None else None
+            if cursor is not None:
+                if (key, cursor) in asked:  # a cursor given twice would never end
+                    raise CrmError(ctx.session.connector.name, operation,
+                                   f"the results for {key} go on from {cursor!r} again")
+                asked.add((key, cursor))
+                going_on[key] = cursor
+        sees = {"ids": list(going_on), "after": going_on}
+    return found
 
 
 def _results(step: EnrichSpec, ctx: StreamContext, operation: str,
