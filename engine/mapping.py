@@ -138,7 +138,6 @@ class ModelMapping:
                  associations: list[Association] | None = None):
         self.model = model
         # None: the mapping declares no links, and landing leaves the associations table be.
-        self.associations = associations
         self._links = link_reader(associations) if associations is not None else None
         self.fields = {f.name: f for f in fields}
         self.custom_path = custom_path
@@ -294,10 +293,11 @@ class ModelMapping:
             self._merge_nested(records, customs, custom_names)
         for f, key, _ in labelled:  # a custom field the mapping names is not `custom`
             if key and self._custom_holds(f):
+                assert custom_names is not None  # the key was found through them
                 for custom in customs:
                     custom.pop(key, None)
-                    if custom_names and self._merges:
-                        custom.pop(custom_names.get(key, key), None)
+                    if self._merges:  # merged objects are keyed by name already
+                        custom.pop(custom_names[key], None)
         for f in self._strict:  # an unknown vendor value: null in the column, kept in custom
             for i, raw in enumerate(map(f.get, records)):  # type: ignore[arg-type]
                 if f.unknown(raw):

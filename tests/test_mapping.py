@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from engine import convert
 from engine.loader import load_connector, load_mapping
 
 HUBSPOT = "connectors/hubspot.yaml"
@@ -270,13 +271,13 @@ def test_a_page_read_column_wise_equals_each_record_read_alone():
         {"id": 2, "properties": None},
         {"id": "3"},
         {"id": "4", "properties": {"firstname": "Grace", "hs_x": "", "company": "Navy",
-                                   "lastname": ""}},
+                                   "lastname": "", "email": 12345}},
     ]
     columns, rows = read_both_ways(contact, records, {"hs_x": "Customer tier"})
     assert columns == rows
     assert columns["first_name"] == ["Ada", None, None, "Grace"]
     assert columns["last_name"] == [None, None, None, None]  # "" reads as null, like a missing key
-    assert columns["email"] == [None, None, None, None]
+    assert columns["email"] == [None, None, None, "12345"]  # odd JSON types read as text
     assert columns["phone"] == ["4420", None, None, None]
     assert columns["id"] == ["1", "2", "3", "4"]
     assert columns["custom"][0] == {"Customer tier": "gold"}
@@ -368,18 +369,26 @@ def test_a_labelled_field_reads_and_writes_its_key_in_the_object_it_names(tmp_pa
                     "custom_fields": {BUDGET: 99.9, SIGNED: "2026-06-01"}}
 
 
-def test_a_page_reads_a_field_its_account_lacks_as_null_and_every_record_as_live(tmp_path):
-    """A labelled field the account's field list does not name reads null (a field deleted in
-    the CRM must not stop a sync); a model that maps no deletion flag says live (false, never
-    null: `WHERE NOT is_deleted` keeps every listed row); `raw_records` keeps each record."""
+def test_a_page_reads_a_field_its_account_lacks_as_null_and_every_record_as_live(
+        tmp_path, monkeypatch, caplog):
+    """A labelled field the account's field list does not name reads null, with a warning
+    for each such field (a field deleted in the CRM must not stop a sync); a model that maps
+    no deletion flag says live (false, never null: `WHERE NOT is_deleted` keeps every listed
+    row); `raw_records` keeps each record."""
     from engine.mapping import ReadContext
 
+    monkeypatch.setattr(convert, "_warned", set())  # each warning logged once per process
     deal = load_text(tmp_path, LABELS_UNDER)["deal"]
     records = [{"id": 7, "title": "Big", CURRENCY: "EUR"}, {"id": 8, "title": "Small"}]
-    names = {key: name for key, name in HASHES.items() if name != "Currency"}
+    names = {key: name for key, name in HASHES.items() if name not in ("Currency", "Pipeline")}
     context = ReadContext(custom_names=names, raw=True)
-    columns = read_columns(deal, records, context=context)
-    assert columns["currency"] == [None, None]
+    warned: list[str] = []
+    with caplog.at_level("WARNING", logger="crm_engine"), convert.warnings_to(warned.append):
+        columns = read_columns(deal, records, context=context)
+    missing = [f"deal.{f}: no custom field labelled {label!r} in this account; stored null"
+               for f, label in (("currency", "Currency"), ("pipeline", "Pipeline"))]
+    assert warned == missing and [r.getMessage() for r in caplog.records] == missing
+    assert columns["currency"] == columns["pipeline"] == [None, None]
     assert columns["is_deleted"] == [False, False]
     assert columns["raw"] == records
     assert read_columns(deal, records, context=ReadContext(custom_names=names)).get("raw") is None
