@@ -394,6 +394,40 @@ def test_a_page_reads_a_field_its_account_lacks_as_null_and_every_record_as_live
     assert read_columns(deal, records, context=ReadContext(custom_names=names)).get("raw") is None
 
 
+# Shapes no shipped mapping has, each valid: a custom root two keys deep with a merged object
+# beside it, a labelled field listed before plain ones, a list path (for writing) read from
+# elsewhere, a path three keys deep, fields whose path is the custom root or the merged object.
+SHAPES = """
+models:
+  deal:
+    custom: {from: data.props, merge: [data.extra]}
+    fields:
+      id: {path: id, write: false}
+      amount: {label: Budget, under: data.props}
+      name: {path: [data, props, deal.name], read: title}
+      currency: data.props.money.code
+      pipeline: data.props
+      pipeline_id: data.extra
+"""
+
+
+def test_unusual_mapping_shapes_read_as_declared(tmp_path):
+    deal = load_text(tmp_path, SHAPES)["deal"]
+    record = {"id": 1, "title": "Big",
+              "data": {"props": {"deal.name": "written here, read elsewhere", "b1": "99",
+                                 "money": {"code": "EUR"}, "other": "x",
+                                 "title": "a custom field named like a root key"},
+                       "extra": {"x1": 5}}}
+    columns = read_columns(deal, [record, {"id": 2}], {"b1": "Budget"})
+    assert columns["name"] == ["Big", None]
+    assert columns["amount"] == [Decimal("99"), None]
+    assert columns["currency"] == ["EUR", None]
+    # Under the custom root: what no field maps (money is the currency's, deal.name the
+    # name's, b1 the budget's), and the merged object's keys.
+    assert columns["custom"] == [{"other": "x", "title": "a custom field named like a root key",
+                                  "x1": 5}, {}]
+
+
 # The Pipedrive mapping's shape: the record's custom fields merged into `custom` beside its
 # other unmapped fields, under their names; a labelled field with no `under` is one of those.
 LABELS_MERGED = """
