@@ -123,6 +123,22 @@ def test_strict_value_maps_and_whole_cents(tmp_path):
     assert deal.write({"amount": Decimal("12.344")}, apply_defaults=False) == {"cents": 1234}
 
 
+def test_an_enum_field_read_as_is_holds_only_its_declared_values(tmp_path):
+    """No `values`: the vendor's own words are the enum's (open, won, lost); anything else is
+    null in the column and kept in custom, as with a translation."""
+    deal = load_text(tmp_path, """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      status: state
+""")["deal"]
+    columns = read_columns(deal, [{"id": 1, "state": "won"}, {"id": 2, "state": "frozen"}])
+    assert columns["status"] == ["won", None]
+    assert columns["custom"] == [{}, {"state": "frozen"}]
+
+
 def test_template_looking_data_is_never_rendered():
     contact = mappings()["contact"]
     row = contact.read({"id": "1", "properties": {"firstname": "{{ 7*7 }}"}})
