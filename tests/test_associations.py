@@ -273,6 +273,45 @@ def test_a_cursor_given_twice_for_the_same_record_fails_the_run(tmp_path, make_e
                           [{"id": "000000", "after": "3"}, {"id": "000001", "after": "3"}]]
 
 
+def test_a_hubspot_deal_names_its_primary_company_from_the_list(make_engine):
+    """A deal's list (`associations=companies,contacts`) names the primary company twice, as
+    its unlabelled type and as `deal_to_company`: the deal's company_id is that one, not the
+    first listed, its link is labelled "Primary", and no v4 read is sent; searches (no links
+    in them) still read links by v4, to the same rows."""
+    emulator = HubSpotSandbox(contacts=2, companies=0, deals=1, rate_limit=(1000, 10.0))
+    store = emulator.store
+    [deal] = [r.id for r in store.active_records("deals")]
+    contact = next(iter(store.active_records("contacts"))).id
+    companies = [store.add("companies", {"name": f"Co {i}"}, "2026-01-01T00:00:00.000Z").id
+                 for i in range(3)]
+    for company in companies:
+        store.associate("deals", deal, "companies", company)
+    store.set_primary("deals", deal, "companies", companies[1])
+    store.associate("deals", deal, "contacts", contact)
+    with emulator.start() as running:
+        engine = make_engine(PROJECT_ROOT / "connectors")
+        runs = engine.sync("hubspot", streams=["deals"], token="sandbox-private-app-token",
+                           base_url=running.url, config={"lookback_seconds": 0})
+        [run] = [r for r in runs if r.stream == "deals"]  # (after stages and pipelines)
+        assert (run.status, run.records) == ("succeeded", 1), run.error
+        assert run.requests == 1 + 1 + 1  # properties, one page, the default currency
+        from_list = links(engine)
+        store.update("deals", store.record("deals", deal), {"dealname": "renamed"},
+                     "2030-01-01T00:00:00.000Z")
+        [run] = engine.sync("hubspot", streams=["deals"], token="sandbox-private-app-token",
+                            base_url=running.url, config={"lookback_seconds": 0})
+        assert (run.mode, run.status, run.records) == ("incremental", "succeeded", 1), run.error
+        assert run.requests >= 1 + 2  # a search page and its two v4 reads
+    company_links = {("deal", str(deal), "company", str(c), "Primary" if c == companies[1]
+                      else None) for c in companies}
+    contact_links = {link for link in from_list if link[2] == "contact"}
+    assert from_list == company_links | contact_links
+    assert {link[3] for link in contact_links} >= {str(contact)}
+    assert links(engine) == from_list
+    [(company_id,)] = engine.store.query("SELECT company_id FROM deals")
+    assert company_id == str(companies[1])
+
+
 def test_hubspot_full_refresh_reads_labels_only_for_pages_with_links(make_engine):
     """The contacts list says which contacts link to companies (`associations=companies`), and
     under which types: the unlabelled one, the primary's (listed besides), or a custom label's.

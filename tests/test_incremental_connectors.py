@@ -105,16 +105,17 @@ VENDORS = [
     # HubSpot: list pages of 100 (config page_size), search pages of 200 (fixed in the YAML).
     # An emulator rate limit far above the YAML's 100 per 10 s: the engine paces itself by the
     # X-HubSpot-RateLimit-* headers, so syncs run at full speed.
-    # Per page, list or search: + 1 for contacts, + 2 for deals (the v4 association batch
-    # reads: companies; companies and contacts), but a contacts list page sends none (its links
-    # say which is primary, and none here has a custom label). Besides pages: the archived list
-    # (100 a page), which has no time filter, so it reads every archived record each run.
+    # Per search page: + 1 for contacts, + 2 for deals (the v4 association batch reads:
+    # companies; companies and contacts); a list page sends none (its links say which is
+    # primary, and none here has a custom label or more links than a list names). Besides
+    # pages: the archived list (100 a page), which has no time filter, so it reads every
+    # archived record each run.
     Vendor("hubspot", {"rate_limit": (100_000, 10.0), "search_rate_limit": None,
                        "daily_limit": None},
            {"page_size": 100}, page=200, list_page=100, resolution=0.001,
            per_page=lambda stream: {"contacts": 2, "deals": 3}.get(stream, 1),
            fixed=lambda stream, deleted, archived, changed: _pages(archived, 100),
-           list_per_page=lambda stream: {"deals": 3}.get(stream, 1)),
+           list_per_page=lambda stream: 1),
     # Salesforce: query pages of batch_size=200 (its minimum). Besides pages: one queryAll for
     # the rows deleted since the last check (200 a page).
     Vendor("salesforce", {"leads": 0, "batch_size": 200}, {"batch_size": 200}, page=200,
