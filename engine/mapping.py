@@ -78,7 +78,6 @@ class ReadContext:
 @dataclass
 class FieldMapping:
     name: str  # unified field
-    type: str
     path: tuple[str, ...] | None  # where the value lives in the vendor record (write target)
     get: Getter | None  # how to read it (None: write-only)
     read: convert.Converter
@@ -494,7 +493,6 @@ def build_field(model: Model, name: str, spec: str | dict[str, Any]) -> FieldMap
         read_keys=read_keys,
         plain_string=type_ == "string" and not read_values and normalize is None,
         name=name,
-        type=type_,
         path=path,
         get=compile_keys(read_keys) if read_keys else
         _lenient(compile_getter(read_expr), f"{model.name}.{name}", read_expr)
