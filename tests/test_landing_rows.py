@@ -69,5 +69,5 @@ def test_rows_are_encoded_in_pieces_of_bounded_size():
         rows = json.loads(Path(path).read_text())
     finally:
         Path(path).unlink()
-    assert rows == [[str(i), f"{i}" * 100_000] for i in range(50)]  # values in column order
+    assert rows == [{"id": str(i), "text": f"{i}" * 100_000} for i in range(50)]
     assert 100_000 < largest <= PIECE_BYTES
