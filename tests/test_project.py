@@ -316,8 +316,8 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
         while (acme.app.requests_served < 3 or globex.app.requests_served < 3) \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Three requests: the contact properties, a page of contacts and its v4 company read;
-        # both now wait on their budgets for the second page.
+        # Three requests: the contact properties and two pages of contacts (their links name
+        # the primary company: no v4 read); both now wait on their budgets for the third page.
         time.sleep(0.5)
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -329,8 +329,8 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
                            "ORDER BY connection").fetchall()
         landed = dict(con.execute("SELECT connection, count(*) FROM contacts GROUP BY ALL"
                                   ).fetchall())
-    assert runs == [("acme", "interrupted", 100), ("globex", "interrupted", 100)], err
-    assert landed == {"acme": 100, "globex": 100}
+    assert runs == [("acme", "interrupted", 200), ("globex", "interrupted", 200)], err
+    assert landed == {"acme": 200, "globex": 200}
 
 
 # -- check and connections --------------------------------------------------------------------
