@@ -345,17 +345,17 @@ class ModelMapping:
         return None if value is None else str(value)
 
     def vendor_fields(self, prefix: str = "", full: bool = False) -> list[str]:
-        """Vendor fields the mapping reads, below `prefix`: their first key (for `properties=`
-        lists), or with `full` their whole dotted path (for `SELECT Account.Name`). A field
-        read by an expression counts the paths it reads (`$` keys, record metadata, are never
-        asked for)."""
+        """Vendor fields the mapping reads or writes, below `prefix`: their first key (for
+        `properties=` lists), or with `full` their whole dotted path (for `SELECT
+        Account.Name`). A field counts its path and the paths its read expression reads (`$`
+        keys, record metadata, are never asked for)."""
         prefix_keys = tuple(prefix.split(".")) if prefix else ()
         names: list[str] = []
         for f in self.fields.values():
             if f.get is None:
                 continue
-            paths = [f.path] if f.path else sorted(p for p in f.read_paths
-                                                   if not p[0].startswith("$"))
+            paths = [*([f.path] if f.path else []),
+                     *sorted(p for p in f.read_paths if p != f.path and not p[0].startswith("$"))]
             for path in paths:
                 if path[: len(prefix_keys)] != prefix_keys:
                     continue
@@ -530,7 +530,8 @@ def _lenient(get: Getter, field_name: str, expression: str) -> Getter:
         try:
             return get(record)
         except ExpressionFailed as exc:
-            convert.warn_once(field_name, f"cannot read {field_name} ({exc}); storing null")
+            convert.warn_once(field_name, f"cannot read {field_name} by `{expression}` "
+                                          f"({exc}); storing null")
             return None
 
     return read

@@ -447,6 +447,27 @@ def test_unusual_mapping_shapes_read_as_declared(tmp_path):
                                   "x1": 5}, {}]
 
 
+def test_a_custom_root_at_the_record_leaves_out_the_keys_fields_read(tmp_path):
+    """With `custom: "@"` no top-level key a field reads or writes is custom: a list path's
+    first key, and the read expression's keys where it has one."""
+    deal = load_text(tmp_path, """
+models:
+  deal:
+    custom: "@"
+    fields:
+      id: {path: id, write: false}
+      name: {path: [data, deal.name]}
+      currency: {path: [money, code], read: cur}
+""")["deal"]
+    record = {"id": 1, "data": {"deal.name": "Big"}, "money": {"code": "USD"}, "cur": "EUR",
+              "other": 1}
+    columns = read_columns(deal, [record])
+    assert (columns["name"], columns["currency"]) == (["Big"], ["EUR"])
+    assert columns["custom"] == [{"other": 1}]
+    # What a properties= list asks for: what each field writes, and what it reads.
+    assert deal.vendor_fields() == ["id", "data", "money", "cur"]
+
+
 # The Pipedrive mapping's shape: the record's custom fields merged into `custom` beside its
 # other unmapped fields, under their names; a labelled field with no `under` is one of those.
 LABELS_MERGED = """
@@ -724,13 +745,13 @@ def test_a_read_that_fails_on_one_record_stores_null_and_says_so_per_field(tmp_p
     assert columns["first_name"] == ["Ada", None, None]
     assert columns["last_name"] == ["Lovelace", None, "Hopper"]
     assert columns["job_title"] == ["senior", "junior", None]
-    assert sorted(w.split(" (")[0] for w in warned) == [
-        "cannot read contact.first_name", "cannot read contact.first_name",
-        "cannot read contact.job_title", "cannot read contact.last_name"]
+    # Each warning names the field and the expression that failed on it.
+    first = "cannot read contact.first_name by `join(' ', names)`"
+    last = "cannot read contact.last_name by `join(' ', surnames)`"
+    title = "cannot read contact.job_title by `rank > `2` && 'senior' || 'junior'`"
+    assert sorted(w.split(" (")[0] for w in warned) == [first, first, title, last]
     assert all(w.endswith("; storing null") for w in warned)
-    assert sorted(r.getMessage().split(" (")[0] for r in caplog.records) == [
-        "cannot read contact.first_name", "cannot read contact.job_title",
-        "cannot read contact.last_name"]
+    assert sorted(r.getMessage().split(" (")[0] for r in caplog.records) == [first, title, last]
 
 
 def test_links_are_read_where_the_mapping_declares_them(tmp_path):
