@@ -214,7 +214,9 @@ def reader(type_: str, formats: tuple[str, ...], scale: float | None,
 
 
 def _iso_timestamp(value: Any) -> dt.datetime:
-    if value.__class__ is not str:
+    """`parse_timestamp` for ISO 8601, with Python's parser tried first (digits stay epoch
+    milliseconds: `fromisoformat` would read eight of them as a date)."""
+    if value.__class__ is not str or value.isdigit():
         return parse_timestamp(value)
     try:
         parsed = dt.datetime.fromisoformat(value)

@@ -287,3 +287,11 @@ def test_utc_whatever_the_machines_time_zone(new_york_local_time):
     # A vendor time without an offset is UTC too (the fast ISO path and the general one).
     assert read("2026-03-09T20:29:45") == aware
     assert parse_timestamp("2026-03-09T20:29:45") == aware
+
+
+@pytest.mark.parametrize("value", ["20260309", "1700000000000", "202603091200",
+                                   "20260309T120000", "2026-03-09", 1700000000000])
+def test_a_timestamp_field_reads_what_parse_timestamp_reads(value):
+    """The reader's ISO fast path is for speed only: digits are epoch milliseconds there too
+    (Python's own parser would take eight of them for a date)."""
+    assert reader("timestamp", (), None, None)(value) == parse_timestamp(value)
