@@ -295,3 +295,13 @@ def test_a_timestamp_field_reads_what_parse_timestamp_reads(value):
     """The reader's ISO fast path is for speed only: digits are epoch milliseconds there too
     (Python's own parser would take eight of them for a date)."""
     assert reader("timestamp", (), None, None)(value) == parse_timestamp(value)
+
+
+def test_a_malformed_timestamp_is_warned_about_with_its_value():
+    from engine.convert import warnings_to
+
+    seen: list[str] = []
+    with warnings_to(seen.append):
+        assert reader("timestamp", (), None, None, "deal.closed_at")("next tuesday") is None
+    assert seen == ["cannot read deal.closed_at as timestamp (Invalid isoformat string: "
+                    "'next tuesday'); storing null"]
