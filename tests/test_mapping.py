@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from decimal import Decimal
 
 import pytest
@@ -129,17 +130,17 @@ def test_strict_value_maps_and_whole_cents(tmp_path, monkeypatch, caplog):
     assert deal.write({"amount": Decimal("12.344")}, apply_defaults=False) == {"cents": 1234}
 
 
+def deal_with(tmp_path, fields: str):
+    """A deal mapping whose custom root is the record: an id, and `fields` (YAML lines)."""
+    return load_text(tmp_path, 'models:\n  deal:\n    custom: "@"\n    fields:\n'
+                               '      id: {path: id, write: false}\n'
+                     + textwrap.indent(textwrap.dedent(fields).strip() + "\n", " " * 6))["deal"]
+
+
 def test_an_enum_field_read_as_is_holds_only_its_declared_values(tmp_path):
     """No `values`: the vendor's own words are the enum's (open, won, lost); anything else is
     null in the column and kept in custom, as with a translation."""
-    deal = load_text(tmp_path, """
-models:
-  deal:
-    custom: "@"
-    fields:
-      id: {path: id, write: false}
-      status: state
-""")["deal"]
+    deal = deal_with(tmp_path, "status: state")
     columns = read_columns(deal, [{"id": 1, "state": "won"}, {"id": 2, "state": "frozen"}])
     assert columns["status"] == ["won", None]
     assert columns["custom"] == [{}, {"state": "frozen"}]
@@ -453,15 +454,9 @@ def test_unusual_mapping_shapes_read_as_declared(tmp_path):
 def test_a_custom_root_at_the_record_leaves_out_the_keys_fields_read(tmp_path):
     """With `custom: "@"` no top-level key a field reads or writes is custom: a list path's
     first key, and the read expression's keys where it has one."""
-    deal = load_text(tmp_path, """
-models:
-  deal:
-    custom: "@"
-    fields:
-      id: {path: id, write: false}
-      name: {path: [data, deal.name]}
-      currency: {path: [money, code], read: cur}
-""")["deal"]
+    deal = deal_with(tmp_path, """
+        name: {path: [data, deal.name]}
+        currency: {path: [money, code], read: cur}""")
     record = {"id": 1, "data": {"deal.name": "Big"}, "money": {"code": "USD"}, "cur": "EUR",
               "other": 1}
     columns = read_columns(deal, [record])
