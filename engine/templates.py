@@ -142,24 +142,20 @@ def _parse(source: str, env: jinja2.Environment) -> nodes.Template:
 
 
 @lru_cache(maxsize=4096)
-def _compiled(source: str, env: jinja2.Environment) -> tuple[Any, jinja2.Template | None]:
-    """A template's compiled expression or template, once per text: a connector file says
-    the same few hundred times (`{{ config.page_size }}`), and jinja compiles slowly."""
-    match = _SINGLE_EXPRESSION.match(source)
+def _compiled(source: str, env: jinja2.Environment = TEXT_ENV, bare: bool = False
+              ) -> tuple[Any, jinja2.Template | None]:
+    """A template's compiled expression or template (`bare`: the source is an expression
+    without braces), once per text: a connector file says the same few hundred times
+    (`{{ config.page_size }}`), and jinja compiles slowly."""
+    match = None if bare else _SINGLE_EXPRESSION.match(source)
     try:
-        if match and env is TEXT_ENV:
-            return env.compile_expression(match.group(1), undefined_to_none=False), None
+        if bare or (match and env is TEXT_ENV):
+            expression = source if match is None else match.group(1)
+            return env.compile_expression(expression, undefined_to_none=False), None
         return None, env.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateSyntaxProblem(f"template syntax error: {exc.message}") from None
-
-
-@lru_cache(maxsize=4096)
-def _compiled_expression(source: str) -> Any:
-    try:
-        return TEXT_ENV.compile_expression(source, undefined_to_none=False)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateSyntaxProblem(f"expression syntax error: {exc.message}") from None
+        what = "expression" if bare else "template"
+        raise TemplateSyntaxProblem(f"{what} syntax error: {exc.message}") from None
 
 
 class Template:
@@ -194,7 +190,7 @@ class Expression:
 
     def __init__(self, source: str):
         self.source = source
-        self._expr = _compiled_expression(str(source))
+        self._expr, _ = _compiled(str(source), bare=True)
 
     @property
     def as_template(self) -> str:
