@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,52 +60,81 @@ def contacts_properties(url: str, token: str = HUBSPOT_TOKEN) -> str:
     return ",".join(dict.fromkeys(names))
 
 
+class PageLander:
+    """Lands raw list pages through DuckDB's read_json (`unnest(results)`, the JSON as it came,
+    nothing parsed or mapped in Python) on a thread of its own, FLOOR_BATCH_PAGES at a time,
+    as the engine overlaps landing with fetching. `add` may be called from many threads."""
+
+    def __init__(self, directory: Path):
+        self._directory = directory
+        self._con = duckdb.connect(str(directory / "floor.duckdb"))
+        self._con.execute("SET memory_limit = '128MB'")
+        self._handoff: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=1)
+        self._pages: list[bytes] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._land)
+        self._thread.start()
+
+    def add(self, page: bytes) -> None:
+        with self._lock:
+            self._pages.append(page)
+            if len(self._pages) < FLOOR_BATCH_PAGES:
+                return
+            pages, self._pages = self._pages, []
+        self._handoff.put(pages)
+
+    def close(self) -> int:
+        """Land what is left; the records landed."""
+        if self._pages:
+            self._handoff.put(self._pages)
+        self._handoff.put(None)
+        self._thread.join()
+        with self._con:
+            return self._con.execute("SELECT count(*) FROM contacts").fetchone()[0]
+
+    def _land(self) -> None:
+        created = False
+        while (pages := self._handoff.get()) is not None:
+            path = self._directory / "pages.json"
+            path.write_bytes(b"\n".join(pages))
+            select = (f"SELECT unnest(results, max_depth := 2) FROM read_json('{path}', "
+                      "format = 'newline_delimited')")
+            self._con.execute(f"INSERT INTO contacts BY NAME {select}" if created else
+                              f"CREATE TABLE contacts AS {select}")
+            created = True
+
+
+def list_pages(client: httpx.Client, properties: str,
+               before_each: Callable[[], None] = lambda: None) -> Iterator[bytes]:
+    """Every list page of contacts, as the engine asks for them (its properties, with which
+    contacts link to companies, 100 a page), unparsed."""
+    params: dict[str, Any] = {"limit": 100, "properties": properties, "archived": "false",
+                              "associations": "companies"}
+    while True:
+        before_each()
+        response = client.get("/crm/v3/objects/contacts", params=params)
+        response.raise_for_status()
+        yield response.content
+        after = _next_after(response.content)
+        if after is None:
+            return
+        params["after"] = after
+
+
 def floor(url: str, properties: str, token: str = HUBSPOT_TOKEN) -> tuple[int, float]:
     """Every page of contacts fetched, and landed through DuckDB's read_json 50 pages at a
     time on a thread of its own (as the engine overlaps them), nothing parsed or mapped in
     Python: (records, seconds). The least any sync of the same pages can do."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, \
-            duckdb.connect(str(Path(tmp) / "floor.duckdb")) as con, \
             httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                          timeout=60) as client:
-        con.execute("SET memory_limit = '128MB'")
-        handoff: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=1)
-
-        def land() -> None:
-            created = False
-            while (pages := handoff.get()) is not None:
-                path = Path(tmp) / "pages.json"
-                path.write_bytes(b"\n".join(pages))
-                select = (f"SELECT unnest(results, max_depth := 2) FROM read_json('{path}', "
-                          "format = 'newline_delimited')")
-                con.execute(f"INSERT INTO contacts BY NAME {select}" if created else
-                            f"CREATE TABLE contacts AS {select}")
-                created = True
-
-        lander = threading.Thread(target=land)
-        lander.start()
-        # The list pages the engine reads (with which contacts link to companies); not its v4
-        # reads of those links' labels, which the engine sends for pages with links.
-        params: dict[str, Any] = {"limit": 100, "properties": properties, "archived": "false",
-                                  "associations": "companies"}
-        pages: list[bytes] = []
+        lander = PageLander(Path(tmp))
         try:
-            while True:
-                response = client.get("/crm/v3/objects/contacts", params=params)
-                response.raise_for_status()
-                pages.append(response.content)
-                after = _next_after(response.content)
-                if len(pages) == FLOOR_BATCH_PAGES or after is None:
-                    handoff.put(pages)
-                    pages = []
-                if after is None:
-                    break
-                params["after"] = after
+            for page in list_pages(client, properties):
+                lander.add(page)
         finally:
-            handoff.put(None)
-            lander.join()
-        records = con.execute("SELECT count(*) FROM contacts").fetchone()[0]
+            records = lander.close()
     return records, time.perf_counter() - started
 
 

@@ -22,12 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emulator, median
+from common import PageLander, contacts_properties, emulator, list_pages, median
 
 LIMIT, WINDOW = 10, 10.0  # each account's budget at the emulator
 
@@ -85,6 +88,50 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
             "floor": (math.ceil(requests / LIMIT) - 1) * WINDOW, "peak_mb": peak_mb, "cpu": cpu}
 
 
+class Pacer:
+    """A client's own rolling window: at most LIMIT requests answered in any WINDOW seconds,
+    counted from when each answer came (the server saw the request before that)."""
+
+    def __init__(self) -> None:
+        self._answered: deque[float] = deque()
+
+    def wait(self) -> None:
+        if len(self._answered) == LIMIT:
+            time.sleep(max(0.0, self._answered.popleft() + WINDOW - time.monotonic()))
+
+    def answered(self) -> None:
+        self._answered.append(time.monotonic())
+
+
+def fetch_and_land_floor(url: str, tokens: list[str], properties: str, contacts: int) -> float:
+    """The same requests as the engine's, nothing parsed or mapped: each connection's property
+    list and list pages sent by a thread of its own at its account's rate, every page landed
+    through DuckDB's read_json by one thread (common.PageLander). What any sync of these
+    connections takes on this machine, rate budgets and CPU together."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        lander = PageLander(Path(tmp))
+
+        def one(token: str) -> None:
+            pacer = Pacer()
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                              timeout=60) as client:
+                pacer.wait()
+                client.get("/crm/v3/properties/contacts").raise_for_status()
+                pacer.answered()
+                for page in list_pages(client, properties, before_each=pacer.wait):
+                    pacer.answered()
+                    lander.add(page)
+
+        try:
+            with ThreadPoolExecutor(len(tokens)) as pool:
+                list(pool.map(one, tokens))
+        finally:
+            records = lander.close()
+    assert records == len(tokens) * contacts, records
+    return time.perf_counter() - started
+
+
 def _children_cpu() -> float:
     import resource
 
@@ -109,19 +156,27 @@ def main() -> int:
     with emulator("hubspot", contacts=args.contacts, companies=0, deals=0,
                   rate_limit=f"{LIMIT},{WINDOW}", search_rate_limit="none", daily_limit="none",
                   static_tokens=",".join(tokens)) as url:
+        properties = contacts_properties(url, tokens[0])
+        time.sleep(WINDOW)  # that request leaves the first account's window
         for number in range(1, args.repeat + 1):
             result = run_once(url, tokens, args.contacts)
+            time.sleep(WINDOW)  # every account's window empties before the floor
+            result["fetch_and_land"] = fetch_and_land_floor(url, tokens, properties,
+                                                            args.contacts)
             results.append(result)
             print(f"run {number}: {args.connections} connections x {args.contacts:,} contacts "
                   f"in {result['seconds']:.1f}s (first start to last finish "
                   f"{result['syncing']:.1f}s); floor {result['floor']:.0f}s "
                   f"({result['requests']:.0f} requests a connection at {LIMIT} per "
-                  f"{WINDOW:.0f}s); 429s retried: {result['retries']:.0f}; "
+                  f"{WINDOW:.0f}s), fetch-and-land floor {result['fetch_and_land']:.1f}s "
+                  f"(same requests and rate, nothing mapped); "
+                  f"429s retried: {result['retries']:.0f}; "
                   f"peak RSS {result['peak_mb']:.0f} MB; engine CPU {result['cpu']:.1f}s",
                   flush=True)
             time.sleep(WINDOW)  # every account's window empties before the next run
     print(f"median of {len(results)}: {median([r['seconds'] for r in results]):.1f}s "
-          f"(target 13s; floor {median([r['floor'] for r in results]):.0f}s), "
+          f"(target 13s; floor {median([r['floor'] for r in results]):.0f}s, fetch-and-land "
+          f"floor {median([r['fetch_and_land'] for r in results]):.1f}s), "
           f"429s {sum(r['retries'] for r in results):.0f} (target 0), peak RSS "
           f"{max(r['peak_mb'] for r in results):.0f} MB at most (target < 400 MB)")
     return 0

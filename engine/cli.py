@@ -57,6 +57,12 @@ from engine.store import StoreError, StoreTarget, SyncRun
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
+# How long a thread may hold the GIL while others wait (CPython's default is 5 ms). A sync runs
+# two threads a stream plus a lander, hundreds with `sync --all`; each forced hand-over wakes
+# another thread and cools the caches. 200 connections synced at once spent 41-52 s of CPU at
+# 5 ms and 30-34 s at 50 ms (wall 45-49 s -> 41-43 s, benchmarks/README.md); the threads'
+# waits are on the network and rate budgets, far longer than this.
+SWITCH_INTERVAL_SECONDS = 0.05
 COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
 
@@ -718,6 +724,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, default)
     _configure_logging(args)
     secrets.install_log_redaction()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return args.handler(args)
