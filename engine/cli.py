@@ -718,6 +718,18 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # Whoever read the output stopped (`crm-engine validate | head`): end quietly, as a
+        # process killed by SIGPIPE would, and let the flush at exit write nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     for name, default in (("verbose", False), ("quiet", False), ("log_format", "text")):
         if not hasattr(args, name):

@@ -7,31 +7,42 @@ Every keyword option of the emulator's constructor becomes a flag (``rate_limit`
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import inspect
 import signal
 import sys
 import threading
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from sandbox import EMULATORS
 
 
-def _converter(default: Any) -> Callable[[str], Any]:
-    """Parse a flag value into the type of the option's default."""
+def _converter(hint: Any, default: Any) -> Callable[[str], Any]:
+    """Parse a flag value into the option's annotated type: `tuple[int, float]` takes exactly
+    two comma-separated values, `Iterable[str]` any number; `none` is None."""
+    kind = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+        [kind] = [k for k in typing.get_args(hint) if k is not type(None)]
+    items = list(typing.get_args(kind))
+    many = typing.get_origin(kind) in (tuple, collections.abc.Iterable)
+    fixed = typing.get_origin(kind) is tuple and Ellipsis not in items
+    like = ",".join(map(str, default)) if isinstance(default, tuple) else default
 
     def convert(text: str) -> Any:
         if text.lower() == "none":
             return None
-        if isinstance(default, bool):
-            return text.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, tuple):
+        try:
+            if not many:
+                return text.lower() in ("1", "true", "yes", "on") if kind is bool else kind(text)
             parts = text.split(",")
-            kinds = [type(item) for item in default] or [str]
-            return tuple(kinds[min(i, len(kinds) - 1)](part) for i, part in enumerate(parts))
-        if default is None:
-            return text
-        return type(default)(text)
+            if fixed and len(parts) != len(items):
+                raise ValueError
+            return tuple((items[i] if fixed else items[0])(part) for i, part in enumerate(parts))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not like {like!r}") from None
 
     return convert
 
@@ -43,13 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         sub = vendors.add_parser(name, help=f"{name} emulator")
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8100, help="0 picks a free port")
+        hints = typing.get_type_hints(emulator_class.__init__)
         for option in inspect.signature(emulator_class.__init__).parameters.values():
             if option.kind is not inspect.Parameter.KEYWORD_ONLY:
                 continue
             sub.add_argument(
                 "--" + option.name.replace("_", "-"),
                 dest=option.name,
-                type=_converter(option.default),
+                type=_converter(hints[option.name], option.default),
                 default=argparse.SUPPRESS,
                 help=f"default: {option.default!r}",
             )

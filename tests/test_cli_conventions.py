@@ -73,3 +73,15 @@ def test_log_lines_as_json(tmp_path):
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert lines and {"time", "level", "logger", "message"} <= set(lines[0])
     assert any("retrying" in line["message"] for line in lines)
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_output_to_a_closed_pipe_ends_quietly(tmp_path, unbuffered):
+    """`crm-engine validate | head -1`: the reader goes away; no traceback, SIGPIPE's code."""
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    process = subprocess.Popen([sys.executable, "-m", "engine", "validate"], env=env,
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before anything is written: the first write (or flush) fails
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 128 + 13, stderr
+    assert stderr == ""

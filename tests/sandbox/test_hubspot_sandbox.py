@@ -88,6 +88,19 @@ def test_cli_options_follow_the_constructor() -> None:
     )
     assert (args.port, args.contacts, args.rate_limit) == (0, 7, (50, 10.0))
     assert args.daily_limit is None and args.static_tokens == ("a", "b")
+    # An option whose default is None still takes its annotated type.
+    assert _parser().parse_args(["zoho", "--rate-limit", "10,1"]).rate_limit == (10, 1.0)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--rate-limit", "1000000"),
+                                             ("--rate-limit", "10,x"), ("--contacts", "many")])
+def test_a_malformed_option_is_a_one_line_error(capsys, flag, value) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args(["hubspot", flag, value])
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert exited.value.code == 2
+    assert last.startswith(f"python -m sandbox hubspot: error: argument {flag}: '{value}' is "
+                           "not like "), last
 
 
 # -- lists -----------------------------------------------------------------------------------
