@@ -129,6 +129,16 @@ def _option_labels(customs: list[dict[str, Any]], by_key: dict[str, dict[str, An
                 custom[key] = labels.get(str(value), value)
 
 
+def _without(value: Any, keys: tuple[str, ...]) -> Any:
+    """`value` without the object at `keys` inside it (copies, never changes, the record)."""
+    if value.__class__ is not dict or keys[0] not in value:
+        return value
+    rest = {k: v for k, v in value.items() if k != keys[0]}
+    if len(keys) > 1 and (inner := _without(value[keys[0]], keys[1:])):
+        rest[keys[0]] = inner
+    return rest
+
+
 class ModelMapping:
     def __init__(self, model: Model, fields: list[FieldMapping],
                  custom_path: tuple[str, ...] | None, custom_exclude: Iterable[str] = (),
@@ -156,9 +166,15 @@ class ModelMapping:
         self._merges = [(keys, compile_keys(keys)) for keys in custom_merge]
         # Keys under the custom root (and in merged objects) that the mapping reads are not
         # custom: a mapped field never appears twice.
-        mapped_at_root = set(custom_exclude) | {".".join(keys) for keys in custom_merge}
-        merged_mapped: set[str] = set()
         depth = len(custom_path) if custom_path is not None else 0
+        # A merged object inside the custom root is not custom itself, its fields are: one
+        # right under the root is left out like a mapped key; one deeper is cut out of the
+        # object holding it (the rest of that object stays custom).
+        inside = [keys[depth:] for keys in custom_merge
+                  if custom_path is not None and keys[:depth] == custom_path]
+        mapped_at_root = set(custom_exclude) | {keys[0] for keys in inside if len(keys) == 1}
+        self._merged_deeper = [keys for keys in inside if len(keys) > 1]
+        merged_mapped: set[str] = set()
         for f in fields:
             under_root = custom_path is not None and f.path and f.path[:depth] == custom_path
             if under_root and len(f.path) > depth:
@@ -230,6 +246,12 @@ class ModelMapping:
                         continue
                     name = names.get(key, key) if names else key
                     custom[name if name not in custom else key] = value
+        for keys in self._merged_deeper:
+            for custom in customs:
+                if keys[0] in custom:
+                    rest = _without(custom.pop(keys[0]), keys[1:])
+                    if rest:
+                        custom[keys[0]] = rest
 
     def read(self, record: Any, custom_names: dict[str, str] | None = None,
              context: ReadContext | None = None) -> dict[str, Any]:

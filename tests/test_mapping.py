@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import textwrap
 from decimal import Decimal
@@ -449,6 +450,30 @@ def test_unusual_mapping_shapes_read_as_declared(tmp_path):
     # name's, b1 the budget's), and the merged object's keys.
     assert columns["custom"] == [{"other": "x", "title": "a custom field named like a root key",
                                   "x1": 5}, {}]
+
+
+def test_an_object_merged_from_deeper_down_is_cut_out_of_its_holder(tmp_path):
+    """`merge: [data.extra]` under a custom root of `@`: extra's fields are custom, under
+    their names; extra itself is not repeated inside data, whose other keys stay custom."""
+    deal = load_text(tmp_path, """
+models:
+  deal:
+    custom: {from: "@", merge: [data.extra]}
+    fields:
+      id: {path: id, write: false}
+      name: title
+""")["deal"]
+    records = [{"id": 1, "title": "Big", "other": 1,
+                "data": {"extra": {"x1": 5}, "note": "n", "deeper": {"extra": 7}}},
+               {"id": 2, "data": {"extra": {"x1": 6}}},  # data held only extra
+               {"id": 3, "data": "not an object"}]
+    kept = copy.deepcopy(records)
+    columns = read_columns(deal, records)
+    assert columns["custom"] == [
+        {"other": 1, "x1": 5, "data": {"note": "n", "deeper": {"extra": 7}}},
+        {"x1": 6},
+        {"data": "not an object"}]
+    assert records == kept  # the records themselves are untouched
 
 
 def test_a_custom_root_at_the_record_leaves_out_the_keys_fields_read(tmp_path):
