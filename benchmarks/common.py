@@ -148,8 +148,19 @@ def _next_after(body: bytes) -> str | None:
     return body[start:body.index(b'"', start)].decode()
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def own_peak_mb() -> float:
+    """This process's peak RSS, its own memory only. Not ru_maxrss: on Linux a child started
+    by subprocess (vfork, then exec) takes the parent's peak RSS as its own starting
+    ru_maxrss, so an engine started after the floor ran in the benchmark's process reported
+    the floor's peak. VmHWM is the high-water mark of this process's own memory map."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
 
 
 def median(values: list[float]) -> float:

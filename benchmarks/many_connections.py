@@ -35,6 +35,19 @@ from common import PageLander, contacts_properties, emulator, list_pages, median
 LIMIT, WINDOW = 10, 10.0  # each account's budget at the emulator
 
 
+# The CLI as `crm-engine` runs it, then its own peak RSS on the last line of stderr
+# (common.own_peak_mb: not ru_maxrss, which a child starts with its parent's).
+CLI = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+from common import own_peak_mb
+from engine.cli import main
+code = main(sys.argv[1:])
+print(f"\\npeak_mb={own_peak_mb()}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def project_file(directory: Path, url: str, tokens: list[str]) -> Path:
     lines = ["database: crm.duckdb", f"max_concurrency: {len(tokens)}", "connections:"]
     for i, _ in enumerate(tokens):
@@ -56,15 +69,14 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
         started = time.perf_counter()
         cpu_before = _children_cpu()
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine", "sync", "--all", "--project", str(project),
-             "--json", "-q"], cwd=directory, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-c", CLI, str(Path(__file__).resolve().parent), "sync", "--all",
+             "--project", str(project), "--json", "-q"], cwd=directory, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = process.communicate()
         elapsed = time.perf_counter() - started
         cpu = _children_cpu() - cpu_before
-        # The child's own peak RSS (Linux: ru_maxrss of the children reaped so far is the
-        # largest of them, and this is the only child the benchmark waits for here).
-        peak_mb = _child_peak_mb()
+        err, _, peak = err.rstrip().rpartition("\n")
+        peak_mb = float(peak.removeprefix("peak_mb="))
         if process.returncode != 0:
             failed = [r for r in json.loads(out or "[]") if r["status"] != "succeeded"]
             raise RuntimeError(f"sync --all failed ({process.returncode}): {err[-2000:]} "
@@ -137,12 +149,6 @@ def _children_cpu() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _child_peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def main() -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -33,11 +32,14 @@ from common import (
     emulator,
     floor,
     median,
+    own_peak_mb,
 )
 
 SYNC = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from common import own_peak_mb
 from engine import Engine
 url, extra, TOKEN = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +52,7 @@ with tempfile.TemporaryDirectory() as tmp:
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"status": run.status, "error": run.error, "records": landed,
                   "seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
-                  "peak_mb": usage.ru_maxrss / 1024}))
+                  "peak_mb": own_peak_mb()}))
 """
 
 
@@ -100,8 +102,7 @@ def main() -> int:
         summary += (f"; floor {median(floor_seconds):.2f}s; engine/floor "
                     f"{median(ratios):.2f} (target <= 1.25)")
     print(summary)
-    print(f"(this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
-          f" MB, the floor's)")
+    print(f"(this process: peak RSS {own_peak_mb():.0f} MB, the floor's)")
     return 0
 
 
