@@ -60,8 +60,8 @@ DEFAULT_DB = "crm.duckdb"
 # How long a thread may hold the GIL while others wait (CPython's default is 5 ms). A sync runs
 # two threads a stream plus a lander, hundreds with `sync --all`; each forced hand-over wakes
 # another thread and cools the caches. 200 connections synced at once spent 41-52 s of CPU at
-# 5 ms and 30-34 s at 50 ms (wall 45-49 s -> 41-43 s, benchmarks/README.md); the threads'
-# waits are on the network and rate budgets, far longer than this.
+# 5 ms and 30-39 s at 50 ms (median wall of the evening's runs 46.9 s -> 43.0 s; see
+# benchmarks/README.md); the threads' waits are on the network and rate budgets, far longer.
 SWITCH_INTERVAL_SECONDS = 0.05
 COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3

@@ -129,14 +129,23 @@ def _option_labels(customs: list[dict[str, Any]], by_key: dict[str, dict[str, An
                 custom[key] = labels.get(str(value), value)
 
 
+_CUT_EMPTY = object()  # what `_without` gives for an object that held only the cut one
+
+
 def _without(value: Any, keys: tuple[str, ...]) -> Any:
-    """`value` without the object at `keys` inside it (copies, never changes, the record)."""
+    """`value` without the object at `keys` inside it: a copy (the record is never changed),
+    or `value` itself where no object is there (nothing was merged from it)."""
     if value.__class__ is not dict or keys[0] not in value:
         return value
+    inner = value[keys[0]]
+    cut = (_CUT_EMPTY if inner.__class__ is dict else inner) if len(keys) == 1 else \
+        _without(inner, keys[1:])
+    if cut is inner:
+        return value
     rest = {k: v for k, v in value.items() if k != keys[0]}
-    if len(keys) > 1 and (inner := _without(value[keys[0]], keys[1:])):
-        rest[keys[0]] = inner
-    return rest
+    if cut is not _CUT_EMPTY:
+        rest[keys[0]] = cut
+    return rest or _CUT_EMPTY
 
 
 class ModelMapping:
@@ -249,8 +258,10 @@ class ModelMapping:
         for keys in self._merged_deeper:
             for custom in customs:
                 if keys[0] in custom:
-                    rest = _without(custom.pop(keys[0]), keys[1:])
-                    if rest:
+                    rest = _without(custom[keys[0]], keys[1:])
+                    if rest is _CUT_EMPTY:
+                        del custom[keys[0]]
+                    else:
                         custom[keys[0]] = rest
 
     def read(self, record: Any, custom_names: dict[str, str] | None = None,

@@ -466,14 +466,32 @@ models:
     records = [{"id": 1, "title": "Big", "other": 1,
                 "data": {"extra": {"x1": 5}, "note": "n", "deeper": {"extra": 7}}},
                {"id": 2, "data": {"extra": {"x1": 6}}},  # data held only extra
-               {"id": 3, "data": "not an object"}]
+               {"id": 3, "data": "not an object"}, {"id": 4, "data": 0},
+               {"id": 5, "data": {"extra": 0, "note": ""}}]  # nothing merged: nothing cut
     kept = copy.deepcopy(records)
     columns = read_columns(deal, records)
     assert columns["custom"] == [
         {"other": 1, "x1": 5, "data": {"note": "n", "deeper": {"extra": 7}}},
         {"x1": 6},
-        {"data": "not an object"}]
+        {"data": "not an object"}, {"data": 0}, {"data": {"extra": 0, "note": ""}}]
     assert records == kept  # the records themselves are untouched
+    # Three keys down: each object on the way keeps its other keys, and goes if left empty.
+    deeper = load_text(tmp_path, """
+models:
+  deal:
+    custom: {from: "@", merge: [data.more.extra]}
+    fields:
+      id: {path: id, write: false}
+""")["deal"]
+    records = [{"id": 1, "data": {"more": {"extra": {"x1": 5}, "m": 1}, "note": "n"}},
+               {"id": 2, "data": {"more": {"extra": {"x1": 6}}, "note": "n"}},
+               {"id": 3, "data": {"more": {"extra": {"x1": 7}}}},
+               {"id": 4, "data": {"more": None}}]
+    kept = copy.deepcopy(records)
+    assert read_columns(deeper, records)["custom"] == [
+        {"x1": 5, "data": {"more": {"m": 1}, "note": "n"}}, {"x1": 6, "data": {"note": "n"}},
+        {"x1": 7}, {"data": {"more": None}}]
+    assert records == kept
 
 
 def test_a_custom_root_at_the_record_leaves_out_the_keys_fields_read(tmp_path):
