@@ -312,6 +312,33 @@ def test_a_hubspot_deal_names_its_primary_company_from_the_list(make_engine):
     assert company_id == str(companies[1])
 
 
+def test_hubspot_primary_link_is_read_by_type_id_not_label_text(make_engine):
+    """v4 labels the primary company "Contact with Primary Company" (HubSpot renamed it in
+    2024 and says labels are not for programs): the link lands as "Primary", found by its
+    type id; a primary link that also has the account's own label lands as "Primary" too,
+    and a custom label alone lands as it is."""
+    emulator = HubSpotSandbox(contacts=3, companies=0, deals=0, rate_limit=(1000, 10.0))
+    store = emulator.store
+    first, second, third = [r.id for r in store.active_records("contacts")]
+    company = store.add("companies", {"name": "Acme"}, "2026-01-01T00:00:00.000Z").id
+    for contact in (first, second):
+        store.update("contacts", store.record("contacts", contact),
+                     {"associatedcompanyid": str(company)}, "2026-01-01T00:00:00.000Z")
+    for contact in (first, second, third):
+        store.associate("contacts", contact, "companies", company)
+    store.label_link("contacts", second, "companies", company, "Billing")
+    store.label_link("contacts", third, "companies", company, "Billing")
+    with emulator.start() as running:
+        engine = make_engine(PROJECT_ROOT / "connectors")
+        [run] = engine.sync("hubspot", streams=["contacts"], token="sandbox-private-app-token",
+                            base_url=running.url)
+    assert run.status == "succeeded", run.error
+    assert run.requests == 1 + 1 + 1  # the property list, the page, its v4 read (custom labels)
+    assert links(engine) == {("contact", str(first), "company", str(company), "Primary"),
+                             ("contact", str(second), "company", str(company), "Primary"),
+                             ("contact", str(third), "company", str(company), "Billing")}
+
+
 def test_hubspot_full_refresh_reads_labels_only_for_pages_with_links(make_engine):
     """The contacts list says which contacts link to companies (`associations=companies`), and
     under which types: the unlabelled one, the primary's (listed besides), or a custom label's.

@@ -204,8 +204,10 @@ def _differences(expression: str) -> list[str]:
 
 def test_the_shipped_files_hold_the_expressions_of_the_hot_path():
     assert len(SHIPPED) > 100  # keys and paths, and the expressions listed below
-    for expression in ("to[*].{id: to_string(toObjectId), label: associationTypes[?label].label"
-                       " | [0]}", "(emails[?primary].value)[0] || emails[0].value",
+    for expression in ("to[*].{id: to_string(toObjectId), label: associationTypes[?typeId == `1`"
+                       " || typeId == `5`] && 'Primary' || (associationTypes[?category != "
+                       "'HUBSPOT_DEFINED' && label].label | [0])}",
+                       "(emails[?primary].value)[0] || emails[0].value",
                        "data[?status == 'error'].code | [0]"):
         assert expression in SHIPPED
 

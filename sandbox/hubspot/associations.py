@@ -9,7 +9,8 @@ associations.json, POST /crm/v4/associations/{fromObjectType}/{toObjectType}/bat
            {"from": {"id": "90000000001"},
             "to": [{"toObjectId": 40000000007,
                     "associationTypes": [
-                      {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"},
+                      {"category": "HUBSPOT_DEFINED", "typeId": 5,
+                       "label": "Deal with Primary Company"},
                       {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": null}]}]}],
          "startedAt": "...", "completedAt": "..."}
 
@@ -30,7 +31,7 @@ from urllib.parse import unquote
 from sandbox.hubspot.errors import validation_error
 from sandbox.hubspot.schema import (
     PRIMARY_ASSOCIATION_TYPES,
-    PRIMARY_LABEL,
+    PRIMARY_LABELS,
     UNLABELED_ASSOCIATION_TYPES,
     ObjectSchema,
 )
@@ -113,10 +114,9 @@ def _target(to_id: int, unlabeled: int, primary_type: int | None, is_primary: bo
             custom: list[CustomLabel]) -> dict:
     types = [{"category": "HUBSPOT_DEFINED", "typeId": unlabeled, "label": None}]
     if is_primary:
-        # Choice (UNCONFIRMED): the labelled "Primary" type is listed before the plain one.
-        types.insert(
-            0, {"category": "HUBSPOT_DEFINED", "typeId": primary_type, "label": PRIMARY_LABEL}
-        )
+        # Choice (UNCONFIRMED): the labelled primary type is listed before the plain one.
+        types.insert(0, {"category": "HUBSPOT_DEFINED", "typeId": primary_type,
+                         "label": PRIMARY_LABELS[primary_type]})
     # The account's own labels: USER_DEFINED types with their label (HubSpot's v4 guide).
     # Choice (UNCONFIRMED): listed after the HubSpot-defined ones.
     types += [{"category": "USER_DEFINED", "typeId": type_id, "label": label}

@@ -233,7 +233,12 @@ ASSOCIATION_TYPES: dict[int, tuple[str, str]] = {
 PRIMARY_COMPANY_ASSOCIATION = 1  # sets the contact's associatedcompanyid, as in HubSpot
 PRIMARY_DEAL_COMPANY_ASSOCIATION = 5  # marks the deal's primary company
 ASSOCIATION_CATEGORIES = ("HUBSPOT_DEFINED", "INTEGRATOR_DEFINED", "USER_DEFINED", "WORK")
-PRIMARY_LABEL = "Primary"  # the label v4 reads show on type ids 1 and 5; the others have none
+# The labels v4 reads show on type ids 1 and 5 (the default types have none): "<Object> with
+# Primary Company" since 2024-02-19, "Primary Company" before (HubSpot developer changelog,
+# "Changes to primary labels for HubSpot-defined association labels", which also says labels
+# are not for programs to rely on: only type ids are).
+PRIMARY_LABELS = {PRIMARY_COMPANY_ASSOCIATION: "Contact with Primary Company",
+                  PRIMARY_DEAL_COMPANY_ASSOCIATION: "Deal with Primary Company"}
 _PRIMARY_TYPE_IDS = (PRIMARY_COMPANY_ASSOCIATION, PRIMARY_DEAL_COMPANY_ASSOCIATION)
 # (from object, to object) -> the plain (unlabelled) type id, and -> the "Primary" type id.
 UNLABELED_ASSOCIATION_TYPES: dict[tuple[str, str], int] = {

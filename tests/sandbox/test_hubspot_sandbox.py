@@ -434,12 +434,13 @@ def test_v4_batch_read_equals_the_list_endpoint_associations(shared) -> None:
                     "label": None,
                 }
     companies, _ = read_all_associations(client, "deals", "companies", deal_ids)
-    # Every seeded deal's one company is its primary company: type 5 "Primary" beside 341.
+    # Every seeded deal's one company is its primary company: type 5 beside 341.
     assert companies and all(
         [t["associationTypes"] for t in to]
         == [
             [
-                {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"},
+                {"category": "HUBSPOT_DEFINED", "typeId": 5,
+                 "label": "Deal with Primary Company"},
                 {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None},
             ]
         ]
@@ -463,7 +464,8 @@ def test_v4_batch_read_contact_primary_company_and_reverse_direction(shared) -> 
         for target in found[contact["id"]]:
             labels = {t["typeId"]: t["label"] for t in target["associationTypes"]}
             expected = (
-                {1: "Primary", 279: None} if str(target["toObjectId"]) == primary else {279: None}
+                {1: "Contact with Primary Company", 279: None}
+                if str(target["toObjectId"]) == primary else {279: None}
             )
             assert labels == expected
     companies, _ = list_all(client, "/crm/v3/objects/companies", associations="contacts")
@@ -624,7 +626,8 @@ def test_v4_batch_read_shows_created_associations(portal) -> None:
             {
                 "toObjectId": int(companies[1]["id"]),
                 "associationTypes": [
-                    {"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"},
+                    {"category": "HUBSPOT_DEFINED", "typeId": 5,
+                 "label": "Deal with Primary Company"},
                     {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None},
                 ],
             },
