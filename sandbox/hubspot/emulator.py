@@ -489,11 +489,15 @@ class HubSpotSandbox(Emulator):
         except PropertyErrors as problems:
             raise property_validation_error(problems.errors) from None
         links = self._parse_associations(schema, body.get("associations") or [])
+        # The primary company: the one linked with the primary type, else the first company
+        # linked ("The first company record associated with a contact, deal, or ticket is
+        # automatically set to Primary": HubSpot's v4 associations guide, 2022 revision).
+        primary = [
+            to_id for _, to_id, type_id in links
+            if type_id in (PRIMARY_COMPANY_ASSOCIATION, PRIMARY_DEAL_COMPANY_ASSOCIATION)
+        ] + [to_id for to_type, to_id, _ in links if to_type == "companies"]
         if schema.name == "contacts":
             values.setdefault("lifecyclestage", "lead")  # recorded in contacts_create_response
-            primary = [
-                to_id for _, to_id, type_id in links if type_id == PRIMARY_COMPANY_ASSOCIATION
-            ]
             if primary:
                 values["associatedcompanyid"] = str(primary[0])
         with self.store.lock:
@@ -502,14 +506,8 @@ class HubSpotSandbox(Emulator):
             record = self.store.add(schema.name, values, self.now_iso())
             for to_type, to_id, _ in links:
                 self.store.associate(schema.name, record.id, to_type, to_id)
-            if schema.name == "deals":
-                primary = [
-                    to_id
-                    for _, to_id, type_id in links
-                    if type_id == PRIMARY_DEAL_COMPANY_ASSOCIATION
-                ]
-                if primary:
-                    self.store.set_primary("deals", record.id, "companies", primary[0])
+            if schema.name == "deals" and primary:
+                self.store.set_primary("deals", record.id, "companies", primary[0])
         return Response(201, self._full(schema, record))  # CONTRACTS 1.4: 201 Created
 
     def _parse_associations(

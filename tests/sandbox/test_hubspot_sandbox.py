@@ -265,11 +265,14 @@ def test_create_returns_201_with_string_values_and_associations(portal) -> None:
     assert created["properties"]["lifecyclestage"] == "lead"  # contacts_create_response.json
     assert created["properties"]["hs_object_id"] == created["id"]
     linked = client.get(f"{CONTACTS}/{created['id']}", params={"associations": "companies"}).json()
-    # Type 279 is the unlabelled contact -> company type, which lists name so (the primary,
-    # type 1, would be listed once more as contact_to_company).
+    # Type 279 is the unlabelled contact -> company type, but the first company linked is the
+    # primary (type 1) all the same: listed once more as contact_to_company, and the contact's
+    # associatedcompanyid.
     assert linked["associations"]["companies"]["results"] == [
-        {"id": company_id, "type": "contact_to_company_unlabeled"}
+        {"id": company_id, "type": "contact_to_company"},
+        {"id": company_id, "type": "contact_to_company_unlabeled"},
     ]
+    assert created["properties"]["associatedcompanyid"] == company_id
     back = client.get(
         f"/crm/v3/objects/companies/{company_id}", params={"associations": "contacts"}
     )
@@ -627,7 +630,7 @@ def test_v4_batch_read_shows_created_associations(portal) -> None:
                 "toObjectId": int(companies[1]["id"]),
                 "associationTypes": [
                     {"category": "HUBSPOT_DEFINED", "typeId": 5,
-                 "label": "Deal with Primary Company"},
+                     "label": "Deal with Primary Company"},
                     {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None},
                 ],
             },
@@ -640,6 +643,14 @@ def test_v4_batch_read_shows_created_associations(portal) -> None:
         "toObjectId": int(deal["id"]),
         "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 4, "label": None}],
     } in back["results"][0]["to"]
+    # No primary type given: the first company linked is the primary (HubSpot's v4 guide).
+    plain = client.post("/crm/v3/objects/deals", json={
+        "properties": {"dealname": "Plain"},
+        "associations": [spec(companies[1]["id"], 341), spec(companies[0]["id"], 341)]}).json()
+    read = batch_read(client, "deals", "companies", [{"id": plain["id"]}]).json()
+    assert {target["toObjectId"]: [t["typeId"] for t in target["associationTypes"]]
+            for target in read["results"][0]["to"]} == {int(companies[1]["id"]): [5, 341],
+                                                        int(companies[0]["id"]): [341]}
     # An archived record reads like an unknown one (sandbox choice, UNCONFIRMED).
     assert client.delete(f"/crm/v3/objects/deals/{deal['id']}").status_code == 204
     gone = batch_read(client, "deals", "companies", [{"id": deal["id"]}])
