@@ -177,8 +177,9 @@ NOTES = ObjectSchema(
     url_prefix=f"{APP_BASE_URL}/contacts/{HUB_ID}/record/0-46/",
 )
 
-# Meetings are not in CONTRACTS 1.3: the object, its properties and its association type ids
-# below are HubSpot's public meetings API as widely used (UNCONFIRMED here).
+# Meetings are not in CONTRACTS 1.3: the object and its properties are HubSpot's meetings guide
+# (developers.hubspot.com/docs/api/crm/meetings: hs_timestamp required, hs_meeting_title, _body,
+# _location, _start_time, _end_time, _outcome); its association type ids are UNCONFIRMED.
 MEETINGS = ObjectSchema(
     name="meetings",
     singular="meeting",
