@@ -178,8 +178,10 @@ NOTES = ObjectSchema(
 )
 
 # Meetings are not in CONTRACTS 1.3: the object and its properties are HubSpot's meetings guide
-# (developers.hubspot.com/docs/api/crm/meetings: hs_timestamp required, hs_meeting_title, _body,
+# (developers.hubspot.com/docs/api/crm/meetings: hs_timestamp, hs_meeting_title, _body,
 # _location, _start_time, _end_time, _outcome); its association type ids are UNCONFIRMED.
+# HubSpot fills a missing hs_timestamp from the start time; here it is required (the engine
+# reads meetings and does not create them).
 MEETINGS = ObjectSchema(
     name="meetings",
     singular="meeting",
