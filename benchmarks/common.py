@@ -72,6 +72,7 @@ class PageLander:
         self._handoff: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=1)
         self._pages: list[bytes] = []
         self._lock = threading.Lock()
+        self._created = False
         self._thread = threading.Thread(target=self._land)
         self._thread.start()
 
@@ -89,19 +90,19 @@ class PageLander:
             self._handoff.put(self._pages)
         self._handoff.put(None)
         self._thread.join()
-        with self._con:
-            return self._con.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        with self._con:  # (nothing landed: a failed fetch, whose error is the one to see)
+            return self._con.execute("SELECT count(*) FROM contacts").fetchone()[0] \
+                if self._created else 0
 
     def _land(self) -> None:
-        created = False
         while (pages := self._handoff.get()) is not None:
             path = self._directory / "pages.json"
             path.write_bytes(b"\n".join(pages))
             select = (f"SELECT unnest(results, max_depth := 2) FROM read_json('{path}', "
                       "format = 'newline_delimited')")
-            self._con.execute(f"INSERT INTO contacts BY NAME {select}" if created else
+            self._con.execute(f"INSERT INTO contacts BY NAME {select}" if self._created else
                               f"CREATE TABLE contacts AS {select}")
-            created = True
+            self._created = True
 
 
 def list_pages(client: httpx.Client, properties: str,

@@ -75,12 +75,12 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
         out, err = process.communicate()
         elapsed = time.perf_counter() - started
         cpu = _children_cpu() - cpu_before
-        err, _, peak = err.rstrip().rpartition("\n")
-        peak_mb = float(peak.removeprefix("peak_mb="))
         if process.returncode != 0:
             failed = [r for r in json.loads(out or "[]") if r["status"] != "succeeded"]
             raise RuntimeError(f"sync --all failed ({process.returncode}): {err[-2000:]} "
                                f"{len(failed)} failed runs, e.g. {failed[:2]}")
+        err, _, peak = err.rstrip().rpartition("\n")
+        peak_mb = float(peak.removeprefix("peak_mb="))
         try:
             runs = json.loads(out)
         except ValueError:

@@ -138,8 +138,10 @@ def _without(value: Any, keys: tuple[str, ...]) -> Any:
     if value.__class__ is not dict or keys[0] not in value:
         return value
     inner = value[keys[0]]
-    cut = (_CUT_EMPTY if inner.__class__ is dict else inner) if len(keys) == 1 else \
-        _without(inner, keys[1:])
+    if len(keys) > 1:
+        cut = _without(inner, keys[1:])
+    else:  # the merged object itself; a value that is not an object was not merged
+        cut = _CUT_EMPTY if inner.__class__ is dict else inner
     if cut is inner:
         return value
     rest = {k: v for k, v in value.items() if k != keys[0]}

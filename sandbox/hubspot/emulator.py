@@ -41,8 +41,7 @@ from sandbox.hubspot.schema import (
     ASSOCIATION_CATEGORIES,
     ASSOCIATION_TYPES,
     OBJECT_TYPE_ALIASES,
-    PRIMARY_COMPANY_ASSOCIATION,
-    PRIMARY_DEAL_COMPANY_ASSOCIATION,
+    PRIMARY_TYPE_IDS,
     SCHEMAS,
     ObjectSchema,
     PropertyErrors,
@@ -494,7 +493,7 @@ class HubSpotSandbox(Emulator):
         # automatically set to Primary": HubSpot's v4 associations guide, 2022 revision).
         primary = [
             to_id for _, to_id, type_id in links
-            if type_id in (PRIMARY_COMPANY_ASSOCIATION, PRIMARY_DEAL_COMPANY_ASSOCIATION)
+            if type_id in PRIMARY_TYPE_IDS
         ] + [to_id for to_type, to_id, _ in links if to_type == "companies"]
         if schema.name == "contacts":
             values.setdefault("lifecyclestage", "lead")  # recorded in contacts_create_response

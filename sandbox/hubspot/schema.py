@@ -242,13 +242,13 @@ ASSOCIATION_CATEGORIES = ("HUBSPOT_DEFINED", "INTEGRATOR_DEFINED", "USER_DEFINED
 # are not for programs to rely on: only type ids are).
 PRIMARY_LABELS = {PRIMARY_COMPANY_ASSOCIATION: "Contact with Primary Company",
                   PRIMARY_DEAL_COMPANY_ASSOCIATION: "Deal with Primary Company"}
-_PRIMARY_TYPE_IDS = (PRIMARY_COMPANY_ASSOCIATION, PRIMARY_DEAL_COMPANY_ASSOCIATION)
+PRIMARY_TYPE_IDS = tuple(PRIMARY_LABELS)
 # (from object, to object) -> the plain (unlabelled) type id, and -> the "Primary" type id.
 UNLABELED_ASSOCIATION_TYPES: dict[tuple[str, str], int] = {
-    pair: type_id for type_id, pair in ASSOCIATION_TYPES.items() if type_id not in _PRIMARY_TYPE_IDS
+    pair: type_id for type_id, pair in ASSOCIATION_TYPES.items() if type_id not in PRIMARY_TYPE_IDS
 }
 PRIMARY_ASSOCIATION_TYPES: dict[tuple[str, str], int] = {
-    ASSOCIATION_TYPES[type_id]: type_id for type_id in _PRIMARY_TYPE_IDS
+    ASSOCIATION_TYPES[type_id]: type_id for type_id in PRIMARY_TYPE_IDS
 }
 
 
