@@ -53,7 +53,9 @@ class Association:
 
 def _text(value: Any) -> str | None:
     """Ids and labels land as text (some CRMs number their ids); an empty string is no value."""
-    if value is None or value == "" or isinstance(value, (dict, list)):
+    if value.__class__ is str:  # the common case, first
+        return value or None
+    if value is None or isinstance(value, (dict, list)):
         return None
     if isinstance(value, bool):
         return str(value).lower()
@@ -80,8 +82,8 @@ def _unique(links: list[Link]) -> list[Link]:
     nothing more (a CRM may list a link under each of its types, one of them "no label")."""
     if len(links) < 2:
         return links
-    links = list(dict.fromkeys(links))
-    labelled = {(to, linked) for to, linked, label in links if label is not None}
+    labelled = {link[:2] for link in links if link[2] is not None}
     if not labelled:
-        return links
-    return [link for link in links if link[2] is not None or link[:2] not in labelled]
+        return list(dict.fromkeys(links))
+    return list(dict.fromkeys(link for link in links
+                              if link[2] is not None or link[:2] not in labelled))

@@ -251,6 +251,9 @@ class _Compiler:
 
     def or_expression(self, node: Node) -> Getter:
         left, right = self.children(node)
+        if _is_literal(node["children"][1]):  # `a || 'default'`: no call for the constant
+            otherwise = node["children"][1]["value"]
+            return lambda value: otherwise if is_false(matched := left(value)) else matched
 
         def either(value: Any) -> Any:
             matched = left(value)
@@ -260,6 +263,9 @@ class _Compiler:
 
     def and_expression(self, node: Node) -> Getter:
         left, right = self.children(node)
+        if _is_literal(node["children"][1]):  # `a && 'label'`
+            then = node["children"][1]["value"]
+            return lambda value: matched if is_false(matched := left(value)) else then
 
         def both(value: Any) -> Any:
             matched = left(value)
@@ -288,6 +294,10 @@ class _Compiler:
             plain = any(c["type"] == "literal" and not _number_like(c["value"])
                         for c in node["children"])
             # With a literal that is no number or boolean, jmespath's equality is Python's.
+            if plain:
+                direct = _key_against_literal(node, op == "eq")
+                if direct is not None:
+                    return direct
             if op == "eq":
                 if plain:
                     return lambda value: left(value) == right(value)
@@ -330,6 +340,10 @@ class _Compiler:
         if len(args) == 1:
             return _call_one(name, function, call_function, args[0], checks[0])
         if len(args) == 2:
+            second = node["children"][1]
+            if _is_literal(second) and (checks[1] is None or checks[1](second["value"])):
+                return _call_with_constant(name, function, call_function, args[0],
+                                           second["value"], checks[0])
             return _call_two(name, function, call_function, *args, *checks)
         checked = [(i, c) for i, c in enumerate(checks) if c is not None]
 
@@ -358,6 +372,19 @@ def _call_one(name: str, function: Callable[..., Any], call_function: Callable[.
         return function(resolved)
 
     return call_one
+
+
+def _call_with_constant(name: str, function: Callable[..., Any],
+                        call_function: Callable[..., Any], first: Getter, constant: Any,
+                        check: Check | None) -> Getter:
+    """`ends_with(name, '_x')`: the constant passed its check once, when compiled."""
+    def call_with_constant(value: Any) -> Any:
+        a = first(value)
+        if check is not None and not check(a):  # jmespath says what is wrong
+            return call_function(name, [a, constant])
+        return function(a, constant)
+
+    return call_with_constant
 
 
 def _call_two(name: str, function: Callable[..., Any], call_function: Callable[..., Any],
@@ -412,6 +439,25 @@ def _comparable(x: Any) -> bool:
 
 
 _ORDER = {"lt": operator.lt, "gt": operator.gt, "lte": operator.le, "gte": operator.ge}
+
+
+def _is_literal(node: Node) -> bool:
+    return node["type"] == "literal"
+
+
+def _key_against_literal(node: Node, equal: bool) -> Getter | None:
+    """`key == 'text'` (or `!=`, either side) as one closure: the most common filter."""
+    children = node["children"]
+    for one, other in (children, children[::-1]):
+        keys = field_chain(one)
+        if keys is not None and len(keys) == 1 and _is_literal(other):
+            (key,), constant = keys, other["value"]
+            if equal:
+                return lambda value: (value.get(key) if isinstance(value, dict)
+                                      else None) == constant
+            return lambda value: (value.get(key) if isinstance(value, dict)
+                                  else None) != constant
+    return None
 
 
 def _takes_expref(node: Node) -> bool:

@@ -72,7 +72,7 @@ def _international(value: str) -> str | None:
     """E.164 for a number written `+<country code> <number>` with nothing the parser would
     have to interpret (no national prefix to strip, no extension, no leading zero): most
     numbers CRMs hold. phonenumbers.parse spends some 25 us on steps that change nothing
-    for these; its length check and formatting still decide. _UNDECIDED: parse it."""
+    for these; its length check still decides. _UNDECIDED: parse it."""
     if len(value) > 250 or not value.startswith("+") or _PLUS_DIGITS.fullmatch(value) is None:
         return _UNDECIDED
     digits = value[1:].translate(_SEPARATORS)
@@ -87,10 +87,16 @@ def _international(value: str) -> str | None:
     national = digits[size:]
     if not 2 <= len(national) <= 17 or national[0] == "0" or _national_prefix(code, national):
         return _UNDECIDED
-    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # E.164 is the `+`, the code and the national number, which has no leading zero here.
+    return "+" + digits if _possible_length(code, len(national)) else None
+
+
+@cache
+def _possible_length(code: int, length: int) -> bool:
+    """phonenumbers' possible-number check, which reads only the national number's length
+    (and its country's metadata): asked once per country code and length."""
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int("1" * length))
+    return phonenumbers.is_possible_number(number)
 
 
 def _national_prefix(code: int, national: str) -> bool:

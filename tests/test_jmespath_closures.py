@@ -57,6 +57,11 @@ EDGE_CASES = [
     "lower(a)", "upper(a)", "trim(a)", "split(a, ' ')[0]", "replace(a, 'a', 'b')",
     "regex(a, '([0-9]+)')", "url_host(a)", "number(a)", "with_parent(a, 'b', 'p')",
     "a && starts_with(a, '0') && a || `null`", "a.b.c.d", "a.\"b c\"", "`false`", "length(@)",
+    # Literals the compiler folds: a constant side of a comparison, of || and &&, or the
+    # second argument of a function (checked once, when compiled; wrong-typed, it is not).
+    "'x' == a", "'x' != a", "a.b == 'x'", "a == `\"x\"`", "a || 'd'", "a && 'y'",
+    "a || `null`", "a && `[1]`", "!a || `0`", "ends_with(a, `1`)", "starts_with('abc', a)",
+    "contains(a, `null`)", "contains(a, `1`)",
 ]
 
 

@@ -1,6 +1,6 @@
-"""A batch lands in DuckDB exactly as the mapping read it: the rows travel as JSON in pieces
-(engine/store/duckdb_file.py), so text that looks like JSON, separators inside strings, rows
-larger than a piece and batches of many pieces must all come back unchanged."""
+"""A batch lands in DuckDB exactly as the mapping read it: the rows travel as JSON, in pieces
+of columns (engine/store/duckdb_file.py), so text that looks like JSON, separators inside
+strings, rows larger than a piece and batches of many pieces must all come back unchanged."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.engine import PROJECT_ROOT
 from engine.loader import load_connector
 from engine.store import Batch, SyncRun
-from engine.store.duckdb_file import PIECE_BYTES, ROWS_PER_WRITE, DuckDBStore, _rows_file
+from engine.store.duckdb_file import PIECE_BYTES, ROWS_PER_PIECE, DuckDBStore, _pieces_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hubspot"
 
@@ -38,7 +38,7 @@ def test_a_batch_lands_as_mapped_whatever_its_rows_hold(tmp_path):
                                lastname="Zoë \u2028 名前 \\ \"q\"", jobtitle=""),
                # Enough rows for several pieces.
                *(with_properties(recorded[2], f"many-{i}", firstname=f"F{i}")
-                 for i in range(ROWS_PER_WRITE * 2 + 7))]
+                 for i in range(ROWS_PER_PIECE * 2 + 7))]
     batch = Batch(mapping.model)
     mapping.read_columns(records, batch.columns)
     run = SyncRun("hubspot", "c1", "contacts")
@@ -64,10 +64,14 @@ def test_a_batch_lands_as_mapped_whatever_its_rows_hold(tmp_path):
 def test_rows_are_encoded_in_pieces_of_bounded_size():
     # Python holds one piece at a time: rows of 100 KB go a few at a time, not a thousand.
     data = {"id": [str(i) for i in range(50)], "text": [f"{i}" * 100_000 for i in range(50)]}
-    path, largest = _rows_file(data)
+    path, largest = _pieces_file(data)
     try:
-        rows = json.loads(Path(path).read_text())
+        pieces = [json.loads(line) for line in Path(path).read_text().splitlines()]
     finally:
         Path(path).unlink()
+    assert len(pieces) > 1
+    assert all(len(piece["id"]) == len(piece["text"]) for piece in pieces)
+    rows = [{"id": i, "text": text} for piece in pieces
+            for i, text in zip(piece["id"], piece["text"], strict=True)]
     assert rows == [{"id": str(i), "text": f"{i}" * 100_000} for i in range(50)]
     assert 100_000 < largest <= PIECE_BYTES
