@@ -41,6 +41,8 @@ from pathlib import Path
 sys.path.insert(0, "benchmarks")
 from common import own_peak_mb
 from engine import Engine
+from engine.cli import tune_interpreter
+tune_interpreter()  # the sync runs as the command line runs it
 url, extra, TOKEN = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 with tempfile.TemporaryDirectory() as tmp:
     with Engine(db=Path(tmp) / "bench.duckdb", home=Path(tmp) / "home") as engine:

@@ -198,10 +198,12 @@ def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
         con.execute("DELETE FROM associations WHERE connection = ? AND from_model = ? AND "
                     "from_id IN (SELECT unnest(?::VARCHAR[]))",
                     [run.connection, model, list(latest)])
-    rows = [(from_id, *link) for from_id, links in latest.items() for link in links]
-    if not rows:
+    every = [link for links in latest.values() for link in links]
+    if not every:
         return
-    path, size = _json_file(dict(zip(_LINK_COLUMNS, map(list, zip(*rows, strict=True)),
+    from_ids = [from_id for from_id, links in latest.items() for _ in links]
+    to_models, to_ids, labels = map(list, zip(*every, strict=True))  # (each link is a triple)
+    path, size = _json_file(dict(zip(_LINK_COLUMNS, [from_ids, to_models, to_ids, labels],
                                      strict=True)))
     try:
         con.execute(
@@ -454,7 +456,9 @@ class DuckDBStore:
             data["connection"] += [landing.run.connection] * count
             for name in names:
                 data[name] += landing.batch.columns[name]
-        keep = _last_occurrences(list(zip(data["connection"], data["id"], strict=True)))
+        one_connection = len({landing.run.connection for landing in landings}) == 1
+        keep = _last_occurrences(data["id"] if one_connection else
+                                 list(zip(data["connection"], data["id"], strict=True)))
         if keep is not None:
             data = {name: [column[i] for i in keep] for name, column in data.items()}
         path, largest = _pieces_file(data)
