@@ -45,7 +45,7 @@ from engine.sync.context import (
     unread_references,
 )
 from engine.sync.fieldlist import FieldList
-from engine.sync.pages import stream_variables
+from engine.sync.pages import read_variables, stream_variables
 from engine.sync.writer import Lander
 from engine.templates import TemplateFailed
 from engine.transport import Session, is_auth_expired
@@ -591,10 +591,9 @@ class Engine:
             session, context, conn = self.session(connector, connection, **options)
             result["connection"] = conn.name
             first = next(iter(spec.streams.values()))
-            call = render_call(spec.check or first.request, session.base_url,
-                               {**stream_variables(context, first.name),
-                                "vendor_fields": lambda *a, **k: [],
-                                "cursor": {"since": None, "slice": False, "after_id": None}})
+            # Without a `check`, the first page of the first stream as a first sync asks it.
+            call = render_call(spec.check or first.request, session.base_url, read_variables(
+                stream_variables(context, first.name), vendor_fields=first.mapping.vendor_fields))
             reply = session.send(call, "check")
             result.update(ok=True, status=reply.status, error=None, kind=None)
         except CrmError as exc:

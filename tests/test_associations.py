@@ -315,8 +315,8 @@ def test_a_hubspot_deal_names_its_primary_company_from_the_list(make_engine):
 def test_hubspot_primary_link_is_read_by_type_id_not_label_text(make_engine):
     """v4 labels the primary company "Contact with Primary Company" (HubSpot renamed it in
     2024 and says labels are not for programs): the link lands as "Primary", found by its
-    type id; a primary link that also has the account's own label lands as "Primary" too,
-    and a custom label alone lands as it is."""
+    type id; a primary link that also has the account's own label lands once with each, and
+    a custom label alone lands as it is."""
     emulator = HubSpotSandbox(contacts=3, companies=0, deals=0, rate_limit=(1000, 10.0))
     store = emulator.store
     first, second, third = [r.id for r in store.active_records("contacts")]
@@ -336,7 +336,9 @@ def test_hubspot_primary_link_is_read_by_type_id_not_label_text(make_engine):
     assert run.requests == 1 + 1 + 1  # the property list, the page, its v4 read (custom labels)
     assert links(engine) == {("contact", str(first), "company", str(company), "Primary"),
                              ("contact", str(second), "company", str(company), "Primary"),
+                             ("contact", str(second), "company", str(company), "Billing"),
                              ("contact", str(third), "company", str(company), "Billing")}
+    assert link_rows(engine) == 4  # none twice, and no unlabelled twin beside a label
 
 
 def test_hubspot_full_refresh_reads_labels_only_for_pages_with_links(make_engine):

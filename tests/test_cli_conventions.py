@@ -11,6 +11,8 @@ import sys
 import pytest
 
 import sandbox
+from engine import Engine
+from engine.engine import PROJECT_ROOT as ROOT
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,26 @@ def test_check_says_whether_credentials_work(tmp_path, hubspot):
     assert good.returncode == 0 and result["ok"] and result["status"] == 200
     bad = crm(tmp_path, "check", "hubspot", "--base-url", hubspot.url, token="wrong-token")
     assert bad.returncode == 1 and "FAILED" in bad.stdout and "401" in bad.stdout
+
+
+def test_check_without_a_check_request_reads_the_first_page_as_a_sync_would(tmp_path, hubspot):
+    # A connector that declares no `check` is checked with its first stream's first page,
+    # whose template here reads the mapping's fields and the discovered ones (none yet).
+    connectors, mappings = tmp_path / "connectors", tmp_path / "mappings"
+    connectors.mkdir()
+    mappings.mkdir()
+    spec = (ROOT / "connectors" / "hubspot.yaml").read_text()
+    start = spec.index("\ncheck:\n")
+    (connectors / "hubspot.yaml").write_text(spec[:start] + spec[spec.index("\n\n", start):])
+    (mappings / "hubspot.yaml").write_text((ROOT / "mappings" / "hubspot.yaml").read_text())
+    engine = Engine(connectors_dir=connectors, home=tmp_path / "home")
+    assert engine.connector("hubspot").check is None
+    assert next(iter(engine.connector("hubspot").streams)) == "contacts"
+    assert "discovered_fields" in spec[spec.index("\n  contacts:"):]
+    hubspot.app.stats.reset()
+    result = engine.check("hubspot", token=hubspot.emulator.static_token, base_url=hubspot.url)
+    assert (result["ok"], result["status"], result["error"]) == (True, 200, None)
+    assert hubspot.app.stats.per_route == {"objects.list": 1}
 
 
 def test_connections_lists_stored_ones_with_their_last_sync(tmp_path, hubspot):

@@ -76,11 +76,20 @@ def first_calls(pages: Pages, ctx: StreamContext, *, cursor: dict[str, Any] | No
                 ) -> tuple[Call, Chunks | None]:
     """A read's first request and, where the stream's field list is over the vendor's cap on
     one request, its chunks (engine.sync.fieldlist)."""
-    context = {**ctx.template_context,
-               "cursor": cursor or {"since": None, "slice": False, "after_id": None}}
+    return fieldlist.first_calls(pages, ctx, read_variables(
+        ctx.template_context, cursor=cursor, vendor_fields=vendor_fields), ctx.fields)
+
+
+def read_variables(context: dict[str, Any], *, cursor: dict[str, Any] | None = None,
+                   vendor_fields: Callable[..., list[str]] | None = None) -> dict[str, Any]:
+    """What a read's request templates see besides the connection's variables: the sync's
+    position (`cursor`; none on a first read), the mapping's vendor fields and the discovered
+    ones (none until the field list is read: engine.sync.fieldlist)."""
+    variables = {**context, "cursor": cursor or {"since": None, "slice": False, "after_id": None},
+                 "discovered_fields": []}
     if vendor_fields is not None:
-        context["vendor_fields"] = vendor_fields
-    return fieldlist.first_calls(pages, ctx, context, ctx.fields)
+        variables["vendor_fields"] = vendor_fields
+    return variables
 
 
 def fetch_pages(pages: Pages, ctx: StreamContext, operation: str, call: Call,
