@@ -39,6 +39,8 @@ class ObjectSchema:
     modified_property: str
     scope: str  # read/write scope prefix (CONTRACTS 1.1: activities use the contacts scopes)
     required_on_create: tuple[str, ...] = ()
+    # A property a create leaves out that HubSpot fills from another one (property -> source).
+    filled_on_create: dict[str, str] = field(default_factory=dict)
     enumerations: dict[str, tuple[str, ...]] = field(default_factory=dict)
     url_prefix: str = ""  # record URL = prefix + id (the optional `url` field, CONTRACTS 1.3)
 
@@ -180,8 +182,10 @@ NOTES = ObjectSchema(
 # Meetings are not in CONTRACTS 1.3: the object and its properties are HubSpot's meetings guide
 # (developers.hubspot.com/docs/api/crm/meetings: hs_timestamp, hs_meeting_title, _body,
 # _location, _start_time, _end_time, _outcome); its association type ids are UNCONFIRMED.
-# HubSpot fills a missing hs_timestamp from the start time; here it is required (the engine
-# reads meetings and does not create them).
+# A create without hs_timestamp takes hs_meeting_start_time (HubSpot developer changelog,
+# "Defaulting hs_timestamp to Meeting Start Time in Meetings Engagement API", 2024-11-12);
+# with neither it is refused, as the guide marks hs_timestamp required (HubSpot's answer to
+# neither: UNCONFIRMED).
 MEETINGS = ObjectSchema(
     name="meetings",
     singular="meeting",
@@ -197,6 +201,7 @@ MEETINGS = ObjectSchema(
     modified_property="hs_lastmodifieddate",
     scope="crm.objects.contacts",
     required_on_create=("hs_timestamp",),
+    filled_on_create={"hs_timestamp": "hs_meeting_start_time"},
     url_prefix=f"{APP_BASE_URL}/contacts/{HUB_ID}/record/0-47/",
 )
 
@@ -322,6 +327,9 @@ def validate_properties(
         else:
             values[name] = value
     if creating:
+        for name, source in schema.filled_on_create.items():
+            if not values.get(name) and values.get(source):
+                values[name] = values[source]
         reported = {error["context"]["propertyName"][0] for error in errors}
         errors += [
             _property_error("REQUIRED_PROPERTY", name, f'Property "{name}" is required')

@@ -298,6 +298,16 @@ def test_create_validation_errors(portal) -> None:
         "/crm/v3/objects/tasks", json={"properties": {"hs_task_subject": "x"}}
     )
     assert no_timestamp.status_code == 400
+    # A meeting without hs_timestamp takes its start time; with neither it is refused.
+    meeting = client.post("/crm/v3/objects/meetings", json={"properties": {
+        "hs_meeting_title": "Kickoff", "hs_meeting_start_time": "2026-03-12T10:00:00Z"}})
+    assert meeting.status_code == 201, meeting.text
+    assert meeting.json()["properties"]["hs_timestamp"] == \
+        meeting.json()["properties"]["hs_meeting_start_time"]
+    untimed = client.post("/crm/v3/objects/meetings",
+                          json={"properties": {"hs_meeting_title": "Kickoff"}})
+    assert untimed.status_code == 400
+    assert untimed.json()["errors"][0]["context"]["propertyName"] == ["hs_timestamp"]
     missing_target = client.post(
         "/crm/v3/objects/notes",
         json={
