@@ -55,7 +55,7 @@ def _text(value: Any) -> str | None:
     """Ids and labels land as text (some CRMs number their ids); an empty string is no value."""
     if value.__class__ is str:  # the common case, first
         return value or None
-    if value is None or isinstance(value, (dict, list)):
+    if value is None or value == "" or isinstance(value, (dict, list)):
         return None
     if isinstance(value, bool):
         return str(value).lower()

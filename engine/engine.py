@@ -520,9 +520,14 @@ class Engine:
         store, models = self.store, unified_models()
         ctx = StreamContext(session, store, conn.name, context, self.cancelled, self._lander())
         progress = progress or NoProgress()
-        # Reference tables (stages, ...) land before the streams that look into them.
-        names = ordered(spec.streams, names,
-                        lambda model: store.has_rows(models[model], conn.name))
+        # Reference tables (stages, ...) land before the streams that look into them, and are
+        # read with them until a read of theirs succeeded: rows a killed or failed run left
+        # may be part of the table (and the run's row would stay `running`, in a lake).
+        succeeded = {stream for stream, status in store.query(
+            "SELECT stream, arg_max(status, started) FROM sync_runs WHERE connection = ? "
+            "GROUP BY stream", [conn.name]) if status == "succeeded"}
+        names = ordered(spec.streams, names, lambda stream: stream in succeeded and store.has_rows(
+            models[spec.streams[stream].mapping.model.name], conn.name))
         # Only earlier streams: `ordered` put providers first, and a cycle must not deadlock.
         providers = {name: [p for p in names[:i]
                             if spec.streams[p].mapping.model.name

@@ -92,6 +92,22 @@ def test_a_bad_phone_region_is_refused_before_anything_is_sent(make_engine, pipe
         engine.sync("pipedrive", "pd-x", streams=["owners"])
 
 
+def test_a_reference_stream_whose_last_run_did_not_finish_is_read_again(engine):
+    """A run killed mid-read leaves some of its rows and its run `running` (`abandoned` once
+    the file is opened again): the table has rows but is not known complete, so the next
+    sync of a stream that looks into it reads it again."""
+    engine.sync("pipedrive", "pd", streams=["deals"])
+    engine.store.query("DELETE FROM stages WHERE id IN (SELECT id FROM stages LIMIT 3)")
+    engine.store.query("UPDATE sync_runs SET status = 'abandoned' WHERE stream = 'stages'")
+    runs = engine.sync("pipedrive", "pd", streams=["deals"])
+    assert [(r.stream, r.status) for r in runs] == [("stages", "succeeded"),
+                                                    ("deals", "succeeded")]
+    assert engine.store.query("SELECT count(*) FROM stages") == [(len(STAGES),)]
+    # Read to the end, it is known complete: the next deals sync is just that.
+    [again] = engine.sync("pipedrive", "pd", streams=["deals"])
+    assert again.stream == "deals"
+
+
 def test_deals_do_not_succeed_without_the_stages_they_read(make_engine, pipedrive, tmp_path):
     """The stages stream fails (its endpoint answers 404): deals are not landed with null
     labels and a `succeeded`; they fail, saying why, and a rerun with stages repairs it."""

@@ -440,12 +440,12 @@ class DuckDBStore:
             con.execute(f"ALTER TABLE {model.table} ADD COLUMN raw JSON")
 
     def _batch_file(self, landings: list[Landing]) -> tuple[str, int, list[str]]:
-        """Write batches of one model as a file of JSON rows (with each row's connector and
+        """Write batches of one model as a file of JSON pieces (with each row's connector and
         connection); returns its path, its largest piece (_pieces_file) and the columns besides
         those.
 
         DuckDB reads it in C++ with the GIL released, so landing overlaps the next batch's
-        fetching and mapping, and a row at a time, so its memory does not grow with the
+        fetching and mapping, and a piece at a time, so its memory does not grow with the
         batch. The last occurrence of a (connection, id) wins, as a later page would."""
         first = landings[0].batch
         names = [*first.model.fields, "custom", *(["raw"] if "raw" in first.columns else [])]

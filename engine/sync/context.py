@@ -80,8 +80,9 @@ def referenced_models(stream: StreamSpec) -> set[str]:
 def ordered(streams: dict[str, StreamSpec], names: Iterable[str],
             landed: Callable[[str], bool]) -> list[str]:
     """The streams to run for `names`: those whose tables others look into first, and, when
-    such a table has no rows of this connection yet (`landed(model)` is false), its stream
-    added to the run, so a first `sync --streams deals` still reads stage labels."""
+    such a table is not read yet for this connection (`landed(stream)` is false for a stream
+    that lands it), that stream added to the run, so a first `sync --streams deals` still
+    reads stage labels."""
     wanted = list(dict.fromkeys(names))
     providers: dict[str, list[str]] = {}
     for name, stream in streams.items():
@@ -93,7 +94,7 @@ def ordered(streams: dict[str, StreamSpec], names: Iterable[str],
             return
         for model in sorted(referenced_models(streams[name])):
             for provider in providers.get(model, ()):
-                if provider in wanted or not landed(model):
+                if provider in wanted or not landed(provider):
                     visit(provider, seen | {name})
         out.append(name)
 
