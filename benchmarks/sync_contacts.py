@@ -28,6 +28,9 @@ import orjson
 
 from engine import Engine
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "sandbox-private-app-token"
 
@@ -57,11 +60,6 @@ def fetch_only(url: str, properties: str) -> tuple[int, float]:
             params["after"] = after
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=100_000)
@@ -80,12 +78,12 @@ def main() -> int:
                                  .vendor_fields("properties") + extra)
                 fetch_only(url, props)
                 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                cpu_before = _cpu_seconds()
+                cpu_before = cpu_seconds()
                 started = time.perf_counter()
                 [run] = engine.sync("hubspot", streams=["contacts"], token=TOKEN, base_url=url,
                                     config={"extra_properties": extra})
                 elapsed = time.perf_counter() - started
-                cpu = _cpu_seconds() - cpu_before
+                cpu = cpu_seconds() - cpu_before
                 landed = engine.store.query("SELECT count(*) FROM contacts")[0][0]
                 changed = int(args.contacts * args.changed)
                 httpx.post(f"{url}/__sandbox/mutate",

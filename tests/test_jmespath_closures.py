@@ -210,8 +210,7 @@ def _differences(expression: str) -> list[str]:
 def test_the_shipped_files_hold_the_expressions_of_the_hot_path():
     assert len(SHIPPED) > 100  # keys and paths, and the expressions listed below
     for expression in ("[to[*].{id: to_string(toObjectId), label: associationTypes[?typeId =="
-                       " `1` || typeId == `5`] && 'Primary' || `null`}, with_parent(to["
-                       "?associationTypes[?category != 'HUBSPOT_DEFINED' && label]], "
+                       " `1` || typeId == `5`] && 'Primary' || `null`}, with_parent(to, "
                        "'associationTypes', 'link')[?category != 'HUBSPOT_DEFINED' && label]"
                        ".{id: to_string(link.toObjectId), label: label}][]",
                        "(emails[?primary].value)[0] || emails[0].value",
