@@ -13,7 +13,6 @@ emulator's page caches. Limits are switched off: this measures serving, not thro
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -26,6 +25,9 @@ import httpx
 import orjson
 
 from sandbox import EMULATORS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import process_cpu_seconds
 
 # A walk pages through all contacts with one page size, yielding the records of each page.
 Walk = Callable[[httpx.Client, int], Iterator[int]]
@@ -157,15 +159,6 @@ TARGETS = {
 }
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process, or None off Linux."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _flag_value(value: Any) -> str:
     """An option as ``python -m sandbox`` parses it back (None -> none, tuples comma-joined)."""
     if value is None:
@@ -220,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=url, headers=target.headers, timeout=60) as client:
             for label, walk in target.walks.items():
                 for number in range(1, args.passes + 1):
-                    cpu_before = _cpu_seconds(server.pid)
+                    cpu_before = process_cpu_seconds(server.pid)
                     pages, records, first_page, seconds = _timed(walk, client, limit)
-                    cpu_after = _cpu_seconds(server.pid)
+                    cpu_after = process_cpu_seconds(server.pid)
                     line = (
                         f"{label} pass {number}: {pages} pages, {records} records in "
                         f"{seconds:.2f} s = {pages / seconds:,.0f} pages/s, "

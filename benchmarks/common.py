@@ -156,13 +156,22 @@ def _next_after(body: bytes) -> str | None:
     return body[start:body.index(b'"', start)].decode()
 
 
-def own_peak_mb() -> float:
-    """This process's peak RSS, its own memory only. Not ru_maxrss: on Linux a child started
-    by subprocess (vfork, then exec) takes the parent's peak RSS as its own starting
-    ru_maxrss, so an engine started after the floor ran in the benchmark's process reported
-    the floor's peak. VmHWM is the high-water mark of this process's own memory map."""
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of another process (a mapping process, an emulator), or None off Linux."""
     try:
-        with open("/proc/self/status") as status:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_peak_mb(pid: int | str = "self") -> float:
+    """This process's peak RSS (or a running one's), its own memory only. Not ru_maxrss: on
+    Linux a child started by subprocess (vfork, then exec) takes the parent's peak RSS as its
+    own starting ru_maxrss, so an engine started after the floor ran in the benchmark's process
+    reported the floor's peak. VmHWM is the high-water mark of the process's own memory map."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024

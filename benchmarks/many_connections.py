@@ -59,7 +59,8 @@ def project_file(directory: Path, url: str, tokens: list[str]) -> Path:
     return path
 
 
-def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
+def run_once(url: str, tokens: list[str], contacts: int, map_processes: int = 0
+             ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         project = project_file(directory, url, tokens)
@@ -70,7 +71,8 @@ def run_once(url: str, tokens: list[str], contacts: int) -> dict[str, float]:
         cpu_before = _children_cpu()
         process = subprocess.Popen(
             [sys.executable, "-c", CLI, str(Path(__file__).resolve().parent), "sync", "--all",
-             "--project", str(project), "--json", "-q"], cwd=directory, env=env,
+             "--project", str(project), "--json", "-q", "--map-processes", str(map_processes)],
+            cwd=directory, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = process.communicate()
         elapsed = time.perf_counter() - started
@@ -156,6 +158,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--contacts", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--map-processes", type=int, default=0,
+                        help="the CLI's --map-processes (0: map in the engine's process)")
     args = parser.parse_args()
     tokens = [f"bench-account-{i:03d}" for i in range(args.connections)]
     results = []
@@ -165,7 +169,7 @@ def main() -> int:
         properties = contacts_properties(url, tokens[0])
         time.sleep(WINDOW)  # that request leaves the first account's window
         for number in range(1, args.repeat + 1):
-            result = run_once(url, tokens, args.contacts)
+            result = run_once(url, tokens, args.contacts, args.map_processes)
             time.sleep(WINDOW)  # every account's window empties before the floor
             result["fetch_and_land"] = fetch_and_land_floor(url, tokens, properties,
                                                             args.contacts)

@@ -40,27 +40,34 @@ SYNC = """
 import json, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
-from common import cpu_seconds, own_peak_mb
+from common import cpu_seconds, own_peak_mb, process_cpu_seconds
 from engine import Engine
 from engine.cli import tune_interpreter
 tune_interpreter()  # the sync runs as the command line runs it
-url, extra, TOKEN = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
+url, extra, TOKEN, processes = sys.argv[1], sys.argv[2].split(","), sys.argv[3], int(sys.argv[4])
 with tempfile.TemporaryDirectory() as tmp:
-    with Engine(db=Path(tmp) / "bench.duckdb", home=Path(tmp) / "home") as engine:
+    with Engine(db=Path(tmp) / "bench.duckdb", home=Path(tmp) / "home",
+                map_processes=processes) as engine:
         started, cpu = time.perf_counter(), cpu_seconds()
         [run] = engine.sync("hubspot", streams=["contacts"], token=TOKEN, base_url=url,
                             config={"extra_properties": extra})
         seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         landed = engine.store.query("SELECT count(*) FROM contacts")[0][0]
+        # The mapping processes, still running: their peaks and CPU (their start included).
+        pids = engine.mapping_pool.pids() if engine.mapping_pool else []
+        mapping_mb = sum(own_peak_mb(pid) for pid in pids)
+        mapping_cpu = sum(process_cpu_seconds(pid) or 0 for pid in pids)
 print(json.dumps({"status": run.status, "error": run.error, "records": landed,
-                  "seconds": seconds, "cpu": cpu, "peak_mb": own_peak_mb()}))
+                  "seconds": seconds, "cpu": cpu, "peak_mb": own_peak_mb(),
+                  "mapping_mb": mapping_mb, "mapping_cpu": mapping_cpu}))
 """
 
 
-def engine_sync(url: str) -> dict[str, float]:
-    """One sync in a child process: its seconds (the sync alone), CPU and peak RSS."""
+def engine_sync(url: str, map_processes: int) -> dict[str, float]:
+    """One sync in a child process: its seconds (the sync alone), CPU and peak RSS, and its
+    mapping processes' (`--map-processes`)."""
     result = subprocess.run([sys.executable, "-c", SYNC, url, ",".join(EXTRA_PROPERTIES),
-                             HUBSPOT_TOKEN],
+                             HUBSPOT_TOKEN, str(map_processes)],
                             cwd=ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
@@ -75,6 +82,9 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-floor", action="store_true", help="the engine alone (memory)")
+    parser.add_argument("--map-processes", type=int, default=0,
+                        help="Engine(map_processes=N): pages mapped in N more processes, whose "
+                             "memory and CPU are printed beside the engine's")
     args = parser.parse_args()
     engine_seconds, floor_seconds, ratios, peaks = [], [], [], []
     with emulator("hubspot", contacts=args.contacts, companies=10, deals=10,
@@ -83,13 +93,17 @@ def main() -> int:
         if not args.no_floor:
             floor(url, properties)  # warm-up: the emulator renders and caches pages once
         for number in range(1, args.rounds + 1):
-            run = engine_sync(url)
+            run = engine_sync(url, args.map_processes)
             assert run["records"] == args.contacts, run
             engine_seconds.append(run["seconds"])
-            peaks.append(run["peak_mb"])
+            peaks.append(run["peak_mb"] + run["mapping_mb"])
             line = (f"round {number}: engine {run['seconds']:.2f}s "
                     f"({args.contacts / run['seconds']:,.0f} records/s, CPU {run['cpu']:.1f}s, "
-                    f"peak RSS {run['peak_mb']:.0f} MB)")
+                    f"peak RSS {run['peak_mb']:.0f} MB")
+            if args.map_processes:
+                line += (f"; mapping processes: CPU {run['mapping_cpu']:.1f}s, peak RSS "
+                         f"{run['mapping_mb']:.0f} MB, {peaks[-1]:.0f} MB in all")
+            line += ")"
             if not args.no_floor:
                 records, seconds, cpu = floor(url, properties)
                 assert records == args.contacts, records
@@ -98,7 +112,8 @@ def main() -> int:
                 line += f"; floor {seconds:.2f}s (CPU {cpu:.1f}s); engine/floor {ratios[-1]:.2f}"
             print(line, flush=True)
     summary = (f"median of {args.rounds}: engine {median(engine_seconds):.2f}s, "
-               f"peak RSS {median(peaks):.0f} MB (max {max(peaks):.0f})")
+               f"peak RSS {median(peaks):.0f} MB (max {max(peaks):.0f}"
+               f"{', mapping processes included' if args.map_processes else ''})")
     if ratios:
         summary += (f"; floor {median(floor_seconds):.2f}s; engine/floor "
                     f"{median(ratios):.2f} (target <= 1.25)")

@@ -45,6 +45,7 @@ from engine.sync.context import (
     unread_references,
 )
 from engine.sync.fieldlist import FieldList
+from engine.sync.mapping_pool import MappingFailed, MappingPool
 from engine.sync.pages import read_variables, stream_variables
 from engine.sync.writer import Lander
 from engine.templates import TemplateFailed
@@ -152,7 +153,8 @@ class Engine:
                  connectors_dir: str | Path | None = None, home: str | Path | None = None,
                  clock: Clock | None = None, transport: httpx.BaseTransport | None = None,
                  credentials: ConnectionStore | None = None, budgets: Budgets | None = None,
-                 refresh_lock: RefreshLock | None = None, max_concurrency: int | None = None):
+                 refresh_lock: RefreshLock | None = None, max_concurrency: int | None = None,
+                 map_processes: int = 0):
         self.connectors_dir = Path(connectors_dir) if connectors_dir else default_connectors_dir()
         self._db = db
         self._store: Store | None = None
@@ -173,6 +175,8 @@ class Engine:
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
         self.slots = Slots(max_concurrency, self.cancelled)
         self._lander_of_store: Lander | None = None
+        # Processes that map long reads' pages beside this one (engine.sync.mapping_pool).
+        self.mapping_pool = MappingPool(map_processes) if map_processes > 0 else None
         for name in secrets.LOGGERS:  # a logger's filter sees only its own records
             secrets.install_log_redaction(logging.getLogger(name))
 
@@ -349,6 +353,8 @@ class Engine:
             for session, _, _ in self._sessions.values():
                 session.close()
             self._sessions.clear()
+        if self.mapping_pool is not None:
+            self.mapping_pool.close()
         if self._store is not None:
             self._store.close()
 
@@ -518,7 +524,10 @@ class Engine:
         session, context, conn = self.session(connector, connection, **options)
         assert self.store is not None
         store, models = self.store, unified_models()
-        ctx = StreamContext(session, store, conn.name, context, self.cancelled, self._lander())
+        ctx = StreamContext(session, store, conn.name, context, self.cancelled, self._lander(),
+                            mapping_pool=self.mapping_pool)
+        if self.mapping_pool is not None:
+            self.mapping_pool.start()  # while the first batches map here
         progress = progress or NoProgress()
         # Reference tables (stages, ...) land before the streams that look into them, and are
         # read with them until a read of theirs succeeded: rows a killed or failed run left
@@ -577,6 +586,8 @@ class Engine:
                     log.info("%s: stream %s failed: %s", conn.name, name, exc)
                     if exc.kind in STOPS_EVERY_STREAM:
                         stopped.set()
+                except MappingFailed as exc:  # its run says so; the other streams go on
+                    log.info("%s: stream %s failed: %s", conn.name, name, exc)
                 return run
 
         runs = run_concurrently([lambda n=name: one(n) for name in names],

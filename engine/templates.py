@@ -134,7 +134,10 @@ def unsafe_attributes(source: str, env: jinja2.Environment = TEXT_ENV) -> list[s
     return found
 
 
+@lru_cache(maxsize=4096)
 def _parse(source: str, env: jinja2.Environment) -> nodes.Template:
+    """A template's syntax tree (read, never changed), once per text: loading checks each
+    template twice, and a connector repeats many."""
     try:
         return env.parse(source)
     except jinja2.TemplateSyntaxError as exc:

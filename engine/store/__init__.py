@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from engine.associations import Link
 from engine.clock import utc_now
 from engine.models import Model, unified_models
@@ -24,6 +26,18 @@ MAX_WARNINGS = 20
 
 class StoreError(RuntimeError):
     """The store cannot be opened, or a write failed (its transaction was rolled back)."""
+
+
+@dataclass
+class EncodedRows:
+    """A page's rows mapped in another process (engine.sync.mapping_pool), already as the
+    store lands them: JSON lines of column pieces (engine.store.duckdb_file.row_pieces), with
+    `connector` and `connection` columns."""
+
+    ids: list[Any]
+    pieces: bytes
+    largest: int  # bytes of its largest piece
+    raw: bool  # whether its rows carry the `raw` column
 
 
 @dataclass
@@ -38,6 +52,8 @@ class Batch:
     # Records read that no longer belong to the stream (a stream's `where`): their rows are
     # marked deleted as the batch lands, after its rows (an id read again since is not here).
     left: dict[str, Deletion] = field(default_factory=dict)
+    # Pages mapped in another process, after the rows in `columns`.
+    encoded: list[EncodedRows] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.clear()
@@ -48,6 +64,33 @@ class Batch:
         self.columns["custom"] = []
         self.links = None
         self.left = {}
+        self.encoded = []
+        self._encoded_rows = 0
+
+    def add_encoded(self, rows: EncodedRows) -> None:
+        """A page mapped elsewhere; its links follow with add_links."""
+        self.encoded.append(rows)
+        self._encoded_rows += len(rows.ids)
+
+    def decode(self) -> None:
+        """The encoded pages' rows back into the columns (a store that needs them there)."""
+        for rows in self.encoded:
+            for line in rows.pieces.splitlines():
+                piece = orjson.loads(line)
+                for name, values in piece.items():
+                    if name not in ("connector", "connection"):
+                        self.columns.setdefault(name, []).extend(values)
+        self.encoded, self._encoded_rows = [], 0
+
+    def ids(self) -> list[Any]:
+        """Every record's id, in order."""
+        if not self.encoded:
+            return self.columns["id"]
+        return [*self.columns["id"], *(i for rows in self.encoded for i in rows.ids)]
+
+    @property
+    def has_raw(self) -> bool:
+        return "raw" in self.columns or any(rows.raw for rows in self.encoded)
 
     def add_links(self, links: list[list[Link]]) -> None:
         """The links of the records just added to the columns (one list per record)."""
@@ -56,7 +99,7 @@ class Batch:
         self.links.extend(links)
 
     def __len__(self) -> int:
-        return len(self.columns["id"])
+        return len(self.columns["id"]) + self._encoded_rows
 
 
 @dataclass
@@ -176,5 +219,5 @@ def unified_tables() -> list[str]:
 
 from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
 
-__all__ = ["Batch", "Deletion", "DuckDBStore", "Landing", "Store", "StoreError", "StoreTarget",
-           "SyncRun", "unified_tables"]
+__all__ = ["Batch", "Deletion", "DuckDBStore", "EncodedRows", "Landing", "Store", "StoreError",
+           "StoreTarget", "SyncRun", "unified_tables"]

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +29,7 @@ import orjson
 from engine import secrets
 from engine.clock import utc_now
 from engine.models import Model
-from engine.store import Batch, Deletion, Landing, StoreError, SyncRun
+from engine.store import Batch, Deletion, EncodedRows, Landing, StoreError, SyncRun
 
 log = logging.getLogger("crm_engine.sync")
 
@@ -127,27 +127,38 @@ ROWS_PER_PIECE = 1000  # rows turned into JSON at a time
 PIECE_BYTES = 2**20  # ... or fewer, so that a piece stays under this (unless it is one row)
 
 
-def _pieces_file(data: dict[str, list[Any]]) -> tuple[str, int]:
-    """Columns in a temporary file of JSON lines, each line the columns of some rows (a
-    piece): its path and its largest piece, for read_json, which parses a line at a time in
-    buffers twice `maximum_object_size` (so that is kept near the largest piece) and
-    unnests it into rows (`_insert`). A piece holds whole rows and is no longer than
-    PIECE_BYTES, unless it is one row. Columns, not a dict per row: a third of the time."""
+def row_pieces(data: dict[str, list[Any]]) -> Iterator[bytes]:
+    """Columns as JSON lines, each line the columns of some rows (a piece), for read_json,
+    which parses a line at a time in buffers twice `maximum_object_size` (so that is kept
+    near the largest piece) and unnests it into rows (`_insert`). A piece holds whole rows and
+    is no longer than PIECE_BYTES, unless it is one row. Columns, not a dict per row: a third
+    of the time. A mapping process encodes its pages with this too (EncodedRows)."""
     names, columns = list(data), list(data.values())
     count = len(columns[0])
+    start, size = 0, ROWS_PER_PIECE
+    while start < count:
+        piece = orjson.dumps(dict(zip(names, (c[start:start + size] for c in columns),
+                                      strict=True)), default=str)
+        if len(piece) > PIECE_BYTES and size > 1:  # large rows: again, in smaller pieces
+            size = max(1, size * PIECE_BYTES // (2 * len(piece)))
+            continue
+        yield piece + b"\n"
+        start += size
+
+
+def _pieces_file(data: dict[str, list[Any]],
+                 encoded: Iterable[EncodedRows] = ()) -> tuple[str, int]:
+    """`data`'s pieces (row_pieces), then those already encoded, in a temporary file: its
+    path and its largest piece."""
     handle, path = tempfile.mkstemp(prefix="crm-engine-batch-", suffix=".json")
-    largest, start, size = 0, 0, ROWS_PER_PIECE
+    largest = 0
     with os.fdopen(handle, "wb") as out:
-        while start < count:
-            piece = orjson.dumps(dict(zip(names, (c[start:start + size] for c in columns),
-                                          strict=True)), default=str)
-            if len(piece) > PIECE_BYTES and size > 1:  # large rows: again, in smaller pieces
-                size = max(1, size * PIECE_BYTES // (2 * len(piece)))
-                continue
+        for piece in row_pieces(data):
             out.write(piece)
-            out.write(b"\n")
             largest = max(largest, len(piece))
-            start += size
+        for rows in encoded:
+            out.write(rows.pieces)
+            largest = max(largest, rows.largest)
     return path, largest
 
 
@@ -190,7 +201,7 @@ def _replace_links(con: duckdb.DuckDBPyConnection, batch: Batch, run: SyncRun,
     either. Within a batch, the last occurrence of an id wins, as for its columns."""
     assert batch.links is not None
     latest: dict[str, list[Any]] = {}
-    for record_id, links in zip(batch.columns["id"], batch.links, strict=True):
+    for record_id, links in zip(batch.ids(), batch.links, strict=True):
         if record_id is not None:
             latest[str(record_id)] = links
     model = batch.model.name
@@ -259,7 +270,7 @@ def _groups(landings: list[Landing]) -> list[list[Landing]]:
     groups: dict[tuple[str, bool, bool], list[Landing]] = {}
     for landing in landings:
         if len(landing.batch):
-            key = (landing.batch.model.table, landing.append, "raw" in landing.batch.columns)
+            key = (landing.batch.model.table, landing.append, landing.batch.has_raw)
             groups.setdefault(key, []).append(landing)
     return list(groups.values())
 
@@ -448,20 +459,29 @@ class DuckDBStore:
         fetching and mapping, and a piece at a time, so its memory does not grow with the
         batch. The last occurrence of a (connection, id) wins, as a later page would."""
         first = landings[0].batch
-        names = [*first.model.fields, "custom", *(["raw"] if "raw" in first.columns else [])]
+        names = [*first.model.fields, "custom", *(["raw"] if first.has_raw else [])]
         data: dict[str, list[Any]] = {"connector": [], "connection": [], **{n: [] for n in names}}
+        encoded = [rows for landing in landings for rows in landing.batch.encoded]
+        one_connection = len({landing.run.connection for landing in landings}) == 1
+        keys = [record_id if one_connection else (landing.run.connection, record_id)
+                for landing in landings for record_id in landing.batch.ids()]
+        if encoded and len(set(keys)) != len(keys):
+            # An id twice (a record that moved between pages): rows mapped elsewhere come
+            # back to columns, so that its last occurrence wins below.
+            encoded = []
+            for landing in landings:
+                landing.batch.decode()
         for landing in landings:
-            count = len(landing.batch)
+            count = len(landing.batch.columns["id"])
             data["connector"] += [landing.run.connector] * count
             data["connection"] += [landing.run.connection] * count
             for name in names:
                 data[name] += landing.batch.columns[name]
-        one_connection = len({landing.run.connection for landing in landings}) == 1
-        keep = _last_occurrences(data["id"] if one_connection else
-                                 list(zip(data["connection"], data["id"], strict=True)))
-        if keep is not None:
-            data = {name: [column[i] for i in keep] for name, column in data.items()}
-        path, largest = _pieces_file(data)
+        if not encoded:
+            keep = _last_occurrences(keys)
+            if keep is not None:
+                data = {name: [column[i] for i in keep] for name, column in data.items()}
+        path, largest = _pieces_file(data, encoded)
         return path, largest, names
 
     def land(self, batch: Batch, run: SyncRun, *, state: dict[str, Any] | None = None,

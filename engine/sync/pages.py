@@ -40,6 +40,7 @@ class StreamContext:
     account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
     fields: FieldList | None = None  # the stream's field list, this run (fieldlist.py)
     account_lock: threading.Lock = field(default_factory=threading.Lock)
+    mapping_pool: Any = None  # engine.sync.mapping_pool.MappingPool: where long reads map
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():

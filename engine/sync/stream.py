@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from engine.clock import utc_now
 from engine.convert import warnings_to
+from engine.mapping import ReadContext
 from engine.spec import StreamSpec
 from engine.store import Batch, Deletion, StoreError, SyncRun
 from engine.sync import reads
 from engine.sync.checkpoint import Checkpoint
 from engine.sync.context import read_context
 from engine.sync.fieldlist import FieldList, discover, read_field_list
+from engine.sync.mapping_pool import Mapped, MappingPool, PageReader, PageTask
 from engine.sync.pages import StreamContext, prefetched
 from engine.sync.writer import BatchWriter, Lander
 from engine.transport import Counters, counting
 
 log = logging.getLogger("crm_engine.sync")
 BATCH_RECORDS = 5000
+MAPPED_GRACE_SECONDS = 5.0  # a failed read's wait for its pages still being mapped
 
 
 class Progress(Protocol):
@@ -71,6 +77,15 @@ def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: boo
     return kept
 
 
+def _page_task(stream: StreamSpec, ctx: StreamContext, context: ReadContext,
+               run: SyncRun) -> PageTask:
+    """What the mapping pool needs to map this read's pages: the mapping file, found by path."""
+    connector = ctx.session.connector
+    key = next(k for k, m in connector.mappings.items() if m is stream.mapping)
+    return PageTask(str(Path(connector.mapping_file).resolve()), key, context, run.connector,
+                    run.connection)
+
+
 def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress, *,
                full_refresh: bool = False) -> SyncRun:
     """Sync one stream into the store. The run row records success or the error;
@@ -100,6 +115,23 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
     first_landing = writer.appending  # the connection has no rows in the table yet
     landed_state = checkpoint  # the state that goes with the batch being built
     sweep_before = None
+    # A read of more than one page maps its later pages in the mapping pool, if the Engine has
+    # one; they come back encoded, in the order sent, when the batch is handed over.
+    pool: MappingPool | None = ctx.mapping_pool
+    mapper: PageReader | None = None
+    in_flight: deque[tuple[Future[Mapped], int]] = deque()  # each page's future and records
+    in_flight_records = 0
+
+    def take_mapped(timeout: float | None = None) -> None:
+        nonlocal in_flight_records
+        while in_flight:
+            mapped = in_flight[0][0].result(timeout)
+            batch.add_encoded(mapped.rows)
+            if mapped.links is not None:
+                batch.add_links(mapped.links)
+            for message in mapped.warnings:
+                run.warn(message)
+            in_flight_records -= in_flight.popleft()[1]
 
     def account() -> None:
         run.requests, run.retries = counters.requests, counters.retries
@@ -110,6 +142,7 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         """Queue the batch to land, with the state that follows its last page (not the state
         that completes a full refresh: that one lands with its sweep, below)."""
         nonlocal batch
+        take_mapped()
         if len(batch) and sweep_before is None:
             run.records += len(batch)
             account()
@@ -131,20 +164,27 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             records = position.page.records
             if stream.where is not None:
                 records = _keep(stream, records, batch, incremental)
-            with warnings_to(run.warn):  # values that could not be read, on this run
-                stream.mapping.read_columns(records, batch.columns, context=context)
-                links = stream.mapping.read_links(records)
-            if links is not None:
-                batch.add_links(links)
+            if mapper is None and pool is not None and run.pages:
+                mapper = pool.reader(_page_task(stream, ctx, context, run))
+            if mapper is not None:
+                in_flight.append((mapper.submit(records), len(records)))
+                in_flight_records += len(records)
+            else:
+                with warnings_to(run.warn):  # values that could not be read, on this run
+                    stream.mapping.read_columns(records, batch.columns, context=context)
+                    links = stream.mapping.read_links(records)
+                if links is not None:
+                    batch.add_links(links)
             writer.hold(len(position.page.records))
             run.fetched += len(position.page.records)
             run.pages += 1
             landed_state, sweep_before = position.checkpoint, position.sweep_before
-            if len(batch) >= BATCH_RECORDS or writer.crowded:
+            if len(batch) + in_flight_records >= BATCH_RECORDS or writer.crowded:
                 hand_over()
             progress.page_read(run)
         # The last batch lands here, with the state that says the read is complete (and, for
         # a full refresh, the sweep of rows it did not see) in the same transaction.
+        take_mapped()
         run.records += len(batch)
         account()
         # (A connection's first rows in the table: there is nothing older to sweep.)
@@ -176,12 +216,20 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
         else:
             run.status, run.error = "failed", str(exc) or type(exc).__name__
         run.finished = utc_now()
-        writer.hold(-len(batch))  # lands here, or not at all: the lander never sees it
+        # What was read lands here, or not at all: the lander never sees it. Pages still
+        # being mapped belong to it: if one cannot be had, none lands, as the state that goes
+        # with the batch follows them all.
+        writer.hold(-(len(batch) + in_flight_records))
+        whole = True
+        try:
+            take_mapped(timeout=MAPPED_GRACE_SECONDS)
+        except BaseException:
+            whole = False
         with contextlib.suppress(BaseException):
             writer.close()
         if writer.error is not None:
             run.records = writer.landed
-        if writer.error is None and not isinstance(exc, StoreError) and len(batch):
+        if writer.error is None and not isinstance(exc, StoreError) and len(batch) and whole:
             run.records += len(batch)
             store.land(batch, run, state=landed_state.to_json(), append=writer.appending)
         else:

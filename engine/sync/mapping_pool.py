@@ -1,0 +1,276 @@
+"""Mapping pages in other processes, so that one read uses more than one core.
+
+In one interpreter, fetching a page (httpx, JSON), mapping it and landing it take turns at
+one GIL, and a second core idles. A `MappingPool` is N processes that map pages: a read
+sends each page after its first there (its records as JSON) and gets back the page's rows
+already encoded as the store lands them (`EncodedRows`), with their links and data warnings,
+when it hands its batch over. The first process goes on fetching, enriching and landing. A
+read's first page maps in its own process, while the pool's processes start, so a read of
+one page (many incremental runs) never waits for them.
+
+Each read sticks to one process, which gets its `PageTask` (the mapping file, by path, and
+the run's `ReadContext`) once and loads each mapping file once. Pages travel over a pipe
+written by the stream's own thread, and one thread per process resolves their futures: no
+other thread takes the GIL per page (ProcessPoolExecutor's feeder and manager threads cost
+more than the mapping saved). A process ignores SIGINT (the first process decides what an
+interrupt stops) and ends when its pipe closes, so with the first process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.associations import Link
+from engine.convert import warnings_to
+from engine.loader import load_mapping
+from engine.mapping import ModelMapping, ReadContext
+from engine.store import MAX_WARNINGS, EncodedRows
+from engine.store.duckdb_file import row_pieces
+
+
+class MappingFailed(RuntimeError):
+    """A mapping process stopped (killed, or out of memory) before it answered."""
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """One page, mapped in a pool's process."""
+
+    rows: EncodedRows
+    links: list[list[Link]] | None
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class PageTask:
+    """What a pool's process needs to map a read's pages, besides their records."""
+
+    mapping_file: str
+    mapping: str  # its key in the mapping file
+    context: ReadContext
+    connector: str
+    connection: str
+
+
+class MappingPool:
+    """Up to `processes` mapping processes, started on first use and shared by every read."""
+
+    def __init__(self, processes: int):
+        if processes < 1:
+            raise ValueError("a mapping pool has one process or more")
+        self.processes = processes
+        self._workers: list[_Worker | None] = [None] * processes
+        self._lock = threading.Lock()
+        self._next = itertools.count()
+
+    def start(self) -> None:
+        """Start the processes now (they take half a second to import the engine), not at a
+        read's second page."""
+        for slot in range(self.processes):
+            self._worker(slot)
+
+    def _worker(self, slot: int) -> _Worker:
+        with self._lock:
+            worker = self._workers[slot]
+            if worker is None or worker.dead or worker.exited:
+                worker = self._workers[slot] = _Worker()
+            return worker
+
+    def pids(self) -> list[int]:
+        """The running processes' ids (to watch their memory, or to test their death)."""
+        with self._lock:
+            return [w.pid for w in self._workers if w is not None and not w.exited]
+
+    def reader(self, task: PageTask) -> PageReader:
+        """Where one read sends its pages, in order."""
+        return PageReader(self._worker(next(self._next) % self.processes), task)
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._workers = self._workers, [None] * self.processes
+        for worker in workers:
+            if worker is not None:
+                worker.close()
+
+
+class PageReader:
+    """One read's pages to one process; each page's future resolves to its Mapped."""
+
+    def __init__(self, worker: _Worker, task: PageTask):
+        self._worker = worker
+        self._task_id = worker.send_task(task)
+
+    def submit(self, records: list[Any]) -> Future[Mapped]:
+        """The page's mapping, to come; what the mapping raises is raised as it is, and
+        MappingFailed if the process dies first."""
+        return self._worker.send_page(self._task_id, orjson.dumps(records))
+
+
+class _Worker:
+    """One mapping process, its socket, and the thread that resolves its pages' futures.
+
+    A plain interpreter (`python -c`), not multiprocessing's spawn: that runs the caller's
+    main module again in the child, which a script without a `__main__` guard does not
+    survive."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[2])  # where `engine` is imported from
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", f"from engine.sync.mapping_pool import serve; "
+                                   f"serve({theirs.fileno()})"],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": path})
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._pending: dict[int, Future[Mapped]] = {}
+        self._numbers = itertools.count()
+        self._send_lock = threading.Lock()
+        self.dead = False
+        threading.Thread(target=self._receive, name="mapped-pages", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def exited(self) -> bool:
+        return self._process.poll() is not None
+
+    def send_task(self, task: PageTask) -> int:
+        number = next(self._numbers)
+        self._send(b"T" + pickle.dumps((number, task), protocol=pickle.HIGHEST_PROTOCOL))
+        return number
+
+    def send_page(self, task_id: int, body: bytes) -> Future[Mapped]:
+        future: Future[Mapped] = Future()
+        number = next(self._numbers)
+        self._pending[number] = future
+        self._send(b"P" + number.to_bytes(8, "little") + task_id.to_bytes(8, "little") + body)
+        return future
+
+    def _send(self, message: bytes) -> None:
+        with self._send_lock:
+            try:
+                self._conn.send_bytes(message)
+            except OSError:
+                self._fail()
+                raise MappingFailed("a mapping process stopped (killed, or out of memory); "
+                                    "a rerun goes on from the last batch landed") from None
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                number, ok, value = pickle.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                self._fail()
+                return
+            future = self._pending.pop(number)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def _fail(self) -> None:
+        self.dead = True
+        for number in list(self._pending):
+            future = self._pending.pop(number, None)
+            if future is not None and not future.done():
+                future.set_exception(MappingFailed(
+                    "a mapping process stopped before it answered (killed, or out of "
+                    "memory); a rerun goes on from the last batch landed"))
+
+    def close(self) -> None:
+        # An empty message ends the process (closing the socket would not: the receiving
+        # thread's read holds it open).
+        with contextlib.suppress(OSError), self._send_lock:
+            self._conn.send_bytes(b"")
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._conn.close()
+
+
+# -- in a mapping process --------------------------------------------------------------------
+
+def serve(fd: int) -> None:
+    """A mapping process's loop: pages in, mapped pages out, until the socket closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    tasks: dict[int, PageTask] = {}
+    mappings: dict[tuple[str, str], ModelMapping] = {}
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not message:
+            return
+        if message[:1] == b"T":
+            number, task = pickle.loads(message[1:])
+            tasks[number] = task
+            continue
+        number = int.from_bytes(message[1:9], "little")
+        task = tasks[int.from_bytes(message[9:17], "little")]
+        try:
+            key = (task.mapping_file, task.mapping)
+            if key not in mappings:
+                mappings[key] = _load(task)
+            answer = (number, True, map_page(mappings[key], task, orjson.loads(message[17:])))
+        except Exception as exc:  # the read fails with it, as it would in one process
+            answer = (number, False, exc)
+        try:
+            encoded = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # an exception that does not pickle: its message does
+            encoded = pickle.dumps((number, False, RuntimeError(str(answer[2]) or str(exc))))
+        try:
+            conn.send_bytes(encoded)
+        except OSError:
+            return
+
+
+def _load(task: PageTask) -> ModelMapping:
+    mappings, problems = load_mapping(task.mapping_file)
+    if problems:  # the first process loaded it: the file changed since
+        raise RuntimeError(f"{task.mapping_file} changed during the sync: {problems[0]}")
+    return mappings[task.mapping]
+
+
+def map_page(mapping: ModelMapping, task: PageTask, records: list[Any]) -> Mapped:
+    """Map a page's records as the first process would, and encode its rows."""
+    columns: dict[str, list[Any]] = {name: [] for name in mapping.model.fields}
+    columns["custom"] = []
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        if message not in warnings and len(warnings) < MAX_WARNINGS:
+            warnings.append(message)
+
+    with warnings_to(warn):
+        mapping.read_columns(records, columns, context=task.context)
+        links = mapping.read_links(records)
+    count = len(columns["id"])
+    data = {"connector": [task.connector] * count, "connection": [task.connection] * count,
+            **columns}
+    pieces = list(row_pieces(data))
+    rows = EncodedRows(columns["id"], b"".join(pieces), max(map(len, pieces), default=0),
+                       "raw" in columns)
+    return Mapped(rows, links, warnings)

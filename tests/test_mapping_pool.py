@@ -1,0 +1,114 @@
+"""Pages mapped in mapping processes (`Engine(map_processes=N)`, `sync --map-processes N`):
+the same rows, links, lookups, raw records and warnings as mapping in one process; a mapping
+process that dies fails its read loudly, and a rerun lands every record."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from engine.engine import PROJECT_ROOT
+from sandbox.hubspot import HubSpotSandbox
+
+CONNECTORS = PROJECT_ROOT / "connectors"
+TOKEN = "sandbox-private-app-token"
+TABLES = ("contacts", "companies", "deals", "stages", "associations")
+
+
+@pytest.fixture(scope="module")
+def hubspot():
+    emulator = HubSpotSandbox(contacts=230, companies=30, deals=90, rate_limit=(100_000, 10.0))
+    # A value the mapping cannot read, on a deals page past the first (40 a page): its
+    # warning comes back from the mapping process.
+    list(emulator.store.active_records("deals"))[60].properties["closedate"] = "not a date"
+    with emulator.start() as running:
+        yield emulator, running
+
+
+def sync(engine, url: str, streams: list[str], connection: str = "acct"):
+    return engine.sync("hubspot", connection, streams=streams, token=TOKEN, base_url=url,
+                       # 40 a page: several pages a read, the first mapped here, the rest not
+                       config={"page_size": 40, "raw_records": True})
+
+
+def landed(engine, table: str) -> list[tuple]:
+    columns = [name for (name,) in engine.store.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "AND column_name != 'synced_at' ORDER BY ordinal_position", [table])]
+    return sorted(engine.store.query(f"SELECT {', '.join(columns)} FROM {table}"), key=repr)
+
+
+def test_a_mapping_process_lands_what_one_process_lands(make_engine, hubspot):
+    emulator, running = hubspot
+    here = make_engine(CONNECTORS, db="here.duckdb")
+    pooled = make_engine(CONNECTORS, db="pooled.duckdb", map_processes=2)
+    streams = ["contacts", "companies", "deals"]
+    runs_here, runs_pooled = sync(here, running.url, streams), sync(pooled, running.url, streams)
+    summary = [(r.stream, r.status, r.records, r.pages, r.warnings) for r in runs_here]
+    assert summary == [(r.stream, r.status, r.records, r.pages, r.warnings) for r in runs_pooled]
+    by_stream = {r.stream: r for r in runs_pooled}
+    assert by_stream["contacts"].records == emulator.store.count("contacts") == 230
+    assert by_stream["contacts"].pages == 6
+    assert [w for w in by_stream["deals"].warnings if "close_date" in w], by_stream["deals"]
+    for table in TABLES:  # deals look up their stages; contacts and deals carry links
+        rows = landed(pooled, table)
+        assert rows and rows == landed(here, table), table
+    assert pooled.store.query("SELECT count(*) FROM contacts WHERE raw IS NULL") == [(0,)]
+
+
+def test_a_killed_mapping_process_fails_the_read_and_a_rerun_lands_everything(make_engine,
+                                                                           hubspot):
+    emulator, running = hubspot
+    engine = make_engine(CONNECTORS, map_processes=1)
+
+    class KillAtThirdPage:
+        def stream_started(self, run): pass
+        def stream_finished(self, run): pass
+
+        def page_read(self, run):
+            if run.pages == 3:
+                for pid in engine.mapping_pool.pids():
+                    os.kill(pid, signal.SIGKILL)
+
+    [failed] = engine.sync("hubspot", "acct", streams=["contacts"], token=TOKEN,
+                           base_url=running.url, config={"page_size": 40},
+                           progress=KillAtThirdPage())
+    assert failed.status == "failed" and "mapping process stopped" in failed.error
+    # What was read and mapped before the kill is not landed as if the read had gone on.
+    assert engine.store.query("SELECT count(*) FROM contacts")[0][0] < failed.fetched
+    [rerun] = sync(engine, running.url, ["contacts"])
+    assert rerun.status == "succeeded", rerun.error
+    assert engine.store.query("SELECT count(DISTINCT id) FROM contacts WHERE NOT is_deleted") \
+        == [(emulator.store.count("contacts"),)]
+
+
+def test_a_script_without_a_main_guard_can_use_mapping_processes(tmp_path, hubspot):
+    # multiprocessing's spawn would run this script again in each process; ours do not.
+    _, running = hubspot
+    script = tmp_path / "sync.py"
+    script.write_text(textwrap.dedent(f"""
+        from engine import Engine
+        with Engine(db={str(tmp_path / "s.duckdb")!r}, home={str(tmp_path / "home")!r},
+                    map_processes=1) as engine:
+            [run] = engine.sync("hubspot", streams=["contacts"], token={TOKEN!r},
+                                base_url={running.url!r}, config={{"page_size": 40}})
+        print(run.status, run.records)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["succeeded", "230"]
+
+
+def test_map_processes_below_zero_is_a_one_line_error(tmp_path, capsys):
+    from engine.cli import main
+    assert main(["sync", "hubspot", "--map-processes", "-1", "--db",
+                 str(tmp_path / "x.duckdb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--map-processes" in err and "0 or more" in err
