@@ -14,6 +14,7 @@ import pytest
 
 from engine.engine import PROJECT_ROOT
 from sandbox.hubspot import HubSpotSandbox
+from tests.support import ItemsServer, connector_yaml, write_specs
 
 CONNECTORS = PROJECT_ROOT / "connectors"
 TOKEN = "sandbox-private-app-token"
@@ -112,3 +113,32 @@ def test_map_processes_below_zero_is_a_one_line_error(tmp_path, capsys):
                  str(tmp_path / "x.duckdb")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--map-processes" in err and "0 or more" in err
+
+
+def test_an_id_read_twice_keeps_its_last_record_mapped_in_either_process(tmp_path,
+                                                                          make_engine):
+    streams = """
+        items:
+          model: contact
+          request: {method: GET, path: /cursor}
+          records: items
+          paginate: {style: cursor, cursor: next.after, param: after}
+    """
+    connectors = write_specs(tmp_path, connector_yaml(streams))
+    with ItemsServer(30) as server:  # 10 a page: the first mapped here, the others not
+        # Records that moved while the list was read: an id on the first page and the third,
+        # and one on the second and the third. The later one is the record now.
+        server.records[25] = {**server.records[5], "name": "moved from page 1"}
+        server.records[28] = {**server.records[12], "name": "moved from page 2"}
+        rows = []
+        for processes in (0, 1):
+            engine = make_engine(connectors, db=f"items-{processes}.duckdb",
+                                 map_processes=processes)
+            [run] = engine.sync("acme", streams=["items"], token="t", base_url=server.url)
+            assert run.status == "succeeded", run.error
+            rows.append(engine.store.query(
+                "SELECT id, first_name, email FROM contacts ORDER BY id"))
+    assert rows[0] == rows[1]
+    by_id = {row[0]: row[1] for row in rows[1]}
+    assert len(by_id) == 28
+    assert by_id["00005"] == "moved from page 1" and by_id["00012"] == "moved from page 2"

@@ -9,11 +9,12 @@ read's first page maps in its own process, while the pool's processes start, so 
 one page (many incremental runs) never waits for them.
 
 Each read sticks to one process, which gets its `PageTask` (the mapping file, by path, and
-the run's `ReadContext`) once and loads each mapping file once. Pages travel over a pipe
-written by the stream's own thread, and one thread per process resolves their futures: no
-other thread takes the GIL per page (ProcessPoolExecutor's feeder and manager threads cost
-more than the mapping saved). A process ignores SIGINT (the first process decides what an
-interrupt stops) and ends when its pipe closes, so with the first process.
+the run's `ReadContext`) once, forgets it when the read ends, and loads each mapping file
+once. Pages travel over a socket written by the stream's own thread, and one thread per
+process resolves their futures: no other thread takes the GIL per page (ProcessPoolExecutor's
+feeder and manager threads cost more than the mapping saved). A process ignores SIGINT (the
+first process decides what an interrupt stops) and ends when told to, or when the first
+process's end closes its socket.
 """
 
 from __future__ import annotations
@@ -120,6 +121,11 @@ class PageReader:
         MappingFailed if the process dies first."""
         return self._worker.send_page(self._task_id, orjson.dumps(records))
 
+    def close(self) -> None:
+        """The read is over: its process forgets its task (a long-lived engine runs many)."""
+        with contextlib.suppress(MappingFailed):
+            self._worker.send(b"F" + self._task_id.to_bytes(8, "little"))
+
 
 class _Worker:
     """One mapping process, its socket, and the thread that resolves its pages' futures.
@@ -155,17 +161,17 @@ class _Worker:
 
     def send_task(self, task: PageTask) -> int:
         number = next(self._numbers)
-        self._send(b"T" + pickle.dumps((number, task), protocol=pickle.HIGHEST_PROTOCOL))
+        self.send(b"T" + pickle.dumps((number, task), protocol=pickle.HIGHEST_PROTOCOL))
         return number
 
     def send_page(self, task_id: int, body: bytes) -> Future[Mapped]:
         future: Future[Mapped] = Future()
         number = next(self._numbers)
         self._pending[number] = future
-        self._send(b"P" + number.to_bytes(8, "little") + task_id.to_bytes(8, "little") + body)
+        self.send(b"P" + number.to_bytes(8, "little") + task_id.to_bytes(8, "little") + body)
         return future
 
-    def _send(self, message: bytes) -> None:
+    def send(self, message: bytes) -> None:
         with self._send_lock:
             try:
                 self._conn.send_bytes(message)
@@ -227,6 +233,9 @@ def serve(fd: int) -> None:
         if message[:1] == b"T":
             number, task = pickle.loads(message[1:])
             tasks[number] = task
+            continue
+        if message[:1] == b"F":
+            tasks.pop(int.from_bytes(message[1:9], "little"), None)
             continue
         number = int.from_bytes(message[1:9], "little")
         task = tasks[int.from_bytes(message[9:17], "little")]

@@ -236,5 +236,8 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
             store.finish_run(run)
         progress.stream_finished(run)
         raise
+    finally:
+        if mapper is not None:
+            mapper.close()
     progress.stream_finished(run)
     return run
