@@ -241,9 +241,9 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
                         help="streams synced at once, over all connections (default: the "
                              f"project file's, else {DEFAULT_MAX_CONCURRENCY})")
     parser.add_argument("--map-processes", type=int, metavar="N", default=0,
-                        help="processes that map the pages of reads longer than a batch, "
-                             "beside this one: faster on a machine with cores to spare, "
-                             "some 60 MB each (default: 0, map here)")
+                        help="processes beside this one that map each page of a read after "
+                             "its first: faster where cores are spare, some 70 MB each "
+                             "(default: 0, map here)")
 
 
 def _map_processes(args: argparse.Namespace) -> int:
