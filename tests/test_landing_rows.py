@@ -11,7 +11,8 @@ from pathlib import Path
 from engine.engine import PROJECT_ROOT
 from engine.loader import load_connector
 from engine.store import Batch, SyncRun
-from engine.store.duckdb_file import PIECE_BYTES, ROWS_PER_PIECE, DuckDBStore, _pieces_file
+from engine.store.duckdb_file import DuckDBStore, _pieces_file
+from engine.store.pieces import PIECE_BYTES, ROWS_PER_PIECE
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hubspot"
 

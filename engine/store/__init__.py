@@ -13,13 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from engine.associations import Link
 from engine.clock import utc_now
 from engine.models import Model, unified_models
+
+if TYPE_CHECKING:
+    from engine.store.duckdb_file import DuckDBStore as DuckDBStore
 
 MAX_WARNINGS = 20
 
@@ -217,7 +220,14 @@ def unified_tables() -> list[str]:
     return [m.table for m in unified_models().values()]
 
 
-from engine.store.duckdb_file import DuckDBStore  # noqa: E402  (it implements the above)
+def __getattr__(name: str) -> Any:
+    # The DuckDB store on first use: a mapping process (engine.sync.mapping_pool) uses the
+    # batch types above and never DuckDB.
+    if name == "DuckDBStore":
+        from engine.store.duckdb_file import DuckDBStore
+
+        return DuckDBStore
+    raise AttributeError(f"module 'engine.store' has no attribute {name!r}")
 
 __all__ = ["Batch", "Deletion", "DuckDBStore", "EncodedRows", "Landing", "Store", "StoreError",
            "StoreTarget", "SyncRun", "unified_tables"]

@@ -30,6 +30,7 @@ from engine import secrets
 from engine.clock import utc_now
 from engine.models import Model
 from engine.store import Batch, Deletion, EncodedRows, Landing, StoreError, SyncRun
+from engine.store.pieces import row_pieces
 
 log = logging.getLogger("crm_engine.sync")
 
@@ -121,29 +122,6 @@ def _last_occurrences(ids: list[Any]) -> list[int] | None:
 def one_line(exc: BaseException) -> str:
     """A database error as one line, with any secret (a catalog password) masked."""
     return secrets.redact(" ".join(str(exc).split()))
-
-
-ROWS_PER_PIECE = 1000  # rows turned into JSON at a time
-PIECE_BYTES = 2**20  # ... or fewer, so that a piece stays under this (unless it is one row)
-
-
-def row_pieces(data: dict[str, list[Any]]) -> Iterator[bytes]:
-    """Columns as JSON lines, each line the columns of some rows (a piece), for read_json,
-    which parses a line at a time in buffers twice `maximum_object_size` (so that is kept
-    near the largest piece) and unnests it into rows (`_insert`). A piece holds whole rows and
-    is no longer than PIECE_BYTES, unless it is one row. Columns, not a dict per row: a third
-    of the time. A mapping process encodes its pages with this too (EncodedRows)."""
-    names, columns = list(data), list(data.values())
-    count = len(columns[0])
-    start, size = 0, ROWS_PER_PIECE
-    while start < count:
-        piece = orjson.dumps(dict(zip(names, (c[start:start + size] for c in columns),
-                                      strict=True)), default=str)
-        if len(piece) > PIECE_BYTES and size > 1:  # large rows: again, in smaller pieces
-            size = max(1, size * PIECE_BYTES // (2 * len(piece)))
-            continue
-        yield piece + b"\n"
-        start += size
 
 
 def _pieces_file(data: dict[str, list[Any]],

@@ -41,7 +41,7 @@ from engine.convert import warnings_to
 from engine.loader import load_mapping
 from engine.mapping import ModelMapping, ReadContext
 from engine.store import MAX_WARNINGS, EncodedRows
-from engine.store.duckdb_file import row_pieces
+from engine.store.pieces import row_pieces
 
 
 class MappingFailed(RuntimeError):
