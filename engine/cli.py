@@ -240,16 +240,19 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrency", type=int, metavar="N",
                         help="streams synced at once, over all connections (default: the "
                              f"project file's, else {DEFAULT_MAX_CONCURRENCY})")
-    parser.add_argument("--map-processes", type=int, metavar="N", default=0,
+    parser.add_argument("--map-processes", type=int, metavar="N",
                         help="processes beside this one that map each page of a read after "
                              "its first: faster where cores are spare, some 40 MB each "
-                             "(default: 0, map here)")
+                             "(default: the project file's map_processes, else 0: map here)")
 
 
-def _map_processes(args: argparse.Namespace) -> int:
-    if args.map_processes < 0:
+def _map_processes(args: argparse.Namespace, project: Project | None) -> int:
+    chosen = args.map_processes
+    if chosen is None:
+        return (project.map_processes if project else None) or 0
+    if chosen < 0:
         raise InputError("--map-processes", "must be 0 or more")
-    return args.map_processes
+    return chosen
 
 
 def _version() -> str:
@@ -407,7 +410,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                          if args.names else "name a connector, or give --all")
     db = _db(args, project)
     with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
-                map_processes=_map_processes(args)) as engine:
+                map_processes=_map_processes(args, project)) as engine:
         runs = engine.sync(args.names[0], args.connection, streams=streams,
                            full_refresh=args.full_refresh,
                            progress=None if args.quiet else progress_for(sys.stderr),
@@ -460,7 +463,7 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
             return [run]
 
     with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
-                max_concurrency=workers, map_processes=_map_processes(args)) as engine:
+                max_concurrency=workers, map_processes=_map_processes(args, project)) as engine:
         engine.store  # noqa: B018 - open the database once, before the threads share it
         pool = ThreadPoolExecutor(max_workers=min(workers, len(chosen)),
                                   thread_name_prefix="sync")

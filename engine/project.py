@@ -91,6 +91,7 @@ class Project:
     connections: dict[str, ProjectConnection]
     target: DuckLakeTarget | None = None  # instead of `database`
     credentials: SharedCredentialsTarget | None = None  # instead of files in the home
+    map_processes: int | None = None  # engine.sync.mapping_pool
 
 
 def find_project(path: str | Path | None) -> Path | None:
@@ -145,7 +146,7 @@ def load_project(path: str | Path, engine: Engine | None = None) -> Project:
         credentials = SharedCredentialsTarget(shared["postgres"], shared["key"]["env"],
                                               (shared.get("password") or {}).get("env"))
     return Project(path, database, data.get("max_concurrency"), connections, target,
-                   credentials)
+                   credentials, data.get("map_processes"))
 
 
 def _relative(project_file: Path, path: str) -> str:

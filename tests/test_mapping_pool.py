@@ -142,3 +142,45 @@ def test_an_id_read_twice_keeps_its_last_record_mapped_in_either_process(tmp_pat
     by_id = {row[0]: row[1] for row in rows[1]}
     assert len(by_id) == 28
     assert by_id["00005"] == "moved from page 1" and by_id["00012"] == "moved from page 2"
+
+
+def test_the_project_file_sets_mapping_processes_and_the_option_overrides_it(tmp_path,
+                                                                             hubspot):
+    _, running = hubspot
+    (tmp_path / "crm-engine.yaml").write_text(textwrap.dedent(f"""\
+        database: crm.duckdb
+        map_processes: 1
+        connections:
+          acct:
+            connector: hubspot
+            secrets: {{token: {{env: ACCT_TOKEN}}}}
+            base_url: {running.url}
+            config: {{page_size: 40}}
+            streams: [contacts]
+        """))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRM_ENGINE_")},
+           "CRM_ENGINE_HOME": str(tmp_path / "home"), "ACCT_TOKEN": TOKEN}
+
+    def sync_all(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine", "sync", "--all", "-v",
+                               *options], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    pooled = sync_all()
+    assert pooled.returncode == 0, pooled.stderr[-2000:]
+    assert "started a mapping process" in pooled.stderr
+    here = sync_all("--map-processes", "0")
+    assert here.returncode == 0, here.stderr[-2000:]
+    assert "mapping process" not in here.stderr
+
+
+def test_map_processes_in_the_project_file_is_checked_where_it_is(tmp_path):
+    from engine.errors import SpecError
+    from engine.project import load_project
+    path = tmp_path / "crm-engine.yaml"
+    path.write_text("database: crm.duckdb\nmap_processes: -1\nconnections:\n"
+                    "  a: {connector: hubspot}\n")
+    with pytest.raises(SpecError) as caught:
+        load_project(path)
+    [problem] = [str(p) for p in caught.value.problems]
+    assert "crm-engine.yaml:2" in problem and "map_processes" in problem, problem

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import pickle
 import signal
@@ -42,6 +43,8 @@ from engine.loader import load_mapping
 from engine.mapping import ModelMapping, ReadContext
 from engine.store import MAX_WARNINGS, EncodedRows
 from engine.store.pieces import row_pieces
+
+log = logging.getLogger("crm_engine.sync")
 
 
 class MappingFailed(RuntimeError):
@@ -144,6 +147,7 @@ class _Worker:
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": path})
         theirs.close()
+        log.info("started a mapping process (pid %d)", self._process.pid)
         self._conn = Connection(ours.detach())
         self._pending: dict[int, Future[Mapped]] = {}
         self._numbers = itertools.count()
