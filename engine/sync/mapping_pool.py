@@ -57,7 +57,8 @@ class Mapped:
 
     rows: EncodedRows
     links: list[list[Link]] | None
-    warnings: list[str]
+    warnings: list[str]  # the run's: what could not be read, on this page
+    logged: list[str]  # what the process logged meanwhile (once per field), for the engine's log
 
 
 @dataclass(frozen=True)
@@ -221,9 +222,27 @@ class _Worker:
 
 # -- in a mapping process --------------------------------------------------------------------
 
+class _Logged(logging.Handler):
+    """What a mapping process logs goes back with its page, to the engine's log (its format,
+    its -q), not to the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_logged = _Logged()
+
+
 def serve(fd: int) -> None:
     """A mapping process's loop: pages in, mapped pages out, until the socket closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    root = logging.getLogger("crm_engine")
+    root.addHandler(_logged)
+    root.propagate = False
     conn = Connection(fd)
     tasks: dict[int, PageTask] = {}
     mappings: dict[tuple[str, str], ModelMapping] = {}
@@ -286,4 +305,5 @@ def map_page(mapping: ModelMapping, task: PageTask, records: list[Any]) -> Mappe
     pieces = list(row_pieces(data))
     rows = EncodedRows(columns["id"], b"".join(pieces), max(map(len, pieces), default=0),
                        "raw" in columns)
-    return Mapped(rows, links, warnings)
+    logged, _logged.messages = _logged.messages, []
+    return Mapped(rows, links, warnings, logged)

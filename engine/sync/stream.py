@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine import convert
 from engine.clock import utc_now
 from engine.convert import warnings_to
 from engine.mapping import ReadContext
@@ -131,6 +132,8 @@ def _run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: 
                 batch.add_links(mapped.links)
             for message in mapped.warnings:
                 run.warn(message)
+            for message in mapped.logged:
+                convert.log.warning("%s", message)
             in_flight_records -= in_flight.popleft()[1]
 
     def account() -> None:
