@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +98,19 @@ def test_a_killed_mapping_process_fails_the_read_and_a_rerun_lands_everything(ma
     assert rerun.status == "succeeded", rerun.error
     assert engine.store.query("SELECT count(DISTINCT id) FROM contacts WHERE NOT is_deleted") \
         == [(emulator.store.count("contacts"),)]
+
+
+def test_a_mapping_process_gets_none_of_the_secrets_in_the_environment(make_engine, hubspot,
+                                                                        monkeypatch):
+    monkeypatch.setenv("CRM_ENGINE_HUBSPOT_TOKEN", "secret-token-value")
+    monkeypatch.setenv("ACME_HUBSPOT_TOKEN", "another-secret-value")
+    engine = make_engine(CONNECTORS, map_processes=1)
+    engine.mapping_pool.start()
+    [pid] = engine.mapping_pool.pids()
+    environment = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"secret-token-value" not in environment
+    assert b"another-secret-value" not in environment
+    assert b"PYTHONPATH=" in environment
 
 
 def test_a_script_without_a_main_guard_can_use_mapping_processes(tmp_path, hubspot):

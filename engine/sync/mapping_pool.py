@@ -140,13 +140,10 @@ class _Worker:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        root = str(Path(__file__).resolve().parents[2])  # where `engine` is imported from
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         self._process = subprocess.Popen(
             [sys.executable, "-c", f"from engine.sync.mapping_pool import serve; "
                                    f"serve({theirs.fileno()})"],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": path})
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=_environment())
         theirs.close()
         log.info("started a mapping process (pid %d)", self._process.pid)
         self._conn = Connection(ours.detach())
@@ -218,6 +215,19 @@ class _Worker:
             self._process.kill()
             self._process.wait()
         self._conn.close()
+
+
+def _environment() -> dict[str, str]:
+    """A mapping process's environment: what Python needs, and where `engine` is imported
+    from; none of the secrets a sync reads from the environment (it sends no request)."""
+    root = str(Path(__file__).resolve().parents[2])
+    kept = {name: value for name, value in os.environ.items()
+            if name in _KEPT_VARIABLES or name.startswith(("LC_", "PYTHON"))}
+    kept["PYTHONPATH"] = os.pathsep.join(p for p in (root, kept.get("PYTHONPATH")) if p)
+    return kept
+
+
+_KEPT_VARIABLES = {"PATH", "LANG", "TMPDIR", "HOME", "SYSTEMROOT"}
 
 
 # -- in a mapping process --------------------------------------------------------------------
