@@ -77,8 +77,11 @@ def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, lake_read
                                                                monkeypatch):
     lake = lake_reader
     monkeypatch.setattr(sync_stream, "BATCH_RECORDS", 40)  # several batches: merges over merges
-    engines = [Engine(db=target, home=tmp_path / "home")
-               for target in (str(tmp_path / "crm.duckdb"), lake_target(pg_dsn, tmp_path))]
+    # The lake's engine maps pages in a mapping process (all but each read's first): the rows
+    # it sends back merge into the lake as the file's engine's land in the file.
+    engines = [Engine(db=str(tmp_path / "crm.duckdb"), home=tmp_path / "home"),
+               Engine(db=lake_target(pg_dsn, tmp_path), home=tmp_path / "home",
+                      map_processes=1)]
     file_engine, lake_engine = engines
     try:
         with sandbox.start("hubspot", contacts=100, companies=8, deals=12,
@@ -91,6 +94,7 @@ def test_ducklake_lands_row_for_row_what_the_duckdb_file_lands(pg_dsn, lake_read
                     runs = engine.sync("hubspot", "acme", streams=TABLES,
                                        auth_method="private_app",
                                        base_url=running.url, secrets={"token": TOKEN},
+                                       config={"page_size": 15},  # several pages a read
                                        full_refresh=step == "full refresh")
                     assert {r.status for r in runs} == {"succeeded"}, [r.error for r in runs]
                 for table in TABLES:
