@@ -82,6 +82,7 @@ class MappingPool:
         self._workers: list[_Worker | None] = [None] * processes
         self._lock = threading.Lock()
         self._next = itertools.count()
+        self._closed = False
 
     def start(self) -> None:
         """Start the processes now (they take half a second to import the engine), not at a
@@ -91,6 +92,8 @@ class MappingPool:
 
     def _worker(self, slot: int) -> _Worker:
         with self._lock:
+            if self._closed:  # a stream still running as the engine closes starts none
+                raise MappingFailed("the engine closed its mapping processes")
             worker = self._workers[slot]
             if worker is None or worker.dead or worker.exited:
                 worker = self._workers[slot] = _Worker()
@@ -107,6 +110,7 @@ class MappingPool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             workers, self._workers = self._workers, [None] * self.processes
         for worker in workers:
             if worker is not None:
