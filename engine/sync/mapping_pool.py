@@ -96,6 +96,8 @@ class MappingPool:
                 raise MappingFailed("the engine closed its mapping processes")
             worker = self._workers[slot]
             if worker is None or worker.dead or worker.exited:
+                if worker is not None:
+                    worker.close()  # reaps it
                 worker = self._workers[slot] = _Worker()
             return worker
 
@@ -190,7 +192,7 @@ class _Worker:
         while True:
             try:
                 number, ok, value = pickle.loads(self._conn.recv_bytes())
-            except (EOFError, OSError):
+            except Exception:  # its end (EOFError, OSError), or an answer that cannot be read
                 self._fail()
                 return
             future = self._pending.pop(number)
@@ -201,6 +203,8 @@ class _Worker:
 
     def _fail(self) -> None:
         self.dead = True
+        if self._process.poll() is None:  # alive, but its answers cannot be trusted
+            self._process.kill()
         for number in list(self._pending):
             future = self._pending.pop(number, None)
             if future is not None and not future.done():
@@ -285,8 +289,11 @@ def serve(fd: int) -> None:
             answer = (number, False, exc)
         try:
             encoded = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # an exception that does not pickle: its message does
-            encoded = pickle.dumps((number, False, RuntimeError(str(answer[2]) or str(exc))))
+            if not answer[1]:
+                pickle.loads(encoded)  # an exception must come back to life over there too
+        except Exception as exc:  # one that does not: its message does
+            message = f"{type(answer[2]).__name__}: {answer[2]}" if not answer[1] else str(exc)
+            encoded = pickle.dumps((number, False, RuntimeError(message)))
         try:
             conn.send_bytes(encoded)
         except OSError:
