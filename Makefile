@@ -32,6 +32,7 @@ validate: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/many_connections.py
 	$(PY) benchmarks/one_connection.py
+	$(PY) benchmarks/one_connection.py --map-processes 1
 	$(PY) benchmarks/one_connection.py --contacts 1000000 --rounds 1 --no-floor
 	$(PY) benchmarks/sync_contacts.py
 
