@@ -582,12 +582,10 @@ class Engine:
                 try:
                     run_stream(spec.streams[name], ctx, run, progress,
                                full_refresh=full_refresh)
-                except CrmError as exc:
+                except (CrmError, MappingFailed) as exc:  # its run says so
                     log.info("%s: stream %s failed: %s", conn.name, name, exc)
-                    if exc.kind in STOPS_EVERY_STREAM:
+                    if isinstance(exc, CrmError) and exc.kind in STOPS_EVERY_STREAM:
                         stopped.set()
-                except MappingFailed as exc:  # its run says so; the other streams go on
-                    log.info("%s: stream %s failed: %s", conn.name, name, exc)
                 return run
 
         runs = run_concurrently([lambda n=name: one(n) for name in names],

@@ -270,8 +270,7 @@ class ModelMapping:
              context: ReadContext | None = None) -> dict[str, Any]:
         """One vendor record as a unified dict (fields the mapping does not name -> custom,
         renamed by `custom_names` where given)."""
-        columns: dict[str, list[Any]] = {name: [] for name in self.model.fields}
-        columns["custom"] = []
+        columns = self.model.empty_columns()
         self.read_columns([record], columns, custom_names=custom_names, context=context)
         return {name: values[0] for name, values in columns.items()}
 

@@ -68,6 +68,12 @@ class Model:
     def derived(self) -> list[ModelField]:
         return [f for f in self.fields.values() if f.derive is not None]
 
+    def empty_columns(self) -> dict[str, list[Any]]:
+        """A list per column a mapping reads records into: every field, then `custom`."""
+        columns: dict[str, list[Any]] = {name: [] for name in self.fields}
+        columns["custom"] = []
+        return columns
+
     def input_schema(self, *, allowed: list[str], required: list[str]) -> dict[str, Any]:
         """JSON Schema for an action payload: only `allowed` fields, `required` ones present."""
         properties: dict[str, Any] = {}

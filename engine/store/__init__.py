@@ -63,8 +63,7 @@ class Batch:
 
     def clear(self) -> None:
         # `raw` joins the columns when the mapping is asked to keep raw records.
-        self.columns = {name: [] for name in self.model.fields}
-        self.columns["custom"] = []
+        self.columns = self.model.empty_columns()
         self.links = None
         self.left = {}
         self.encoded = []
@@ -128,8 +127,14 @@ class SyncRun:
     fetched: int = 0  # records read so far, landed or not (for progress displays)
 
     def warn(self, message: str) -> None:
-        if message not in self.warnings and len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(message)
+        add_warning(self.warnings, message)
+
+
+def add_warning(warnings: list[str], message: str) -> None:
+    """A run's warnings: each once, and at most MAX_WARNINGS (a column of bad values says the
+    same thing a thousand times)."""
+    if message not in warnings and len(warnings) < MAX_WARNINGS:
+        warnings.append(message)
 
 
 @dataclass(frozen=True)

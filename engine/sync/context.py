@@ -118,8 +118,7 @@ def reference_rows(connector: Connector, model: str, ctx: StreamContext) -> list
         for fetched in fetch_pages(stream.pages, stream_ctx, f"references.{stream.name}", call):
             if fetched.error is not None:
                 raise fetched.error
-            columns: dict[str, list[Any]] = {name: [] for name in unified.fields}
-            columns["custom"] = []
+            columns = unified.empty_columns()
             stream.mapping.read_columns(fetched.page.records, columns)
             rows += [dict(zip(columns, values, strict=True))
                      for values in zip(*columns.values(), strict=True)]

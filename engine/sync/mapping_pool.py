@@ -41,7 +41,7 @@ from engine.associations import Link
 from engine.convert import warnings_to
 from engine.loader import load_mapping
 from engine.mapping import ModelMapping, ReadContext
-from engine.store import MAX_WARNINGS, EncodedRows
+from engine.store import EncodedRows, add_warning
 from engine.store.pieces import row_pieces
 
 log = logging.getLogger("crm_engine.sync")
@@ -309,15 +309,9 @@ def _load(task: PageTask) -> ModelMapping:
 
 def map_page(mapping: ModelMapping, task: PageTask, records: list[Any]) -> Mapped:
     """Map a page's records as the first process would, and encode its rows."""
-    columns: dict[str, list[Any]] = {name: [] for name in mapping.model.fields}
-    columns["custom"] = []
+    columns = mapping.model.empty_columns()
     warnings: list[str] = []
-
-    def warn(message: str) -> None:
-        if message not in warnings and len(warnings) < MAX_WARNINGS:
-            warnings.append(message)
-
-    with warnings_to(warn):
+    with warnings_to(lambda message: add_warning(warnings, message)):
         mapping.read_columns(records, columns, context=task.context)
         links = mapping.read_links(records)
     count = len(columns["id"])

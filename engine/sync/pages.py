@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import Cancelled, CrmError
 from engine.extract import ExpressionFailed
@@ -23,6 +23,9 @@ from engine.spec import Pages
 from engine.sync import fieldlist
 from engine.sync.fieldlist import Chunks, FieldList, merge_records
 from engine.transport import Call, Reply, Session
+
+if TYPE_CHECKING:
+    from engine.sync.mapping_pool import MappingPool
 
 WORKER_GRACE_SECONDS = 0.5
 IDLE_SECONDS = 0.2  # a wait this long for the next page: the consumer is idle
@@ -40,7 +43,7 @@ class StreamContext:
     account: dict[str, Any] = field(default_factory=dict)  # facts read so far (context.py)
     fields: FieldList | None = None  # the stream's field list, this run (fieldlist.py)
     account_lock: threading.Lock = field(default_factory=threading.Lock)
-    mapping_pool: Any = None  # engine.sync.mapping_pool.MappingPool: where long reads map
+    mapping_pool: MappingPool | None = None  # where a read maps its pages after the first
 
     def check_cancelled(self) -> None:
         if self.cancelled is not None and self.cancelled.is_set():
