@@ -103,6 +103,32 @@ def test_feedback_from_one_worker_corrects_every_worker(clients):
     assert third.waited_seconds >= 0.9
 
 
+def test_a_full_window_the_shared_log_explains_waits_only_for_its_oldest(clients):
+    """No reset named (a rolling window): a window full of the workers' own requests reopens
+    as the oldest leaves; requests the log never saw count from when the vendor said so."""
+    feedback = {"remaining": HeaderValue(("x-remaining",), None, "s")}
+    first, second, third = budgets(clients, RateLimitSpec(requests=3, per_seconds=1.0,
+                                                          feedback=feedback))
+    started = time.monotonic()
+    for worker in (first, second):
+        worker.acquire()
+        worker.release()
+    time.sleep(0.4)
+    second.acquire()
+    second.release()
+    first.observe({"x-remaining": "0"})  # the three in the log: the oldest leaves at ~1 s
+    third.acquire()
+    third.release()
+    assert 0.85 <= time.monotonic() - started < 1.25  # not 1.4: a window from the report
+    # Once the log is empty, a full window was all another client's: it counts from now.
+    time.sleep(1.0)
+    second.observe({"x-remaining": "0"})
+    reported = time.monotonic()
+    third.acquire()
+    third.release()
+    assert time.monotonic() - reported >= 0.9
+
+
 def test_a_pause_after_a_429_holds_every_worker(clients):
     first, second, _ = budgets(clients, RateLimitSpec(requests=100, per_seconds=1))
     first.pause(0.6)

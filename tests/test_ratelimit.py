@@ -205,6 +205,38 @@ def test_zero_remaining_without_a_reset_pauses_for_the_window():
     assert clock.sleeps == [10.0]
 
 
+def test_a_full_window_of_our_own_requests_waits_for_the_oldest_not_a_whole_window():
+    """HubSpot names no reset: its window rolls. When the requests that filled it are all in
+    the log, the next one goes as the oldest leaves; a whole window's pause at each full window
+    doubled a throttled sync (200 connections of 21 requests: 35 s, not 20)."""
+    clock = FakeClock()
+    b = budget(clock, requests=3, per=10.0, remaining=("X-Remaining", "s"))
+    for _ in range(3):
+        b.release(b.acquire())
+        clock.advance(1)
+    b.observe({"X-Remaining": "0"})  # at 3 s: the vendor's window holds our three
+    b.acquire()
+    assert clock.sleeps == [7.0]  # the first (0 s) leaves at 10 s
+
+
+def test_a_full_window_holding_requests_the_log_never_saw_counts_them_from_now():
+    """Another client spent part of the window: its requests count as sent now, ours as they
+    were."""
+    clock = FakeClock()
+    b = budget(clock, requests=5, per=10.0, remaining=("X-Remaining", "s"))
+    start = clock.monotonic()
+    for _ in range(2):  # ours, at 0 s and 1 s
+        b.release(b.acquire())
+        clock.advance(1)
+    clock.advance(7)
+    b.observe({"X-Remaining": "0"})  # at 9 s: three more the log never saw
+    sent = []
+    for _ in range(5):
+        b.acquire()
+        sent.append(clock.monotonic() - start)
+    assert sent == [10.0, 11.0, 19.0, 19.0, 19.0]
+
+
 def test_a_later_pause_never_shortens_an_earlier_one():
     clock = FakeClock()
     b = budget(clock, requests=100, remaining=("X-Remaining", "s"), reset=("X-Reset", "s"))

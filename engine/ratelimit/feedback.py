@@ -28,8 +28,7 @@ class Feedback:
         return cls(values.get("limit"), values.get("window"), values.get("remaining"),
                    values.get("reset"), values.get("daily_remaining"), usage)
 
-    def pause_seconds(self, window: float) -> float | None:
-        """How long every sender must wait: the window's reset once nothing remains."""
-        if self.remaining is not None and self.remaining <= 0:
-            return self.reset or window
-        return None
+    @property
+    def exhausted(self) -> bool:
+        """Whether the vendor says nothing remains in its window."""
+        return self.remaining is not None and self.remaining <= 0

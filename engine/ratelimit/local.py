@@ -5,7 +5,10 @@ answered, a request counts from its answer instead: the vendor saw it somewhere 
 and under load (many streams, many connections) that can be well after it was sent, so a window
 counted from the send alone could run ahead of the vendor's and draw 429s. The
 vendor's rate-limit headers (named in the YAML) correct it: the advertised limit and window
-replace ours, and a `remaining` of zero pauses sending until the window resets.
+replace ours, and a `remaining` of zero pauses sending until the reset it names, or, naming
+none, fills the log to the limit: requests the vendor counted that the log does not hold
+(another client's) count from now, while those it holds leave as they would. A whole window's
+pause instead, each time a window filled, cost every throttled sync a window per window.
 """
 
 from __future__ import annotations
@@ -40,8 +43,7 @@ class RateBudget:
         while True:
             with self._lock:
                 now = self._clock.monotonic()
-                while self._sent and self._sent[0] <= now - self.window:
-                    self._sent.popleft()
+                self._forget_before(now - self.window)
                 if self._paused_until > now:
                     wait = self._paused_until - now
                 elif len(self._sent) >= self.capacity:
@@ -75,14 +77,26 @@ class RateBudget:
                 self.window = said.window
             if said.limit:
                 self.capacity = max(1, int(said.limit))
-            pause = said.pause_seconds(self.window)
-            if pause is not None:
-                self._paused_until = max(self._paused_until, self._clock.monotonic() + pause)
+            if said.exhausted:
+                now = self._clock.monotonic()
+                if said.reset:
+                    self._paused_until = max(self._paused_until, now + said.reset)
+                else:
+                    self._fill(now)
             if said.daily_remaining is not None:
                 self.daily_remaining = said.daily_remaining
             if said.usage is not None:
                 self.usage = f"{said.usage[0]}/{said.usage[1]}"
                 self.daily_remaining = said.usage[1] - said.usage[0]
+
+    def _fill(self, now: float) -> None:
+        """The vendor's window is full: what the log does not explain was sent just now."""
+        self._forget_before(now - self.window)
+        self._sent.extend([now] * (self.capacity - len(self._sent)))
+
+    def _forget_before(self, moment: float) -> None:
+        while self._sent and self._sent[0] <= moment:
+            self._sent.popleft()
 
     def pause(self, seconds: float) -> None:
         """Hold every sender back (after a 429 that said how long to wait)."""

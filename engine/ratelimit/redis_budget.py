@@ -67,17 +67,28 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 0
 """
 
-# KEYS: state. ARGV: capacity, window (us), pause (us) ('' where not said), state ttl (s).
+# KEYS: log, state. ARGV: capacity, window (us), pause (us) ('' where not said), state ttl (s),
+# fill ('1': the vendor's window is full, and named no reset), the budget's own capacity and
+# window (us). A full window the log does not explain gets requests stamped now (`RateBudget`).
 _CORRECT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'capacity', ARGV[1]) end
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'window', ARGV[2]) end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[2], 'capacity', ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'window', ARGV[2]) end
 if ARGV[3] ~= '' then
-  local paused = tonumber(redis.call('HGET', KEYS[1], 'paused_until') or '0')
-  redis.call('HSET', KEYS[1], 'paused_until', math.max(paused, now + tonumber(ARGV[3])))
+  local paused = tonumber(redis.call('HGET', KEYS[2], 'paused_until') or '0')
+  redis.call('HSET', KEYS[2], 'paused_until', math.max(paused, now + tonumber(ARGV[3])))
 end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+if ARGV[5] == '1' then
+  local capacity = tonumber(redis.call('HGET', KEYS[2], 'capacity') or ARGV[6])
+  local window = tonumber(redis.call('HGET', KEYS[2], 'window') or ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  for i = redis.call('ZCARD', KEYS[1]) + 1, capacity do
+    redis.call('ZADD', KEYS[1], now, 'unexplained:' .. now .. ':' .. i)
+  end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) * 2 + 1000)
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 return 0
 """
 
@@ -140,15 +151,21 @@ class RedisBudget:
             self.daily_remaining = said.usage[1] - said.usage[0]
         capacity = max(1, int(said.limit)) if said.limit else None
         window = said.window or None
-        pause = said.pause_seconds(window or self.window)
-        if capacity is None and window is None and pause is None:
+        pause = said.reset if said.exhausted and said.reset else None
+        fill = said.exhausted and not said.reset
+        if capacity is None and window is None and pause is None and not fill:
             return
-        self._correct(keys=self._keys[2:], args=[
-            "" if capacity is None else capacity, "" if window is None else int(window * _US),
-            "" if pause is None else int(pause * _US), STATE_TTL_SECONDS])
+        self._correct_state(capacity, window, pause, fill)
 
     def pause(self, seconds: float) -> None:
-        self._correct(keys=self._keys[2:], args=["", "", int(seconds * _US), STATE_TTL_SECONDS])
+        self._correct_state(None, None, seconds, False)
+
+    def _correct_state(self, capacity: int | None, window: float | None, pause: float | None,
+                       fill: bool) -> None:
+        self._correct(keys=[self._keys[0], self._keys[2]], args=[
+            "" if capacity is None else capacity, "" if window is None else int(window * _US),
+            "" if pause is None else int(pause * _US), STATE_TTL_SECONDS, "1" if fill else "",
+            self.capacity, int(self.window * _US)])
 
 
 class RedisBudgets(KeyedBudgets):
