@@ -23,7 +23,9 @@ TOKEN = "sandbox-private-app-token"
 
 @pytest.fixture(scope="module")
 def hubspot():
-    emulator = HubSpotSandbox(contacts=230, companies=30, deals=90, rate_limit=(100_000, 10.0))
+    # Activities of every kind, more than a page each: they too map in a mapping process.
+    emulator = HubSpotSandbox(contacts=230, companies=30, deals=90, tasks=90, calls=90,
+                              notes=50, meetings=50, rate_limit=(100_000, 10.0))
     # A value the mapping cannot read, on a deals page past the first (40 a page): its
     # warning comes back from the mapping process.
     list(emulator.store.active_records("deals"))[60].properties["closedate"] = "not a date"
@@ -71,6 +73,8 @@ def test_a_mapping_process_lands_what_one_process_lands(make_engine, hubspot, ca
         assert landed(pooled, table) == landed(here, table), table
     for table in ("contacts", "companies", "deals", "stages", "associations"):
         assert landed(pooled, table), table
+    for table, seeded in (("tasks", 90), ("calls", 90), ("notes", 50), ("meetings", 50)):
+        assert len(landed(pooled, table)) == seeded, table
     assert pooled.store.query("SELECT count(*) FROM contacts WHERE raw IS NULL") == [(0,)]
 
 
