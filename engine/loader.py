@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from engine import schema_check
 from engine.associations import Association
-from engine.authkinds import AUTH_KINDS, AuthMethod
 from engine.convert import DURATION_FORMATS
 from engine.errors import Problem, SpecError
 from engine.extract import ExpressionProblem, Getter, compile_getter
@@ -59,6 +58,9 @@ from engine.templates import (
     unsafe_attributes,
 )
 from engine.yamlsource import Locator, YamlPath, load
+
+if TYPE_CHECKING:
+    from engine.authkinds import AuthMethod
 
 # What stream request templates see of the sync's position (engine.sync.incremental).
 CURSOR_NAMES = {"since", "slice", "after_id"}
@@ -397,7 +399,10 @@ def _compile_connector(c: _Checker, data: dict[str, Any], file: str,
 
 def _compile_auth(c: _Checker, path: YamlPath, name: str, spec: dict[str, Any],
                   roots: dict[str, set[str] | None]) -> AuthMethod | None:
-    """One auth method, compiled by its kind (engine.authkinds)."""
+    """One auth method, compiled by its kind (engine.authkinds: imported here, as the auth
+    kinds bring the HTTP client, which a mapping process loading a mapping file never uses)."""
+    from engine.authkinds import AUTH_KINDS
+
     return AUTH_KINDS[spec["type"]].compile(c, path, name, spec, roots)
 
 
