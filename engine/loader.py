@@ -57,7 +57,7 @@ from engine.templates import (
     template_strings,
     unsafe_attributes,
 )
-from engine.yamlsource import Locator, YamlPath, load
+from engine.yamlsource import Locator, YamlPath, load, read_text
 
 if TYPE_CHECKING:
     from engine.authkinds import AuthMethod
@@ -148,9 +148,11 @@ EVERY_CONNECTOR = (
 )
 
 
-def load_mapping(path: str | Path) -> tuple[dict[str, ModelMapping], list[Problem]]:
-    """Load one mapping file; returns its model mappings and any problems."""
-    data, loc = load(path)
+def load_mapping(path: str | Path, text: str | None = None
+                 ) -> tuple[dict[str, ModelMapping], list[Problem]]:
+    """Load one mapping file (or `text`, read from it before); returns its model mappings and
+    any problems."""
+    data, loc = load(path, text)
     problems = schema_check.check("mapping", data, loc)
     if problems:
         return {}, problems
@@ -299,7 +301,10 @@ def load_connector(path: str | Path) -> Connector:
     if not mapping_path.exists():
         where = ("mapping",) if "mapping" in data else ("name",)
         raise SpecError([loc.problem(where, f"mapping file not found: {mapping_path}")])
-    mappings, mapping_problems = load_mapping(mapping_path)
+    # The text is kept: a mapping process compiles the very mapping this one did, whatever
+    # becomes of the file during a sync.
+    mapping_text = read_text(mapping_path)
+    mappings, mapping_problems = load_mapping(mapping_path, mapping_text)
     if mapping_problems:
         raise SpecError(mapping_problems)
     checker = _Checker(loc)
@@ -308,6 +313,7 @@ def load_connector(path: str | Path) -> Connector:
     if checker.problems:
         raise SpecError(checker.problems)
     assert connector is not None
+    connector.mapping_text = mapping_text
     return connector
 
 

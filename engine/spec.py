@@ -362,6 +362,7 @@ class Connector:
     mapping_file: str
     check: RequestSpec | None = None  # a cheap request proving credentials and reachability
     account: dict[str, AccountFact] = field(default_factory=dict)
+    mapping_text: str = field(default="", repr=False)  # the mapping file as it was loaded
 
     @property
     def credential_settings(self) -> set[str]:

@@ -95,15 +95,21 @@ def _compose(text: str) -> tuple[yaml.Node | None, Any]:
     return loader.get_single_node(), loader
 
 
-def load(path: str | Path) -> tuple[Any, Locator]:
-    """Parse one YAML file into plain data and its locator; syntax errors become SpecError."""
-    path = Path(path)
-    display = str(path)
-    loc = Locator(display)
+def read_text(path: str | Path) -> str:
+    """A spec file's text; one it cannot read is a SpecError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError([Problem(display, None, "", f"cannot read file: {exc.strerror}")]) from None
+        raise SpecError([Problem(str(path), None, "", f"cannot read file: {exc.strerror}")]
+                        ) from None
+
+
+def load(path: str | Path, text: str | None = None) -> tuple[Any, Locator]:
+    """Parse one YAML file (or `text`, read from it before) into plain data and its locator;
+    syntax errors become SpecError."""
+    loc = Locator(str(path))
+    if text is None:
+        text = read_text(path)
     loader = None
     try:
         node, loader = _compose(text)
@@ -114,7 +120,7 @@ def load(path: str | Path) -> tuple[Any, Locator]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         message = f"invalid YAML: {exc.problem or exc.context}"
-        raise SpecError([Problem(display, line, "", message)]) from None
+        raise SpecError([Problem(str(path), line, "", message)]) from None
     finally:
         if loader is not None:
             loader.dispose()

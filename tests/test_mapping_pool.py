@@ -5,6 +5,7 @@ process that dies fails its read loudly, and a rerun lands every record."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,29 @@ def test_a_mapping_process_gets_none_of_the_secrets_in_the_environment(make_engi
     assert b"secret-token-value" not in environment
     assert b"another-secret-value" not in environment
     assert b"PYTHONPATH=" in environment
+
+
+def test_a_mapping_file_edited_during_a_sync_changes_nothing_mapped_elsewhere(
+        tmp_path, make_engine, hubspot):
+    """The processes compile the mapping the engine loaded, not the file as it is by then (a
+    deploy, an editor): one sync's pages all map alike, as in one process."""
+    _, running = hubspot
+    connectors = tmp_path / "connectors"
+    connectors.mkdir()
+    shutil.copy(CONNECTORS / "hubspot.yaml", connectors)
+    shutil.copytree(CONNECTORS.parent / "mappings", tmp_path / "mappings")
+    here = make_engine(connectors, db="here.duckdb")
+    pooled = make_engine(connectors, db="pooled.duckdb", map_processes=1)
+    [run_here] = sync(here, running.url, ["contacts"])
+    pooled.connector("hubspot")  # loaded, as a sync loads it first
+    mapping = tmp_path / "mappings" / "hubspot.yaml"
+    edited = mapping.read_text().replace("last_name: properties.lastname",
+                                         "last_name: properties.firstname")
+    assert edited != mapping.read_text()
+    mapping.write_text(edited)
+    [run_pooled] = sync(pooled, running.url, ["contacts"])
+    assert run_pooled.status == "succeeded" and run_pooled.pages == run_here.pages > 1
+    assert landed(pooled, "contacts") == landed(here, "contacts")
 
 
 def test_a_mapping_process_loads_neither_duckdb_nor_the_http_client(make_engine, hubspot):

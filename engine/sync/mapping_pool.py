@@ -65,7 +65,8 @@ class Mapped:
 class PageTask:
     """What a pool's process needs to map a read's pages, besides their records."""
 
-    mapping_file: str
+    mapping_file: str  # where the mapping was loaded from, for what its problems say
+    mapping_text: str  # the file as the engine loaded it (it may change during a sync)
     mapping: str  # its key in the mapping file
     context: ReadContext
     connector: str
@@ -263,7 +264,7 @@ def serve(fd: int) -> None:
     root.propagate = False
     conn = Connection(fd)
     tasks: dict[int, PageTask] = {}
-    mappings: dict[tuple[str, str], ModelMapping] = {}
+    mappings: dict[tuple[str, str], ModelMapping] = {}  # by text and key
     while True:
         try:
             message = conn.recv_bytes()
@@ -281,7 +282,7 @@ def serve(fd: int) -> None:
         number = int.from_bytes(message[1:9], "little")
         task = tasks[int.from_bytes(message[9:17], "little")]
         try:
-            key = (task.mapping_file, task.mapping)
+            key = (task.mapping_text, task.mapping)
             if key not in mappings:
                 mappings[key] = _load(task)
             answer = (number, True, map_page(mappings[key], task, orjson.loads(message[17:])))
@@ -301,9 +302,9 @@ def serve(fd: int) -> None:
 
 
 def _load(task: PageTask) -> ModelMapping:
-    mappings, problems = load_mapping(task.mapping_file)
-    if problems:  # the first process loaded it: the file changed since
-        raise RuntimeError(f"{task.mapping_file} changed during the sync: {problems[0]}")
+    mappings, problems = load_mapping(task.mapping_file, task.mapping_text)
+    if problems:  # the engine loaded this very text without one
+        raise RuntimeError(f"{task.mapping_file}: {problems[0]}")
     return mappings[task.mapping]
 
 

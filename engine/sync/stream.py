@@ -13,7 +13,6 @@ import logging
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Protocol
 
 from engine import convert
@@ -80,11 +79,11 @@ def _keep(stream: StreamSpec, records: list[Any], batch: Batch, incremental: boo
 
 def _page_task(stream: StreamSpec, ctx: StreamContext, context: ReadContext,
                run: SyncRun) -> PageTask:
-    """What the mapping pool needs to map this read's pages: the mapping file, found by path."""
+    """What the mapping pool needs to map this read's pages: the mapping file as loaded."""
     connector = ctx.session.connector
     key = next(k for k, m in connector.mappings.items() if m is stream.mapping)
-    return PageTask(str(Path(connector.mapping_file).resolve()), key, context, run.connector,
-                    run.connection)
+    return PageTask(connector.mapping_file, connector.mapping_text, key, context,
+                    run.connector, run.connection)
 
 
 def run_stream(stream: StreamSpec, ctx: StreamContext, run: SyncRun, progress: Progress, *,
