@@ -10,9 +10,10 @@ one page (many incremental runs) never waits for them.
 
 Each read sticks to one process, which gets its `PageTask` (the mapping file's text as the
 engine loaded it, and the run's `ReadContext`) once, forgets it when the read ends, and
-compiles each mapping text once: a file edited during a sync changes no page of it. Pages travel over a socket written by the stream's own thread, and one thread per
-process resolves their futures: no other thread takes the GIL per page (ProcessPoolExecutor's
-feeder and manager threads cost more than the mapping saved). A process ignores SIGINT (the
+compiles each mapping text once: a file edited during a sync changes no page of it. Pages
+travel over a socket written by the stream's own thread, and one thread per process resolves
+their futures: no other thread takes the GIL per page (ProcessPoolExecutor's feeder and
+manager threads cost more than the mapping saved). A process ignores SIGINT (the
 first process decides what an interrupt stops) and ends when told to, or when the first
 process's end closes its socket.
 """
