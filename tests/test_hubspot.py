@@ -12,6 +12,7 @@ import pytest
 from engine.cli import main
 from engine.engine import PROJECT_ROOT
 from engine.errors import CrmError, InputError
+from engine.ratelimit.feedback import DAILY_RECHECK_SECONDS
 from sandbox.demo import connect_oauth
 from sandbox.hubspot import HubSpotSandbox
 from sandbox.hubspot.store import LISTED_LINKS
@@ -236,6 +237,32 @@ def test_ten_secondly_429_is_retried_and_daily_429_stops(engine, hubspot, clock)
     running.app.fail_next(1, 429, body=daily)
     [run, *rest] = engine.sync("hubspot", "acct")
     assert run.status == "failed" and "daily API limit" in run.error and rest == []
+
+
+def test_a_spent_daily_budget_stops_the_sync_before_hubspot_refuses_a_request(make_engine,
+                                                                              clock):
+    """Private apps are told what is left of the account's day: the request that answer says
+    would be refused is never sent, nor any other in that process until the day is asked
+    about again (DAILY_RECHECK_SECONDS): then one request, refused while the day lasts."""
+    emulator = HubSpotSandbox(contacts=250, companies=0, deals=0, daily_limit=2)
+    with emulator.start() as running:
+        engine = make_engine(CONNECTORS)
+
+        def sync():
+            [run] = engine.sync("hubspot", streams=["contacts"], token=emulator.static_token,
+                                base_url=running.url)
+            assert run.status == "failed"
+            return run
+
+        run = sync()
+        assert "daily API budget is spent" in run.error
+        assert run.requests == 2 and 429 not in running.app.stats.statuses
+        assert engine.store.query("SELECT count(*) FROM contacts")[0][0] == 100  # page 1
+        assert sync().requests == 0  # the same process, later: nothing sent
+        clock.advance(DAILY_RECHECK_SECONDS)
+        run = sync()
+        assert run.requests == 1 and running.app.stats.statuses[429] == 1
+        assert "daily API limit" in run.error  # HubSpot's own refusal, this time
 
 
 def test_cli_action_prints_the_unified_result(hubspot, tmp_path, capsys, monkeypatch):

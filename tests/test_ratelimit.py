@@ -10,6 +10,7 @@ from engine.clock import FakeClock
 from engine.errors import SpecError
 from engine.loader import load_connector
 from engine.ratelimit import RateBudget
+from engine.ratelimit.feedback import DAILY_RECHECK_SECONDS
 from engine.spec import HeaderValue, RateLimitSpec
 from tests.support import ItemsServer, connector_yaml, write_specs
 
@@ -255,4 +256,21 @@ def test_the_daily_budget_left_comes_from_its_header():
     b.observe({"x-daily-ratelimit-token-remaining": "147158"})
     assert b.daily_remaining == 147158
     b.observe({"x-daily-ratelimit-token-remaining": "0"})
+    assert b.daily_remaining == 0
+
+
+def test_a_spent_day_is_asked_about_again_after_a_quarter_of_an_hour():
+    """No vendor says when its day resets: a long-lived process that stopped sending would
+    never hear of it. A spent day's report lapses, and the next request asks again."""
+    clock = FakeClock()
+    b = budget(clock, daily_remaining=("x-daily-ratelimit-token-remaining", "s"))
+    b.observe({"x-daily-ratelimit-token-remaining": "5"})
+    clock.advance(DAILY_RECHECK_SECONDS * 2)
+    assert b.daily_remaining == 5  # a day with calls left is as it was said
+    b.observe({"x-daily-ratelimit-token-remaining": "0"})
+    clock.advance(DAILY_RECHECK_SECONDS - 1)
+    assert b.daily_remaining == 0
+    clock.advance(1)
+    assert b.daily_remaining is None  # not known: a request may go, and its answer says
+    b.observe({"x-daily-ratelimit-token-remaining": "0"})  # still spent: another quarter
     assert b.daily_remaining == 0

@@ -8,6 +8,13 @@ from typing import Any
 
 from engine.spec import HeaderValue
 
+# When a spent day is asked about again. When a vendor's day resets is not in its answers
+# (HubSpot: midnight in the account's time zone; Salesforce: a rolling 24 hours), and a process
+# that stopped sending would never hear of the reset: a long-lived worker once stopped a
+# connection for good. A quarter of an hour is our choice (UNCONFIRMED by any vendor): at most
+# four refused requests an hour while the day is still spent.
+DAILY_RECHECK_SECONDS = 900.0
+
 
 @dataclass(frozen=True)
 class Feedback:
@@ -32,3 +39,24 @@ class Feedback:
     def exhausted(self) -> bool:
         """Whether the vendor says nothing remains in its window."""
         return self.remaining is not None and self.remaining <= 0
+
+
+class DailyRemaining:
+    """A budget's `daily_remaining`: the vendor's last report of the day's calls left, which,
+    once it says none, lapses (None: not known) after `DAILY_RECHECK_SECONDS` on the budget's
+    clock, so that the next request asks again."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._value, self._said_at = f"_{name}", f"_{name}_said_at"
+
+    def __get__(self, budget: Any, owner: type | None = None) -> float | None:
+        value = getattr(budget, self._value, None)
+        if value is not None and value <= 0 and \
+                budget._clock.monotonic() - getattr(budget, self._said_at) >= \
+                DAILY_RECHECK_SECONDS:
+            return None
+        return value
+
+    def __set__(self, budget: Any, value: float | None) -> None:
+        setattr(budget, self._value, value)
+        setattr(budget, self._said_at, budget._clock.monotonic())

@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.clock import Clock
-from engine.ratelimit.feedback import Feedback
+from engine.ratelimit.feedback import DailyRemaining, Feedback
 from engine.spec import RateLimitSpec
 
 
 class RateBudget:
+    daily_remaining = DailyRemaining()
+
     def __init__(self, spec: RateLimitSpec, clock: Clock):
         self.capacity = spec.requests
         self.window = spec.per_seconds
@@ -35,7 +37,6 @@ class RateBudget:
         self._lock = threading.Lock()
         self._slots = (threading.BoundedSemaphore(spec.max_concurrent)
                        if spec.max_concurrent else None)
-        self.daily_remaining: float | None = None
         self.usage: str | None = None  # the vendor's last "used/allowed" report
 
     def acquire(self) -> float:

@@ -25,7 +25,7 @@ import redis
 
 from engine.clock import Clock
 from engine.ratelimit import KeyedBudgets
-from engine.ratelimit.feedback import Feedback
+from engine.ratelimit.feedback import DailyRemaining, Feedback
 from engine.spec import RateLimitSpec
 
 KEY_PREFIX = "crm-engine:budget"
@@ -103,6 +103,8 @@ def budget_key(connector: str, connection: str, group: str) -> str:
 class RedisBudget:
     """One connection's (or endpoint group's) budget, as seen from this process."""
 
+    daily_remaining = DailyRemaining()
+
     def __init__(self, client: redis.Redis, key: str, spec: RateLimitSpec, clock: Clock,
                  slot_lease_seconds: float = 300.0):
         self._keys = [f"{key}:log", f"{key}:slots", f"{key}:state"]
@@ -117,7 +119,6 @@ class RedisBudget:
         self._correct = client.register_script(_CORRECT)
         self._held = threading.local()  # this thread's requests in flight, newest last
         self.waited_seconds = 0.0
-        self.daily_remaining: float | None = None
         self.usage: str | None = None
 
     def acquire(self) -> None:
