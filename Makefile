@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n auto --dist worksteal
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check engine sandbox tests benchmarks
+	$(VENV)/bin/ruff check engine sandbox tests benchmarks scripts
 
 validate: $(STAMP)
 	$(PY) -m engine validate
