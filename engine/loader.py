@@ -756,6 +756,9 @@ def _compile_rate_limit(c: _Checker, spec: dict[str, Any] | None) -> RateLimitSp
                   "daily_usage needs a pattern with two groups: used and allowed")
         names = hv["header"] if isinstance(hv["header"], list) else [hv["header"]]
         feedback[key] = HeaderValue(tuple(names), pattern, hv.get("unit", "s"))
+    if "daily_limit" in feedback and "daily_remaining" not in feedback:
+        c.add(("rate_limit", "feedback", "daily_limit"),
+              "daily_limit needs daily_remaining: the day's use is the one less the other")
     groups = {name: RateLimitSpec(g["requests"], float(g["per_seconds"]), g.get("max_concurrent"))
               for name, g in (spec.get("groups") or {}).items()}
     return RateLimitSpec(spec["requests"], float(spec["per_seconds"]),

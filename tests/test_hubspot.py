@@ -257,6 +257,7 @@ def test_a_spent_daily_budget_stops_the_sync_before_hubspot_refuses_a_request(ma
         run = sync()
         assert "daily API budget is spent" in run.error
         assert run.requests == 2 and 429 not in running.app.stats.statuses
+        assert run.api_usage == "2/2"  # X-HubSpot-RateLimit-Daily less its -Remaining
         assert engine.store.query("SELECT count(*) FROM contacts")[0][0] == 100  # page 1
         assert sync().requests == 0  # the same process, later: nothing sent
         clock.advance(DAILY_RECHECK_SECONDS)

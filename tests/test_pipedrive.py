@@ -55,6 +55,10 @@ def test_oauth_sync_lands_every_stream_over_several_pages(engine, pipedrive):
     by_stream = {r.stream: r for r in runs}
     contacts = by_stream["contacts"]
     assert contacts.records == emulator.store.count("persons") and contacts.pages == 3  # 500/page
+    # The company's daily token budget, as its two headers told it at the run's last answer
+    # (streams still running spent more since): used/allowed.
+    used, allowed = map(int, contacts.api_usage.split("/"))
+    assert allowed == 150_000 and 0 < used <= allowed - emulator.budget.remaining()
     for table, kind in (("contacts", "persons"), ("companies", "organizations"),
                         ("deals", "deals")):
         landed = engine.store.query(f"SELECT count(DISTINCT id) FROM {table}")[0][0]

@@ -259,6 +259,27 @@ def test_the_daily_budget_left_comes_from_its_header():
     assert b.daily_remaining == 0
 
 
+def test_a_days_limit_and_remaining_in_two_headers_make_its_usage():
+    b = budget(FakeClock(), daily_remaining=("X-Daily-Remaining", "s"),
+               daily_limit=("X-Daily", "s"))
+    b.observe({"X-Daily-Remaining": "7"})  # the limit unsaid: no usage
+    assert (b.usage, b.daily_remaining) == (None, 7)
+    b.observe({"X-Daily": "10", "X-Daily-Remaining": "3"})
+    assert (b.usage, b.daily_remaining) == ("7/10", 3)
+
+
+def test_a_daily_limit_without_its_remaining_is_located(tmp_path):
+    extra = ("rate_limit:\n  requests: 10\n  per_seconds: 1\n  feedback:\n"
+             "    daily_limit: {header: X-Daily}\n")
+    stream = "items: {model: contact, request: {method: GET, path: /cursor}, records: items}"
+    connectors = write_specs(tmp_path, connector_yaml(stream, extra=extra))
+    with pytest.raises(SpecError) as info:
+        load_connector(connectors / "acme.yaml")
+    [problem] = info.value.problems
+    assert problem.path == "rate_limit.feedback.daily_limit" and problem.line is not None
+    assert "needs daily_remaining" in problem.message
+
+
 def test_a_spent_day_is_asked_about_again_after_a_quarter_of_an_hour():
     """No vendor says when its day resets: a long-lived process that stopped sending would
     never hear of it. A spent day's report lapses, and the next request asks again."""

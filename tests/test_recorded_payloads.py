@@ -206,6 +206,7 @@ def test_budgets_read_the_recorded_rate_limit_headers():
     pipedrive = RateBudget(connector("pipedrive").rate_limit, clock)
     pipedrive.observe(recorded_headers("pipedrive", "v1_persons_list_page.json"))
     assert (pipedrive.capacity, pipedrive.daily_remaining) == (80, 147158)
+    assert pipedrive.usage == "2842/150000"  # the token limit less the remaining
     salesforce = RateBudget(connector("salesforce").rate_limit, clock)
     salesforce.observe(recorded_headers("salesforce", "query_contacts_page.json"))
     assert (salesforce.usage, salesforce.daily_remaining) == ("896/15000", 15000 - 896)

@@ -32,6 +32,9 @@ class Feedback:
         values = {key: hv.read(headers) for key, hv in feedback.items() if key != "daily_usage"}
         usage = feedback["daily_usage"].read_usage(headers) if "daily_usage" in feedback \
             else None
+        allowed, left = values.get("daily_limit"), values.get("daily_remaining")
+        if usage is None and allowed is not None and left is not None:  # two headers say it
+            usage = (int(allowed - left), int(allowed))
         return cls(values.get("limit"), values.get("window"), values.get("remaining"),
                    values.get("reset"), values.get("daily_remaining"), usage)
 
