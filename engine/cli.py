@@ -242,7 +242,7 @@ def _concurrency_option(parser: argparse.ArgumentParser) -> None:
                              f"project file's, else {DEFAULT_MAX_CONCURRENCY})")
     parser.add_argument("--map-processes", type=int, metavar="N",
                         help="processes beside this one that map each page of a read after "
-                             "its first: faster where cores are spare, some 40 MB each "
+                             "its first: faster where cores are spare, some 35 MB each "
                              "(default: the project file's map_processes, else 0: map here)")
 
 

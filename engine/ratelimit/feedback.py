@@ -9,10 +9,10 @@ from typing import Any
 from engine.spec import HeaderValue
 
 # When a spent day is asked about again. When a vendor's day resets is not in its answers
-# (HubSpot: midnight in the account's time zone; Salesforce: a rolling 24 hours), and a process
-# that stopped sending would never hear of the reset: a long-lived worker once stopped a
-# connection for good. A quarter of an hour is our choice (UNCONFIRMED by any vendor): at most
-# four refused requests an hour while the day is still spent.
+# (midnight in some time zone, or a rolling 24 hours: the connector files' comments say), and a
+# process that stopped sending would never hear of the reset: a long-lived worker once stopped
+# a connection for good. A quarter of an hour is our choice (UNCONFIRMED by any vendor): at
+# most four refused requests an hour while the day is still spent.
 DAILY_RECHECK_SECONDS = 900.0
 
 
@@ -35,13 +35,32 @@ class Feedback:
         allowed, left = values.get("daily_limit"), values.get("daily_remaining")
         if usage is None and allowed is not None and left is not None:  # two headers say it
             usage = (int(allowed - left), int(allowed))
+        if usage is not None:
+            left = usage[1] - usage[0]
         return cls(values.get("limit"), values.get("window"), values.get("remaining"),
-                   values.get("reset"), values.get("daily_remaining"), usage)
+                   values.get("reset"), left, usage)
 
     @property
-    def exhausted(self) -> bool:
-        """Whether the vendor says nothing remains in its window."""
+    def pause_seconds(self) -> float | None:
+        """How long every sender waits: nothing remains, and the vendor says when it resets."""
+        return self.reset if self._exhausted and self.reset else None
+
+    @property
+    def window_full(self) -> bool:
+        """Nothing remains, and no reset is named: a rolling window, which the budget's log
+        fills (the requests it does not hold count from now)."""
+        return self._exhausted and not self.reset
+
+    @property
+    def _exhausted(self) -> bool:
         return self.remaining is not None and self.remaining <= 0
+
+    def note_day(self, budget: Any) -> None:
+        """What the vendor said of its day, on the budget (either kind)."""
+        if self.daily_remaining is not None:
+            budget.daily_remaining = self.daily_remaining
+        if self.usage is not None:
+            budget.usage = f"{self.usage[0]}/{self.usage[1]}"
 
 
 class DailyRemaining:

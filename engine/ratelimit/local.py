@@ -78,17 +78,12 @@ class RateBudget:
                 self.window = said.window
             if said.limit:
                 self.capacity = max(1, int(said.limit))
-            if said.exhausted:
-                now = self._clock.monotonic()
-                if said.reset:
-                    self._paused_until = max(self._paused_until, now + said.reset)
-                else:
-                    self._fill(now)
-            if said.daily_remaining is not None:
-                self.daily_remaining = said.daily_remaining
-            if said.usage is not None:
-                self.usage = f"{said.usage[0]}/{said.usage[1]}"
-                self.daily_remaining = said.usage[1] - said.usage[0]
+            if said.pause_seconds is not None:
+                self._paused_until = max(self._paused_until,
+                                         self._clock.monotonic() + said.pause_seconds)
+            if said.window_full:
+                self._fill(self._clock.monotonic())
+            said.note_day(self)
 
     def _fill(self, now: float) -> None:
         """The vendor's window is full: what the log does not explain was sent just now."""

@@ -145,18 +145,13 @@ class RedisBudget:
         if not self.feedback:
             return
         said = Feedback.read(self.feedback, headers)
-        if said.daily_remaining is not None:
-            self.daily_remaining = said.daily_remaining
-        if said.usage is not None:
-            self.usage = f"{said.usage[0]}/{said.usage[1]}"
-            self.daily_remaining = said.usage[1] - said.usage[0]
+        said.note_day(self)
         capacity = max(1, int(said.limit)) if said.limit else None
         window = said.window or None
-        pause = said.reset if said.exhausted and said.reset else None
-        fill = said.exhausted and not said.reset
-        if capacity is None and window is None and pause is None and not fill:
+        if capacity is None and window is None and said.pause_seconds is None \
+                and not said.window_full:
             return
-        self._correct_state(capacity, window, pause, fill)
+        self._correct_state(capacity, window, said.pause_seconds, said.window_full)
 
     def pause(self, seconds: float) -> None:
         self._correct_state(None, None, seconds, False)
