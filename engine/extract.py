@@ -1,8 +1,8 @@
 """Reading values out of vendor JSON: jmespath, compiled once at load time.
 
 Most paths in specs are plain dotted keys (`properties.firstname`); those become direct dict
-look-ups. The others are compiled into Python closures (engine/jmespath_closures.py) that give
-jmespath's answers several times faster than its interpreter, on the per-record path.
+look-ups. The others are compiled into Python functions (engine/jmespath_compiler.py) that
+give jmespath's answers several times faster than its interpreter, on the per-record path.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import jmespath
 from jmespath import functions
 from jmespath.exceptions import JMESPathError
 
-from engine.jmespath_closures import Getter, compile_tree, dig, field_chain
-from engine.jmespath_closures import truthy as truthy  # spec.py and reads.py test truth here
+from engine.jmespath_compiler import Getter, compile_tree, dig, field_chain
+from engine.jmespath_compiler import truthy as truthy  # spec.py and reads.py test truth here
 from engine.normalize import url_host
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
@@ -155,17 +155,13 @@ def compile_getter(expression: str) -> Getter:
         first_line = str(exc).splitlines()[0]
         raise ExpressionProblem(f"invalid jmespath expression {expression!r}: {first_line}"
                                 ) from None
-    evaluate = compile_tree(compiled.parsed, _OPTIONS)  # jmespath's answers, per record
 
-    def search(obj: Any) -> Any:
-        try:
-            return evaluate(obj)
+    def failed(exc: Exception) -> ExpressionFailed:
         # jmespath itself lets Python's TypeError out of an ordering of mixed types
         # (`a < \`1\`` where a is text): the data's problem, like its own type errors.
-        except (JMESPathError, TypeError) as exc:
-            raise ExpressionFailed(f"{expression!r} failed: {exc}") from None
+        return ExpressionFailed(f"{expression!r} failed: {exc}")
 
-    return search
+    return compile_tree(compiled.parsed, _OPTIONS, failed)  # jmespath's answers, per record
 
 
 # AST nodes whose first child is evaluated against the current value and the rest against

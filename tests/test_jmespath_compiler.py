@@ -1,4 +1,4 @@
-"""The compiled closures (engine/jmespath_closures.py) against jmespath's own interpreter.
+"""The compiled expressions (engine/jmespath_compiler.py) against jmespath's own interpreter.
 
 Every expression in connectors/*.yaml and mappings/*.yaml, and edge cases of every node type and
 function, is read both ways from the recorded payloads in tests/fixtures (each document and
@@ -30,7 +30,7 @@ from engine.extract import (
     plain_keys,
     read_paths,
 )
-from engine.jmespath_closures import needs_interpreter
+from engine.jmespath_compiler import needs_interpreter
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
