@@ -100,7 +100,7 @@ def compile_tree(node: Node, options: Options,
     custom functions) on a JSON value. A JMESPathError, or the TypeError jmespath lets out of
     an ordering of mixed types, is raised as `failed(error)`."""
     writer = _Writer(options)
-    result = writer.node(node, "value", 2)
+    result = writer.node(node, "value", 3)  # inside make(), evaluate() and try:
     names = list(writer.names)
     source = "\n".join([
         f"def make({', '.join(['failed', *names])}):",
@@ -113,14 +113,16 @@ def compile_tree(node: Node, options: Options,
         "    return evaluate",
     ])
     namespace: dict[str, Any] = {"JMESPathError": JMESPathError}
-    exec(compile(source, "<jmespath>", "exec"), namespace)  # our own source, from the tree
+    # Safe to run: the expression's keys and literals enter the source through repr(), or as
+    # values passed in; nothing of its text is pasted in as code.
+    exec(compile(source, "<jmespath>", "exec"), namespace)
     return namespace["make"](failed, *writer.names.values())  # type: ignore[no-any-return]
 
 
 class _Writer:
     """Writes one expression's body: each node's code sets a local the caller then reads.
 
-    `node(n, source, depth)` emits, at `depth` (in indents), statements computing node `n` of
+    `node(n, source, depth)` emits, `depth` indents deep, statements computing node `n` of
     the value held in local `source`, and returns the local (or literal) holding the result.
     Values the source refers to (functions, constants that are not plain literals) are passed
     into the generated function under `names`."""
@@ -154,7 +156,7 @@ class _Writer:
         return self.name(value)
 
     def emit(self, depth: int, line: str) -> None:
-        self.lines.append("    " * (depth + 1) + line)
+        self.lines.append("    " * depth + line)
 
     def node(self, node: Node, source: str, depth: int) -> str:
         keys = field_chain(node)
