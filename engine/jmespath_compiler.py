@@ -256,18 +256,10 @@ class _Writer:
     def value_projection(self, node: Node, source: str, depth: int) -> str:
         left, right = node["children"]
         base, values = self.node(left, source, depth), self.local()
-        # As jmespath: whatever has .values() is projected (an object), anything else is null.
-        self.emit(depth, f"{values} = {base}.values() if hasattr({base}, 'values') else None")
-        out, element = self.local(), self.local()
-        self.emit(depth, f"if {values} is None:")
-        self.emit(depth + 1, f"{out} = None")
-        self.emit(depth, "else:")
-        self.emit(depth + 1, f"{out} = []")
-        self.emit(depth + 1, f"for {element} in {values}:")
-        current = self.node(right, element, depth + 2)
-        self.emit(depth + 2, f"if {current} is not None:")
-        self.emit(depth + 3, f"{out}.append({current})")
-        return out
+        # An object's values (what has .values() in jmespath's JSON), else null.
+        self.emit(depth, f"{values} = list({base}.values()) if isinstance({base}, dict) "
+                         f"else None")
+        return self._collect(values, right, None, depth)
 
     def flatten(self, node: Node, source: str, depth: int) -> str:
         (inner,) = node["children"]
