@@ -175,6 +175,15 @@ class _Writer:
         return (f"({held} if {held}.__class__ in {self.name(_PYTHON_TRUTH, 'python_truth')} "
                 f"else {held} is not None and not {self.name(is_false, 'is_false')}({held}))")
 
+    def null_unless(self, test: str, depth: int) -> str:
+        """A new local, set to null where `test` fails; the caller sets it under the `else:`
+        this emits (at depth + 1)."""
+        out = self.local()
+        self.emit(depth, f"if not ({test}):")
+        self.emit(depth + 1, f"{out} = None")
+        self.emit(depth, "else:")
+        return out
+
     def interpreted(self, node: Node, source: str, depth: int) -> str:
         visit = TreeInterpreter(self.options).visit
         out = self.local()
@@ -225,10 +234,7 @@ class _Writer:
     def _collect(self, base: str, right: Node, condition: Node | None, depth: int) -> str:
         """The non-null results of `right` over the list in `base` (null if it is none), of
         the elements `condition` keeps."""
-        out, element = self.local(), self.local()
-        self.emit(depth, f"if not isinstance({base}, list):")
-        self.emit(depth + 1, f"{out} = None")
-        self.emit(depth, "else:")
+        out, element = self.null_unless(f"isinstance({base}, list)", depth), self.local()
         if right["type"] in ("identity", "current") and condition is None:
             self.emit(depth + 1, f"{out} = [{element} for {element} in {base} "
                                  f"if {element} is not None]")
@@ -263,10 +269,8 @@ class _Writer:
 
     def flatten(self, node: Node, source: str, depth: int) -> str:
         (inner,) = node["children"]
-        base, out, element = self.node(inner, source, depth), self.local(), self.local()
-        self.emit(depth, f"if not isinstance({base}, list):")
-        self.emit(depth + 1, f"{out} = None")
-        self.emit(depth, "else:")
+        base = self.node(inner, source, depth)
+        out, element = self.null_unless(f"isinstance({base}, list)", depth), self.local()
         self.emit(depth + 1, f"{out} = []")
         self.emit(depth + 1, f"for {element} in {base}:")
         self.emit(depth + 2, f"if isinstance({element}, list):")
@@ -276,19 +280,13 @@ class _Writer:
         return out
 
     def multi_select_list(self, node: Node, source: str, depth: int) -> str:
-        out = self.local()
-        self.emit(depth, f"if {source} is None:")
-        self.emit(depth + 1, f"{out} = None")
-        self.emit(depth, "else:")
+        out = self.null_unless(f"{source} is not None", depth)
         parts = [self.node(child, source, depth + 1) for child in node["children"]]
         self.emit(depth + 1, f"{out} = [{', '.join(parts)}]")
         return out
 
     def multi_select_dict(self, node: Node, source: str, depth: int) -> str:
-        out = self.local()
-        self.emit(depth, f"if {source} is None:")
-        self.emit(depth + 1, f"{out} = None")
-        self.emit(depth, "else:")
+        out = self.null_unless(f"{source} is not None", depth)
         pairs = [(child["value"], self.node(child, source, depth + 1))
                  for child in node["children"]]
         make = self.options.dict_cls
