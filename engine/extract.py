@@ -137,6 +137,7 @@ def compile_keys(keys: tuple[str, ...]) -> Getter:
     return dig(keys)
 
 
+@lru_cache(maxsize=1024)  # a connector's streams repeat their expressions (YAML anchors)
 def compile_getter(expression: str) -> Getter:
     """A function reading `expression` from a JSON value; `@` is the value itself."""
     if expression == "@":
