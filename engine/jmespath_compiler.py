@@ -100,7 +100,10 @@ def compile_tree(node: Node, options: Options,
     custom functions) on a JSON value. A JMESPathError, or the TypeError jmespath lets out of
     an ordering of mixed types, is raised as `failed(error)`."""
     writer = _Writer(options)
-    result = writer.node(node, "value", 3)  # inside make(), evaluate() and try:
+    try:
+        result = writer.node(node, "value", 3)  # inside make(), evaluate() and try:
+    except RecursionError:  # a tree deeper than Python's stack: the interpreter reads it
+        return _interpreted(node, options, failed)
     names = list(writer.names)
     source = "\n".join([
         f"def make({', '.join(['failed', *names])}):",
@@ -113,10 +116,28 @@ def compile_tree(node: Node, options: Options,
         "    return evaluate",
     ])
     namespace: dict[str, Any] = {"JMESPathError": JMESPathError}
+    try:
+        code = compile(source, "<jmespath>", "exec")
+    except (SyntaxError, RecursionError):  # loops nested past Python's 20 (filters in filters)
+        return _interpreted(node, options, failed)
     # Safe to run: the expression's keys and literals enter the source through repr(), or as
     # values passed in; nothing of its text is pasted in as code.
-    exec(compile(source, "<jmespath>", "exec"), namespace)
+    exec(code, namespace)
     return namespace["make"](failed, *writer.names.values())  # type: ignore[no-any-return]
+
+
+def _interpreted(node: Node, options: Options,
+                 failed: Callable[[Exception], Exception]) -> Getter:
+    """jmespath's interpreter over the whole tree, its errors raised as `failed(error)`."""
+    visit = TreeInterpreter(options).visit
+
+    def evaluate(value: Any) -> Any:
+        try:
+            return visit(node, value)
+        except (JMESPathError, TypeError) as exc:
+            raise failed(exc) from None
+
+    return evaluate
 
 
 class _Writer:

@@ -242,6 +242,17 @@ def test_an_expression_reference_is_left_to_the_interpreter():
     assert compile_getter("sort_by(a, &b)[].b")({"a": [{"b": 2}, {"b": 1}]}) == [1, 2]
 
 
+def test_an_expression_nested_past_pythons_block_limit_still_agrees():
+    # Written out, each filter is a loop and Python compiles at most 20 nested: such a tree is
+    # read by jmespath; nested ifs (the || chain) have no such limit.
+    ors, filters = "a", "a"
+    for level in range(30):
+        ors, filters = f"k{level} || ({ors})", f"x{level}[?{filters}]"
+    for expression in (ors, filters):
+        assert _differences(expression) == []
+    assert compile_getter(ors)({"a": 1}) == 1
+
+
 def test_a_type_error_names_the_expression_and_jmespath_says_what():
     with pytest.raises(ExpressionFailed, match=r"'length\(a\)' failed: In function length\(\), "
                                                r"invalid type for value: None"):
