@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.clock import Clock
 from engine.spec import HeaderValue
 
 # When a spent day is asked about again. When a vendor's day resets is not in its answers
@@ -55,30 +56,32 @@ class Feedback:
     def _exhausted(self) -> bool:
         return self.remaining is not None and self.remaining <= 0
 
-    def note_day(self, budget: Any) -> None:
-        """What the vendor said of its day, on the budget (either kind)."""
-        if self.daily_remaining is not None:
-            budget.daily_remaining = self.daily_remaining
-        if self.usage is not None:
-            budget.usage = f"{self.usage[0]}/{self.usage[1]}"
 
+class DayReport:
+    """What the vendor last said of its day, as a budget of either kind keeps it: the calls
+    left, and `used/allowed` for `sync_runs.api_usage`."""
 
-class DailyRemaining:
-    """A budget's `daily_remaining`: the vendor's last report of the day's calls left, which,
-    once it says none, lapses (None: not known) after `DAILY_RECHECK_SECONDS` on the budget's
-    clock, so that the next request asks again."""
+    _clock: Clock
+    usage: str | None = None  # the vendor's last "used/allowed" report
+    _daily_remaining: float | None = None
+    _daily_said_at = 0.0
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._value, self._said_at = f"_{name}", f"_{name}_said_at"
-
-    def __get__(self, budget: Any, owner: type | None = None) -> float | None:
-        value = getattr(budget, self._value, None)
-        if value is not None and value <= 0 and \
-                budget._clock.monotonic() - getattr(budget, self._said_at) >= \
-                DAILY_RECHECK_SECONDS:
+    @property
+    def daily_remaining(self) -> float | None:
+        """The day's calls left, as last said; once none, the report lapses (None: not known)
+        after `DAILY_RECHECK_SECONDS` on the budget's clock, so that the next request asks."""
+        left = self._daily_remaining
+        if left is not None and left <= 0 and \
+                self._clock.monotonic() - self._daily_said_at >= DAILY_RECHECK_SECONDS:
             return None
-        return value
+        return left
 
-    def __set__(self, budget: Any, value: float | None) -> None:
-        setattr(budget, self._value, value)
-        setattr(budget, self._said_at, budget._clock.monotonic())
+    @daily_remaining.setter
+    def daily_remaining(self, left: float | None) -> None:
+        self._daily_remaining, self._daily_said_at = left, self._clock.monotonic()
+
+    def note_day(self, said: Feedback) -> None:
+        if said.daily_remaining is not None:
+            self.daily_remaining = said.daily_remaining
+        if said.usage is not None:
+            self.usage = f"{said.usage[0]}/{said.usage[1]}"

@@ -20,13 +20,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.clock import Clock
-from engine.ratelimit.feedback import DailyRemaining, Feedback
+from engine.ratelimit.feedback import DayReport, Feedback
 from engine.spec import RateLimitSpec
 
 
-class RateBudget:
-    daily_remaining = DailyRemaining()
-
+class RateBudget(DayReport):
     def __init__(self, spec: RateLimitSpec, clock: Clock):
         self.capacity = spec.requests
         self.window = spec.per_seconds
@@ -37,7 +35,6 @@ class RateBudget:
         self._lock = threading.Lock()
         self._slots = (threading.BoundedSemaphore(spec.max_concurrent)
                        if spec.max_concurrent else None)
-        self.usage: str | None = None  # the vendor's last "used/allowed" report
 
     def acquire(self) -> float:
         """Block until a request may be sent, then count it; returns its stamp for `release`."""
@@ -83,7 +80,7 @@ class RateBudget:
                                          self._clock.monotonic() + said.pause_seconds)
             if said.window_full:
                 self._fill(self._clock.monotonic())
-            said.note_day(self)
+            self.note_day(said)
 
     def _fill(self, now: float) -> None:
         """The vendor's window is full: what the log does not explain was sent just now."""

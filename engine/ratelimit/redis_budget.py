@@ -25,7 +25,7 @@ import redis
 
 from engine.clock import Clock
 from engine.ratelimit import KeyedBudgets
-from engine.ratelimit.feedback import DailyRemaining, Feedback
+from engine.ratelimit.feedback import DayReport, Feedback
 from engine.spec import RateLimitSpec
 
 KEY_PREFIX = "crm-engine:budget"
@@ -100,10 +100,8 @@ def budget_key(connector: str, connection: str, group: str) -> str:
     return f"{KEY_PREFIX}:{{{connector}:{connection}:{group}}}"
 
 
-class RedisBudget:
+class RedisBudget(DayReport):
     """One connection's (or endpoint group's) budget, as seen from this process."""
-
-    daily_remaining = DailyRemaining()
 
     def __init__(self, client: redis.Redis, key: str, spec: RateLimitSpec, clock: Clock,
                  slot_lease_seconds: float = 300.0):
@@ -119,7 +117,6 @@ class RedisBudget:
         self._correct = client.register_script(_CORRECT)
         self._held = threading.local()  # this thread's requests in flight, newest last
         self.waited_seconds = 0.0
-        self.usage: str | None = None
 
     def acquire(self) -> None:
         request = uuid.uuid4().hex
@@ -145,7 +142,7 @@ class RedisBudget:
         if not self.feedback:
             return
         said = Feedback.read(self.feedback, headers)
-        said.note_day(self)
+        self.note_day(said)
         capacity = max(1, int(said.limit)) if said.limit else None
         window = said.window or None
         if capacity is None and window is None and said.pause_seconds is None \
