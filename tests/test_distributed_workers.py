@@ -134,11 +134,11 @@ def test_three_workers_one_killed_land_what_one_process_lands(accounts, tmp_path
             # a worker killed between the vendor's answer and storing it takes the only live
             # refresh token with it (the connection must then be connected again, and says so:
             # nothing can keep a token the vendor sent to a process that died).
+            credentials = Engine(home=home).credentials
             wait_for("the rotated refresh token, stored", lambda: (
                 expiring.app.stats.count("oauth.token") == 1
                 and expiring.oauth.refresh_token_info(
-                    Engine(home=home).credentials.load(EXPIRING).credentials.refresh_token)
-                is not None), 60, 0.05)
+                    credentials.load(EXPIRING).credentials.refresh_token) is not None), 60, 0.05)
 
             # Kill the first worker in the middle of a unit: it holds the unit's lock (whose
             # value names the holder) and has sent that unit's requests since taking it.

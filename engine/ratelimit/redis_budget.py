@@ -144,11 +144,10 @@ class RedisBudget(DayReport):
         said = Feedback.read(self.feedback, headers)
         self.note_day(said)
         capacity = max(1, int(said.limit)) if said.limit else None
-        window = said.window or None
-        if capacity is None and window is None and said.pause_seconds is None \
-                and not said.window_full:
+        window, pause, fill = said.window or None, said.pause_seconds, said.window_full
+        if capacity is None and window is None and pause is None and not fill:
             return
-        self._correct_state(capacity, window, said.pause_seconds, said.window_full)
+        self._correct_state(capacity, window, pause, fill)
 
     def pause(self, seconds: float) -> None:
         self._correct_state(None, None, seconds, False)
