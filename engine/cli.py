@@ -32,6 +32,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import webbrowser
@@ -311,20 +312,45 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _file_kind(path: Path) -> str:
+    """What a YAML file given to `validate` is, by its top-level keys (a file in `mappings/`
+    is a mapping whatever it holds): `project`, `mapping` or `connector`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "connector"  # whose loader says what is wrong with it
+    if path.parent.name == "mappings" or _TOP_LEVEL_MODELS.search(text):
+        return "mapping"
+    if path.name == PROJECT_FILE or _TOP_LEVEL_CONNECTIONS.search(text):
+        return "project"
+    return "connector"
+
+
+_TOP_LEVEL_MODELS = re.compile(r"^models\s*:", re.MULTILINE)
+_TOP_LEVEL_CONNECTIONS = re.compile(r"^connections\s*:", re.MULTILINE)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     default = Engine(connectors_dir=args.connectors_dir).connectors_dir
     paths = [Path(p) for p in args.paths] or [default]
     files: list[Path] = []
     for path in paths:
         files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
+    project = find_project(getattr(args, "project", None))
+    if project is not None and not any(_same_file(project, file) for file in files):
+        files.append(project)
     failed = 0
     for file in files:
         try:
-            if file.parent.name == "mappings":
+            kind = _file_kind(file)
+            if kind == "mapping":
                 _, problems = load_mapping(file)
                 if problems:
                     raise SpecError(problems)
                 print(f"ok  {file}")
+            elif kind == "project":
+                loaded = load_project(file, Engine(connectors_dir=args.connectors_dir))
+                print(f"ok  {file}: {len(loaded.connections)} connections")
             else:
                 connector = load_connector(file)
                 print(f"ok  {file} (+ {connector.mapping_file}): {len(connector.streams)} streams, "
@@ -333,16 +359,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             for problem in exc.problems:
                 print(f"error  {problem}", file=sys.stderr)
-    project = find_project(getattr(args, "project", None))
-    if project is not None:
-        try:
-            loaded = load_project(project, Engine(connectors_dir=args.connectors_dir))
-            print(f"ok  {project}: {len(loaded.connections)} connections")
-        except SpecError as exc:
-            failed += 1
-            for problem in exc.problems:
-                print(f"error  {problem}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def cmd_connectors(args: argparse.Namespace) -> int:

@@ -53,25 +53,36 @@ def _describe(run: SyncRun, started: float) -> str:
 
 
 class LogProgress:
-    """One line when a stream starts and one when it ends (for cron and CI logs)."""
+    """One line when a stream starts and one when it ends (for cron and CI logs). Streams end
+    on threads of their own: each line is written whole, under a lock, never interleaved."""
 
     def __init__(self, out: TextIO = sys.stderr):
         self.out = out
         self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def stream_started(self, run: SyncRun) -> None:
-        self._started[run.run_id] = time.perf_counter()
-        print(f"sync {run.connection}/{run.stream}: started", file=self.out, flush=True)
+        with self._lock:
+            self._started[run.run_id] = time.perf_counter()
+        self._line(f"sync {run.connection}/{run.stream}: started")
 
     def page_read(self, run: SyncRun) -> None:
         pass
 
     def stream_finished(self, run: SyncRun) -> None:
-        elapsed = time.perf_counter() - self._started.pop(run.run_id, time.perf_counter())
+        with self._lock:
+            started = self._started.pop(run.run_id, time.perf_counter())
         error = f" error: {run.error}" if run.error else ""
-        print(f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
-              f"{run.pages} pages, {run.requests} requests, {run.retries} retries, "
-              f"{elapsed:.1f}s{error}", file=self.out, flush=True)
+        self._line(f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
+                   f"{run.pages} pages, {run.requests} requests, {run.retries} retries, "
+                   f"{time.perf_counter() - started:.1f}s{error}")
+
+    def _line(self, text: str) -> None:
+        # (print() writes the text and its newline in two calls, between which another
+        # thread's line can come.)
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
 
 
 def progress_for(stream: TextIO = sys.stderr) -> TerminalProgress | LogProgress:

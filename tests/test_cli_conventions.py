@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
 import sandbox
 from engine import Engine
 from engine.engine import PROJECT_ROOT as ROOT
+from engine.progress import LogProgress
+from engine.store import SyncRun
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,41 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path, unbuffered):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 128 + 13, stderr
     assert stderr == ""
+
+
+class _Writes:
+    """A stream that keeps each write apart and lets other threads run between two."""
+
+    def __init__(self):
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        threading.Event().wait(0.001)  # another thread's line would come here
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_lines_of_concurrent_streams_are_never_interleaved():
+    out = _Writes()
+    progress = LogProgress(out)
+    runs = [SyncRun(run_id=f"r{i}", connector="hubspot", connection=f"c{i}", stream="contacts")
+            for i in range(8)]
+
+    def one(run: SyncRun) -> None:
+        progress.stream_started(run)
+        run.status = "succeeded"
+        progress.stream_finished(run)
+
+    threads = [threading.Thread(target=one, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(text.endswith("\n") and text.count("\n") == 1 for text in out.writes), out.writes
+    lines = "".join(out.writes).splitlines()
+    assert sorted(line for line in lines if line.endswith("started")) == [
+        f"sync c{i}/contacts: started" for i in range(8)]
+    assert sum(" succeeded, 0 records, 0 pages, " in line for line in lines) == 8

@@ -166,6 +166,22 @@ def test_validate_reports_the_project_file(tmp_path):
     assert result.returncode == 0 and "ok  other.yaml: 1 connections" in result.stdout
 
 
+def test_validate_tells_a_project_file_from_a_connector_by_what_it_holds(tmp_path):
+    """A project file named on the command line is checked as a project (not as a connector
+    missing its `name`), once even when it is also ./crm-engine.yaml; a mapping file outside
+    a `mappings/` directory is checked as a mapping."""
+    write(tmp_path, "connections:\n  acme: {connector: hubspot, streams: [contcts]}\n")
+    write(tmp_path, "connections:\n  acme: {connector: hubspot}\n", name="other.yaml")
+    (tmp_path / "copy.yaml").write_text(
+        (Path(__file__).resolve().parent.parent / "mappings" / "hubspot.yaml").read_text())
+    result = crm(tmp_path, "validate", "crm-engine.yaml", "other.yaml", "copy.yaml")
+    assert result.returncode == 1
+    [problem] = result.stderr.splitlines()
+    assert problem.startswith("error  crm-engine.yaml:2 at connections.acme.streams[0]: "
+                              "hubspot has no stream 'contcts' (streams: contacts, "), problem
+    assert result.stdout.splitlines() == ["ok  other.yaml: 1 connections", "ok  copy.yaml"]
+
+
 def test_an_unset_variable_is_a_run_time_error_naming_it(tmp_path):
     path = write(tmp_path, """\
         connections:
