@@ -432,6 +432,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
                          + (f" (not connections of it: {', '.join(unknown)})"
                             if project and unknown else "")
                          if args.names else "name a connector, or give --all")
+    if project:  # a name that is neither: say both what it could have been
+        connectors = [p.stem for p in Engine(connectors_dir=args.connectors_dir).connector_files()]
+        if args.names[0] not in connectors:
+            raise InputError("NAME", f"{args.names[0]!r} is neither a connection of "
+                                     f"{project.file} ({', '.join(project.connections)}) nor a "
+                                     f"connector ({', '.join(connectors)})")
     db = _db(args, project)
     with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
                 map_processes=_map_processes(args, project)) as engine:

@@ -182,6 +182,16 @@ def test_validate_tells_a_project_file_from_a_connector_by_what_it_holds(tmp_pat
     assert result.stdout.splitlines() == ["ok  other.yaml: 1 connections", "ok  copy.yaml"]
 
 
+def test_sync_of_an_unknown_name_says_what_it_could_have_been(tmp_path):
+    write(tmp_path, "connections:\n  acme: {connector: hubspot}\n  globex: {connector: hubspot}\n")
+    one = crm(tmp_path, "sync", "acmee")
+    assert one.returncode == 2 and one.stderr.strip() == (
+        "error: NAME: 'acmee' is neither a connection of crm-engine.yaml (acme, globex) nor a "
+        "connector (hubspot, pipedrive, salesforce, zoho)"), one.stderr
+    two = crm(tmp_path, "sync", "acme", "globx")
+    assert two.returncode == 2 and "(not connections of it: globx)" in two.stderr, two.stderr
+
+
 def test_an_unset_variable_is_a_run_time_error_naming_it(tmp_path):
     path = write(tmp_path, """\
         connections:
