@@ -34,6 +34,9 @@ class Connection:
     config: dict[str, Any] = field(default_factory=dict)
     base_url: str | None = None
     credentials: Credentials = field(default_factory=Credentials)
+    # Where a caller's secrets came from (a project file's variables), for what a refusal
+    # tells the user to check; never stored.
+    secrets_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

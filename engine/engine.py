@@ -222,9 +222,11 @@ class Engine:
                            token: str | None = None, base_url: str | None = None,
                            config: dict[str, Any] | None = None,
                            auth_method: str | None = None,
-                           secrets: dict[str, str] | None = None) -> Connection:
-        """The connection to use: `secrets` (the auth method's, by name) or a ready `token`
-        given, else the stored connection of that name, else secrets in the environment."""
+                           secrets: dict[str, str] | None = None,
+                           secrets_from: str | None = None) -> Connection:
+        """The connection to use: `secrets` (the auth method's, by name; `secrets_from` says
+        where they came from) or a ready `token` given, else the stored connection of that
+        name, else secrets in the environment."""
         name = name or connector.name
         stored = self.credentials.load(name)
         if stored is not None and stored.connector != connector.name:
@@ -238,7 +240,8 @@ class Engine:
             connection = Connection(name, connector.name, method.name,
                                     dict(stored.config) if stored else {},
                                     stored.base_url if stored else None,
-                                    method.credentials_from_secrets(secrets))
+                                    method.credentials_from_secrets(secrets),
+                                    secrets_from=secrets_from)
         elif token:
             # A ready token or key: the method named, else the first that takes one secret.
             method = self.auth_method(connector, auth_method) if auth_method else next(
@@ -330,6 +333,8 @@ class Engine:
             store=StoredTokens(self.credentials, conn.name, self._refresh_lock) if stored
             else None,
             on_refresh=refreshed))
+        if hint and conn.secrets_from:  # not the command line's --token: the caller's secrets
+            hint = f"the credentials were refused; check {conn.secrets_from}"
         headers = {k: str(t.render(context)) for k, t in connector.headers.items()}
         headers.setdefault("User-Agent", "crm-engine")
         budget, groups = None, {}

@@ -55,6 +55,8 @@ class ProjectConnection:
         options: dict[str, Any] = {}
         if self.secrets:
             options["secrets"] = self.secret_values()
+            options["secrets_from"] = (f"{', '.join(self.secrets.values())} (the project "
+                                       f"file's secrets of connection {self.name!r})")
         if self.auth:
             options["auth_method"] = self.auth
         if self.config:

@@ -374,6 +374,11 @@ def test_check_tries_every_connection_of_the_project(tmp_path, emulators):
     assert result.returncode == 1
     checked = {r["connection"]: r for r in json.loads(result.stdout)}
     assert not checked["acme"]["ok"] and checked["acme"]["status"] == 401
+    # What to check is the project file's variable, not the command line's --token.
+    assert checked["acme"]["error"].endswith(
+        ": the credentials were refused; check ACME_HUBSPOT_TOKEN (the project file's secrets "
+        "of connection 'acme')"), checked["acme"]["error"]
+    assert "not-the-token" not in result.stdout + result.stderr
     assert checked["globex"]["ok"]
     result = crm(tmp_path, "check", "acme", "globex", GLOBEX_HUBSPOT_TOKEN=TOKENS["globex"])
     assert result.returncode == 1 and "ACME_HUBSPOT_TOKEN: is not set" in result.stdout
