@@ -46,30 +46,37 @@ def run_concurrently(tasks: list[Callable[[], T]], *, on_interrupt: Callable[[],
     """Run each task in a thread of its own; return their results in order, or raise the first
     task's exception (in task order) once all have ended. A KeyboardInterrupt while waiting
     (Ctrl-C, SIGTERM) calls `on_interrupt`, gives the tasks `grace_seconds` to wind down, and
-    is raised again. One task runs in the calling thread."""
-    if len(tasks) == 1:
-        return [tasks[0]()]
+    is raised again.
+
+    A single task gets a thread too: Python raises KeyboardInterrupt in the main thread at
+    whatever line it is on, and a sync stopped halfway through mapping a page, or through
+    handing a batch over, would land a batch whose columns disagree. Tasks stop at their own
+    safe points instead, once `on_interrupt` asks them to."""
     results: list[T | None] = [None] * len(tasks)
     errors: list[BaseException | None] = [None] * len(tasks)
+
+    ended = [threading.Event() for _ in tasks]
 
     def work(i: int) -> None:
         try:
             results[i] = tasks[i]()
         except BaseException as exc:  # re-raised in the calling thread
             errors[i] = exc
+        finally:
+            ended[i].set()
 
-    threads = [threading.Thread(target=work, args=(i,), name=f"{name}-{i}", daemon=True)
-               for i in range(len(tasks))]
-    for thread in threads:
-        thread.start()
+    for i in range(len(tasks)):
+        threading.Thread(target=work, args=(i,), name=f"{name}-{i}", daemon=True).start()
+    # Waiting on events, not Thread.join: on Python 3.11 a join interrupted by a signal marks
+    # the thread as stopped, and every later join returns at once (bpo-45274's fix).
     try:
-        for thread in threads:
-            thread.join()
+        for event in ended:
+            event.wait()
     except KeyboardInterrupt:
         on_interrupt()
         deadline = time.monotonic() + grace_seconds
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for event in ended:
+            event.wait(max(0.0, deadline - time.monotonic()))
         raise
     for error in errors:
         if error is not None:

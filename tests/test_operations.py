@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import signal
 import subprocess
@@ -75,6 +76,46 @@ def test_sigterm_lands_what_was_read_and_exits_within_two_seconds(tmp_path):
     assert (status, records) == ("interrupted", 20) and "rerun" in error
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 20
+
+
+@pytest.mark.parametrize("streams", [["contacts"], ["contacts", "companies"]])
+def test_ctrl_c_at_any_moment_lands_what_was_read_and_counts_it_once(tmp_path, streams):
+    """SIGINT wherever a sync happens to be (mid-request, mid-mapping, waiting for a batch to
+    land), with one stream or several: each run says `interrupted` (none is left `running`),
+    its count is what landed, no traceback, and the rerun completes every table."""
+    rng = random.Random(7)
+    records = 10_000
+    with sandbox.start("hubspot", contacts=records, companies=records, deals=2,
+                       rate_limit=(1_000_000, 10.0)) as hubspot:
+        env = {**os.environ, "CRM_ENGINE_HOME": str(tmp_path / "home"),
+               "CRM_ENGINE_HUBSPOT_TOKEN": hubspot.emulator.static_token}
+        for attempt in range(6):
+            db = tmp_path / f"crm{attempt}.duckdb"
+            command = [sys.executable, "-m", "engine", "sync", "hubspot", "--streams",
+                       ",".join(streams), "--base-url", hubspot.url, "--db", str(db)]
+            process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 30
+            while not db.exists() and time.monotonic() < deadline:  # the sync has begun
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.05, 0.35))
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+            assert "Traceback" not in err, err
+            with duckdb.connect(str(db), read_only=True) as con:
+                for stream in streams:
+                    [(status, counted)] = con.execute(
+                        "SELECT status, records FROM sync_runs WHERE stream = ?", [stream]
+                    ).fetchall()
+                    landed = con.execute(f"SELECT count(*) FROM {stream}").fetchone()[0]
+                    assert (status, counted) in (("interrupted", landed),
+                                                 ("succeeded", records)), (attempt, stream, err)
+            rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+            assert rerun.returncode == 0, rerun.stderr
+            with duckdb.connect(str(db), read_only=True) as con:
+                for stream in streams:
+                    assert con.execute(f"SELECT count(DISTINCT id) FROM {stream}").fetchone()[0] \
+                        == records
 
 
 def test_a_run_whose_process_was_killed_is_marked_abandoned_by_the_next(tmp_path):

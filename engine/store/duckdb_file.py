@@ -376,7 +376,10 @@ class DuckDBStore:
         return (f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) {select}")
 
     def close(self) -> None:
-        self._con.close()
+        # After the write in progress (a stream still landing after Ctrl-C's grace): DuckDB
+        # aborts the process if its connection closes under a running statement.
+        with self._lock:
+            self._con.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
