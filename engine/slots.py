@@ -44,9 +44,9 @@ class Slots:
 def run_concurrently(tasks: list[Callable[[], T]], *, on_interrupt: Callable[[], None],
                      grace_seconds: float, name: str = "worker") -> list[T]:
     """Run each task in a thread of its own; return their results in order, or raise the first
-    task's exception (in task order) once all have ended. A KeyboardInterrupt while waiting
-    (Ctrl-C, SIGTERM) calls `on_interrupt`, gives the tasks `grace_seconds` to wind down, and
-    is raised again.
+    task's exception (in task order) once all have ended. Whatever stops the wait (Ctrl-C,
+    SIGTERM, a worker's time limit) calls `on_interrupt`, gives the tasks `grace_seconds` to
+    wind down, and is raised again.
 
     A single task gets a thread too: Python raises KeyboardInterrupt in the main thread at
     whatever line it is on, and a sync stopped halfway through mapping a page, or through
@@ -54,7 +54,6 @@ def run_concurrently(tasks: list[Callable[[], T]], *, on_interrupt: Callable[[],
     safe points instead, once `on_interrupt` asks them to."""
     results: list[T | None] = [None] * len(tasks)
     errors: list[BaseException | None] = [None] * len(tasks)
-
     ended = [threading.Event() for _ in tasks]
 
     def work(i: int) -> None:
@@ -72,7 +71,7 @@ def run_concurrently(tasks: list[Callable[[], T]], *, on_interrupt: Callable[[],
     try:
         for event in ended:
             event.wait()
-    except KeyboardInterrupt:
+    except BaseException:
         on_interrupt()
         deadline = time.monotonic() + grace_seconds
         for event in ended:
