@@ -55,7 +55,8 @@ from engine.project import (
     find_project,
     load_project,
 )
-from engine.store import StoreError, StoreTarget, SyncRun
+from engine.store import StoreBusy, StoreError, StoreTarget, SyncRun
+from engine.store.live import read_live_runs
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
@@ -526,10 +527,19 @@ def cmd_run_due(args: argparse.Namespace) -> int:
     db = _db(args, project)
     last: dict[str, Any] = {}
     if _exists(db):
-        with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
-            assert engine.store is not None
-            last = dict(engine.store.query(
-                "SELECT connection, max(started) FROM sync_runs GROUP BY connection"))
+        try:
+            with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+                assert engine.store is not None
+                last = dict(engine.store.query(
+                    "SELECT connection, max(started) FROM sync_runs GROUP BY connection"))
+        except StoreBusy as exc:
+            # The previous run-due (or a sync by hand) is still at it: cron's next tick
+            # starts what is due once it has ended. Held by anything else, it is an error.
+            if read_live_runs(str(db), exc.holder) is None:
+                raise
+            print("[]" if args.json else f"{db} is being written by a sync (PID {exc.holder}): "
+                  f"nothing started; what is due starts at the first run-due after it ends")
+            return EXIT_OK
     due = [c for c in project.connections.values() if c.is_due(now, last.get(c.name))]
     if not due:
         if args.json:
@@ -624,9 +634,24 @@ def _no_connection_options(args: argparse.Namespace) -> None:
 def cmd_connections(args: argparse.Namespace) -> int:
     project = _project(args)
     db = _db(args, project)
-    with Engine(db=db if _exists(db) else None, connectors_dir=args.connectors_dir,
-                credentials=_credentials(project)) as engine:
-        rows = engine.connections(project.connections.values() if project else ())
+    declared = project.connections.values() if project else ()
+    try:
+        with Engine(db=db if _exists(db) else None, connectors_dir=args.connectors_dir,
+                    credentials=_credentials(project)) as engine:
+            rows = engine.connections(declared)
+    except StoreBusy as exc:
+        live = read_live_runs(str(db), exc.holder)
+        if live is None:
+            raise
+        # A sync in another process holds the file: its connections are running now; the
+        # others' last sync cannot be read until it ends.
+        with Engine(connectors_dir=args.connectors_dir,
+                    credentials=_credentials(project)) as engine:
+            rows = engine.connections(declared)
+        for row in rows:
+            started = [r["started"] for r in live["runs"] if r["connection"] == row["connection"]]
+            row["last_sync"] = dt.datetime.fromisoformat(min(started)) if started else None
+            row["last_status"] = "running" if started else "unknown (database in use)"
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
@@ -639,7 +664,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
         auth = f"{r['auth_method']} ({r['auth_kind']})"
         expires = f"{r['token_expires']:%Y-%m-%d %H:%M:%S}" if r["token_expires"] else "-"
         synced = (f"{r['last_sync']:%Y-%m-%d %H:%M:%S} {r['last_status']}" if r["last_sync"]
-                  else "never")
+                  else r["last_status"] or "never")
         print(f"{r['connection']:<24} {r['connector']:<12} {r['source']:<8} {auth:<22} "
               f"{expires:<26} {synced}")
     return EXIT_OK
@@ -649,8 +674,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = _db(args, _project(args))
     if not _exists(db):
         raise InputError("--db", f"{db} does not exist (nothing has been synced into it)")
-    with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
-        rows = engine.status(args.connector, args.connection)
+    try:
+        with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
+            rows = engine.status(args.connector, args.connection)
+    except StoreBusy as exc:
+        live = read_live_runs(str(db), exc.holder)
+        if live is None:
+            raise
+        return _print_live_runs(args, db, live)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
@@ -667,6 +698,30 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{row['requests']:>9,} {row['deleted_total']:>8,}  {when:%Y-%m-%d %H:%M:%S}")
     if any(row["in_progress"] for row in rows):
         print("* stopped in the middle of a read: the next run goes on from there")
+    return EXIT_OK
+
+
+def _print_live_runs(args: argparse.Namespace, db: str | StoreTarget,
+                     live: dict[str, Any]) -> int:
+    """`status` while a sync in another process holds the DuckDB file: its runs in progress,
+    as it last committed them (engine.store.live)."""
+    runs = [r for r in live["runs"]
+            if (not args.connector or r["connector"] == args.connector)
+            and (not args.connection or r["connection"] == args.connection)]
+    if args.json:
+        print(json.dumps({"writer": live["pid"], "updated": live["updated"], "running": runs},
+                         indent=2))
+        return EXIT_OK
+    updated = dt.datetime.fromisoformat(live["updated"])
+    print(f"{db} is being written by a sync (PID {live['pid']}); its runs in progress as of "
+          f"{updated:%H:%M:%S} UTC (the rest of the status once it ends):")
+    print(f"{'connection':<16} {'stream':<12} {'mode':<13} {'records':>9} {'pages':>7} "
+          f"{'requests':>9}  started")
+    for run in runs:
+        started = dt.datetime.fromisoformat(run["started"])
+        print(f"{run['connection']:<16} {run['stream']:<12} {run['mode']:<13} "
+              f"{run['records']:>9,} {run['pages']:>7,} {run['requests']:>9,}  "
+              f"{started:%Y-%m-%d %H:%M:%S}")
     return EXIT_OK
 
 

@@ -139,6 +139,83 @@ def test_a_run_whose_process_was_killed_is_marked_abandoned_by_the_next(tmp_path
         assert con.execute("SELECT count(DISTINCT id) FROM contacts").fetchone()[0] == 30
 
 
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "CRM_ENGINE_ACME_TOKEN": TOKEN,
+                               "CRM_ENGINE_HOME": str(tmp_path / "home")})
+
+
+def test_while_a_sync_holds_the_file_status_connections_and_run_due_still_answer(tmp_path):
+    """DuckDB lets one process open the file: the others read the sync's runs in progress
+    from beside it, and run-due (cron's next tick) starts nothing without failing."""
+    with ItemsServer(30) as server:
+        connectors = write_specs(tmp_path, connector_yaml(ITEMS, extra=SLOW_BUDGET))
+        db = tmp_path / "crm.duckdb"
+        (tmp_path / "crm-engine.yaml").write_text(
+            "database: crm.duckdb\nconnections:\n  acme:\n    connector: acme\n"
+            f"    secrets: {{token: {{env: CRM_ENGINE_ACME_TOKEN}}}}\n    base_url: {server.url}\n"
+            "    schedule: '* * * * *'\n")
+        process = start_sync_and_wait_for_budget(connectors, server, db)
+        try:
+            dirs = ("--connectors-dir", str(connectors))
+            status = cli(tmp_path, "status", "--json", *dirs)
+            assert status.returncode == 0, status.stderr
+            live = json.loads(status.stdout)
+            assert live["writer"] == process.pid
+            [run] = live["running"]
+            # The two pages read landed while the third waits on the budget.
+            assert (run["connection"], run["stream"], run["records"], run["pages"]) == (
+                "acme", "items", 20, 2)
+            text = cli(tmp_path, "status", *dirs).stdout
+            assert f"is being written by a sync (PID {process.pid})" in text
+            listed = json.loads(cli(tmp_path, "connections", "--json", *dirs).stdout)
+            assert [(r["connection"], r["last_status"]) for r in listed] == [("acme", "running")]
+            due = cli(tmp_path, "run-due", *dirs)
+            assert due.returncode == 0 and "nothing started" in due.stdout, due.stderr
+            busy = cli(tmp_path, "sync", "acme", *dirs, "--db", str(db))
+            assert busy.returncode == 1 and busy.stderr.strip() == (
+                f"error: {db} is in use by a sync (PID {process.pid}); `crm-engine status` "
+                "shows its progress; wait for it to finish or choose another --db")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=10)
+    assert not (tmp_path / "crm.duckdb.running.json").exists()  # gone with the sync
+    after = cli(tmp_path, "status", "--json", "--connectors-dir", str(connectors))
+    [row] = json.loads(after.stdout)
+    assert (row["status"], row["records"]) == ("interrupted", 20)
+
+
+def test_a_file_held_by_another_program_is_an_error_and_a_killed_syncs_note_is_ignored(
+        tmp_path):
+    db = tmp_path / "crm.duckdb"
+    duckdb.connect(str(db)).close()
+    # Left by a sync that was killed: it names a process that holds nothing.
+    (tmp_path / "crm.duckdb.running.json").write_text(json.dumps(
+        {"pid": 1, "updated": "2026-12-07T08:00:00+00:00", "runs": []}))
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect("
+                               f"{str(db)!r}); print('open', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        for command in (["status"], ["run-due"]):
+            result = cli(tmp_path, *command, "--db", str(db)) if command == ["status"] else \
+                cli(tmp_path, *command, "--db", str(db), "--project", str(write_project(tmp_path)))
+            assert result.returncode == 1, result
+            assert f"in use by another process (PID {holder.pid}, " in result.stderr
+    finally:
+        holder.communicate("", timeout=10)
+    # Open again by a store, the killed sync's note is cleared.
+    assert cli(tmp_path, "status", "--db", str(db)).returncode == 0
+    assert not (tmp_path / "crm.duckdb.running.json").exists()
+
+
+def write_project(tmp_path: Path) -> Path:
+    path = tmp_path / "project.yaml"
+    path.write_text("connections:\n  acme: {connector: hubspot, schedule: '* * * * *'}\n")
+    return path
+
+
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     """The one error line on stderr (progress lines may come before it); no traceback."""
     err = capsys.readouterr().err

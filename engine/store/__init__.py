@@ -31,6 +31,14 @@ class StoreError(RuntimeError):
     """The store cannot be opened, or a write failed (its transaction was rolled back)."""
 
 
+class StoreBusy(StoreError):
+    """Another process holds the DuckDB file (DuckDB lets one open it at a time)."""
+
+    def __init__(self, message: str, holder: int):
+        super().__init__(message)
+        self.holder = holder  # its process id
+
+
 @dataclass
 class EncodedRows:
     """A page's rows mapped in another process (engine.sync.mapping_pool), already as the
@@ -234,5 +242,6 @@ def __getattr__(name: str) -> Any:
         return DuckDBStore
     raise AttributeError(f"module 'engine.store' has no attribute {name!r}")
 
-__all__ = ["Batch", "Deletion", "DuckDBStore", "EncodedRows", "Landing", "Store", "StoreError",
+__all__ = ["Batch", "Deletion", "DuckDBStore", "EncodedRows", "Landing", "Store", "StoreBusy",
+           "StoreError",
            "StoreTarget", "SyncRun", "unified_tables"]

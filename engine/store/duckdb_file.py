@@ -29,7 +29,8 @@ import orjson
 from engine import secrets
 from engine.clock import utc_now
 from engine.models import Model
-from engine.store import Batch, Deletion, EncodedRows, Landing, StoreError, SyncRun
+from engine.store import Batch, Deletion, EncodedRows, Landing, StoreBusy, StoreError, SyncRun
+from engine.store.live import LiveRuns, read_live_runs
 from engine.store.pieces import row_pieces
 
 log = logging.getLogger("crm_engine.sync")
@@ -273,9 +274,12 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
         text = str(exc).removeprefix("IO Error: ")
         holder = _LOCK_HOLDER.search(text)
         if holder:
-            raise StoreError(f"{path} is in use by another process (PID {holder['pid']}, "
-                             f"{Path(holder['program']).name}); wait for it to finish or "
-                             f"choose another --db") from None
+            pid = int(holder["pid"])
+            live = read_live_runs(path, pid)
+            what = (f"a sync (PID {pid}); `crm-engine status` shows its progress" if live else
+                    f"another process (PID {pid}, {Path(holder['program']).name})")
+            raise StoreBusy(f"{path} is in use by {what}; wait for it to finish or choose "
+                            f"another --db", pid) from None
         if "not a valid DuckDB database file" in text:
             raise StoreError(f"{path} is not a DuckDB database file") from None
         if "created with an newer version of DuckDB" in text:
@@ -293,6 +297,9 @@ class DuckDBStore:
 
     # The DuckDB file enforces primary keys; a DuckLake table cannot (none are declared there).
     PRIMARY_KEYS = True
+    # Other processes cannot open the file while this one has it: they read its runs in
+    # progress from beside it (engine.store.live). DuckLake lets them read the catalog.
+    LIVE_RUNS = True
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -319,6 +326,7 @@ class DuckDBStore:
         self._filled: dict[str, set[str]] = {}
         self._write(self._create_bookkeeping)
         self._abandon_dead_runs()
+        self._live = LiveRuns(self.path) if self.LIVE_RUNS else None
 
     def _create_bookkeeping(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(self._ddl(BOOKKEEPING_DDL))
@@ -380,6 +388,13 @@ class DuckDBStore:
         # aborts the process if its connection closes under a running statement.
         with self._lock:
             self._con.close()
+        if self._live is not None:
+            self._live.close()
+
+    def _publish(self, runs: Iterable[SyncRun]) -> None:
+        """Runs whose counters were just committed, for other processes (LIVE_RUNS)."""
+        if self._live is not None:
+            self._live.publish(runs)
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -538,6 +553,7 @@ class DuckDBStore:
                 filled = self._filled.get(group[0].batch.model.table)
                 if filled is not None:
                     filled.update(landing.run.connection for landing in group)
+        self._publish(landing.run for landing in landings)
         return [landing.append for landing in landings]
 
     def _insert(self, con: duckdb.DuckDBPyConnection, landings: list[Landing]) -> None:
@@ -582,7 +598,9 @@ class DuckDBStore:
             self._save_runs(con, [run])
             return marked
 
-        return self._write(work)
+        marked = self._write(work)
+        self._publish([run])
+        return marked
 
     def has_rows(self, model: Model, connection: str) -> bool:
         self.ensure_table(model)
@@ -604,6 +622,7 @@ class DuckDBStore:
     # -- bookkeeping -----------------------------------------------------------------------
     def start_run(self, run: SyncRun) -> None:
         self._write(lambda con: self._insert_run(con, run))
+        self._publish([run])
 
     def _insert_run(self, con: duckdb.DuckDBPyConnection, run: SyncRun) -> None:
         """The run's row, `running` (a hook: DuckLake also marks dead runs of the stream)."""
@@ -616,6 +635,7 @@ class DuckDBStore:
 
     def finish_run(self, run: SyncRun) -> None:
         self._write(lambda con: self._save_runs(con, [run]))
+        self._publish([run])
 
     @staticmethod
     def _save_runs(con: duckdb.DuckDBPyConnection, runs: list[SyncRun]) -> None:

@@ -92,6 +92,7 @@ class DuckLakeStore(DuckDBStore):
     """The `Store` interface over DuckLake (see the module's docstring)."""
 
     PRIMARY_KEYS = False
+    LIVE_RUNS = False  # other processes read the catalog itself
 
     def __init__(self, catalog: str, data_path: str | Path, *, password: str | None = None):
         self.catalog = catalog
