@@ -156,13 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_status)
 
     p = commands.add_parser("action", help="run one action and print its result as JSON")
-    p.add_argument("connector")
+    p.add_argument("connector", metavar="NAME",
+                   help="a connection of the project file, or a connector")
     p.add_argument("action")
     p.add_argument("--data", required=True, help="JSON payload, or @file")
     p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB"),
                    help="log the action to this DuckDB file's action_log")
     p.add_argument("--log-payload", action="store_true", help="store the payload in action_log")
     _connection_options(p)
+    _project_option(p)
     p.set_defaults(handler=cmd_action)
 
     p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0), or store its "
@@ -741,9 +743,17 @@ def _payload(data: str) -> Any:
 
 def cmd_action(args: argparse.Namespace) -> int:
     payload = _payload(args.data)
-    with Engine(db=args.db, connectors_dir=args.connectors_dir) as engine:
-        result = engine.action(args.connector, args.action, payload, args.connection,
-                               log_payload=args.log_payload, **_options(args))
+    project = _project(args)
+    declared = project.connections.get(args.connector) if project else None
+    connector, connection = args.connector, args.connection
+    if declared is not None:  # its connector, secrets, base URL and settings are the file's
+        _no_connection_options(args)
+        connector, connection = declared.connector, declared.name
+    options = declared.options() if declared is not None else _options(args)
+    with Engine(db=args.db, connectors_dir=args.connectors_dir,
+                credentials=_credentials(project)) as engine:
+        result = engine.action(connector, args.action, payload, connection,
+                               log_payload=args.log_payload, **options)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 

@@ -360,6 +360,24 @@ def test_sigterm_stops_every_running_connection_within_two_seconds(tmp_path):
 
 
 # -- check and connections --------------------------------------------------------------------
+def test_an_action_names_a_connection_of_the_project(tmp_path, emulators):
+    project(tmp_path, emulators)
+    created = crm(tmp_path, "action", "globex", "create_contact", "--data",
+                  '{"email": "ada@example.com", "first_name": "Ada"}', **ENV)
+    assert created.returncode == 0, created.stderr
+    found = crm(tmp_path, "action", "globex", "search_contact_by_email", "--data",
+                '{"email": "ada@example.com"}', **ENV)
+    assert found.returncode == 0, found.stderr
+    # Through globex's own emulator and token (acme's knows nothing of it).
+    assert json.loads(found.stdout)["id"] == json.loads(created.stdout)["record"]["id"]
+    elsewhere = crm(tmp_path, "action", "acme", "search_contact_by_email", "--data",
+                    '{"email": "ada@example.com"}', **ENV)
+    assert json.loads(elsewhere.stdout) == {"records": [], "id": None}, elsewhere.stderr
+    refused = crm(tmp_path, "action", "globex", "get_contact", "--data", '{"id": "1"}',
+                  "--base-url", "http://127.0.0.1:9", **ENV)
+    assert refused.returncode == 2 and "--base-url: is set per connection" in refused.stderr
+
+
 def test_check_tries_every_connection_of_the_project(tmp_path, emulators):
     project(tmp_path, emulators)
     result = crm(tmp_path, "check", "--json", **ENV)
