@@ -448,11 +448,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
                            full_refresh=args.full_refresh,
                            progress=None if args.quiet else progress_for(sys.stderr),
                            **_options(args))
-    return _print_runs(args, runs, db, with_connection=False)
+        unstarted = _not_started(engine, args.names[0], streams, runs)
+    return _print_runs(args, runs, db, with_connection=False,
+                       not_started={args.connection or args.names[0]: unstarted})
+
+
+def _not_started(engine: Engine, connector: str, streams: list[str] | None,
+                 runs: list[SyncRun]) -> list[str]:
+    """Streams asked for that did not start: a failure that every stream of the connection
+    would meet (refused credentials, a spent quota) stops the others before they start."""
+    ran = {run.stream for run in runs}
+    return [s for s in streams or engine.connector(connector).streams if s not in ran]
 
 
 def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str | StoreTarget,
-                with_connection: bool) -> int:
+                with_connection: bool, not_started: dict[str, list[str]] | None = None) -> int:
     ok = all(r.status == "succeeded" for r in runs)
     if args.json:
         print(json.dumps([_run_json(r) for r in runs], indent=2, default=str))
@@ -468,6 +478,12 @@ def _print_runs(args: argparse.Namespace, runs: list[SyncRun], db: str | StoreTa
             print(f"  warning: {warning}")
         if run.error:
             print(f"  error: {run.error}")
+    unstarted = {name: streams for name, streams in (not_started or {}).items() if streams}
+    if unstarted:
+        listed = "; ".join(f"{name}: {', '.join(streams)}" if with_connection
+                           else ', '.join(streams) for name, streams in unstarted.items())
+        print(f"not started: {listed} (stopped by the failure above, which every stream of "
+              f"the connection would meet; a rerun runs them)")
     print(f"database: {db}")
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -481,11 +497,13 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
     if workers < 1:
         raise InputError("--max-concurrency", "must be at least 1")
 
+    unstarted: dict[str, list[str]] = {}
+
     def one(conn: ProjectConnection) -> list[SyncRun]:
         progress = (None if args.quiet else progress_for(sys.stderr) if len(chosen) == 1
                     else LogProgress(sys.stderr))
         try:
-            return engine.sync(conn.connector, conn.name, streams=streams or conn.streams,
+            runs = engine.sync(conn.connector, conn.name, streams=streams or conn.streams,
                                full_refresh=args.full_refresh, progress=progress,
                                **conn.options())
         except (InputError, SpecError, CrmError, StoreError, TemplateFailed) as exc:
@@ -494,6 +512,9 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
             if len(chosen) > 1 and not args.quiet:
                 print(f"sync {conn.name}: failed: {exc}", file=sys.stderr, flush=True)
             return [run]
+        unstarted[conn.name] = _not_started(engine, conn.connector, streams or conn.streams,
+                                            runs)
+        return runs
 
     with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
                 max_concurrency=workers, map_processes=_map_processes(args, project)) as engine:
@@ -513,7 +534,8 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
     runs = [run for result in results for run in result]
-    return _print_runs(args, runs, db, with_connection=True)
+    return _print_runs(args, runs, db, with_connection=True,
+                       not_started={c.name: unstarted.get(c.name, []) for c in chosen})
 
 
 def cmd_run_due(args: argparse.Namespace) -> int:

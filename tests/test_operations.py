@@ -285,6 +285,8 @@ def test_a_refused_static_token_stops_the_sync_once_with_a_hint(tmp_path, capsys
     assert code == 1 and out.count("error:") == 1
     assert ("the token was refused; check it (--token, CRM_ENGINE_ACME_TOKEN) or run "
             "`crm-engine connect acme`") in out
+    # The streams it stopped are named, not left out of the summary.
+    assert "\nnot started: b, c (stopped by the failure above," in out
 
 
 def test_a_failed_custom_field_lookup_lands_records_with_vendor_keys_and_warns(tmp_path,
