@@ -74,6 +74,8 @@ SWITCH_INTERVAL_SECONDS = 0.05
 GC_THRESHOLDS = (10_000, 10, 10)
 COMMANDS_GROUP = "crm_engine.commands"  # entry points adding subcommands; see the docstring
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_OUTCOME_UNKNOWN = 0, 1, 2, 3
+# What Ctrl-C or SIGTERM leaves behind, per command (else just "interrupted").
+INTERRUPTED_SYNC = "interrupted: what was read is saved; run the same command again to go on"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _concurrency_option(p)
     _connection_options(p)
     _project_option(p)
-    p.set_defaults(handler=cmd_sync)
+    p.set_defaults(handler=cmd_sync, interrupted=INTERRUPTED_SYNC)
 
     p = commands.add_parser("run-due", help="sync the project's connections whose schedule "
                                             "is due")
@@ -144,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _concurrency_option(p)
     p.add_argument("--connectors-dir", help="directory of connector YAML files")
     _project_option(p)
-    p.set_defaults(handler=cmd_run_due)
+    p.set_defaults(handler=cmd_run_due, interrupted=INTERRUPTED_SYNC)
 
     p = commands.add_parser("status", help="per stream: mode, cursor, last run, deletes")
     p.add_argument("connector", nargs="?", help="only this connector's streams")
@@ -165,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-payload", action="store_true", help="store the payload in action_log")
     _connection_options(p)
     _project_option(p)
-    p.set_defaults(handler=cmd_action)
+    p.set_defaults(handler=cmd_action,
+                   interrupted="interrupted: the request may have reached the CRM; check there "
+                               "before running the action again (a create could be made twice)")
 
     p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0), or store its "
                                             "secrets (an API key, a username and password)")
@@ -899,6 +903,5 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_OUTCOME_UNKNOWN if exc.outcome_unknown else EXIT_FAILED
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        print("interrupted: what was read is saved; run the same command again to go on",
-              file=sys.stderr)
+        print(getattr(args, "interrupted", "interrupted"), file=sys.stderr)
         return 128 + signum

@@ -118,6 +118,29 @@ def test_ctrl_c_at_any_moment_lands_what_was_read_and_counts_it_once(tmp_path, s
                         == records
 
 
+def test_an_action_interrupted_mid_request_warns_that_it_may_have_been_applied(tmp_path):
+    """Not the sync's "run it again": a create sent twice makes two records."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes the request, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "engine", "action", "hubspot", "create_task", "--base-url", url,
+             "--data", '{"subject": "Call Ada", "due_date": "2026-12-15"}'],
+            env={**os.environ, "CRM_ENGINE_HUBSPOT_TOKEN": TOKEN,
+                 "CRM_ENGINE_HOME": str(tmp_path / "home")},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        silent.settimeout(30)
+        connection, _ = silent.accept()
+        with connection:
+            connection.recv(65536)  # the request is in
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert err.strip() == ("interrupted: the request may have reached the CRM; check there "
+                           "before running the action again (a create could be made twice)")
+
+
 def test_a_run_whose_process_was_killed_is_marked_abandoned_by_the_next(tmp_path):
     with ItemsServer(30) as server:
         connectors = write_specs(tmp_path, connector_yaml(ITEMS, extra=SLOW_BUDGET))
