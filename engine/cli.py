@@ -563,8 +563,7 @@ def cmd_run_due(args: argparse.Namespace) -> int:
         except StoreBusy as exc:
             # The previous run-due (or a sync by hand) is still at it: cron's next tick
             # starts what is due once it has ended. Held by anything else, it is an error.
-            if read_live_runs(str(db), exc.holder) is None:
-                raise
+            _held_by_sync(exc, db)
             print("[]" if args.json else f"{db} is being written by a sync (PID {exc.holder}): "
                   f"nothing started; what is due starts at the first run-due after it ends")
             return EXIT_OK
@@ -668,9 +667,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
                     credentials=_credentials(project)) as engine:
             rows = engine.connections(declared)
     except StoreBusy as exc:
-        live = read_live_runs(str(db), exc.holder)
-        if live is None:
-            raise
+        live = _held_by_sync(exc, db)
         # A sync in another process holds the file: its connections are running now; the
         # others' last sync cannot be read until it ends.
         with Engine(connectors_dir=args.connectors_dir,
@@ -706,10 +703,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
             rows = engine.status(args.connector, args.connection)
     except StoreBusy as exc:
-        live = read_live_runs(str(db), exc.holder)
-        if live is None:
-            raise
-        return _print_live_runs(args, db, live)
+        return _print_live_runs(args, db, _held_by_sync(exc, db))
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
@@ -727,6 +721,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if any(row["in_progress"] for row in rows):
         print("* stopped in the middle of a read: the next run goes on from there")
     return EXIT_OK
+
+
+def _held_by_sync(busy: StoreBusy, db: str | StoreTarget) -> dict[str, Any]:
+    """The runs in progress of the sync that holds the DuckDB file (engine.store.live);
+    `busy` itself when what holds it is not a sync."""
+    live = read_live_runs(str(db), busy.holder)
+    if live is None:
+        raise busy
+    return live
 
 
 def _print_live_runs(args: argparse.Namespace, db: str | StoreTarget,
