@@ -221,9 +221,9 @@ def test_a_file_held_by_another_program_is_an_error_and_a_killed_syncs_note_is_i
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-        for command in (["status"], ["run-due"]):
-            result = cli(tmp_path, *command, "--db", str(db)) if command == ["status"] else \
-                cli(tmp_path, *command, "--db", str(db), "--project", str(write_project(tmp_path)))
+        project = write_project(tmp_path)
+        for result in (cli(tmp_path, "status", "--db", str(db)),
+                       cli(tmp_path, "run-due", "--db", str(db), "--project", str(project))):
             assert result.returncode == 1, result
             assert f"in use by another process (PID {holder.pid}, " in result.stderr
     finally:

@@ -243,5 +243,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'engine.store' has no attribute {name!r}")
 
 __all__ = ["Batch", "Deletion", "DuckDBStore", "EncodedRows", "Landing", "Store", "StoreBusy",
-           "StoreError",
-           "StoreTarget", "SyncRun", "unified_tables"]
+           "StoreError", "StoreTarget", "SyncRun", "unified_tables"]
