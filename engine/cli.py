@@ -102,7 +102,12 @@ def _connection_options(parser: argparse.ArgumentParser, named: bool = True) -> 
     parser.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="connection setting (repeatable)")
-    parser.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _connectors_dir_option(parser)
+
+
+def _connectors_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connectors-dir", help="directory of connector YAML files (default: "
+                                                 "$CRM_ENGINE_CONNECTORS, else the bundled ones)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("validate", help="check connector and mapping YAML files (and the "
                                              "project file)")
     p.add_argument("paths", nargs="*", help="files or directories (default: all connectors)")
-    p.add_argument("--connectors-dir")
+    _connectors_dir_option(p)
     _project_option(p)
     p.set_defaults(handler=cmd_validate)
 
     p = commands.add_parser("connectors", help="list connectors, their streams and actions")
-    p.add_argument("--connectors-dir")
+    _connectors_dir_option(p)
     p.set_defaults(handler=cmd_connectors)
 
     p = commands.add_parser("sync", help="sync streams into a DuckDB file")
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     _db_option(p)
     _concurrency_option(p)
-    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _connectors_dir_option(p)
     _project_option(p)
     p.set_defaults(handler=cmd_run_due, interrupted=INTERRUPTED_SYNC)
 
@@ -153,14 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connection", help="only this connection")
     _db_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--connectors-dir")
+    _connectors_dir_option(p)
     _project_option(p)
     p.set_defaults(handler=cmd_status)
 
     p = commands.add_parser("action", help="run one action and print its result as JSON")
     p.add_argument("connector", metavar="NAME",
                    help="a connection of the project file, or a connector")
-    p.add_argument("action")
+    p.add_argument("action", help="its name in the connector (`crm-engine connectors` lists them)")
     p.add_argument("--data", required=True, help="JSON payload, or @file")
     p.add_argument("--db", default=os.environ.get("CRM_ENGINE_DB"),
                    help="log the action to this DuckDB file's action_log")
@@ -173,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("connect", help="authorize a connection (OAuth 2.0), or store its "
                                             "secrets (an API key, a username and password)")
-    p.add_argument("connector")
+    p.add_argument("connector", help="the connector to connect (`crm-engine connectors`)")
     p.add_argument("--connection", help="connection name (default: the connector's name)")
     p.add_argument("--auth", dest="auth_method", help="auth method of the connector to use")
     p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
@@ -184,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true",
                    help="print the authorization URL instead of opening a browser (SSH)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the callback")
-    p.add_argument("--connectors-dir")
+    _connectors_dir_option(p)
     p.set_defaults(handler=cmd_connect)
 
     p = commands.add_parser("disconnect", help="revoke a connection's tokens and forget them")
-    p.add_argument("connector")
-    p.add_argument("--connection")
-    p.add_argument("--connectors-dir")
+    p.add_argument("connector", help="the connection's connector")
+    p.add_argument("--connection", help="connection name (default: the connector's name)")
+    _connectors_dir_option(p)
     p.set_defaults(handler=cmd_disconnect)
 
     p = commands.add_parser("check", help="one cheap request per connection: credentials "
@@ -208,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "stored ones: auth, token expiry, last sync")
     _db_option(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _connectors_dir_option(p)
     _project_option(p)
     p.set_defaults(handler=cmd_connections)
 
@@ -218,13 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(p)
     p.add_argument("--keep-hours", type=float, default=1.0, metavar="H",
                    help="keep DuckLake snapshots this recent, for readers on them (default 1)")
-    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _connectors_dir_option(p)
     _project_option(p)
     p.set_defaults(handler=cmd_compact)
 
     p = commands.add_parser("rotate-key", help="re-encrypt the project's shared credentials "
                                                "with the first key of its key variable")
-    p.add_argument("--connectors-dir", help="directory of connector YAML files")
+    _connectors_dir_option(p)
     _project_option(p)
     p.set_defaults(handler=cmd_rotate_key)
 

@@ -186,8 +186,10 @@ def serve_sandboxes(names: list[str], first_port: int, contacts: int | None) -> 
 
 def register_demo(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo", help="sandboxes, OAuth, syncs, actions, summary")
-    p.add_argument("--db", default="out/demo.duckdb")
-    p.add_argument("--contacts", type=int, default=10_000)
+    p.add_argument("--db", default="out/demo.duckdb", help="DuckDB file to sync into "
+                                                            "(default: out/demo.duckdb)")
+    p.add_argument("--contacts", type=int, default=10_000,
+                   help="seed contacts per emulator (default: 10,000)")
     p.add_argument("--connectors", help="comma-separated (default: all with a sandbox)")
     p.set_defaults(handler=_demo_command)
 

@@ -3,6 +3,7 @@ check and connections commands. Real subprocesses against a local emulator."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 import sandbox
 from engine import Engine
+from engine.cli import build_parser
 from engine.engine import PROJECT_ROOT as ROOT
 from engine.progress import LogProgress
 from engine.store import SyncRun
@@ -148,3 +150,19 @@ def test_progress_lines_of_concurrent_streams_are_never_interleaved():
     assert sorted(line for line in lines if line.endswith("started")) == [
         f"sync c{i}/contacts: started" for i in range(8)]
     assert sum(" succeeded, 0 records, 0 pages, " in line for line in lines) == 8
+
+
+def test_every_argument_of_every_command_has_help():
+    """Subcommands added by entry points (demo, sandbox, worker, ...) included."""
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, command: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{command} {name}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{command}: {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "crm-engine")
+    assert missing == []
