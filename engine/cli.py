@@ -718,12 +718,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"{'connection':<16} {'stream':<12} {'next run':<13} {'cursor':<25} {'last run':<12} "
           f"{'records':>9} {'requests':>9} {'deletes':>8}  when")
     for row in rows:
-        last = row["status"] + (" *" if row["in_progress"] else "")
+        # (A run still running is in the middle of its read too; it has not stopped there.)
+        stopped = row["in_progress"] and row["status"] != "running"
+        last = row["status"] + (" *" if stopped else "")
         when = row["finished"] or row["started"]
         print(f"{row['connection']:<16} {row['stream']:<12} {row['next_mode']:<13} "
               f"{row['cursor'] or '-':<25} {last:<12} {row['records']:>9,} "
               f"{row['requests']:>9,} {row['deleted_total']:>8,}  {when:%Y-%m-%d %H:%M:%S}")
-    if any(row["in_progress"] for row in rows):
+    if any(row["in_progress"] and row["status"] != "running" for row in rows):
         print("* stopped in the middle of a read: the next run goes on from there")
     return EXIT_OK
 

@@ -278,6 +278,30 @@ def test_a_killed_sync_resumes_from_its_last_landed_batch(pg_dsn, services, lake
         (contacts, contacts)]
 
 
+def test_status_shows_a_run_in_progress_as_running_not_stopped(pg_dsn, services, lake_reader,
+                                                               tmp_path):
+    """Other processes read a lake while it is written: a run in the middle of its read is
+    `running`, not marked as one stopped there for the next run to go on from."""
+    with sandbox.start("hubspot", contacts=300, companies=2, deals=2, latency_ms=150,
+                       static_tokens=(TOKEN,)) as running:
+        write_project(tmp_path, "crm-engine.yaml", pg_dsn, {"acme": running.url})
+        env = cli_env(tmp_path, services)
+        process = subprocess.Popen(
+            [sys.executable, "-c", SMALL_BATCHES, "sync", "acme", "--streams", "contacts"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for_rows(process, lake_reader)
+            status = subprocess.run([sys.executable, "-m", "engine", "status"], cwd=tmp_path,
+                                    env=env, capture_output=True, text=True, timeout=120)
+            still_running = process.poll() is None
+        finally:
+            process.communicate(timeout=120)
+    assert status.returncode == 0 and still_running, status.stderr
+    [row] = [line for line in status.stdout.splitlines() if line.startswith("acme ")]
+    assert " running " in row and "*" not in row, status.stdout
+    assert "stopped in the middle" not in status.stdout
+
+
 def _wait_for_rows(process: subprocess.Popen[str], lake_reader) -> int:
     """Rows of contacts, once some have landed (the first batch) and the sync is still
     running."""
