@@ -5,6 +5,7 @@ page being mapped, one fetched ahead, a batch being built and one landing."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,8 +65,9 @@ def run_concurrently(tasks: list[Callable[[], T]], *, on_interrupt: Callable[[],
         finally:
             ended[i].set()
 
-    for i in range(len(tasks)):
-        threading.Thread(target=work, args=(i,), name=f"{name}-{i}", daemon=True).start()
+    for i in range(len(tasks)):  # each in a copy of the caller's context (its ContextVars)
+        threading.Thread(target=contextvars.copy_context().run, args=(work, i),
+                         name=f"{name}-{i}", daemon=True).start()
     # Waiting on events, not Thread.join: on Python 3.11 a join interrupted by a signal marks
     # the thread as stopped, and every later join returns at once (bpo-45274's fix).
     try:

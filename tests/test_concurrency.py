@@ -4,6 +4,7 @@ a failing stream leaves the others alone, and a cancel interrupts them all."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import duckdb
 import pytest
 
 from engine import Engine
+from engine.slots import run_concurrently
 from sandbox.kit import App, Request, Response, serve
 from tests.support import connector_yaml, cursor_page, items, write_specs
 
@@ -229,3 +231,21 @@ def test_connections_land_into_one_file_without_mixing_checkpoints(tmp_path, ser
         assert con.execute("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'"
                            ).fetchone()[0] == 6
     assert server.most_in_flight >= 2
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def test_tasks_run_in_threads_of_their_own_with_the_callers_context():
+    """One task as well as several: a caller's context (a request id its logs carry) reaches
+    each sync's streams, and what a task sets stays its own."""
+    def task() -> tuple[str, bool]:
+        seen = REQUEST_ID.get()
+        REQUEST_ID.set("changed by the task")
+        return seen, threading.current_thread() is threading.main_thread()
+
+    REQUEST_ID.set("req-42")
+    for count in (1, 3):
+        results = run_concurrently([task] * count, on_interrupt=lambda: None, grace_seconds=1)
+        assert results == [("req-42", False)] * count
+    assert REQUEST_ID.get() == "req-42"
