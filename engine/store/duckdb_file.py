@@ -326,7 +326,9 @@ class DuckDBStore:
         self._filled: dict[str, set[str]] = {}
         self._write(self._create_bookkeeping)
         self._abandon_dead_runs()
-        self._live = LiveRuns(self.path) if self.LIVE_RUNS else None
+        # (A database in memory is this process's alone: no one else could ask.)
+        self._live = (LiveRuns(self.path) if self.LIVE_RUNS and self.path != ":memory:"
+                      else None)
 
     def _create_bookkeeping(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(self._ddl(BOOKKEEPING_DDL))
