@@ -173,6 +173,7 @@ class Engine:
         self._lock = threading.Lock()
         self._loading = threading.Lock()  # connector files being loaded
         self.cancelled = threading.Event()  # set by cancel(): running syncs stop at a page
+        self._syncing = 0  # syncs running (the last to end lets the next one clear a cancel)
         self.slots = Slots(max_concurrency, self.cancelled)
         self._lander_of_store: Lander | None = None
         # Processes that map long reads' pages beside this one (engine.sync.mapping_pool).
@@ -350,7 +351,8 @@ class Engine:
 
     def cancel(self) -> None:
         """Stop the syncs running in other threads: each lands what it read, marks its run
-        `interrupted` and raises engine.errors.Cancelled (a KeyboardInterrupt)."""
+        `interrupted` and raises engine.errors.Cancelled (a KeyboardInterrupt). Syncs that
+        start while any of them still runs stop too (`sync --all`'s other connections)."""
         self.cancelled.set()
 
     def close(self) -> None:
@@ -517,7 +519,22 @@ class Engine:
         ones too; after an expired or revoked credential or a spent quota, streams not yet
         started are not). Streams with a cursor read what changed since their last run;
         `full_refresh` reads every record of the streams named again (and forgets their
-        cursors)."""
+        cursors). `cancel()` stops the syncs running then; a sync started once they have all
+        ended runs (Ctrl-C in a notebook does not leave the Engine unable to sync)."""
+        with self._lock:
+            if self._syncing == 0:
+                self.cancelled.clear()
+            self._syncing += 1
+        try:
+            return self._sync(connector, connection, streams=streams, full_refresh=full_refresh,
+                              progress=progress, **options)
+        finally:
+            with self._lock:
+                self._syncing -= 1
+
+    def _sync(self, connector: str, connection: str | None, *,
+              streams: Iterable[str] | None, full_refresh: bool, progress: Progress | None,
+              **options: Any) -> list[SyncRun]:
         if self._db is None:
             raise InputError("db", "sync needs a database: Engine(db='file.duckdb')")
         spec = self.connector(connector)

@@ -191,6 +191,23 @@ def test_a_cancel_interrupts_every_stream_and_a_rerun_completes_them(tmp_path, s
         assert landed(engine, "acme") == dict.fromkeys(STREAMS, RECORDS)
 
 
+def test_after_a_cancel_the_same_engine_syncs_again(tmp_path, server):
+    """As after Ctrl-C in a notebook: the interrupted sync raised; the next one runs."""
+    with engine_for(tmp_path, specs(tmp_path)) as engine:
+        runs: list = []
+        syncing = threading.Thread(target=lambda: runs.extend(_interrupted(engine, server)))
+        syncing.start()
+        deadline = time.monotonic() + 10
+        while not server.arrivals and time.monotonic() < deadline:
+            time.sleep(0.01)
+        engine.cancel()
+        syncing.join(10)
+        assert runs and all(r.status == "interrupted" for r in runs), runs
+        again = engine.sync("acme", token=TOKENS[0], base_url=server.url)
+        assert [r.status for r in again] == ["succeeded"] * 3
+        assert landed(engine, "acme") == dict.fromkeys(STREAMS, RECORDS)
+
+
 def _interrupted(engine: Engine, server: GaugedServer) -> list:
     """The runs of a sync that is cancelled (the cancel raises Cancelled out of it)."""
     from engine.errors import Cancelled
