@@ -37,6 +37,8 @@ def crm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def project(tmp_path):
     return write_project(tmp_path, """\
+        target:
+          ducklake: {catalog: "postgres:host=127.0.0.1 port=9 dbname=lake", data_path: lake/}
         connections:
           acme:
             connector: hubspot
@@ -80,6 +82,8 @@ def test_beat_sends_each_unit_of_a_scheduled_connection_on_its_cron(project):
 def test_a_cron_expression_celery_cannot_read_is_a_one_line_error(tmp_path):
     pytest.importorskip("celery")
     path = write_project(tmp_path, """\
+        target:
+          ducklake: {catalog: "postgres:host=127.0.0.1 port=9 dbname=lake", data_path: lake/}
         connections:
           acme: {connector: hubspot, schedule: "0 3 L * *"}
         """)
@@ -113,13 +117,21 @@ def test_the_distributed_commands_need_a_project_file(tmp_path):
                                                 "syncs a project file"), result.stderr
 
 
-def test_a_worker_needs_a_ducklake_target(tmp_path, project):
+def test_workers_enqueue_and_beat_need_a_ducklake_target(tmp_path):
+    """Not only the worker: units sent for a DuckDB file would wait in the broker for a worker
+    that cannot run them."""
     pytest.importorskip("celery")
-    result = crm(tmp_path, "worker", "--project", str(project))
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        f"error: target: {project} has no DuckLake `target`: workers on many machines land in "
-        f"DuckLake (a DuckDB file has one writer: use `crm-engine sync` for it)")
+    project = write_project(tmp_path, """\
+        database: crm.duckdb
+        connections:
+          acme: {connector: hubspot, schedule: "0 * * * *"}
+        """)
+    for command in (["worker"], ["enqueue", "--all"], ["beat"]):
+        result = crm(tmp_path, *command, "--project", str(project))
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.strip() == (
+            f"error: target: {project} has no DuckLake `target`: workers on many machines land "
+            f"in DuckLake (a DuckDB file has one writer: use `crm-engine sync` for it)")
 
 
 def test_a_broker_that_cannot_be_reached_fails_enqueue_loudly(tmp_path, project):

@@ -65,8 +65,12 @@ def _project_path(args: argparse.Namespace) -> Path:
 
 
 def _load(args: argparse.Namespace) -> tuple[Project, Engine]:
+    """The project, which must land in DuckLake (all three commands serve its workers)."""
+    _, units, _ = _distributed()
     engine = Engine(connectors_dir=args.connectors_dir)
-    return load_project(_project_path(args), engine), engine
+    project = load_project(_project_path(args), engine)
+    units.require_lake(project)
+    return project, engine
 
 
 def _distributed() -> tuple[Any, Any, Any]:

@@ -54,16 +54,22 @@ def units(project: Project, engine: Engine, names: list[str] | None = None,
     return out
 
 
+def require_lake(project: Project) -> None:
+    """Workers land in the project's DuckLake target: without one, nothing a worker could run
+    is worth sending to the broker either."""
+    if project.target is None:
+        raise InputError("target", f"{project.file} has no DuckLake `target`: workers on "
+                                   f"many machines land in DuckLake (a DuckDB file has one "
+                                   f"writer: use `crm-engine sync` for it)")
+
+
 class Runtime:
     """What one worker process holds: the project, one Engine landing in the project's
     DuckLake target (its threads share it), the shared state and the budgets."""
 
     def __init__(self, project: Project, settings: Settings, *,
                  connectors_dir: str | Path | None = None, shared: SharedState | None = None):
-        if project.target is None:
-            raise InputError("target", f"{project.file} has no DuckLake `target`: workers on "
-                                       f"many machines land in DuckLake (a DuckDB file has one "
-                                       f"writer: use `crm-engine sync` for it)")
+        require_lake(project)
         self.project = project
         self.settings = settings
         self.shared = shared or SharedState.connect(settings)
