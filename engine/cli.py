@@ -444,22 +444,37 @@ def cmd_sync(args: argparse.Namespace) -> int:
                          + (f" (not connections of it: {', '.join(unknown)})"
                             if project and unknown else "")
                          if args.names else "name a connector, or give --all")
-    if project:  # a name that is neither: say both what it could have been
-        connectors = [p.stem for p in Engine(connectors_dir=args.connectors_dir).connector_files()]
-        if args.names[0] not in connectors:
-            raise InputError("NAME", f"{args.names[0]!r} is neither a connection of "
-                                     f"{project.file} ({', '.join(project.connections)}) nor a "
-                                     f"connector ({', '.join(connectors)})")
+    connector, connection = _connector_or_stored(args.names[0], args.connection, project,
+                                                 args.connectors_dir)
     db = _db(args, project)
     with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
                 map_processes=_map_processes(args, project)) as engine:
-        runs = engine.sync(args.names[0], args.connection, streams=streams,
+        runs = engine.sync(connector, connection, streams=streams,
                            full_refresh=args.full_refresh,
                            progress=None if args.quiet else progress_for(sys.stderr),
                            **_options(args))
-        unstarted = _not_started(engine, args.names[0], streams, runs)
+        unstarted = _not_started(engine, connector, streams, runs)
     return _print_runs(args, runs, db, with_connection=False,
-                       not_started={args.connection or args.names[0]: unstarted})
+                       not_started={connection or connector: unstarted})
+
+
+def _connector_or_stored(name: str, connection: str | None, project: Project | None,
+                         connectors_dir: str | None) -> tuple[str, str | None]:
+    """A NAME that is not one of the project's connections: a connector (its connection
+    `--connection`, else its default), else a stored connection (`crm-engine connect ...
+    --connection NAME`), as `check` takes them."""
+    engine = Engine(connectors_dir=connectors_dir, credentials=_credentials(project))
+    connectors = [path.stem for path in engine.connector_files()]
+    if name in connectors:
+        return name, connection
+    stored = engine.credentials.load(name)
+    if stored is not None and connection in (None, name):
+        return stored.connector, name
+    of_project = (f"a connection of {project.file} ({', '.join(project.connections)}), "
+                  if project else "")
+    raise InputError("NAME", f"{name!r} is neither {of_project}a stored connection "
+                             f"(`crm-engine connections` lists them) nor a connector "
+                             f"({', '.join(connectors)})")
 
 
 def _not_started(engine: Engine, connector: str, streams: list[str] | None,
@@ -781,10 +796,12 @@ def cmd_action(args: argparse.Namespace) -> int:
     payload = _payload(args.data)
     project = _project(args)
     declared = project.connections.get(args.connector) if project else None
-    connector, connection = args.connector, args.connection
     if declared is not None:  # its connector, secrets, base URL and settings are the file's
         _no_connection_options(args)
         connector, connection = declared.connector, declared.name
+    else:
+        connector, connection = _connector_or_stored(args.connector, args.connection, project,
+                                                     args.connectors_dir)
     options = declared.options() if declared is not None else _options(args)
     with Engine(db=args.db, connectors_dir=args.connectors_dir,
                 credentials=_credentials(project)) as engine:

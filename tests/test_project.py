@@ -186,10 +186,32 @@ def test_sync_of_an_unknown_name_says_what_it_could_have_been(tmp_path):
     write(tmp_path, "connections:\n  acme: {connector: hubspot}\n  globex: {connector: hubspot}\n")
     one = crm(tmp_path, "sync", "acmee")
     assert one.returncode == 2 and one.stderr.strip() == (
-        "error: NAME: 'acmee' is neither a connection of crm-engine.yaml (acme, globex) nor a "
-        "connector (hubspot, pipedrive, salesforce, zoho)"), one.stderr
+        "error: NAME: 'acmee' is neither a connection of crm-engine.yaml (acme, globex), a "
+        "stored connection (`crm-engine connections` lists them) nor a connector (hubspot, "
+        "pipedrive, salesforce, zoho)"), one.stderr
     two = crm(tmp_path, "sync", "acme", "globx")
     assert two.returncode == 2 and "(not connections of it: globx)" in two.stderr, two.stderr
+
+
+def test_sync_and_action_take_a_stored_connections_name_as_check_does(tmp_path, emulators):
+    stored = crm(tmp_path, "connect", "hubspot", "--connection", "initech", "--auth",
+                 "private_app", CRM_ENGINE_HUBSPOT_TOKEN=TOKENS["globex"])
+    assert stored.returncode == 0, stored.stderr
+    db = str(tmp_path / "crm.duckdb")
+    synced = crm(tmp_path, "sync", "initech", "--streams", "contacts", "--base-url",
+                 emulators["globex"].url, "--db", db, "--json")
+    assert synced.returncode == 0, synced.stderr
+    [run] = json.loads(synced.stdout)
+    assert (run["connector"], run["connection"], run["records"]) == ("hubspot", "initech", 11)
+    found = crm(tmp_path, "action", "initech", "get_contact", "--data", json.dumps(
+        {"id": rows_of(db, "contacts")[0]}), "--base-url", emulators["globex"].url)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["record"]["id"] == rows_of(db, "contacts")[0]
+
+
+def rows_of(db: str, table: str) -> list[str]:
+    with duckdb.connect(db, read_only=True) as con:
+        return [row[0] for row in con.execute(f"SELECT id FROM {table} ORDER BY id").fetchall()]
 
 
 def test_an_unset_variable_is_a_run_time_error_naming_it(tmp_path):
