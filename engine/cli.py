@@ -35,6 +35,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import webbrowser
 from concurrent.futures import ThreadPoolExecutor, wait
 from importlib.metadata import PackageNotFoundError, entry_points, version
@@ -522,10 +523,15 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
         raise InputError("--max-concurrency", "must be at least 1")
 
     unstarted: dict[str, list[str]] = {}
+    # Set on Ctrl-C: a connection whose thread had not yet begun its sync does not begin it
+    # (the Engine's cancel stops the syncs running, and those started while they run).
+    stopping = threading.Event()
 
     def one(conn: ProjectConnection) -> list[SyncRun]:
         progress = (None if args.quiet else progress_for(sys.stderr) if len(chosen) == 1
                     else LogProgress(sys.stderr))
+        if stopping.is_set():
+            return []
         try:
             runs = engine.sync(conn.connector, conn.name, streams=streams or conn.streams,
                                full_refresh=args.full_refresh, progress=progress,
@@ -551,6 +557,7 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM: connections not started never start; running ones land what
             # they read, mark their runs interrupted and stop at their next page.
+            stopping.set()
             engine.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
             wait(futures, timeout=CANCEL_GRACE_SECONDS)
