@@ -58,6 +58,7 @@ from engine.project import (
 )
 from engine.store import StoreBusy, StoreError, StoreTarget, SyncRun
 from engine.store.live import read_live_runs
+from engine.sync.stream import Progress
 from engine.templates import TemplateFailed
 
 DEFAULT_DB = "crm.duckdb"
@@ -452,7 +453,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 map_processes=_map_processes(args, project)) as engine:
         runs = engine.sync(connector, connection, streams=streams,
                            full_refresh=args.full_refresh,
-                           progress=None if args.quiet else progress_for(sys.stderr),
+                           progress=_progress(args, many=False),
                            **_options(args))
         unstarted = _not_started(engine, connector, streams, runs)
     return _print_runs(args, runs, db, with_connection=False,
@@ -476,6 +477,17 @@ def _connector_or_stored(name: str, connection: str | None, project: Project | N
     raise InputError("NAME", f"{name!r} is neither {of_project}a stored connection "
                              f"(`crm-engine connections` lists them) nor a connector "
                              f"({', '.join(connectors)})")
+
+
+def _progress(args: argparse.Namespace, many: bool) -> Progress | None:
+    """How a sync shows its progress on stderr: nothing with -q; JSON lines with
+    `--log-format json`; a line per stream's start and end for many connections or off a
+    terminal; else a live line."""
+    if args.quiet:
+        return None
+    if args.log_format == "json" or many:
+        return LogProgress(sys.stderr, as_json=args.log_format == "json")
+    return progress_for(sys.stderr)
 
 
 def _not_started(engine: Engine, connector: str, streams: list[str] | None,
@@ -528,8 +540,7 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
     stopping = threading.Event()
 
     def one(conn: ProjectConnection) -> list[SyncRun]:
-        progress = (None if args.quiet else progress_for(sys.stderr) if len(chosen) == 1
-                    else LogProgress(sys.stderr))
+        progress = _progress(args, many=len(chosen) > 1)
         if stopping.is_set():
             return []
         try:
@@ -539,8 +550,8 @@ def _sync_project(args: argparse.Namespace, project: Project, chosen: list[Proje
         except (InputError, SpecError, CrmError, StoreError, TemplateFailed) as exc:
             # Nothing ran (credentials, settings): one failed row says why, the others go on.
             run = SyncRun(conn.connector, conn.name, "-", status="failed", error=str(exc))
-            if len(chosen) > 1 and not args.quiet:
-                print(f"sync {conn.name}: failed: {exc}", file=sys.stderr, flush=True)
+            if len(chosen) > 1 and isinstance(progress, LogProgress):
+                progress.line(run, "failed", f"sync {conn.name}: failed: {exc}")
             return [run]
         unstarted[conn.name] = _not_started(engine, conn.connector, streams or conn.streams,
                                             runs)

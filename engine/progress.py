@@ -3,6 +3,8 @@ run concurrently, so both keep each run's own start time, under a lock."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
 import threading
 import time
@@ -53,18 +55,21 @@ def _describe(run: SyncRun, started: float) -> str:
 
 
 class LogProgress:
-    """One line when a stream starts and one when it ends (for cron and CI logs). Streams end
-    on threads of their own: each line is written whole, under a lock, never interleaved."""
+    """One line when a stream starts and one when it ends (for cron and CI logs); with
+    `as_json`, one JSON object each, as `--log-format json` writes log lines, with the run's
+    fields besides its message. Streams end on threads of their own: each line is written
+    whole, under a lock, never interleaved."""
 
-    def __init__(self, out: TextIO = sys.stderr):
+    def __init__(self, out: TextIO = sys.stderr, as_json: bool = False):
         self.out = out
+        self.as_json = as_json
         self._started: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def stream_started(self, run: SyncRun) -> None:
         with self._lock:
             self._started[run.run_id] = time.perf_counter()
-        self._line(f"sync {run.connection}/{run.stream}: started")
+        self.line(run, "started", f"sync {run.connection}/{run.stream}: started")
 
     def page_read(self, run: SyncRun) -> None:
         pass
@@ -72,12 +77,25 @@ class LogProgress:
     def stream_finished(self, run: SyncRun) -> None:
         with self._lock:
             started = self._started.pop(run.run_id, time.perf_counter())
+        seconds = time.perf_counter() - started
         error = f" error: {run.error}" if run.error else ""
-        self._line(f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
+        self.line(run, "finished",
+                   f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
                    f"{run.pages} pages, {run.requests} requests, {run.retries} retries, "
-                   f"{time.perf_counter() - started:.1f}s{error}")
+                   f"{seconds:.1f}s{error}", seconds)
 
-    def _line(self, text: str) -> None:
+    def line(self, run: SyncRun, event: str, text: str, seconds: float | None = None) -> None:
+        """One line about `run` (`event`: started, finished, or failed before it started)."""
+        if self.as_json:
+            entry = {"time": f"{dt.datetime.now():%Y-%m-%dT%H:%M:%S}",
+                     "level": "ERROR" if run.status == "failed" else "INFO",
+                     "logger": "crm_engine.progress", "message": text, "event": event,
+                     "connector": run.connector, "connection": run.connection,
+                     "stream": run.stream, "run_id": run.run_id, "status": run.status}
+            if seconds is not None:
+                entry.update(records=run.records, pages=run.pages, requests=run.requests,
+                             retries=run.retries, seconds=round(seconds, 3), error=run.error)
+            text = json.dumps(entry, ensure_ascii=False)
         # (print() writes the text and its newline in two calls, between which another
         # thread's line can come.)
         with self._lock:

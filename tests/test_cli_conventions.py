@@ -102,6 +102,21 @@ def test_log_lines_as_json(tmp_path):
     assert any("retrying" in line["message"] for line in lines)
 
 
+def test_progress_lines_are_json_too_with_log_format_json(tmp_path, hubspot):
+    """A log collector reading stderr gets JSON objects only, the progress lines included,
+    with the run's fields beside the message."""
+    result = crm(tmp_path, "sync", "hubspot", "--base-url", hubspot.url, "--db", "x.duckdb",
+                 "--streams", "contacts,companies", "--log-format", "json",
+                 token=hubspot.emulator.static_token)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
+    finished = {line["stream"]: line for line in lines if line.get("event") == "finished"}
+    assert set(finished) == {"contacts", "companies"}
+    contacts = finished["contacts"]
+    assert (contacts["logger"], contacts["status"], contacts["records"], contacts["connection"]
+            ) == ("crm_engine.progress", "succeeded", 30, "hubspot")
+
+
 @pytest.mark.parametrize("unbuffered", ["1", ""])
 def test_output_to_a_closed_pipe_ends_quietly(tmp_path, unbuffered):
     """`crm-engine validate | head -1`: the reader goes away; no traceback, SIGPIPE's code."""
