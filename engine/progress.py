@@ -80,9 +80,9 @@ class LogProgress:
         seconds = time.perf_counter() - started
         error = f" error: {run.error}" if run.error else ""
         self.line(run, "finished",
-                   f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
-                   f"{run.pages} pages, {run.requests} requests, {run.retries} retries, "
-                   f"{seconds:.1f}s{error}", seconds)
+                  f"sync {run.connection}/{run.stream}: {run.status}, {run.records} records, "
+                  f"{run.pages} pages, {run.requests} requests, {run.retries} retries, "
+                  f"{seconds:.1f}s{error}", seconds)
 
     def line(self, run: SyncRun, event: str, text: str, seconds: float | None = None) -> None:
         """One line about `run` (`event`: started, finished, or failed before it started)."""
