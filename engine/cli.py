@@ -47,7 +47,7 @@ from engine.connections import ConnectionStore
 from engine.engine import CANCEL_GRACE_SECONDS, Engine
 from engine.errors import CrmError, InputError, SpecError
 from engine.loader import load_connector, load_mapping
-from engine.progress import LogProgress, progress_for
+from engine.progress import LogProgress, json_log_line, progress_for
 from engine.project import (
     DEFAULT_MAX_CONCURRENCY,
     PROJECT_FILE,
@@ -57,7 +57,6 @@ from engine.project import (
     load_project,
 )
 from engine.store import StoreBusy, StoreError, StoreTarget, SyncRun
-from engine.store.live import read_live_runs
 from engine.sync.stream import Progress
 from engine.templates import TemplateFailed
 
@@ -326,6 +325,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+_TOP_LEVEL_MODELS = re.compile(r"^models\s*:", re.MULTILINE)
+_TOP_LEVEL_CONNECTIONS = re.compile(r"^connections\s*:", re.MULTILINE)
+
+
 def _file_kind(path: Path) -> str:
     """What a YAML file given to `validate` is, by its top-level keys (a file in `mappings/`
     is a mapping whatever it holds): `project`, `mapping` or `connector`."""
@@ -338,10 +341,6 @@ def _file_kind(path: Path) -> str:
     if path.name == PROJECT_FILE or _TOP_LEVEL_CONNECTIONS.search(text):
         return "project"
     return "connector"
-
-
-_TOP_LEVEL_MODELS = re.compile(r"^models\s*:", re.MULTILINE)
-_TOP_LEVEL_CONNECTIONS = re.compile(r"^connections\s*:", re.MULTILINE)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -446,11 +445,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                          + (f" (not connections of it: {', '.join(unknown)})"
                             if project and unknown else "")
                          if args.names else "name a connector, or give --all")
-    connector, connection = _connector_or_stored(args.names[0], args.connection, project,
-                                                 args.connectors_dir)
     db = _db(args, project)
     with Engine(db=db, connectors_dir=args.connectors_dir, credentials=_credentials(project),
                 map_processes=_map_processes(args, project)) as engine:
+        connector, connection = _connector_or_stored(engine, args.names[0], args.connection,
+                                                     project)
         runs = engine.sync(connector, connection, streams=streams,
                            full_refresh=args.full_refresh,
                            progress=_progress(args, many=False),
@@ -460,12 +459,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
                        not_started={connection or connector: unstarted})
 
 
-def _connector_or_stored(name: str, connection: str | None, project: Project | None,
-                         connectors_dir: str | None) -> tuple[str, str | None]:
+def _connector_or_stored(engine: Engine, name: str, connection: str | None,
+                         project: Project | None) -> tuple[str, str | None]:
     """A NAME that is not one of the project's connections: a connector (its connection
     `--connection`, else its default), else a stored connection (`crm-engine connect ...
     --connection NAME`), as `check` takes them."""
-    engine = Engine(connectors_dir=connectors_dir, credentials=_credentials(project))
     connectors = [path.stem for path in engine.connector_files()]
     if name in connectors:
         return name, connection
@@ -601,7 +599,7 @@ def cmd_run_due(args: argparse.Namespace) -> int:
         except StoreBusy as exc:
             # The previous run-due (or a sync by hand) is still at it: cron's next tick
             # starts what is due once it has ended. Held by anything else, it is an error.
-            _held_by_sync(exc, db)
+            _held_by_sync(exc)
             print("[]" if args.json else f"{db} is being written by a sync (PID {exc.holder}): "
                   f"nothing started; what is due starts at the first run-due after it ends")
             return EXIT_OK
@@ -705,7 +703,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
                     credentials=_credentials(project)) as engine:
             rows = engine.connections(declared)
     except StoreBusy as exc:
-        live = _held_by_sync(exc, db)
+        live = _held_by_sync(exc)
         # A sync in another process holds the file: its connections are running now; the
         # others' last sync cannot be read until it ends.
         with Engine(connectors_dir=args.connectors_dir,
@@ -741,7 +739,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         with Engine(db=db, connectors_dir=args.connectors_dir) as engine:
             rows = engine.status(args.connector, args.connection)
     except StoreBusy as exc:
-        return _print_live_runs(args, db, _held_by_sync(exc, db))
+        return _print_live_runs(args, db, _held_by_sync(exc))
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
@@ -763,13 +761,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _held_by_sync(busy: StoreBusy, db: str | StoreTarget) -> dict[str, Any]:
+def _held_by_sync(busy: StoreBusy) -> dict[str, Any]:
     """The runs in progress of the sync that holds the DuckDB file (engine.store.live);
     `busy` itself when what holds it is not a sync."""
-    live = read_live_runs(str(db), busy.holder)
-    if live is None:
+    if busy.live is None:
         raise busy
-    return live
+    return busy.live
 
 
 def _print_live_runs(args: argparse.Namespace, db: str | StoreTarget,
@@ -816,13 +813,12 @@ def cmd_action(args: argparse.Namespace) -> int:
     declared = project.connections.get(args.connector) if project else None
     if declared is not None:  # its connector, secrets, base URL and settings are the file's
         _no_connection_options(args)
-        connector, connection = declared.connector, declared.name
-    else:
-        connector, connection = _connector_or_stored(args.connector, args.connection, project,
-                                                     args.connectors_dir)
     options = declared.options() if declared is not None else _options(args)
     with Engine(db=args.db, connectors_dir=args.connectors_dir,
                 credentials=_credentials(project)) as engine:
+        connector, connection = (
+            (declared.connector, declared.name) if declared is not None else
+            _connector_or_stored(engine, args.connector, args.connection, project))
         result = engine.action(connector, args.action, payload, connection,
                                log_payload=args.log_payload, **options)
     print(json.dumps(result, indent=2, ensure_ascii=False))
@@ -889,9 +885,7 @@ class JsonLogFormatter(logging.Formatter):
     """One JSON object per line, for log collectors."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-                 "logger": record.name, "message": record.getMessage()}
-        return json.dumps(entry, ensure_ascii=False)
+        return json_log_line(record.created, record.levelname, record.name, record.getMessage())
 
 
 def _configure_logging(args: argparse.Namespace) -> None:

@@ -3,12 +3,11 @@ run concurrently, so both keep each run's own start time, under a lock."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import threading
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from engine.store import SyncRun
 
@@ -87,20 +86,28 @@ class LogProgress:
     def line(self, run: SyncRun, event: str, text: str, seconds: float | None = None) -> None:
         """One line about `run` (`event`: started, finished, or failed before it started)."""
         if self.as_json:
-            entry = {"time": f"{dt.datetime.now():%Y-%m-%dT%H:%M:%S}",
-                     "level": "ERROR" if run.status == "failed" else "INFO",
-                     "logger": "crm_engine.progress", "message": text, "event": event,
-                     "connector": run.connector, "connection": run.connection,
-                     "stream": run.stream, "run_id": run.run_id, "status": run.status}
+            fields: dict[str, Any] = {
+                "event": event, "connector": run.connector, "connection": run.connection,
+                "stream": run.stream, "run_id": run.run_id, "status": run.status}
             if seconds is not None:
-                entry.update(records=run.records, pages=run.pages, requests=run.requests,
-                             retries=run.retries, seconds=round(seconds, 3), error=run.error)
-            text = json.dumps(entry, ensure_ascii=False)
+                fields.update(records=run.records, pages=run.pages, requests=run.requests,
+                              retries=run.retries, seconds=round(seconds, 3), error=run.error)
+            text = json_log_line(time.time(), "ERROR" if run.status == "failed" else "INFO",
+                                 "crm_engine.progress", text, **fields)
         # (print() writes the text and its newline in two calls, between which another
         # thread's line can come.)
         with self._lock:
             self.out.write(text + "\n")
             self.out.flush()
+
+
+def json_log_line(created: float, level: str, logger: str, message: str,
+                  **fields: Any) -> str:
+    """One line as `--log-format json` writes log records (and progress lines): local time,
+    level, logger, message, then any fields of their own."""
+    return json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(created)),
+                       "level": level, "logger": logger, "message": message, **fields},
+                      ensure_ascii=False)
 
 
 def progress_for(stream: TextIO = sys.stderr) -> TerminalProgress | LogProgress:

@@ -34,9 +34,10 @@ class StoreError(RuntimeError):
 class StoreBusy(StoreError):
     """Another process holds the DuckDB file (DuckDB lets one open it at a time)."""
 
-    def __init__(self, message: str, holder: int):
+    def __init__(self, message: str, holder: int, live: dict[str, Any] | None = None):
         super().__init__(message)
         self.holder = holder  # its process id
+        self.live = live  # its runs in progress, when it is a sync (engine.store.live)
 
 
 @dataclass

@@ -279,7 +279,7 @@ def connect(path: str) -> duckdb.DuckDBPyConnection:
             what = (f"a sync (PID {pid}); `crm-engine status` shows its progress" if live else
                     f"another process (PID {pid}, {Path(holder['program']).name})")
             raise StoreBusy(f"{path} is in use by {what}; wait for it to finish or choose "
-                            f"another --db", pid) from None
+                            f"another --db", pid, live) from None
         if "not a valid DuckDB database file" in text:
             raise StoreError(f"{path} is not a DuckDB database file") from None
         if "created with an newer version of DuckDB" in text:

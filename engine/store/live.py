@@ -46,13 +46,15 @@ class LiveRuns:
         """Runs whose counters were just committed: the running ones are shown, the others
         (succeeded, failed, interrupted) no longer."""
         with self._lock:
-            before = dict(self._runs)
+            changed = False
             for run in runs:
                 if run.status == "running":
-                    self._runs[run.run_id] = {f: _plain(getattr(run, f)) for f in _FIELDS}
+                    shown = {f: getattr(run, f) for f in _FIELDS}
+                    changed |= self._runs.get(run.run_id) != shown
+                    self._runs[run.run_id] = shown
                 else:
-                    self._runs.pop(run.run_id, None)
-            if self._runs == before:
+                    changed |= self._runs.pop(run.run_id, None) is not None
+            if not changed:
                 return
             if not self._runs:
                 with contextlib.suppress(OSError):
@@ -62,7 +64,8 @@ class LiveRuns:
                         "runs": list(self._runs.values())}
             partial = self.path.with_name(self.path.name + ".partial")
             try:
-                partial.write_text(json.dumps(document), encoding="utf-8")
+                partial.write_text(json.dumps(document, default=dt.datetime.isoformat),
+                                   encoding="utf-8")
                 os.replace(partial, self.path)  # readers see the old file or the new, whole
             except OSError:
                 pass  # a read-only directory: the database itself is still right
@@ -85,6 +88,3 @@ def read_live_runs(db: str | Path, holder: int) -> dict[str, Any] | None:
         return None
     return document
 
-
-def _plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, dt.datetime) else value
